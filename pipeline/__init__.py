@@ -1,0 +1,1 @@
+"""claimscrub pipeline: ingest, validate, report and orchestrate."""

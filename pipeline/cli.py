@@ -1,0 +1,208 @@
+"""claimscrub command line: a thin layer over the flows and the pure pipeline.
+
+Examples:
+    claimscrub scrub sample_claims/mixed.csv --out review/ --as-of 2024-06-30
+    claimscrub ingest sample_claims/messy.xlsx
+    claimscrub sample --lines 10000 big.xlsx
+    claimscrub rules
+"""
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Scrub G51.33 botulinum-toxin claims.")
+
+
+def _date(value: str | None) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"--as-of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"claimscrub: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(config: Path | None, columns: Path | None):
+    from pipeline.config import ConfigError, load_config
+    from pipeline.ingest import load_column_map
+
+    try:
+        return load_config(config), load_column_map(columns)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def scrub(
+    inputs: Annotated[list[Path], typer.Argument(help="Claim exports (.xlsx .xlsm .xls .ods .csv .tsv)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder, or file for one input")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+    columns: Annotated[Path | None, typer.Option(help="Header mapping TOML")] = None,
+    as_of: Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default today)")] = None,
+    fail_on: Annotated[str | None, typer.Option(help="error or warning: exit 1 if such a finding exists")] = None,
+    record: Annotated[bool, typer.Option(help="Record a Prefect flow run even with no API configured")] = False,
+) -> None:
+    """Scrub claim files and write one exceptions workbook (and findings CSV) per input."""
+    from pipeline import scrub as S
+    from pipeline.ingest import IngestError
+
+    if fail_on not in (None, "error", "warning"):
+        _fail("--fail-on takes error or warning")
+    day = _date(as_of)
+    cfg, cmap = _load(config, columns)
+    single = len(inputs) == 1
+    use_prefect = record or bool(os.environ.get("PREFECT_API_URL"))
+    worst = set()
+    failed = False
+    with typer.progressbar(inputs, label="Scrubbing", file=sys.stderr) as bar:
+        for path in bar:
+            started = time.perf_counter()
+            try:
+                if use_prefect:
+                    summary = _scrub_recorded(path, out, single, day, cfg, cmap)
+                else:
+                    summary = S.scrub_file(path, out, cfg, day, cmap, single=single).summary.__dict__
+            except IngestError as exc:
+                typer.echo(f"\n{path}: cannot be read: {exc.reason} [{exc.code}]", err=True)
+                failed = True
+                continue
+            except OSError as exc:
+                typer.echo(f"\n{path}: {exc.strerror or exc}", err=True)
+                failed = True
+                continue
+            typer.echo("\n" + _summary_text(summary, time.perf_counter() - started))
+            worst |= _severities(summary)
+    if failed:
+        raise typer.Exit(2)
+    if fail_on == "error" and "error" in worst or fail_on == "warning" and worst & {"error", "warning"}:
+        raise typer.Exit(1)
+
+
+def _scrub_recorded(path, out, single, day, cfg, cmap) -> dict:
+    import uuid
+
+    from pipeline import scrub as S
+    from pipeline.flows import scrub_file_flow
+
+    workbook, csv_path = S.output_paths(path, out, single)
+    workbook.parent.mkdir(parents=True, exist_ok=True)
+    return scrub_file_flow(input_path=path, workbook=workbook, csv_path=csv_path, as_of=day, config=cfg,
+                           column_map=cmap, run_id=uuid.uuid4().hex[:12])
+
+
+def _severities(summary: dict) -> set[str]:
+    from schemas.rules import RULES_BY_ID
+
+    return {RULES_BY_ID[r].severity.value for r in summary["by_rule"]} | (
+        {"error"} if summary["claims_with_errors"] else set())
+
+
+def _summary_text(s: dict, seconds: float) -> str:
+    lines = [
+        f"{s['file']}: {s['rows_read']} rows, {s['claims']} claims, {s['g5133_claims']} G51.33 claims "
+        f"({s['clean_claims']} clean, {s['claims_with_errors']} with errors, "
+        f"{s['claims_with_warnings']} with warnings only); ${s['at_risk']:,.2f} at risk [{seconds:.2f}s]",
+    ]
+    for rule, count in sorted(s["by_rule"].items()):
+        lines.append(f"  {rule}: {count}")
+    if s["not_checked"]:
+        lines.append("  not checked: " + ", ".join(sorted(s["not_checked"])))
+    return "\n".join(lines)
+
+
+@app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(help="A claim export")],
+    columns: Annotated[Path | None, typer.Option(help="Header mapping TOML")] = None,
+) -> None:
+    """Show what claimscrub reads from a file: rows, claims, headers and ingest issues."""
+    from pipeline.ingest import IngestError, load_column_map, read_claims
+
+    try:
+        result = read_claims(file, load_column_map(columns))
+    except IngestError as exc:
+        _fail(f"{file}: cannot be read: {exc.reason} [{exc.code}]")
+    except ValueError as exc:
+        _fail(str(exc))
+    lines = result.lines
+    typer.echo(f"{result.file} (sheet {result.sheet!r}): {result.rows_read} rows, "
+               f"{lines['claim_id'].nunique()} claims, sha256 {result.sha256[:16]}…")
+    typer.echo("mapped headers:")
+    for header, canonical in result.mapped.items():
+        typer.echo(f"  {header!r} -> {canonical}")
+    typer.echo("unmapped headers: " + (", ".join(repr(h) for h in result.unmapped) or "none"))
+    cells = result.issues[result.issues["rule"] != "NOTE"]
+    typer.echo(f"ingest issues: {len(cells)}")
+    for rec in cells.itertuples(index=False):
+        typer.echo(f"  row {rec.row}, column {rec.column!r}: {rec.reason}")
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+
+
+@app.command()
+def sample(
+    out: Annotated[Path, typer.Argument(help="Output file (.xlsx or .csv)")],
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="Number of claim lines")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file)")] = 20261124,
+) -> None:
+    """Write a synthetic claims export (deterministic) for demos and benchmarks."""
+    from pipeline.sample import write_sample
+
+    if out.suffix.lower() not in (".xlsx", ".csv"):
+        _fail(f"{out}: the output must end in .xlsx or .csv")
+    write_sample(lines, out, seed)
+    typer.echo(f"wrote {lines} synthetic claim lines to {out}")
+
+
+@app.command()
+def rules(config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None) -> None:
+    """Print the rule catalog with the effective severities."""
+    from schemas.rules import CATALOG_VERSION, RULES
+
+    cfg, _ = _load(config, None)
+    typer.echo(f"rule catalog {CATALOG_VERSION}")
+    for r in RULES:
+        sev = cfg.severity.get(r.id, r.severity).value
+        state = " (disabled)" if r.id in cfg.disabled else ""
+        typer.echo(f"{r.id:9} {sev:8} {r.title}{state}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Demo output folder")] = Path("demo_run"),
+) -> None:
+    """Scrub the bundled sample claims and say where the workbooks are."""
+    from pipeline import scrub as S
+    from pipeline.config import load_config
+
+    root = Path(__file__).resolve().parent.parent / "sample_claims"
+    cfg = load_config(root / "claimscrub.toml")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(root.glob("*.*")):
+        if path.suffix.lower() not in (".csv", ".xlsx") or path.name.startswith("."):
+            continue
+        o = S.scrub_file(path, out, cfg, dt.date(2024, 6, 30), single=False)
+        typer.echo(_summary_text(o.summary.__dict__, 0).rsplit(" [", 1)[0])
+        typer.echo(f"  workbook: {o.workbook.resolve()}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,385 @@
+"""Derive line features and one row of facts per claim from canonical lines (vectorised group-bys).
+
+Pure: no I/O. The claim-level frame is what ``schemas.claims.ClaimFacts`` validates; its ``why_*``
+columns hold the reviewer-facing detail of the multi-part rules (empty string = nothing wrong).
+"""
+
+import hashlib
+import math
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ScrubConfig
+from schemas import codesets as K
+from schemas import columns as C
+from schemas.checks import ndc_is_valid, vial_totals
+from schemas.sites import parse_sites
+
+_VIAL_LIMIT = {code: 40000 if code == "J0587" else 4000 for code in K.TOXIN_CODES}
+VIAL_TOTALS = {code: vial_totals(v, _VIAL_LIMIT[code]) for code, v in K.TOXIN_VIALS.items()}
+
+
+def patient_key(patient_id: str | None, salt: str) -> str | None:
+    """Salted hash of a patient id: the ledger stores this, never the id."""
+    if patient_id is None:
+        return None
+    return hashlib.sha256(f"{salt}\x1f{patient_id}".encode()).hexdigest()[:32]
+
+
+def _has_mod(lines: pd.DataFrame, mod: str) -> pd.Series:
+    return (lines[list(C.MODIFIERS)] == mod).any(axis=1)
+
+
+def _join(values: pd.Series, by) -> pd.Series:
+    """Per group: the distinct non-empty strings joined with '; '."""
+    s = values[values.astype(bool)]
+    if s.empty:
+        return pd.Series(dtype=object)
+    return s.groupby(by[s.index], sort=False).agg(lambda v: "; ".join(dict.fromkeys(v)))
+
+
+def line_features(lines: pd.DataFrame) -> pd.DataFrame:
+    """Per-line booleans used by the claim rules (codes, modifiers, pointers)."""
+    proc = lines[C.PROCEDURE_CODE].fillna("").astype(str)
+    f = pd.DataFrame(index=lines.index)
+    f["claim"] = lines[C.CLAIM_ID]
+    f["is_64612"] = proc == K.CHEMO_FACIAL
+    f["is_toxin"] = proc.isin(K.TOXIN_CODES)
+    f["is_other_chemo"] = proc.isin(K.OTHER_CHEMO)
+    f["is_chemo"] = proc.isin(K.CHEMO_ALL)
+    f["is_95873"] = proc == K.GUIDANCE_ESTIM
+    f["is_95874"] = proc == K.GUIDANCE_EMG
+    f["is_64617"] = proc == K.LARYNX_CHEMO
+    f["is_96372"] = proc == K.THERAPEUTIC_INJECTION
+    f["is_surgery"] = proc.isin(K.FACIAL_NERVE_SURGERY)
+    f["is_drug"] = proc.str.startswith("J")
+    for mod, name in (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt")):
+        f[name] = _has_mod(lines, mod)
+    f["admin_toxin"] = f.is_toxin & ~f.jw
+    dx = lines[list(C.DX)]
+    f["g5133"] = (dx == K.G51_33).any(axis=1)
+    f["g513"] = (dx == K.G51_3_HEADER).any(axis=1)
+    f["g510"] = (dx == K.BELLS_PALSY).any(axis=1)
+    f["structural"] = dx.isin(K.STRUCTURAL_DX).any(axis=1)
+    conflict = dx.where(dx.isin(K.G51_3_CONFLICTING))
+    f["conflict_dx"] = conflict.apply(lambda r: ", ".join(dict.fromkeys(r.dropna())), axis=1) if len(dx) else ""
+    # Pointers: letters A-L name dx_1..dx_12 of the same line.
+    ptr = lines[C.DX_POINTER].fillna("").astype(str)
+    dx_arr = dx.to_numpy(dtype=object)
+    n = len(lines)
+    pointed = np.full((n, 4), None, dtype=object)
+    for k in range(4):
+        letter = ptr.str[k].fillna("")
+        code = letter.map(lambda c: ord(c) - 65 if len(c) == 1 and "A" <= c <= "L" else -1).to_numpy(
+            dtype=np.int64)
+        ok = code >= 0
+        pointed[ok, k] = dx_arr[np.flatnonzero(ok), code[ok]]
+    pointed_s = pd.DataFrame(pointed, index=lines.index)
+    has_ptr = ptr != ""
+    f["has_pointer"] = has_ptr
+    f["points_g513x"] = pointed_s.apply(lambda c: c.astype(str).str.startswith("G51.3")).any(axis=1)
+    only = (pointed_s.isna() | (pointed_s == K.G51_33)).all(axis=1) & pointed_s.notna().any(axis=1)
+    f["points_only_g5133"] = only
+    f["ndc_ok"] = ndc_is_valid(lines[C.NDC])
+    return f
+
+
+def _sites_frame(lines: pd.DataFrame) -> pd.DataFrame:
+    """One row per parsed site entry per claim; the same sites text on several lines counts once."""
+    texts = lines[[C.CLAIM_ID, C.MUSCLES]].dropna()
+    texts = texts[texts[C.MUSCLES].astype(str).str.strip() != ""].drop_duplicates()
+    rows = []
+    for claim, text in zip(texts[C.CLAIM_ID].tolist(), texts[C.MUSCLES].tolist(), strict=True):
+        for s in parse_sites(str(text)):
+            per_side = s.units_per_side()
+            rows.append((claim, s.side, s.muscle, s.units, s.raw, s.muscle_text, s.facial,
+                         per_side.get("R", 0.0), per_side.get("L", 0.0)))
+    return pd.DataFrame(rows, columns=["claim", "side", "muscle", "units", "raw", "muscle_text", "facial",
+                                       "r_units", "l_units"])
+
+
+def derive_claims(
+    lines: pd.DataFrame,
+    config: ScrubConfig,
+    present: set[str] | None = None,
+    history: pd.DataFrame | None = None,
+    salt: str = "",
+) -> pd.DataFrame:
+    """One row per claim (claims with an id), with the facts every claim-level rule needs."""
+    present = set(C.CANONICAL) if present is None else present
+    lines = lines[lines[C.CLAIM_ID].notna()]
+    if lines.empty:
+        return pd.DataFrame(columns=[C.CLAIM_ID, "in_scope"])
+    f = line_features(lines)
+    by = lines[C.CLAIM_ID]
+    g = f.groupby(by, sort=False)
+    anyf = g[[c for c in f.columns if f[c].dtype == bool]].any()
+    cf = pd.DataFrame(index=anyf.index)
+    cf.index.name = "claim"
+    first = lines.groupby(by, sort=False).first()
+    cf[C.CLAIM_ID] = cf.index.astype(object)
+    cf[C.PATIENT_ID] = first[C.PATIENT_ID]
+    cf[C.PAYER] = first[C.PAYER]
+    cf[C.PLACE_OF_SERVICE] = first[C.PLACE_OF_SERVICE]
+    dos = lines.groupby(by, sort=False)[C.SERVICE_DATE]
+    cf["dos_min"] = dos.min()
+    cf["dos_max"] = dos.max()
+    cf["first_index"] = lines.reset_index().groupby(by.to_numpy(), sort=False)["index"].first()
+    for col in anyf.columns:
+        cf[col] = anyf[col]
+    cf["in_scope"] = cf["g5133"]
+    cf["file_has_pointers"] = bool(f["has_pointer"].any())
+
+    def anchor(mask: pd.Series) -> pd.Series:
+        sub = lines.index[mask.to_numpy()]
+        return pd.Series(sub, index=sub).groupby(by[sub], sort=False).first()
+
+    cf["idx_64612"] = anchor(f.is_64612)
+    cf["idx_toxin"] = anchor(f.is_toxin)
+    for col in ("idx_64612", "idx_toxin"):
+        cf[col] = cf[col].fillna(cf["first_index"]).astype("int64")
+
+    # Profiles per claim (payer).
+    profiles = {p: config.profile_for(p) for p in cf[C.PAYER].dropna().unique()}
+    prof = cf[C.PAYER].map(lambda p: profiles.get(p, config.default) if p is not None else config.default)
+    cf["profile_style"] = prof.map(lambda p: p.bilateral_style.value)
+    for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
+        cf[attr] = prof.map(lambda p, a=attr: getattr(p, a)).astype(float)
+
+    # Diagnosis.
+    cf["conflict_dx"] = _join(f["conflict_dx"], by).reindex(cf.index).fillna("")
+
+    # 64612 bilateral billing.
+    units = lines[C.UNITS]
+    p = f.assign(units=units, date=lines[C.SERVICE_DATE])[f.is_64612]
+    unmod = p.loc[:, ["m50", "m_rt", "m_lt"]].sum(axis=1) == 0
+    p = p.assign(unmod=unmod)
+    why8 = pd.Series("", index=p.index)
+    why8 = why8.mask(p.m50 & (p.units != 1), "64612-50 billed with " + p.units.map(_fmt).astype(str) + " units")
+    why8 = why8.mask(p.m50 & (p.m_rt | p.m_lt), "modifier 50 together with RT/LT on one line")
+    why8 = why8.mask(p.unmod & (p.units >= 2), "64612 without side modifier billed with 2+ units")
+    why8 = why8.mask((p.m_rt | p.m_lt) & ~p.m50 & (p.units != 1), "64612-RT/LT billed with "
+                     + p.units.map(_fmt).astype(str) + " units (1 per side)")
+    key = [p.claim, p.date.fillna(pd.Timestamp(0))]
+    per_date = p.groupby(key, sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
+    mixed = (per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))
+    why8 = why8.mask(mixed & (why8 == ""), "64612-50 plus a 64612-RT/LT line on the same date")
+    twice = (per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)
+    why8 = why8.mask(twice & (why8 == ""), "two 64612 lines for the same side on the same date")
+    cf["why_bilateral"] = _join(why8, p.claim).reindex(cf.index).fillna("")
+    pg = p.groupby("claim", sort=False)
+    cf["n_unmod_multi"] = (p.unmod & (p.units >= 2)).groupby(p.claim).any().reindex(cf.index).fillna(False)
+    bilateral = cf.m50 | (cf.m_rt & cf.m_lt)
+    cf["bilateral_billed"] = bilateral
+    one_side = np.where(cf.m_rt & ~cf.m_lt, "RT only", np.where(cf.m_lt & ~cf.m_rt, "LT only", "no side modifier"))
+    cf["one_side"] = pd.Series(one_side, index=cf.index).where(
+        cf.is_64612 & ~bilateral & ~cf.n_unmod_multi.astype(bool), "")
+    del pg
+    style_why = np.where(
+        (cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1",
+        np.where((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT", ""))
+    cf["why_style"] = style_why
+
+    # Pointers and other chemodenervation.
+    bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
+    cf["why_pointer"] = _join(lines[C.PROCEDURE_CODE].where(bad_ptr, "").fillna(""), by).reindex(cf.index).fillna("")
+    cf["idx_pointer"] = anchor(bad_ptr).reindex(cf.index)
+    dx_count = lines[list(C.DX)].notna().sum(axis=1)
+    only_g5133_claim = (dx_count.groupby(by).max() == 1) & cf.g5133
+    other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & by.map(only_g5133_claim).fillna(False)))
+    cf["why_other_chemo"] = _join(lines[C.PROCEDURE_CODE].where(other, "").fillna(""), by).reindex(
+        cf.index).fillna("")
+    cf["idx_other_chemo"] = anchor(other).reindex(cf.index)
+
+    # Drug lines.
+    source = lines[C.DRUG_SOURCE].fillna("").astype(str).str.lower()
+    supplied = source.str.contains("pharm|patient|specialty|white|brown", regex=True)
+    cf["drug_supplied"] = supplied.groupby(by).any()
+    tox = lines[f.admin_toxin]
+    cf["toxin_code"] = tox.groupby(tox[C.CLAIM_ID], sort=False)[C.PROCEDURE_CODE].first().reindex(
+        cf.index).astype(object)
+    cf["admin_units"] = tox.groupby(tox[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
+    jwl = lines[f.is_toxin & f.jw]
+    cf["waste_units"] = jwl.groupby(jwl[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
+    cf["billing_unit"] = cf.toxin_code.map(K.TOXIN_BILLING_UNIT).astype(float)
+    bad_ndc = f.is_toxin & ~f.ndc_ok
+    cf["why_ndc"] = _join(lines[C.NDC].astype(object).fillna("(blank)").where(bad_ndc, ""), by).reindex(cf.index).fillna("")
+
+    # Waste modifiers.
+    t = f.assign(code=lines[C.PROCEDURE_CODE], date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)))[f.is_toxin | f.jw]
+    tk = [t.claim, t.code, t.date]
+    grp = t.groupby(tk, sort=False)
+    has_jw = grp["jw"].transform("any").astype(bool) & t.is_toxin
+    has_jz = grp["jz"].transform("any").astype(bool) & t.is_toxin
+    has_admin = grp["admin_toxin"].transform("any").astype(bool)
+    why14 = pd.Series("", index=t.index)
+    dated = t.date >= pd.Timestamp(K.JZ_REQUIRED)
+    why14 = why14.mask(t.admin_toxin & dated & ~t.jz & ~has_jw,
+                       t.code + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
+    why14 = why14.mask(t.jw & t.jz, "JW and JZ on one line")
+    why14 = why14.mask(t.is_toxin & has_jw & has_jz & ~(t.jw & t.jz), "a JZ line and a JW line for " + t.code)
+    why14 = why14.mask(t.is_toxin & t.jw & ~has_admin, "JW line for " + t.code + " with no administered line")
+    why14 = why14.mask(t.jw & ~t.is_drug, "JW on a non-drug line (" + t.code.fillna("") + ")")
+    cf["why_waste"] = _join(why14, t.claim).reindex(cf.index).fillna("")
+    cf["uses_jz"] = cf.jz & cf.is_toxin
+
+    # Sites.
+    s = _sites_frame(lines)
+    sg = s.groupby("claim", sort=False)
+    cf["n_sites"] = sg.size().reindex(cf.index).fillna(0).astype(int)
+    cf["site_units"] = sg["units"].sum(min_count=1).reindex(cf.index).astype(float)
+    cf["r_units"] = sg["r_units"].sum().reindex(cf.index).astype(float).fillna(0.0)
+    cf["l_units"] = sg["l_units"].sum().reindex(cf.index).astype(float).fillna(0.0)
+    no_units = s[s.units.isna()]
+    cf["sites_without_units"] = _join(no_units.raw, no_units.claim.reset_index(drop=True).set_axis(
+        no_units.index)).reindex(cf.index).fillna("")
+    nonfacial = s[s.facial.eq(False)]
+    cf["nonfacial_muscles"] = _join(nonfacial.muscle, nonfacial.claim).reindex(cf.index).fillna("")
+    unknown = s[s.muscle.isna() & (s.muscle_text != "")]
+    cf["unknown_muscles"] = _join(unknown.muscle_text, unknown.claim).reindex(cf.index).fillna("")
+    sides = s.assign(R=s.side.eq("R") | s.side.eq("B"), L=s.side.eq("L") | s.side.eq("B"),
+                     U=s.side.isna()).groupby("claim")[["R", "L", "U"]].any().reindex(cf.index).fillna(False)
+    only_r = sides.R & ~sides.L
+    only_l = sides.L & ~sides.R
+    none_sided = ~sides.R & ~sides.L & sides.U
+    side_text = np.where(only_r, "on the right side only", np.where(only_l, "on the left side only",
+                         np.where(none_sided, "all without a side", "")))
+    side_text = pd.Series(side_text, index=cf.index)
+    side_text = side_text.where(~(sides.U & (only_r | only_l)), side_text + " (some sites state no side)")
+    cf["why_sides"] = side_text.where(cf.n_sites > 0, "")
+    cf["sides_severity"] = np.where(sides.U, "warning", "error")
+
+    # Units: documented vs billed, vials, dose plausibility.
+    bu = cf.billing_unit
+    expected = np.ceil(np.round(cf.site_units / bu, 6))
+    has_doc = cf.site_units.notna() & (cf.site_units > 0) & cf.toxin_code.notna()
+    mismatch = has_doc & (expected != cf.admin_units)
+    cf["why_units"] = np.where(
+        mismatch,
+        "billed " + cf.admin_units.map(_fmt).astype(str) + " units of " + cf.toxin_code.fillna("") + "; documented "
+        + cf.site_units.map(_fmt).astype(str) + " U = " + expected.map(_fmt).astype(str) + " billing units",
+        "")
+    total_toxin = (cf.admin_units + cf.waste_units) * bu
+    vial_ok = pd.Series(
+        [(not isinstance(c, str)) or math.isnan(tt) or (float(tt).is_integer() and int(tt) in VIAL_TOTALS[c])
+         or tt > _VIAL_LIMIT[c] for c, tt in zip(cf.toxin_code, total_toxin, strict=True)],
+        index=cf.index)
+    vial_check = cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)
+    cf["why_vials"] = np.where(
+        vial_check & ~vial_ok,
+        (cf.admin_units * bu).map(_fmt).astype(str) + " U given + " + (cf.waste_units * bu).map(_fmt).astype(str) + " U discarded = "
+        + total_toxin.map(_fmt).astype(str) + " U; vials are " + cf.toxin_code.map(
+            lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ())) if isinstance(c, str) else "") + " U",
+        "")
+    div = cf.toxin_code.map(K.BOTOX_EQUIVALENT_DIVISOR).astype(float)
+    r_eq, l_eq = cf.r_units / div, cf.l_units / div
+    session = (cf.site_units.fillna(cf.admin_units * bu)) / div
+    parts = []
+    for side, eq in (("right", r_eq), ("left", l_eq)):
+        low = (eq > 0) & (eq < cf.side_min_units)
+        high = eq > cf.side_max_units
+        parts.append(np.where(low, side + " side " + eq.map(_fmt).astype(str) + " U below " + cf.side_min_units.map(_fmt).astype(str),
+                     np.where(high, side + " side " + eq.map(_fmt).astype(str) + " U above " + cf.side_max_units.map(_fmt).astype(str), "")))
+    parts.append(np.where(session > cf.session_cap_units,
+                          "session " + session.map(_fmt).astype(str) + " U above cap " + cf.session_cap_units.map(_fmt).astype(str), ""))
+    dose = pd.DataFrame(parts).T
+    dose.index = cf.index
+    cf["why_dose"] = dose.apply(lambda r: "; ".join(x for x in r if x), axis=1).where(
+        cf.toxin_code.notna(), "") + np.where(cf.toxin_code.notna(), " (Botox-equivalent units)", "")
+    cf["why_dose"] = cf["why_dose"].where(dose.ne("").any(axis=1) & cf.toxin_code.notna(), "")
+
+    # Guidance.
+    gl = f.assign(date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)), units=units)[
+        f.is_95873 | f.is_95874 | f.is_chemo]
+    gl = gl.assign(guide=gl.is_95873 | gl.is_95874)
+    gk = [gl.claim, gl.date]
+    chemo_same_day = gl.groupby(gk)["is_chemo"].transform("any").astype(bool)
+    guide_units = gl.units.where(gl.guide, 0).groupby(gk).transform("sum")
+    why22 = pd.Series("", index=gl.index)
+    why22 = why22.mask(gl.guide & ~chemo_same_day, "guidance without a chemodenervation code on the same date")
+    why22 = why22.mask(gl.guide & (guide_units > 1), "more than 1 unit of guidance on one date")
+    cf["why_guidance"] = _join(why22, gl.claim).reindex(cf.index).fillna("")
+    cf["why_guidance"] = cf.why_guidance.str.cat(
+        pd.Series(np.where(cf.is_95874 & cf.is_64617, "95874 with 64617 (guidance included)", ""), index=cf.index),
+        sep="; ").str.strip("; ")
+    cf["why_guidance_warn"] = np.where(
+        cf.is_95873 & cf.is_95874, "95873 and 95874 billed together",
+        np.where((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles", ""))
+
+    # Documentation flags (a flag documented on any line counts for the claim).
+    docs = lines.groupby(by, sort=False)[list(C.DOC_FLAGS)].any()
+    for col in C.DOC_FLAGS:
+        cf[col] = docs[col] | (col not in present)
+    labels = {C.DOC_ONSET: "onset", C.DOC_DURATION: "duration", C.DOC_FREQUENCY: "frequency of spasms",
+              C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
+    for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
+                       ("why_exam", (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE))):
+        missing = pd.DataFrame({labels[c]: ~cf[c] for c in cols})
+        cf[name] = missing.apply(lambda r: ", ".join(k for k, v in r.items() if v), axis=1) if len(cf) else ""
+    cf["imaging_severity"] = np.where(cf.structural | cf.is_surgery, "error", "warning")
+    cf["imaging_context"] = np.where(cf.structural, " and the claim carries a structural-cause diagnosis",
+                                     np.where(cf.is_surgery, " and facial-nerve surgery is billed", ""))
+    cf["surgery_codes"] = _join(lines[C.PROCEDURE_CODE].where(f.is_surgery, "").fillna(""), by).reindex(
+        cf.index).fillna("")
+
+    # Setting.
+    pos = cf[C.PLACE_OF_SERVICE].fillna("")
+    auth = lines[C.PRIOR_AUTH].notna().groupby(by).any()
+    opd_pa = (pos.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
+              & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
+    cf["why_setting"] = np.where(
+        pos.isin(K.FACILITY_POS) & cf.is_toxin,
+        "POS " + pos + " (facility) with a toxin line: the drug usually belongs on the facility claim", "")
+    cf["why_setting"] = pd.Series(cf["why_setting"], index=cf.index).str.cat(
+        pd.Series(np.where(opd_pa, "POS " + pos + " hospital outpatient 64612 + toxin with no prior "
+                           "authorization number (UTN)", ""), index=cf.index), sep="; ").str.strip("; ")
+    adm = lines.assign(kind=np.where(f.is_64612, "p", "d"))[f.is_64612 | f.admin_toxin]
+    ak = adm.groupby([adm[C.CLAIM_ID], "kind"])
+    dates = ak[C.SERVICE_DATE].agg(lambda v: frozenset(v.dropna())).unstack()
+    npis = ak[C.RENDERING_NPI].agg(lambda v: frozenset(v.dropna())).unstack()
+    why32 = pd.Series("", index=cf.index)
+    if {"p", "d"} <= set(dates.columns):
+        both = dates.dropna()
+        diff_dates = both.index[[a != b for a, b in zip(both.p, both.d, strict=True)]]
+        why32.loc[diff_dates] = "different dates of service"
+        bothn = npis.dropna()
+        diff_npi = bothn.index[[bool(a and b and a != b) for a, b in zip(bothn.p, bothn.d, strict=True)]]
+        why32.loc[diff_npi] = why32.loc[diff_npi].where(why32.loc[diff_npi] == "",
+                                                       why32.loc[diff_npi] + "; ") + "different rendering NPIs"
+    cf["why_pairing"] = why32
+
+    # History: repeat sessions within the batch and against the ledger.
+    cf["why_repeat"] = _repeat_sessions(cf, salt, history)
+    for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
+        cf[col] = cf[col].astype(object).fillna("").astype(str)
+    return cf.reset_index(drop=True)
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "?"
+    return f"{x:g}"
+
+
+def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+    mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
+    cur = cf.loc[mask, [C.PATIENT_ID, "dos_min", "repeat_interval_days"]]
+    if cur.empty:
+        return pd.Series("", index=cf.index)
+    keys = {pid: patient_key(pid, salt) for pid in cur[C.PATIENT_ID].unique()}
+    sessions = pd.DataFrame({"key": cur[C.PATIENT_ID].map(keys), "date": cur.dos_min})
+    pool = sessions
+    if history is not None and len(history):
+        pool = pd.concat([sessions, history.rename(columns={"patient_key": "key", "service_date": "date"})[
+            ["key", "date"]]], ignore_index=True)
+    pool = pool.drop_duplicates().sort_values(["key", "date"])
+    pool["prev"] = pool.groupby("key")["date"].shift(1)
+    prev = sessions.merge(pool, on=["key", "date"], how="left").set_axis(sessions.index)["prev"]
+    days = (sessions.date - prev).dt.days
+    hit = days.notna() & (days > 0) & (days < cur.repeat_interval_days)
+    text = pd.Series("", index=cf.index)
+    text.loc[hit[hit].index] = (days[hit].astype(int).astype(str) + " days after the session on "
+                                + prev[hit].dt.strftime("%Y-%m-%d") + " (minimum "
+                                + cur.repeat_interval_days[hit].astype(int).astype(str) + ")")
+    return text

@@ -1,0 +1,562 @@
+"""Read a claim export (xlsx, xlsm, xls, ods, csv, tsv) into canonical, typed claim lines.
+
+All input I/O lives here. Headers are matched to canonical columns through ``HEADER_ALIASES``
+(case, spaces, punctuation and ``#``/``No``/``Number`` ignored) plus an optional user map.
+A cell that cannot be coerced becomes an ingest issue (ING-001), never a crash or a silent drop.
+A file that cannot be read at all raises ``IngestError`` with a reason code.
+"""
+
+import csv
+import hashlib
+import io
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline import normalize as N
+from schemas import columns as C
+
+WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
+SUFFIXES = WORKBOOK_SUFFIXES | TEXT_SUFFIXES
+HEADER_SCAN_ROWS = 30
+
+# Raw-header -> canonical map, keyed by ``header_key`` of the export header.
+HEADER_ALIASES: dict[str, str] = {}
+COMBINED_MODIFIERS = "__modifiers__"
+COMBINED_DX = "__dx__"
+SITE_SIDE = "__site_side__"
+SITE_MUSCLE = "__site_muscle__"
+SITE_UNITS = "__site_units__"
+
+
+def _alias(canonical: str, *headers: str) -> None:
+    for h in headers:
+        HEADER_ALIASES[header_key(h)] = canonical
+
+
+def header_key(header: Any) -> str:
+    """A header reduced for matching: NFKC, case-folded, ``#``/No/Number dropped, alphanumerics only."""
+    text = unicodedata.normalize("NFKC", str(header)).casefold().replace("#", " number ")
+    tokens = re.findall(r"[a-z0-9]+", text)
+    kept = [t for t in tokens if t not in {"no", "number", "num", "nbr"}] or tokens
+    return "".join(kept)
+
+
+_alias(C.CLAIM_ID, "Claim ID", "Claim #", "Claim Number", "Claim", "Encounter ID", "Encounter",
+       "Invoice #", "Invoice", "Claim No")
+_alias(C.LINE_NO, "Line", "Line #", "Charge Line", "Seq", "Sequence", "Line Item", "Svc Line")
+_alias(C.PATIENT_ID, "Patient ID", "Member ID", "MRN", "Patient Acct", "Patient Account",
+       "Subscriber ID", "Account #", "Acct")
+_alias(C.PATIENT_NAME, "Patient Name", "Patient", "Member Name", "Name", "Subscriber Name")
+_alias(C.DOB, "DOB", "Date of Birth", "Birth Date", "Patient DOB", "Birthdate")
+_alias(C.SERVICE_DATE, "DOS", "Date of Service", "Service Date", "From Date", "Svc Date",
+       "DOS From", "Service From Date", "From DOS")
+_alias(C.PAYER, "Payer", "Insurance", "Primary Insurance", "Plan", "Payer Name", "Primary Payer",
+       "Insurance Name", "Carrier")
+_alias(C.RENDERING_NPI, "Rendering NPI", "NPI", "Rendering Provider NPI", "Provider NPI")
+_alias(C.PLACE_OF_SERVICE, "POS", "Place of Service")
+_alias(C.PROCEDURE_CODE, "CPT", "HCPCS", "CPT/HCPCS", "CPT Code", "Proc Code", "Procedure",
+       "Procedure Code", "HCPCS Code", "CPT HCPCS Code", "Service Code")
+for _i in range(1, 5):
+    _alias(C.MODIFIERS[_i - 1], f"Mod {_i}", f"Modifier {_i}", f"Mod{_i}", f"M{_i}")
+_alias(COMBINED_MODIFIERS, "Modifiers", "Mods", "Modifier", "Mod")
+_alias(C.UNITS, "Units", "Qty", "Quantity", "Service Units", "Days/Units", "Unit", "Days or Units")
+_alias(C.CHARGE, "Charge", "Charges", "Charge Amt", "Charge Amount", "Billed Amount", "Billed",
+       "Amount", "Total Charge", "Line Charge")
+for _i in range(1, 13):
+    _alias(C.DX[_i - 1], f"Dx {_i}", f"ICD-10 {_i}", f"ICD10 {_i}", f"Diagnosis {_i}", f"Diag {_i}",
+           f"Dx Code {_i}", f"Diagnosis Code {_i}", f"ICD {_i}")
+_alias(C.DX[0], "Primary Dx", "Primary Diagnosis", "ICD-10", "Dx", "Diagnosis", "ICD-10-CM")
+_alias(COMBINED_DX, "Diagnosis Codes", "Diagnoses", "Dx Codes", "ICD-10 Codes", "ICD Codes",
+       "All Diagnoses")
+_alias(C.DX_POINTER, "Dx Pointer", "Dx Ptr", "Diagnosis Pointer", "Pointer", "Diag Pointer")
+_alias(C.NDC, "NDC", "NDC Code", "NDC 11", "National Drug Code")
+_alias(C.DRUG_SOURCE, "Drug Source", "Drug Supplied By", "Supplied By", "Drug Supply")
+_alias(C.PRIOR_AUTH, "Prior Auth", "Prior Authorization", "Auth #", "Authorization", "UTN",
+       "Prior Auth #")
+_alias(C.MUSCLES, "Muscles", "Muscles Injected", "Injection Sites", "Sites", "Muscle")
+_DOC_WORDS = {
+    C.DOC_ONSET: ("Onset", "Spasm Onset"),
+    C.DOC_DURATION: ("Duration", "Spasm Duration"),
+    C.DOC_FREQUENCY: ("Frequency", "Spasm Frequency", "Frequency of Spasms"),
+    C.DOC_NEURO_EXAM: ("Neuro Exam", "Neurological Exam", "Neurological Examination", "Neuro"),
+    C.DOC_FACIAL_NERVE: ("Facial Nerve", "Facial Nerve Function", "Facial Nerve Assessment",
+                         "Facial Nerve Exam"),
+    C.DOC_IMAGING: ("Imaging", "MRI", "Imaging MRI", "MRI/Imaging"),
+    C.DOC_SURGICAL_NOTES: ("Surgical Notes", "Operative Notes", "Op Note", "Operative Report"),
+}
+for _col, _words in _DOC_WORDS.items():
+    for _w in _words:
+        _alias(_col, _w, f"{_w} Documented", f"{_w} Doc", f"Doc {_w}", f"{_w} (Y/N)", f"{_w} Done")
+    _alias(_col, _col)
+for _col in C.CANONICAL:
+    _alias(_col, _col)
+_SITE_ALIASES = {
+    header_key("Side"): SITE_SIDE, header_key("Laterality"): SITE_SIDE,
+    header_key("Muscle"): SITE_MUSCLE, header_key("Muscle Injected"): SITE_MUSCLE,
+    header_key("Site"): SITE_MUSCLE,
+    header_key("Units"): SITE_UNITS, header_key("Dose"): SITE_UNITS, header_key("Units Injected"): SITE_UNITS,
+}
+
+_TOTALS = re.compile(r"^\s*(grand\s+)?totals?\b", re.IGNORECASE)
+
+
+class IngestError(Exception):
+    """A file that cannot be read at all; ``code`` is a reason code, ``rule`` FILE-001/FILE-002."""
+
+    def __init__(self, code: str, rule: str, reason: str, file: str = "", sheet: str = ""):
+        self.code, self.rule, self.reason, self.file, self.sheet = code, rule, reason, file, sheet
+        where = f"{file}" + (f", sheet {sheet!r}" if sheet else "")
+        super().__init__(f"{where}: {reason} [{code}]")
+
+
+@dataclass
+class IngestResult:
+    """What was read from one file: canonical lines plus everything a reviewer must know about it."""
+
+    file: str
+    sha256: str
+    sheet: str
+    lines: pd.DataFrame
+    issues: pd.DataFrame  # cell- and file-level ingest issues
+    mapped: dict[str, str] = field(default_factory=dict)  # export header -> canonical
+    unmapped: list[str] = field(default_factory=list)
+    present: set[str] = field(default_factory=set)  # canonical columns the file has
+    rows_read: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+ISSUE_COLUMNS = ["file", "sheet", "row", "column", "value", "reason", "rule"]
+
+
+def load_column_map(path: Path | None) -> dict[str, str]:
+    """A user mapping file (TOML ``[columns]`` table: "Export Header" = "canonical_column")."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read column map: {exc}") from None
+    table = data.get("columns", data)
+    out = {}
+    for header, canonical in table.items():
+        if canonical not in C.CANONICAL and canonical not in {COMBINED_DX, COMBINED_MODIFIERS}:
+            raise ValueError(f"{path}: column map key {header!r}: {canonical!r} is not a canonical column")
+        out[header_key(header)] = canonical
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- raw readers -----------------------------------------------------------------------------
+
+def _sniff_kind(path: Path) -> str:
+    """Classify by the first bytes, not the extension: "zip", "cfb" or "text"."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not head:
+        raise IngestError("E_EMPTY", "FILE-001", "the file is empty (0 bytes)", path.name)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "cfb"
+    return "text"
+
+
+def _decode(data: bytes, name: str, notes: list[str]) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        notes.append("file is not UTF-8; read as Windows-1252 (cp1252)")
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+
+
+def _read_text(path: Path, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
+    data = path.read_bytes()
+    if b"\x00" in data[:4096]:
+        raise IngestError("E_FORMAT", "FILE-001", "the file is binary, not a spreadsheet or CSV", path.name)
+    text = _decode(data, path.name, notes)
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if path.suffix.lower() == ".tsv" or first.count("\t") > max(first.count(","), first.count(";")):
+        delimiter = "\t"
+    elif first.count(";") > first.count(","):
+        delimiter = ";"
+    else:
+        delimiter = ","
+    rows = [list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
+    return [(path.name, rows)]
+
+
+def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
+    from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
+
+    if kind == "cfb" and _cfb_is_encrypted(path):
+        raise IngestError("E_ENCRYPTED", "FILE-001",
+                          "the workbook is password-protected; remove the password and drop it again",
+                          path.name)
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises several unrelated types for broken files
+        code = "E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT"
+        raise IngestError(code, "FILE-001",
+                          f"the workbook is damaged or not a spreadsheet ({type(exc).__name__})",
+                          path.name) from None
+    sheets = []
+    try:
+        for meta in wb.sheets_metadata:
+            if meta.visible != SheetVisibleEnum.Visible:
+                notes.append(f"hidden sheet {meta.name!r} ignored")
+                continue
+            if meta.typ != SheetTypeEnum.WorkSheet:
+                continue
+            rows = wb.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
+            sheets.append((meta.name, rows))
+    except Exception as exc:
+        raise IngestError("E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT", "FILE-001",
+                          f"a sheet could not be read ({type(exc).__name__})", path.name) from None
+    finally:
+        wb.close()
+    return sheets
+
+
+def _cfb_is_encrypted(path: Path) -> bool:
+    """An encrypted OOXML workbook is a CFB container holding an ``EncryptionInfo`` stream."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    return "EncryptionInfo".encode("utf-16-le") in head or "EncryptedPackage".encode("utf-16-le") in head
+
+
+# --- header and sheet detection ---------------------------------------------------------------
+
+def _map_header(cells: list[Any], user_map: dict[str, str]) -> dict[int, str]:
+    mapping: dict[int, str] = {}
+    for pos, cell in enumerate(cells):
+        if N.is_blank(cell):
+            continue
+        key = header_key(cell)
+        canonical = user_map.get(key) or HEADER_ALIASES.get(key)
+        if canonical:
+            mapping[pos] = canonical
+    return mapping
+
+
+def _find_header(rows: list[list[Any]], user_map: dict[str, str]) -> tuple[int, dict[int, str]] | None:
+    best = None
+    for idx, row in enumerate(rows[:HEADER_SCAN_ROWS]):
+        mapping = _map_header(row, user_map)
+        found = set(mapping.values())
+        score = len(found)
+        if score >= 3 and C.PROCEDURE_CODE in found:
+            if best is None or score > best[2]:
+                best = (idx, mapping, score)
+    return None if best is None else (best[0], best[1])
+
+
+def _find_sites_header(rows: list[list[Any]]) -> tuple[int, dict[int, str]] | None:
+    for idx, row in enumerate(rows[:HEADER_SCAN_ROWS]):
+        mapping: dict[int, str] = {}
+        for pos, cell in enumerate(row):
+            if N.is_blank(cell):
+                continue
+            key = header_key(cell)
+            target = _SITE_ALIASES.get(key) or HEADER_ALIASES.get(key)
+            if target in {C.UNITS}:
+                target = SITE_UNITS
+            if target in {C.MUSCLES}:
+                target = SITE_MUSCLE
+            if target in {C.CLAIM_ID, C.LINE_NO, SITE_SIDE, SITE_MUSCLE, SITE_UNITS}:
+                mapping[pos] = target
+        found = set(mapping.values())
+        if {C.CLAIM_ID, SITE_MUSCLE} <= found and (SITE_UNITS in found or SITE_SIDE in found):
+            return idx, mapping
+    return None
+
+
+# --- the frame ---------------------------------------------------------------------------------
+
+_NORMALISERS = {
+    C.CLAIM_ID: N.norm_text, C.PATIENT_ID: N.norm_text, C.PATIENT_NAME: N.norm_text,
+    C.PAYER: N.norm_text, C.RENDERING_NPI: N.norm_code, C.PLACE_OF_SERVICE: N.norm_pos,
+    C.PROCEDURE_CODE: N.norm_code, C.MODIFIER_EXTRA: N.norm_code, C.DX_POINTER: N.norm_pointer,
+    C.NDC: N.norm_text, C.DRUG_SOURCE: N.norm_text, C.PRIOR_AUTH: N.norm_text, C.MUSCLES: N.norm_text,
+    C.DOB: N.norm_date, C.SERVICE_DATE: N.norm_date, C.UNITS: N.norm_number, C.CHARGE: N.norm_number,
+    C.LINE_NO: N.norm_int,
+    **{m: N.norm_code for m in C.MODIFIERS},
+    **{d: N.norm_icd10 for d in C.DX},
+    **{f: N.norm_flag for f in C.DOC_FLAGS},
+}
+
+
+def _col_letter(pos: int) -> str:
+    letters = ""
+    pos += 1
+    while pos:
+        pos, rem = divmod(pos - 1, 26)
+        letters = chr(65 + rem) + letters
+    return letters
+
+
+def _is_blank_row(row: list[Any]) -> bool:
+    return all(N.is_blank(c) for c in row)
+
+
+def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> IngestResult:
+    """Read one claim export into canonical lines; raise ``IngestError`` if it cannot be read."""
+    path = Path(path)
+    notes: list[str] = []
+    user_map = column_map or {}
+    if not path.exists():
+        raise IngestError("E_MISSING", "FILE-001", "the file does not exist", path.name)
+    kind = _sniff_kind(path)
+    suffix = path.suffix.lower()
+    if kind == "text" and suffix in WORKBOOK_SUFFIXES:
+        notes.append(f"the file is named {suffix} but holds text; read as CSV")
+    if kind != "text" and suffix in TEXT_SUFFIXES:
+        notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
+    sheets = _read_text(path, notes) if kind == "text" else _read_workbook(path, kind, notes)
+    sha = file_sha256(path)
+
+    claims_sheets, sites_sheet = [], None
+    for name, rows in sheets:
+        found = _find_header(rows, user_map)
+        if found:
+            claims_sheets.append((name, rows, *found))
+        elif sites_sheet is None:
+            sites = _find_sites_header(rows)
+            if sites:
+                sites_sheet = (name, rows, *sites)
+    if not claims_sheets:
+        raise IngestError("E_HEADER", "FILE-002",
+                          "no claims header found (need columns such as Claim ID, DOS, CPT, Units, Dx)",
+                          path.name)
+    if len(claims_sheets) > 1:
+        claims_sheets.sort(key=lambda s: -len(set(s[3].values())))
+        if len(set(claims_sheets[0][3].values())) == len(set(claims_sheets[1][3].values())):
+            raise IngestError("E_SHEET_AMBIGUOUS", "FILE-002",
+                              "several visible sheets look like claims: "
+                              + ", ".join(repr(s[0]) for s in claims_sheets), path.name)
+        notes.append("other claim-like sheets ignored: " + ", ".join(repr(s[0]) for s in claims_sheets[1:]))
+    sheet, rows, header_idx, mapping = claims_sheets[0]
+    return _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes)
+
+
+def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> IngestResult:
+    header = rows[header_idx]
+    issues: list[dict[str, Any]] = []
+
+    def issue(row, column, value, reason, rule="ING-001"):
+        issues.append({"file": path.name, "sheet": sheet, "row": row, "column": column,
+                       "value": "" if value is None else str(value), "reason": reason, "rule": rule})
+
+    # Duplicate canonical targets: two export columns for one canonical column.
+    seen: dict[str, int] = {}
+    for pos, canonical in sorted(mapping.items()):
+        if canonical in seen and canonical not in {COMBINED_DX, COMBINED_MODIFIERS}:
+            a, b = header[seen[canonical]], header[pos]
+            raise IngestError("E_DUP_COLUMN", "FILE-002",
+                              f"columns {a!r} ({_col_letter(seen[canonical])}) and {b!r} ({_col_letter(pos)}) "
+                              f"both map to {canonical}", path.name, sheet)
+        seen[canonical] = pos
+    targets = set(mapping.values())
+    missing = [c for c in C.REQUIRED if c not in targets]
+    if not (targets & (set(C.DX) | {COMBINED_DX})):
+        missing.append("diagnosis (dx_1 or Diagnosis Codes)")
+    if missing:
+        raise IngestError("E_MISSING_COLUMN", "FILE-002", "required columns missing: " + ", ".join(missing),
+                          path.name, sheet)
+    mapped = {str(header[p]).strip(): c for p, c in mapping.items()}
+    unmapped = [str(h).strip() for p, h in enumerate(header) if p not in mapping and not N.is_blank(h)]
+    present = {c for c in mapping.values() if c in C.CANONICAL}
+    if mapping and any(c == COMBINED_DX for c in mapping.values()):
+        present.update(C.DX)
+    if any(c == COMBINED_MODIFIERS for c in mapping.values()):
+        present.update(C.MODIFIERS)
+    width = len(header)
+
+    # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row.
+    body: list[list[Any]] = []
+    source_rows: list[int] = []
+    claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
+    for idx in range(header_idx + 1, len(rows)):
+        row = list(rows[idx])
+        if len(row) < width:
+            row.extend([""] * (width - len(row)))
+        elif len(row) > width and not all(N.is_blank(c) for c in row[width:]):
+            issue(idx + 1, "", "", f"row has {len(row)} fields but the header has {width}", "FILE-002")
+            row = row[:width]
+        if _is_blank_row(row):
+            continue
+        first = next((c for c in row if not N.is_blank(c)), "")
+        if (claim_pos is None or N.is_blank(row[claim_pos]) or _TOTALS.match(str(row[claim_pos]))) and \
+                isinstance(first, str) and _TOTALS.match(first):
+            notes.append(f"totals row {idx + 1} skipped")
+            continue
+        body.append(row[:width])
+        source_rows.append(idx + 1)
+    rows_read = len(body)
+    raw = pd.DataFrame(body, columns=range(width), dtype=object) if body else pd.DataFrame(
+        columns=range(width), dtype=object)
+
+    data: dict[str, Any] = {}
+    for pos, canonical in mapping.items():
+        if canonical in {COMBINED_DX, COMBINED_MODIFIERS}:
+            continue
+        values, problems = N.normalize_column(raw[pos], _NORMALISERS[canonical])
+        data[canonical] = values
+        for p, reason in problems.items():
+            issue(source_rows[p], str(header[pos]).strip(), raw[pos].iat[p], reason)
+    for pos, canonical in mapping.items():
+        if canonical == COMBINED_DX:
+            _spread(data, raw[pos], C.DX, N.norm_icd10, rows_read)
+        elif canonical == COMBINED_MODIFIERS:
+            _spread(data, raw[pos], C.MODIFIERS, N.norm_code, rows_read, overflow=C.MODIFIER_EXTRA)
+
+    n = rows_read
+    frame = {}
+    for col in C.CANONICAL:
+        if col in data:
+            frame[col] = data[col]
+        elif col in C.DOC_FLAGS:
+            frame[col] = [False] * n
+        elif col in C.DATE_COLUMNS:
+            frame[col] = [pd.NaT] * n
+        elif col in C.NUMBER_COLUMNS:
+            frame[col] = [float("nan")] * n
+        elif col == C.LINE_NO:
+            frame[col] = [pd.NA] * n
+        else:
+            frame[col] = [None] * n
+    frame[C.SOURCE_ROW] = source_rows
+    frame[C.SOURCE_SHEET] = [sheet] * n
+    lines = pd.DataFrame(frame)
+    lines = _type_lines(lines)
+    if C.LINE_NO not in present and n:
+        lines[C.LINE_NO] = (lines.groupby(C.CLAIM_ID, dropna=False).cumcount() + 1).astype("Int64")
+        notes.append("no line-number column: lines numbered in file order within each claim")
+    if sites_sheet is not None:
+        _merge_sites(lines, sites_sheet, path.name, issue, notes)
+        present.add(C.MUSCLES)
+    for note in notes:
+        issue(None, "", "", note, "NOTE")
+    return IngestResult(
+        file=path.name, sha256=sha, sheet=sheet, lines=lines,
+        issues=pd.DataFrame(issues, columns=ISSUE_COLUMNS).astype({"row": "Int64"}), mapped=mapped, unmapped=unmapped,
+        present=present, rows_read=rows_read, notes=notes,
+    )
+
+
+def _spread(data, series, targets, norm, n, overflow=None):
+    cols = {t: [None] * n for t in targets}
+    extra = [None] * n
+    for i, value in enumerate(series.tolist()):
+        items = [norm(v)[0] for v in N.split_list(value)]
+        for t, v in zip(targets, items, strict=False):
+            cols[t][i] = v
+        if len(items) > len(targets):
+            extra[i] = ",".join(items[len(targets):])
+    data.update(cols)
+    if overflow:
+        data[overflow] = extra
+
+
+def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Any frame of claim lines -> every canonical column present, with the canonical dtypes."""
+    lines = frame.copy()
+    n = len(lines)
+    for col in C.CANONICAL:
+        if col not in lines:
+            lines[col] = False if col in C.DOC_FLAGS else None
+    if C.SOURCE_ROW in frame:
+        lines[C.SOURCE_ROW] = lines[C.SOURCE_ROW].fillna(0)
+    else:
+        lines[C.SOURCE_ROW] = range(2, n + 2)
+    return _type_lines(lines)
+
+
+def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
+    for col in C.TEXT_COLUMNS:
+        lines[col] = lines[col].astype(object).where(lines[col].notna(), None)
+    for col in C.DATE_COLUMNS:
+        lines[col] = pd.to_datetime(lines[col], errors="coerce").astype("datetime64[ns]")
+    for col in C.NUMBER_COLUMNS:
+        lines[col] = pd.to_numeric(lines[col], errors="coerce").astype("float64")
+    lines[C.LINE_NO] = pd.array([None if N.is_blank(v) or v is pd.NA else int(v) for v in lines[C.LINE_NO]],
+                                dtype="Int64")
+    for col in C.DOC_FLAGS:
+        lines[col] = lines[col].fillna(False).astype(bool)
+    lines[C.SOURCE_ROW] = lines[C.SOURCE_ROW].astype("int64")
+    return lines
+
+
+def _merge_sites(lines, sites_sheet, filename, issue, notes) -> None:
+    """Render a separate injection-sites sheet into the muscles text of its claim's first line."""
+    from schemas.sites import SIDE_WORDS, format_site
+
+    name, rows, header_idx, mapping = sites_sheet
+    by_claim: dict[str, list[str]] = {}
+    by_line: dict[tuple[str, int], list[str]] = {}
+    pos = {v: k for k, v in mapping.items()}
+    for idx in range(header_idx + 1, len(rows)):
+        row = list(rows[idx]) + [""] * 8
+        if _is_blank_row(row):
+            continue
+        claim, _ = N.norm_text(row[pos[C.CLAIM_ID]])
+        muscle, _ = N.norm_text(row[pos[SITE_MUSCLE]])
+        if claim is None or muscle is None:
+            issue(idx + 1, "", "", f"sites sheet {name!r}: row without claim id or muscle")
+            continue
+        side_raw, _ = N.norm_text(row[pos[SITE_SIDE]]) if SITE_SIDE in pos else (None, None)
+        side = SIDE_WORDS.get((side_raw or "").lower().rstrip("."), side_raw)
+        units = None
+        if SITE_UNITS in pos:
+            units, reason = N.norm_number(row[pos[SITE_UNITS]])
+            if reason:
+                issue(idx + 1, "units", row[pos[SITE_UNITS]], f"sites sheet {name!r}: {reason}")
+            units = None if pd.isna(units) else units
+        text = format_site(side, muscle, units)
+        line = None
+        if C.LINE_NO in pos:
+            line, _ = N.norm_int(row[pos[C.LINE_NO]])
+        if line is not None and line is not pd.NA:
+            by_line.setdefault((claim, int(line)), []).append(text)
+        else:
+            by_claim.setdefault(claim, []).append(text)
+    if not by_claim and not by_line:
+        return
+    first = ~lines.duplicated(C.CLAIM_ID)
+    existing = lines[C.MUSCLES].tolist()
+    claims = lines[C.CLAIM_ID].tolist()
+    line_nos = lines[C.LINE_NO].tolist()
+    firsts = first.tolist()
+    used = set()
+    for i in range(len(lines)):
+        parts = []
+        key = (claims[i], line_nos[i] if line_nos[i] is not pd.NA else None)
+        if key in by_line:
+            parts += by_line[key]
+            used.add(key)
+        if firsts[i] and claims[i] in by_claim:
+            parts += by_claim[claims[i]]
+            used.add(claims[i])
+        if parts:
+            existing[i] = "; ".join(([existing[i]] if existing[i] else []) + parts)
+    lines[C.MUSCLES] = pd.Series(existing, index=lines.index, dtype=object)
+    missing = (set(by_claim) | set(by_line)) - used
+    if missing:
+        notes.append(f"sites sheet {name!r}: {len(missing)} site group(s) name claims not in the claims sheet")
+    notes.append(f"injection sites read from sheet {name!r}")

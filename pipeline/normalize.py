@@ -1,0 +1,219 @@
+"""Cell normalisers: raw spreadsheet values -> typed canonical values, or a reason they can't be.
+
+Each ``norm_*`` takes one raw cell (str, int, float, bool, date, datetime or None) and returns
+``(value, reason)``: ``reason`` is None when the cell was read, else why it could not be. They never
+raise. ``normalize_column`` applies one over a column, once per distinct value.
+"""
+
+import datetime as dt
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+BLANK = (None, "")
+_EXCEL_EPOCH = dt.date(1899, 12, 30)  # 1900 date system, counting the phantom 1900-02-29
+_MAX_SERIAL = 2958465  # 9999-12-31
+_ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?(?: ?[AP]M)?)?$", re.IGNORECASE)
+_COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_MONEY_PLAIN = re.compile(r"^-?\d+(?:\.\d+)?$")
+_MONEY_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_EUROPEAN = re.compile(r"^-?\d{1,3}(?:\.\d{3})+,\d+$|^-?\d+,\d{1,2}$")
+_ICD_CORE = re.compile(r"^[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}$")
+_TRUE = {"y", "yes", "true", "1", "x", "t", "documented"}
+_FALSE = {"n", "no", "false", "0", "f"}
+
+Result = tuple[Any, str | None]
+
+
+def is_blank(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def norm_text(value: Any) -> Result:
+    """Text exactly as written (trimmed); whole numbers from Excel lose their ``.0``."""
+    if is_blank(value):
+        return None, None
+    if isinstance(value, bool):
+        return str(value).upper(), None
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value)), None
+        return repr(value), None
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat(), None
+    if isinstance(value, dt.date):
+        return value.isoformat(), None
+    return str(value).strip(), None
+
+
+def norm_code(value: Any) -> Result:
+    """Procedure codes, modifiers, POS: trimmed, upper case, no inner spaces, ``.0`` dropped."""
+    text, _ = norm_text(value)
+    if text is None:
+        return None, None
+    text = text.upper().replace(" ", "")
+    if text.endswith(".0") and text[:-2].isdigit():
+        text = text[:-2]
+    return text, None
+
+
+def norm_pos(value: Any) -> Result:
+    """Place of service: two digits (``11``, ``3`` -> ``03``)."""
+    text, _ = norm_code(value)
+    if text is not None and text.isdigit() and len(text) == 1:
+        text = "0" + text
+    return text, None
+
+
+def norm_icd10(value: Any) -> Result:
+    """ICD-10-CM: upper case, trimmed, dot restored after the category (``g5133`` -> ``G51.33``).
+
+    A value of the wrong shape is kept as written (upper-cased) so STR-005 can show it.
+    """
+    text, _ = norm_text(value)
+    if text is None:
+        return None, None
+    raw = text.upper().strip()
+    core = raw.replace(".", "").replace(" ", "")
+    if _ICD_CORE.match(core) and (raw.count(".") == 0 or raw.index(".") == 3):
+        return (core[:3] + "." + core[3:]) if len(core) > 3 else core, None
+    return raw, None
+
+
+def norm_number(value: Any) -> Result:
+    """Units and money: ``$1,234.50``, ``(100.00)`` (negative), `` 12 ``; ``1.200,50`` is refused."""
+    if is_blank(value):
+        return math.nan, None
+    if isinstance(value, bool):
+        return math.nan, "a TRUE/FALSE value is not a number"
+    if isinstance(value, int | float):
+        return float(value), None
+    if isinstance(value, dt.date):
+        return math.nan, "a date is not a number"
+    text = str(value).strip().replace("$", "").replace(" ", "")
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1]
+    if _MONEY_THOUSANDS.match(text):
+        text = text.replace(",", "")
+    if _MONEY_PLAIN.match(text):
+        number = float(text)
+        return (-number if negative else number), None
+    if _EUROPEAN.match(text):
+        return math.nan, "decimal comma is ambiguous; write 1200.50"
+    return math.nan, "not a number"
+
+
+def _serial_to_date(serial: float) -> Result:
+    if not (1 <= serial <= _MAX_SERIAL):
+        return pd.NaT, "number is out of range for an Excel date serial"
+    if int(serial) == 60:
+        return pd.NaT, "Excel serial 60 is 1900-02-29, a date that does not exist"
+    day = int(serial) if serial >= 61 else int(serial) + 1  # before the phantom day, shift by one
+    return pd.Timestamp(_EXCEL_EPOCH + dt.timedelta(days=day)), None
+
+
+def norm_date(value: Any) -> Result:
+    """Dates: Excel dates and serial numbers, ISO ``YYYY-MM-DD`` and US ``MM/DD/YYYY`` text."""
+    if is_blank(value):
+        return pd.NaT, None
+    if isinstance(value, dt.datetime):
+        return pd.Timestamp(value.date()), None
+    if isinstance(value, dt.date):
+        return pd.Timestamp(value), None
+    if isinstance(value, bool):
+        return pd.NaT, "a TRUE/FALSE value is not a date"
+    if isinstance(value, int | float):
+        return _serial_to_date(float(value))
+    text = str(value).strip()
+    for pattern, order in ((_ISO, "ymd"), (_US, "mdy"), (_COMPACT, "ymd")):
+        m = pattern.match(text)
+        if m:
+            parts = dict(zip(order, (int(g) for g in m.groups()[:3]), strict=True))
+            try:
+                return pd.Timestamp(dt.date(parts["y"], parts["m"], parts["d"])), None
+            except ValueError:
+                return pd.NaT, "no such calendar date"
+    if text.isdigit() or re.fullmatch(r"\d+\.\d+", text):
+        return _serial_to_date(float(text))
+    return pd.NaT, "not a date (use YYYY-MM-DD or MM/DD/YYYY)"
+
+
+def norm_flag(value: Any) -> Result:
+    """Documentation flags: Y/Yes/True/1/X -> True; N/No/False/0 and blank -> False."""
+    if is_blank(value):
+        return False, None
+    if isinstance(value, bool):
+        return value, None
+    text, _ = norm_text(value)
+    key = text.strip().lower()
+    if key in _TRUE:
+        return True, None
+    if key in _FALSE:
+        return False, None
+    return False, "not a yes/no value (use Y or N)"
+
+
+def norm_pointer(value: Any) -> Result:
+    """Diagnosis pointers as letters: ``1,2`` -> ``AB``, ``a`` -> ``A``; odd values kept as written."""
+    text, _ = norm_text(value)
+    if text is None:
+        return None, None
+    parts = [p for p in re.split(r"[\s,;/]+", text.upper()) if p]
+    if parts and all(p.isdigit() for p in parts):
+        if all(1 <= int(p) <= 12 for p in parts):
+            return "".join(chr(64 + int(p)) for p in parts), None
+        return text.upper(), None
+    joined = "".join(parts)
+    if re.fullmatch(r"[A-Z]+", joined):
+        return joined, None
+    return text.upper(), None
+
+
+def norm_int(value: Any) -> Result:
+    """Line numbers: whole numbers; anything else is refused."""
+    number, reason = norm_number(value)
+    if reason:
+        return pd.NA, reason
+    if math.isnan(number):
+        return pd.NA, None
+    if not float(number).is_integer():
+        return pd.NA, "not a whole number"
+    return int(number), None
+
+
+def split_list(value: Any) -> list[str]:
+    """A combined cell (``50, JZ`` or ``G51.33; G24.5``) split into its items."""
+    text, _ = norm_text(value)
+    if text is None:
+        return []
+    return [p for p in re.split(r"[\s,;|/]+", text) if p]
+
+
+def normalize_column(values: pd.Series, norm: Callable[[Any], Result]) -> tuple[list, dict[int, str]]:
+    """Apply ``norm`` to each cell (once per distinct value); return values and {position: reason}."""
+    out: list = []
+    problems: dict[int, str] = {}
+    cache: dict = {}
+    for pos, value in enumerate(values.tolist()):
+        try:
+            key = (type(value), value)
+            hit = cache.get(key)
+        except TypeError:
+            key, hit = None, None
+        if hit is None:
+            hit = norm(value)
+            if key is not None:
+                cache[key] = hit
+        out.append(hit[0])
+        if hit[1] is not None:
+            problems[pos] = hit[1]
+    return out, problems

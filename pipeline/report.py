@@ -1,0 +1,326 @@
+"""The flagged-exceptions workbook (openpyxl, write-only streaming) and the findings CSV.
+
+All output I/O lives here. Text from the input is always written as text (never a formula),
+control characters are replaced, and the file is written to a temporary name in the target folder
+and moved into place, so a reviewer never opens a half-written workbook.
+"""
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.hyperlink import Hyperlink
+
+from schemas import columns as C
+from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
+
+SHEETS = ("Summary", "Exceptions", "Claims", "Ingest Issues", "Rules")
+EXCEPTION_HEADERS = (
+    "Exception ID", "Claim ID", "Line", "Source Row", "Patient ID", "Service Date", "Payer", "Rule",
+    "Severity", "Field", "Value", "Message", "Suggested Fix", "Status", "Reviewer", "Notes",
+)
+STATUSES = ("Open", "Fixed", "Not an issue", "Payer confirmed", "Appealed")
+FILLS = {
+    "error": PatternFill("solid", fgColor="F8CBAD"),
+    "warning": PatternFill("solid", fgColor="FFE699"),
+    "info": PatternFill("solid", fgColor="DDEBF7"),
+}
+HIGHLIGHT = PatternFill("solid", fgColor="FFC7CE")
+HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
+HEADER_FONT = Font(bold=True, color="FFFFFF")
+DATE_FORMAT = "yyyy-mm-dd"
+MONEY_FORMAT = '"$"#,##0.00'
+MAX_CELL = 32767
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+WIDTHS = {"Exception ID": 14, "Claim ID": 14, "Line": 6, "Source Row": 10, "Patient ID": 14,
+          "Service Date": 12, "Payer": 14, "Rule": 10, "Severity": 9, "Field": 16, "Value": 30,
+          "Message": 70, "Suggested Fix": 50, "Status": 16, "Reviewer": 14, "Notes": 30}
+FIELD_TO_COLUMN = {"dx": C.DX[0], "modifiers": C.MODIFIERS[0], "documentation": C.DOC_ONSET}
+
+
+@dataclass
+class ScrubSummary:
+    """What the Summary sheet and the console show for one file (no PHI)."""
+
+    file: str
+    sha256: str
+    rows_read: int
+    claims: int
+    g5133_claims: int
+    clean_claims: int
+    claims_with_errors: int
+    claims_with_warnings: int
+    at_risk: float
+    by_rule: dict[str, int]
+    by_payer: dict[str, int]
+    not_checked: dict[str, str]
+    as_of: str
+    run_id: str
+    version: str
+
+
+def exception_id(claim: object, line: object, rule: str, value: object) -> str:
+    """Stable id of one problem: the same claim, line, rule and value give the same id in every run."""
+    key = "\x1f".join("" if pd.isna(x) else str(x) for x in (claim, line, rule, value))
+    return hashlib.sha256(key.encode()).hexdigest()[:12].upper()
+
+
+def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findings: pd.DataFrame,
+              claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
+              version: str) -> ScrubSummary:
+    """Counts for one scrubbed file."""
+    claim_ids = lines[C.CLAIM_ID].dropna()
+    in_scope = set(claims.loc[claims["in_scope"], C.CLAIM_ID]) if claims is not None and len(claims) else set()
+    err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
+    warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
+    charges = lines[lines[C.CLAIM_ID].isin(err)][C.CHARGE].sum()
+    by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
+        "(none)").value_counts().to_dict()
+    return ScrubSummary(
+        file=file, sha256=sha256, rows_read=rows_read, claims=claim_ids.nunique(),
+        g5133_claims=len(in_scope), clean_claims=len(in_scope - err),
+        claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
+        by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
+        not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
+    )
+
+
+def _text(ws, value, **style) -> WriteOnlyCell:
+    """A cell that is always text: never a formula, no control characters, never over-long."""
+    text = "" if value is None else str(value)
+    text = _ILLEGAL.sub("\ufffd", text)
+    if len(text) > MAX_CELL:
+        text = text[: MAX_CELL - 20] + " [truncated]"
+    cell = WriteOnlyCell(ws, value=text)
+    cell.data_type = "s"
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n"):
+        cell.style = "Normal"
+        cell.quotePrefix = True
+    for k, v in style.items():
+        setattr(cell, k, v)
+    return cell
+
+
+def _value(ws, value, number_format: str | None = None, **style) -> WriteOnlyCell:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return WriteOnlyCell(ws, value=None)
+    if isinstance(value, pd.Timestamp):
+        if pd.isna(value):
+            return WriteOnlyCell(ws, value=None)
+        cell = WriteOnlyCell(ws, value=value.to_pydatetime().date())
+        cell.number_format = number_format or DATE_FORMAT
+    elif isinstance(value, bool):
+        cell = WriteOnlyCell(ws, value="Y" if value else "")
+        cell.data_type = "s"
+    elif isinstance(value, int | float):
+        cell = WriteOnlyCell(ws, value=int(value) if float(value).is_integer() and not number_format else value)
+        if number_format:
+            cell.number_format = number_format
+    else:
+        return _text(ws, value, **style)
+    for k, v in style.items():
+        setattr(cell, k, v)
+    return cell
+
+
+def _header(ws, names) -> None:
+    ws.append([_text(ws, n, font=HEADER_FONT, fill=HEADER_FILL) for n in names])
+
+
+def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
+                   ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False) -> Path:
+    """Write the exceptions workbook atomically; returns the final path."""
+    path = Path(path)
+    wb = Workbook(write_only=True)
+    _summary_sheet(wb, summary, generated_at)
+    claim_rows = _claims_row_map(lines, findings)
+    _exceptions_sheet(wb, findings, claim_rows, source_file_column)
+    _claims_sheet(wb, lines, findings, claim_rows, source_file_column)
+    _ingest_sheet(wb, ingest_issues)
+    _rules_sheet(wb)
+    return _atomic_save(wb, path)
+
+
+def _atomic_save(wb: Workbook, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        wb.save(tmp)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
+    ws = wb.create_sheet("Summary")
+    ws.column_dimensions["A"].width = 34
+    ws.column_dimensions["B"].width = 70
+    ws.column_dimensions["C"].width = 50
+    ws.column_dimensions["D"].width = 10
+    bold = Font(bold=True)
+    rows = [
+        ("Input file", s.file), ("SHA-256", s.sha256), ("Rows read", s.rows_read), ("Claims", s.claims),
+        ("G51.33 claims", s.g5133_claims), ("Clean G51.33 claims", s.clean_claims),
+        ("Claims with errors", s.claims_with_errors), ("Claims with warnings only", s.claims_with_warnings),
+        ("Charges at risk (claims with errors)", s.at_risk), ("Rule catalog version", CATALOG_VERSION),
+        ("claimscrub version", s.version), ("As-of date", s.as_of), ("Run id", s.run_id),
+        ("Generated at", generated_at),
+    ]
+    ws.append([_text(ws, "claimscrub exceptions summary", font=Font(bold=True, size=14))])
+    for label, value in rows:
+        fmt = MONEY_FORMAT if label.startswith("Charges") else None
+        ws.append([_text(ws, label, font=bold), _value(ws, value, fmt) if not isinstance(value, str)
+                   else _text(ws, value)])
+    ws.append([])
+    ws.append([_text(ws, "Findings by rule", font=bold)])
+    _header(ws, ("Rule", "Title", "Severity", "Count"))
+    for rule in RULES:
+        if rule.id in s.not_checked:
+            ws.append([_text(ws, rule.id), _text(ws, rule.title), _text(ws, rule.severity.value),
+                       _text(ws, "not checked: " + s.not_checked[rule.id])])
+        else:
+            ws.append([_text(ws, rule.id), _text(ws, rule.title), _text(ws, rule.severity.value),
+                       _value(ws, int(s.by_rule.get(rule.id, 0)))])
+    ws.append([])
+    ws.append([_text(ws, "Flagged claims by payer", font=bold)])
+    _header(ws, ("Payer", "Flagged claims"))
+    for payer, count in sorted(s.by_payer.items()):
+        ws.append([_text(ws, payer), _value(ws, int(count))])
+
+
+def _sorted_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    order = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
+    return findings.assign(_o=order).sort_values(
+        ["_o", C.CLAIM_ID, C.LINE_NO, "rule"], na_position="first", kind="stable").drop(columns="_o")
+
+
+def _claims_row_map(lines: pd.DataFrame, findings: pd.DataFrame) -> dict:
+    """(source file, source row) -> row number on the Claims sheet, for flagged claims' lines."""
+    flagged = set(findings[C.CLAIM_ID].dropna())
+    sub = lines[lines[C.CLAIM_ID].isin(flagged)]
+    files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
+    return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, sub[C.SOURCE_ROW], strict=True))}
+
+
+def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool) -> None:
+    ws = wb.create_sheet("Exceptions")
+    headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
+    for i, h in enumerate(headers, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = WIDTHS.get(h, 24)
+    ws.freeze_panes = "A2"
+    n = len(findings)
+    last = get_column_letter(len(headers))
+    ws.auto_filter.ref = f"A1:{last}{max(n + 1, 2)}"
+    status_col = get_column_letter(headers.index("Status") + 1)
+    dv = DataValidation(type="list", formula1='"' + ",".join(STATUSES) + '"', allow_blank=True,
+                        showDropDown=False)
+    dv.error, dv.errorTitle = "Pick a status from the list", "Status"
+    dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
+    ws.data_validations.append(dv)
+    _header(ws, headers)
+    wrap = Alignment(wrap_text=True, vertical="top")
+    f = _sorted_findings(findings)
+    files = f["source_file"].tolist() if "source_file" in f else [""] * n
+    id_col = "B" if source_file_column else "A"
+    for excel_row, (rec, src) in enumerate(zip(f.itertuples(index=False), files, strict=True), start=2):
+        sev = rec.severity
+        eid = exception_id(rec.claim_id, rec.line_no, rec.rule, rec.value)
+        id_cell = _text(ws, eid)
+        target = claim_rows.get((src, rec.source_row))
+        if target:
+            id_cell.hyperlink = Hyperlink(ref=f"{id_col}{excel_row}", location=f"'Claims'!A{target}",
+                                          tooltip="Go to the claim's lines")
+            id_cell.font = Font(color="0563C1", underline="single")
+        row = [
+            id_cell, _text(ws, rec.claim_id), _value(ws, rec.line_no), _value(ws, rec.source_row),
+            _text(ws, rec.patient_id), _value(ws, rec.service_date), _text(ws, rec.payer), _text(ws, rec.rule),
+            _text(ws, sev, fill=FILLS.get(sev)), _text(ws, rec.field), _text(ws, rec.value),
+            _text(ws, rec.message, alignment=wrap), _text(ws, rec.fix, alignment=wrap), _text(ws, "Open"),
+            _text(ws, ""), _text(ws, ""),
+        ]
+        if source_file_column:
+            row.insert(0, _text(ws, src))
+        ws.append(row)
+
+
+CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]
+
+
+def _claims_sheet(wb, lines, findings, claim_rows, source_file_column: bool) -> None:
+    ws = wb.create_sheet("Claims")
+    headers = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
+        c for c in CLAIM_COLUMNS if c != C.SOURCE_ROW]
+    _header(ws, headers)
+    ws.freeze_panes = "B2"
+    flagged = set(findings[C.CLAIM_ID].dropna())
+    sub = lines[lines[C.CLAIM_ID].isin(flagged)]
+    hot: set = set()
+    files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
+    for src, row, fld in zip(files, findings[C.SOURCE_ROW], findings["field"], strict=True):
+        for part in str(fld).split(", "):
+            hot.add((src, row, FIELD_TO_COLUMN.get(part, part)))
+    money = {C.CHARGE}
+    for rec in sub.to_dict("records"):
+        src = rec.get("source_file", "")
+        out = []
+        for col in headers:
+            value = rec.get(col)
+            style = {"fill": HIGHLIGHT} if (src, rec[C.SOURCE_ROW], col) in hot else {}
+            if col in C.TEXT_COLUMNS or col == "source_file":
+                out.append(_text(ws, value, **style))
+            else:
+                out.append(_value(ws, value, MONEY_FORMAT if col in money else None, **style))
+        ws.append(out)
+
+
+def _ingest_sheet(wb, issues: pd.DataFrame) -> None:
+    ws = wb.create_sheet("Ingest Issues")
+    headers = ("File", "Sheet", "Row", "Column", "Raw Value", "Reason", "Rule")
+    _header(ws, headers)
+    ws.freeze_panes = "A2"
+    for col, w in zip("ABCDEFG", (28, 16, 8, 22, 24, 60, 10), strict=True):
+        ws.column_dimensions[col].width = w
+    for rec in issues.itertuples(index=False):
+        ws.append([_text(ws, rec.file), _text(ws, rec.sheet), _value(ws, rec.row), _text(ws, rec.column),
+                   _text(ws, rec.value), _text(ws, rec.reason), _text(ws, rec.rule)])
+
+
+def _rules_sheet(wb) -> None:
+    ws = wb.create_sheet("Rules")
+    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Why (source)"))
+    for col, w in zip("ABCDEF", (10, 9, 40, 70, 60, 40), strict=True):
+        ws.column_dimensions[col].width = w
+    for r in RULES:
+        ws.append([_text(ws, r.id), _text(ws, r.severity.value), _text(ws, r.title),
+                   _text(ws, r.message.replace("{value}", "…")), _text(ws, r.fix), _text(ws, r.source)])
+
+
+def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
+    """The same findings as plain data, with their exception ids (atomic write)."""
+    path = Path(path)
+    out = _sorted_findings(findings).copy()
+    out.insert(0, "exception_id", [exception_id(c, ln, r, v) for c, ln, r, v in zip(
+        out[C.CLAIM_ID], out[C.LINE_NO], out["rule"], out["value"], strict=True)])
+    fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        out.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,246 @@
+"""Synthetic claims (never real patients): a clean G51.33 claim, one defect per rule, and files.
+
+``MUTATIONS[rule_id]`` turns a clean claim into one that must fire that rule; the mixed sample,
+the ``claimscrub sample`` generator and the rule tests all use them.
+"""
+
+import copy
+import csv
+import datetime as dt
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from schemas import columns as C
+
+Line = dict
+# Export headers written to sample files (the same aliases a billing system uses).
+EXPORT_HEADERS = {
+    C.CLAIM_ID: "Claim ID", C.LINE_NO: "Line", C.PATIENT_ID: "Member ID", C.PATIENT_NAME: "Patient Name",
+    C.DOB: "DOB", C.SERVICE_DATE: "DOS", C.PAYER: "Payer", C.RENDERING_NPI: "Rendering NPI",
+    C.PLACE_OF_SERVICE: "POS", C.PROCEDURE_CODE: "CPT/HCPCS", "modifiers": "Modifiers", C.UNITS: "Units",
+    C.CHARGE: "Charge", "diagnoses": "Diagnosis Codes", C.DX_POINTER: "Dx Pointer", C.NDC: "NDC",
+    C.DRUG_SOURCE: "Drug Source", C.PRIOR_AUTH: "Prior Auth", C.MUSCLES: "Muscles Injected",
+    C.DOC_ONSET: "Onset Documented", C.DOC_DURATION: "Duration Documented",
+    C.DOC_FREQUENCY: "Frequency Documented", C.DOC_NEURO_EXAM: "Neuro Exam",
+    C.DOC_FACIAL_NERVE: "Facial Nerve Function", C.DOC_IMAGING: "Imaging Documented",
+    C.DOC_SURGICAL_NOTES: "Surgical Notes",
+}
+NPI = "1993999998"
+BOTOX_NDC = "00023-1145-01"
+SITES = "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; L OO 2.5u x4; L ZM 5u; L OOr 5u; L FR 5u"  # 25 U a side
+FIRST_NAMES = ("Alex", "Sam", "Robin", "Jordan", "Casey", "Morgan", "Taylor", "Jamie", "Avery", "Riley")
+LAST_NAMES = ("Testperson", "Samplely", "Fakeington", "Mockford", "Synthwell", "Placeholder", "Dummett")
+
+
+def clean_claim(claim_id: str = "CLM-0001", patient_id: str = "MBR-000001", dos: str = "2024-05-14",
+                payer: str = "Medicare", name: str = "Testperson, Alex", dob: str = "1961-04-02") -> list[Line]:
+    """A clean bilateral HFS claim: 64612-50 x1 and Botox 50 U with JZ, all documentation present."""
+    common = {
+        C.CLAIM_ID: claim_id, C.PATIENT_ID: patient_id, C.PATIENT_NAME: name, C.DOB: dob,
+        C.SERVICE_DATE: dos, C.PAYER: payer, C.RENDERING_NPI: NPI, C.PLACE_OF_SERVICE: "11",
+        C.DX[0]: "G51.33", C.DX_POINTER: "A", C.DRUG_SOURCE: "office",
+        **{flag: "Y" for flag in C.DOC_FLAGS if flag != C.DOC_SURGICAL_NOTES},
+    }
+    return [
+        {**common, C.LINE_NO: 1, C.PROCEDURE_CODE: "64612", C.MODIFIERS[0]: "50", C.UNITS: 1,
+         C.CHARGE: 520.00, C.MUSCLES: SITES},
+        {**common, C.LINE_NO: 2, C.PROCEDURE_CODE: "J0585", C.MODIFIERS[0]: "JZ", C.UNITS: 50,
+         C.CHARGE: 310.50, C.NDC: BOTOX_NDC},
+    ]
+
+
+def evaluation_only_claim(claim_id: str, patient_id: str, dos: str) -> list[Line]:
+    """A G51.33 office visit with full documentation and no injection: legitimately clean."""
+    line = clean_claim(claim_id, patient_id, dos)[0]
+    line.update({C.PROCEDURE_CODE: "99214", C.MODIFIERS[0]: None, C.MUSCLES: None, C.CHARGE: 180.0})
+    return [line]
+
+
+def cervical_dystonia_claim(claim_id: str, patient_id: str, dos: str) -> list[Line]:
+    """Out of scope: 64616 + J0585 for G24.3 (no G51.33, so no HFS finding)."""
+    lines = clean_claim(claim_id, patient_id, dos)
+    lines[0].update({C.PROCEDURE_CODE: "64616", C.MODIFIERS[0]: None, C.DX[0]: "G24.3",
+                     C.MUSCLES: "R sternocleidomastoid 50u; L splenius capitis 50u"})
+    lines[1].update({C.DX[0]: "G24.3", C.UNITS: 100})
+    return lines
+
+
+def _set(i: int, **kw) -> Callable[[list[Line]], list[Line]]:
+    def apply(lines):
+        lines[i].update({k.replace("__", ""): v for k, v in kw.items()})
+        return lines
+    return apply
+
+
+def _all(**kw) -> Callable[[list[Line]], list[Line]]:
+    def apply(lines):
+        for line in lines:
+            line.update(kw)
+        return lines
+    return apply
+
+
+def _add(**kw) -> Callable[[list[Line]], list[Line]]:
+    def apply(lines):
+        extra = {**copy.deepcopy(lines[0]), C.MUSCLES: None, C.MODIFIERS[0]: None,
+                 C.LINE_NO: len(lines) + 1, C.UNITS: 1, C.CHARGE: 100.0, **kw}
+        return lines + [extra]
+    return apply
+
+
+def _chain(*steps):
+    def apply(lines):
+        for step in steps:
+            lines = step(lines)
+        return lines
+    return apply
+
+
+M1 = C.MODIFIERS[0]
+M2 = C.MODIFIERS[1]
+MUTATIONS: dict[str, Callable[[list[Line]], list[Line]]] = {
+    "ING-001": _set(1, **{C.CHARGE: "12.3.4"}),
+    "STR-001": _set(1, **{C.CLAIM_ID: None}),
+    "STR-002": _all(**{C.SERVICE_DATE: "2031-01-01"}),
+    "STR-003": _set(0, **{C.PROCEDURE_CODE: "6461"}),
+    "STR-004": _set(1, **{C.UNITS: 0}),
+    "STR-005": _all(**{C.DX[1]: "G5"}),
+    "STR-006": _all(**{C.RENDERING_NPI: "1993999997"}),
+    "STR-007": _set(0, **{M2: "5"}),
+    "STR-008": _set(1, **{C.LINE_NO: 1}),
+    "STR-009": _set(0, **{C.CHARGE: -5}),
+    "STR-010": _set(0, **{C.DX_POINTER: "AB"}),
+    "STR-011": _set(1, **{C.PATIENT_ID: "MBR-999999"}),
+    "STR-012": _all(**{C.SERVICE_DATE: "2022-01-10"}),
+    "HFS-001": _all(**{C.SERVICE_DATE: "2018-09-30"}),
+    "HFS-002": _all(**{C.DX[1]: "G51.3", C.DX_POINTER: "A"}),
+    "HFS-003": _all(**{C.DX[1]: "G51.31"}),
+    "HFS-004": _all(**{C.DX[1]: "G51.0"}),
+    "HFS-005": lambda lines: [lines[1]],
+    "HFS-006": _chain(_set(0, **{C.PROCEDURE_CODE: "64615", M1: None}), _add(**{C.PROCEDURE_CODE: "64612",
+                      M1: "50", C.MUSCLES: SITES, C.UNITS: 1})),
+    "HFS-007": _set(0, **{M1: "RT", C.MUSCLES: SITES}),
+    "HFS-008": _set(0, **{M1: None, C.UNITS: 2}),
+    "HFS-009": _chain(_set(0, **{M1: "RT"}), _add(**{C.PROCEDURE_CODE: "64612", M1: "LT", C.LINE_NO: 3})),
+    "HFS-010": _set(1, **{C.DX[1]: "G24.5", C.DX_POINTER: "B"}),
+    "HFS-011": lambda lines: [lines[0]],
+    "HFS-012": _set(1, **{C.PROCEDURE_CODE: "J0588", C.NDC: "00259-1605-01"}),
+    "HFS-013": _set(1, **{C.UNITS: 40, M1: None}, ),
+    "HFS-014": _set(1, **{M1: None}),
+    "HFS-015": _chain(_set(1, **{C.UNITS: 50, M1: None}), _add(**{C.PROCEDURE_CODE: "J0585", M1: "JW",
+                      C.UNITS: 45, C.NDC: BOTOX_NDC})),
+    "HFS-016": _set(0, **{C.MUSCLES: "R OO 150u; L OO 150u"}),
+    "HFS-017": _set(1, **{C.NDC: "0023-1145-01"}),
+    "HFS-018": _set(0, **{C.MUSCLES: None}),
+    "HFS-019": _set(0, **{C.MUSCLES: SITES + "; R masseter 0u"}),
+    "HFS-020": _set(0, **{C.MUSCLES: SITES + "; L zygomaticus thing 0u"}),
+    "HFS-021": _set(0, **{C.MUSCLES: "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; R CS 5u; R PR 5u; R PLAT 15u"}),
+    "HFS-022": _add(**{C.PROCEDURE_CODE: "95874", C.UNITS: 2}),
+    "HFS-023": _add(**{C.PROCEDURE_CODE: "95874", C.UNITS: 1}),
+    "HFS-024": _add(**{C.PROCEDURE_CODE: "96372", C.UNITS: 1}),
+    "HFS-025": _all(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: ""}),
+    "HFS-026": _all(**{C.DOC_NEURO_EXAM: "N"}),
+    "HFS-027": _all(**{C.DOC_IMAGING: "N"}),
+    "HFS-028": _add(**{C.PROCEDURE_CODE: "69955", C.UNITS: 1}),
+    "HFS-030": lambda lines: lines,  # needs a second claim: see ``repeat_pair``
+    "HFS-031": _all(**{C.PLACE_OF_SERVICE: "22"}),
+    "HFS-032": _set(1, **{C.SERVICE_DATE: "2024-05-15"}),
+}
+
+
+def mutated(rule: str, claim_id: str, patient_id: str, dos: str = "2024-05-14") -> list[Line]:
+    """A claim that fires ``rule`` (and as little else as possible)."""
+    lines = MUTATIONS[rule](clean_claim(claim_id, patient_id, dos))
+    if rule == "HFS-030":
+        earlier = clean_claim(claim_id + "-PREV", patient_id, "2024-03-26")
+        lines = earlier + lines
+    return lines
+
+
+def row_for_file(line: Line) -> dict:
+    """Canonical line -> export row with combined modifier and diagnosis columns."""
+    row = {}
+    for col, header in EXPORT_HEADERS.items():
+        if col == "modifiers":
+            row[header] = ", ".join(str(line[m]) for m in C.MODIFIERS if line.get(m))
+        elif col == "diagnoses":
+            row[header] = ", ".join(str(line[d]) for d in C.DX if line.get(d))
+        else:
+            value = line.get(col)
+            row[header] = "" if value is None else value
+    return row
+
+
+def write_csv(lines: list[Line], path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(EXPORT_HEADERS.values()))
+        writer.writeheader()
+        for line in lines:
+            writer.writerow(row_for_file(line))
+    return path
+
+
+def write_xlsx(lines: list[Line], path: Path, title_rows: int = 0) -> Path:
+    from openpyxl import Workbook
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Claims")
+    for i in range(title_rows):
+        ws.append(["Synthetic claims export" if i == 0 else ""])
+    headers = list(EXPORT_HEADERS.values())
+    ws.append(headers)
+    for line in lines:
+        row = row_for_file(line)
+        ws.append([_cell(row[h]) for h in headers])
+    wb.save(path)
+    return path
+
+
+def _cell(value):
+    if isinstance(value, str) and len(value) == 10 and value[4] == "-" and value[7] == "-":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def generate(n_lines: int, seed: int = 20261124, defect_rate: float = 0.05,
+             start: str = "2024-01-02") -> list[Line]:
+    """Realistic synthetic lines: mostly clean G51.33 claims, a few with defects, some out of scope."""
+    rng = random.Random(seed)
+    rules = [r for r in MUTATIONS if r not in {"HFS-030", "STR-001", "STR-002"}]
+    payers = ("Medicare", "Aetna", "BlueCross", "UnitedHealthcare", "Cigna")
+    base = dt.date.fromisoformat(start)
+    out: list[Line] = []
+    k = 0
+    while len(out) < n_lines:
+        k += 1
+        claim_id = f"CLM-{k:07d}"
+        patient_id = f"MBR-{rng.randrange(10**6):06d}"
+        dos = (base + dt.timedelta(days=rng.randrange(150))).isoformat()
+        name = f"{rng.choice(LAST_NAMES)}, {rng.choice(FIRST_NAMES)}"
+        roll = rng.random()
+        if roll < 0.08:
+            lines = cervical_dystonia_claim(claim_id, patient_id, dos)
+        elif roll < 0.12:
+            lines = evaluation_only_claim(claim_id, patient_id, dos)
+        else:
+            lines = clean_claim(claim_id, patient_id, dos, rng.choice(payers), name)
+            if rng.random() < defect_rate:
+                lines = MUTATIONS[rng.choice(rules)](lines)
+        out.extend(lines)
+    return out[:n_lines]
+
+
+def write_sample(n_lines: int, out: Path, seed: int = 20261124) -> Path:
+    """``claimscrub sample``: the format follows OUT's extension (.xlsx or .csv)."""
+    lines = generate(n_lines, seed)
+    if Path(out).suffix.lower() == ".xlsx":
+        return write_xlsx(lines, out)
+    return write_csv(lines, out)

@@ -1,0 +1,237 @@
+"""Validate canonical claim lines against the rule catalog and return findings (pure, never raises).
+
+``find_violations`` runs the pandera models lazily, maps their failure cases to one finding per
+(line or claim, rule), adds ingest findings (ING-001, FILE-003), and lists the rules that could not
+be evaluated for this file as *not checked*.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaError, SchemaErrors
+
+from pipeline.config import ScrubConfig
+from pipeline.derive import derive_claims
+from pipeline.ingest import to_canonical
+from schemas import columns as C
+from schemas.checks import ICD10_PATTERN, text_matches
+from schemas.claims import ClaimFacts, ClaimLines
+from schemas.rules import RULES_BY_ID, SEVERITY_RANK, Level, Severity
+
+log = logging.getLogger(__name__)
+
+FINDING_COLUMNS = [
+    "rule", "severity", "claim_id", "line_no", "source_row", "field", "value", "message", "fix",
+    "patient_id", "service_date", "payer", "charge",
+]
+
+# Rules that need optional columns; absent columns mean "not checked" for the file, never "passed".
+NEEDS = {
+    "STR-006": (C.RENDERING_NPI,), "STR-009": (C.CHARGE,), "STR-010": (C.DX_POINTER,),
+    "STR-011": (C.PATIENT_ID,), "HFS-010": (C.DX_POINTER,), "HFS-017": (C.NDC,),
+    "HFS-018": (C.MUSCLES,), "HFS-019": (C.MUSCLES,), "HFS-020": (C.MUSCLES,), "HFS-021": (C.MUSCLES,),
+    "HFS-013": (C.MUSCLES,), "HFS-016": (C.MUSCLES,), "HFS-030": (C.PATIENT_ID,),
+    "HFS-031": (C.PLACE_OF_SERVICE,), "HFS-025": (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY),
+    "HFS-026": (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE), "HFS-027": (C.DOC_IMAGING,),
+    "HFS-028": (C.DOC_SURGICAL_NOTES,),
+}
+
+# Claim-level rule -> (value column of the claim facts, anchor line column).
+CLAIM_DETAIL = {
+    "HFS-001": ("dos_min", "first_index"), "HFS-002": ("dos_max", "first_index"),
+    "HFS-003": ("conflict_dx", "first_index"), "HFS-004": (None, "first_index"),
+    "HFS-005": ("toxin_code", "idx_toxin"), "HFS-006": ("why_other_chemo", "idx_other_chemo"),
+    "HFS-007": ("one_side", "idx_64612"), "HFS-008": ("why_bilateral", "idx_64612"),
+    "HFS-009": ("why_style", "idx_64612"), "HFS-010": ("why_pointer", "idx_pointer"),
+    "HFS-011": (None, "idx_64612"), "HFS-012": ("toxin_code", "idx_toxin"),
+    "HFS-013": ("why_units", "idx_toxin"), "HFS-014": ("why_waste", "idx_toxin"),
+    "HFS-015": ("why_vials", "idx_toxin"), "HFS-016": ("why_dose", "idx_64612"),
+    "HFS-017": ("why_ndc", "idx_toxin"), "HFS-018": ("sites_without_units", "idx_64612"),
+    "HFS-019": ("nonfacial_muscles", "idx_64612"), "HFS-020": ("unknown_muscles", "idx_64612"),
+    "HFS-021": ("why_sides", "idx_64612"), "HFS-022": ("why_guidance", "first_index"),
+    "HFS-023": ("why_guidance_warn", "first_index"), "HFS-024": (None, "idx_64612"),
+    "HFS-025": ("why_history", "first_index"), "HFS-026": ("why_exam", "first_index"),
+    "HFS-027": ("imaging_context", "first_index"), "HFS-028": ("surgery_codes", "first_index"),
+    "HFS-030": ("why_repeat", "idx_64612"), "HFS-031": ("why_setting", "idx_toxin"),
+    "HFS-032": ("why_pairing", "idx_64612"),
+}
+BLANK_OK = {"HFS-027"}  # an empty value is part of the sentence, not a missing value
+DYNAMIC_SEVERITY = {"HFS-021": "sides_severity", "HFS-027": "imaging_severity"}
+
+
+@dataclass
+class Validation:
+    """Findings for one file, the rules not checked (rule -> reason) and the claim facts."""
+
+    findings: pd.DataFrame
+    not_checked: dict[str, str] = field(default_factory=dict)
+    claims: pd.DataFrame | None = None
+
+
+def _failing(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> dict[str, pd.Index]:
+    """Rule id -> index labels of the rows that fail it (deduplicated per row and rule)."""
+    try:
+        model.validate(frame, lazy=True)
+        return {}
+    except (SchemaErrors, SchemaError) as exc:
+        fc = exc.failure_cases if exc.failure_cases is not None else pd.DataFrame(columns=["check", "index"])
+    other = set(fc["check"].astype(str)) - set(RULES_BY_ID)
+    fc = fc[fc["check"].isin(RULES_BY_ID) & fc["index"].notna()]
+    if other:
+        log.warning("schema contract problems in %s: %s", model.__name__, sorted(other))
+    fc = fc.drop_duplicates(["check", "index"])
+    return {rule: pd.Index(grp["index"].tolist()) for rule, grp in fc.groupby("check")}
+
+
+def _line_values(rule: str, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The field and offending value shown for a failing line."""
+    fld = RULES_BY_ID[rule].field or ""
+    if rule == "STR-005":
+        bad = pd.DataFrame({c: rows[c].where(rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN))
+                            for c in C.DX})
+        value = bad.apply(lambda r: ", ".join(r.dropna().astype(str)), axis=1)
+        field_ = bad.apply(lambda r: ", ".join(r.dropna().index), axis=1)
+        return field_, value
+    if rule == "STR-007":
+        mods = rows[list(C.MODIFIERS) + [C.MODIFIER_EXTRA]]
+        value = mods.apply(lambda r: ", ".join(r.dropna().astype(str)), axis=1)
+        return pd.Series("modifiers", index=rows.index), value
+    if rule == "STR-011":
+        ids = lines.groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(lambda v: ", ".join(dict.fromkeys(v.dropna())))
+        return pd.Series(fld, index=rows.index), rows[C.CLAIM_ID].map(ids).fillna("")
+    if fld in rows:
+        return pd.Series(fld, index=rows.index), rows[fld].map(_show)
+    return pd.Series(fld, index=rows.index), pd.Series("", index=rows.index)
+
+
+def _show(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, pd.Timestamp):
+        return "" if pd.isna(value) else value.strftime("%Y-%m-%d")
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def find_violations(
+    lines: pd.DataFrame,
+    as_of: dt.date,
+    config: ScrubConfig | None = None,
+    present: set[str] | None = None,
+    history: pd.DataFrame | None = None,
+    salt: str = "",
+    ingest_issues: pd.DataFrame | None = None,
+) -> Validation:
+    """Findings for canonical claim lines; ``present`` lists the canonical columns the file had."""
+    config = config or ScrubConfig()
+    lines = to_canonical(lines)
+    present = set(C.CANONICAL) if present is None else set(present)
+    not_checked = {
+        rule: "column(s) absent from the file: " + ", ".join(c for c in cols if c not in present)
+        for rule, cols in NEEDS.items() if any(c not in present for c in cols)
+    }
+    for rule in config.disabled:
+        not_checked.setdefault(rule, "disabled in the configuration")
+    rows: list[pd.DataFrame] = []
+
+    frame = lines.assign(as_of=pd.Timestamp(as_of))
+    for rule, idx in _failing(ClaimLines, frame).items():
+        sub = lines.loc[idx]
+        fld, value = _line_values(rule, sub, lines)
+        rows.append(pd.DataFrame({
+            "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
+            C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
+        }))
+
+    claims = derive_claims(lines, config, present, history, salt)
+    if len(claims):
+        for rule, idx in _failing(ClaimFacts, claims).items():
+            sub = claims.loc[idx]
+            value_col, anchor_col = CLAIM_DETAIL[rule]
+            anchor = sub[anchor_col].fillna(sub["first_index"]).astype("int64")
+            at = lines.loc[anchor]
+            value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
+            part = pd.DataFrame({
+                "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
+                C.SOURCE_ROW: at[C.SOURCE_ROW].to_numpy(), "field": RULES_BY_ID[rule].field or "",
+                "value": value.to_numpy(), "_line": anchor.to_numpy(),
+            })
+            if rule in DYNAMIC_SEVERITY:
+                part["severity"] = sub[DYNAMIC_SEVERITY[rule]].to_numpy()
+            rows.append(part)
+
+    findings = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["rule", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW, "field", "value", "_line"])
+    findings = findings[~findings["rule"].isin(not_checked)]
+    if len(findings):
+        at = lines.loc[findings["_line"].astype("int64")]
+        for col in (C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE):
+            findings[col] = at[col].to_numpy()
+    findings = findings.drop(columns="_line")
+    findings = pd.concat([findings, _ingest_findings(ingest_issues, lines, present)], ignore_index=True)
+    return Validation(_finish(findings, config), not_checked, claims)
+
+
+def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: set[str]) -> pd.DataFrame:
+    parts = []
+    absent = [c for c in C.DOC_FLAGS if c not in present]
+    if absent:
+        parts.append(pd.DataFrame([{"rule": "FILE-003", "field": "documentation", "value": ", ".join(absent)}]))
+    if issues is not None and len(issues):
+        cells = issues[issues["rule"] == "ING-001"]
+        if len(cells):
+            by_row = lines.drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)
+            hit = by_row.reindex(cells["row"].astype("int64"))
+            parts.append(pd.DataFrame({
+                "rule": "ING-001", C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
+                C.SOURCE_ROW: cells["row"].to_numpy(), "field": cells["column"].to_numpy(),
+                "value": cells["value"].to_numpy(), "reason": cells["reason"].to_numpy(),
+                C.PATIENT_ID: hit[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: hit[C.SERVICE_DATE].to_numpy(),
+                C.PAYER: hit[C.PAYER].to_numpy(), C.CHARGE: hit[C.CHARGE].to_numpy(),
+            }))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
+    """Severity (catalog, dynamic, then config and payer overrides), messages, fixes, order."""
+    if findings.empty:
+        return pd.DataFrame(columns=FINDING_COLUMNS)
+    for col in FINDING_COLUMNS + ["reason"]:
+        if col not in findings:
+            findings[col] = None
+    default = findings["rule"].map(lambda r: RULES_BY_ID[r].severity.value)
+    findings["severity"] = findings["severity"].astype(object).fillna(default)
+    overrides = {r: s.value for r, s in config.severity.items()}
+    findings["severity"] = findings["rule"].map(overrides).astype(object).fillna(findings["severity"])
+    if config.payers:
+        payer_key = findings[C.PAYER].fillna("").astype(str)
+        keep = pd.Series(True, index=findings.index)
+        for i, (rule, payer) in enumerate(zip(findings["rule"], payer_key, strict=True)):
+            if not payer:
+                continue
+            profile = config.profile_for(payer)
+            if rule in profile.disabled:
+                keep.iat[i] = False
+            elif rule in profile.severity:
+                findings.iat[i, findings.columns.get_loc("severity")] = profile.severity[rule].value
+        findings = findings[keep]
+    if config.default.severity:
+        for rule, sev in config.default.severity.items():
+            findings.loc[(findings["rule"] == rule) & findings[C.PAYER].isna(), "severity"] = sev.value
+    findings = findings[~findings["rule"].isin(config.default.disabled) | findings[C.PAYER].notna()]
+    findings["value"] = findings["value"].fillna("").astype(str)
+    findings["message"] = [
+        RULES_BY_ID[r].message.format(value=v if v or r in BLANK_OK else "(blank)") + (f" ({why})" if isinstance(why, str) and why
+                                                                       else "")
+        for r, v, why in zip(findings["rule"], findings["value"], findings["reason"], strict=True)
+    ]
+    findings["fix"] = findings["rule"].map(lambda r: RULES_BY_ID[r].fix)
+    findings["_sev"] = findings["severity"].map(lambda s: SEVERITY_RANK[Severity(s)])
+    findings["_file"] = findings["rule"].map(lambda r: RULES_BY_ID[r].level == Level.FILE)
+    findings = findings.sort_values(["_sev", "_file", C.CLAIM_ID, C.LINE_NO, "rule"],
+                                    na_position="first", kind="stable")
+    return findings[FINDING_COLUMNS].reset_index(drop=True)

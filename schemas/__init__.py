@@ -1,0 +1,1 @@
+"""claimscrub schemas: canonical columns, code sets, rule catalog and pandera models."""

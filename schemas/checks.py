@@ -1,0 +1,56 @@
+"""Reusable vectorised predicates behind the checks (NPI Luhn, code shapes, vial combinations)."""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+CPT_PATTERN = r"\d{5}|[A-Z]\d{4}|\d{4}[FT]"
+ICD10_PATTERN = r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?"
+MODIFIER_PATTERN = r"[A-Z0-9]{2}"
+POINTER_PATTERN = r"[A-L]{1,4}"
+_NDC_STRIP = re.compile(r"^N4|[-\s]")
+
+
+def text_matches(values: pd.Series, pattern: str) -> pd.Series:
+    """True where the text fully matches ``pattern`` (blank is False)."""
+    return values.astype("string").str.fullmatch(pattern).fillna(False).astype(bool)
+
+
+def npi_is_valid(npi: pd.Series) -> pd.Series:
+    """10 digits, first 1 or 2, Luhn check digit over ``80840`` + the first 9 digits (CMS spec)."""
+    text = npi.astype("string").fillna("")
+    shape = text.str.fullmatch(r"[12]\d{9}").fillna(False).to_numpy(bool)
+    out = np.zeros(len(text), dtype=bool)
+    if shape.any():
+        digits = np.array([list(s) for s in text[shape]], dtype=np.int64)
+        body = digits[:, :9]
+        # Double every other digit from the right of the 9-digit body (positions 0, 2, 4, 6, 8).
+        doubled = body.copy()
+        doubled[:, 0::2] *= 2
+        doubled = np.where(doubled > 9, doubled - 9, doubled)
+        total = doubled.sum(axis=1) + 24  # 24 = the doubled-and-summed prefix 80840
+        check = (10 - total % 10) % 10
+        out[shape] = check == digits[:, 9]
+    return pd.Series(out, index=npi.index)
+
+
+def ndc_is_valid(ndc: pd.Series) -> pd.Series:
+    """11 digits once hyphens (and a leading ``N4`` qualifier) are removed; hyphenated must be 5-4-2."""
+    text = ndc.astype("string").fillna("").str.upper().str.strip()
+    digits = text.str.replace(_NDC_STRIP, "", regex=True)
+    hyphenated = text.str.contains("-", regex=False)
+    five_four_two = text.str.fullmatch(r"(?:N4)?\d{5}-\d{4}-\d{2}").fillna(False)
+    ok = digits.str.fullmatch(r"\d{11}").fillna(False) & (~hyphenated | five_four_two)
+    return ok.astype(bool)
+
+
+def vial_totals(vials: tuple[int, ...], limit: int) -> frozenset[int]:
+    """Every total up to ``limit`` that is a whole combination of the vial sizes."""
+    reachable = np.zeros(limit + 1, dtype=bool)
+    reachable[0] = True
+    for v in vials:
+        for t in range(v, limit + 1):
+            if reachable[t - v]:
+                reachable[t] = True
+    return frozenset(np.flatnonzero(reachable).tolist())

@@ -1,0 +1,283 @@
+"""pandera models: canonical claim lines (structure rules) and one row of facts per claim (HFS rules).
+
+Every business rule is a named check whose name is its catalog id. Severity is not here.
+"""
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from schemas import codesets as K
+from schemas import columns as C
+from schemas.checks import (
+    CPT_PATTERN,
+    ICD10_PATTERN,
+    MODIFIER_PATTERN,
+    POINTER_PATTERN,
+    npi_is_valid,
+    text_matches,
+)
+
+_LATERALITY = pd.Timestamp(K.LATERALITY_EFFECTIVE)
+
+
+def _f(description: str, **kw) -> pa.Field:
+    return pa.Field(nullable=True, description=description, **kw)
+
+
+class RawClaims(pa.DataFrameModel):
+    """One claim line after ingest: one row per (claim_id, line_no); the ingest contract."""
+
+    claim_id: Series[object] = _f("Claim id as written")
+    line_no: Series[pd.Int64Dtype] = _f("Line number within the claim")
+    patient_id: Series[object] = _f("Member / patient id (PHI)")
+    patient_name: Series[object] = _f("Patient name (PHI)")
+    dob: Series[pa.DateTime] = _f("Date of birth (PHI)")
+    service_date: Series[pa.DateTime] = _f("Date of service")
+    payer: Series[object] = _f("Payer or plan name")
+    rendering_npi: Series[object] = _f("Rendering provider NPI")
+    place_of_service: Series[object] = _f("Place of service, two digits")
+    procedure_code: Series[object] = _f("CPT or HCPCS code, upper case")
+    modifier_1: Series[object] = _f("Modifier 1")
+    modifier_2: Series[object] = _f("Modifier 2")
+    modifier_3: Series[object] = _f("Modifier 3")
+    modifier_4: Series[object] = _f("Modifier 4")
+    modifier_extra: Series[object] = _f("Modifiers beyond the fourth, comma-separated")
+    units: Series[float] = _f("Service units")
+    charge: Series[float] = _f("Billed charge, USD")
+    dx_pointer: Series[object] = _f("Diagnosis pointer letters, e.g. AB")
+    ndc: Series[object] = _f("National Drug Code as written")
+    drug_source: Series[object] = _f("Who supplied the drug: office, pharmacy, patient")
+    prior_auth: Series[object] = _f("Prior authorization number (UTN)")
+    muscles: Series[object] = _f("Injection sites free text")
+    doc_onset: Series[bool] = pa.Field(description="Onset of spasms documented")
+    doc_duration: Series[bool] = pa.Field(description="Duration of spasms documented")
+    doc_frequency: Series[bool] = pa.Field(description="Frequency of spasms documented")
+    doc_neuro_exam: Series[bool] = pa.Field(description="Neurological examination documented")
+    doc_facial_nerve: Series[bool] = pa.Field(description="Facial nerve function assessment documented")
+    doc_imaging: Series[bool] = pa.Field(description="Imaging documented")
+    doc_surgical_notes: Series[bool] = pa.Field(description="Surgical notes documented")
+    source_row: Series[int] = pa.Field(description="Row number in the input as Excel shows it")
+
+    class Config:
+        strict = False
+        coerce = False
+
+
+class ClaimLines(RawClaims):
+    """Claim lines with the structure rules (STR), checked on every line."""
+
+    as_of: Series[pa.DateTime] = pa.Field(description="As-of date of the run (a parameter, never the clock)")
+
+    @pa.dataframe_check(name="STR-001")
+    def claim_id_present(cls, df: pd.DataFrame) -> Series[bool]:
+        return df[C.CLAIM_ID].notna()
+
+    @pa.dataframe_check(name="STR-002")
+    def service_date_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return df[C.SERVICE_DATE].notna() & (df[C.SERVICE_DATE] <= df["as_of"])
+
+    @pa.dataframe_check(name="STR-003")
+    def procedure_code_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return text_matches(df[C.PROCEDURE_CODE], CPT_PATTERN)
+
+    @pa.dataframe_check(name="STR-004")
+    def units_whole_positive(cls, df: pd.DataFrame) -> Series[bool]:
+        u = df[C.UNITS]
+        return u.notna() & (u >= 1) & (u % 1 == 0)
+
+    @pa.dataframe_check(name="STR-005")
+    def dx_is_icd10(cls, df: pd.DataFrame) -> Series[bool]:
+        ok = pd.Series(True, index=df.index)
+        for col in C.DX:
+            if col in df:
+                ok &= df[col].isna() | text_matches(df[col], ICD10_PATTERN)
+        return ok
+
+    @pa.dataframe_check(name="STR-006")
+    def npi_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return npi_is_valid(df[C.RENDERING_NPI])
+
+    @pa.dataframe_check(name="STR-007")
+    def modifiers_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        ok = df[C.MODIFIER_EXTRA].isna()
+        for col in C.MODIFIERS:
+            ok &= df[col].isna() | text_matches(df[col], MODIFIER_PATTERN)
+        return ok
+
+    @pa.dataframe_check(name="STR-008")
+    def line_unique(cls, df: pd.DataFrame) -> Series[bool]:
+        keyed = df[C.CLAIM_ID].notna() & df[C.LINE_NO].notna()
+        return ~(keyed & df.duplicated([C.CLAIM_ID, C.LINE_NO], keep="first"))
+
+    @pa.dataframe_check(name="STR-009")
+    def charge_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return df[C.CHARGE].notna() & (df[C.CHARGE] >= 0)
+
+    @pa.dataframe_check(name="STR-010")
+    def pointer_names_filled_dx(cls, df: pd.DataFrame) -> Series[bool]:
+        ptr = df[C.DX_POINTER]
+        ok = ptr.isna() | text_matches(ptr, POINTER_PATTERN)
+        text = ptr.fillna("").astype(str)
+        for k, col in enumerate(C.DX):
+            names_k = text.str.contains(chr(65 + k), regex=False)
+            ok &= ~(names_k & df[col].isna())
+        return ok
+
+    @pa.dataframe_check(name="STR-011")
+    def one_patient_per_claim(cls, df: pd.DataFrame) -> Series[bool]:
+        n = df.groupby(C.CLAIM_ID, dropna=False)[C.PATIENT_ID].transform("nunique")
+        return n.fillna(0) <= 1
+
+    @pa.dataframe_check(name="STR-012")
+    def within_timely_filing(cls, df: pd.DataFrame) -> Series[bool]:
+        limit = df["as_of"] - pd.Timedelta(days=K.TIMELY_FILING_DAYS)
+        return df[C.SERVICE_DATE].isna() | (df[C.SERVICE_DATE] >= limit)
+
+
+def _clear(df: pd.DataFrame, why: str) -> Series[bool]:
+    """A G51.33 claim passes when the derived reason column is empty."""
+    return ~(df["in_scope"] & (df[why] != ""))
+
+
+class ClaimFacts(pa.DataFrameModel):
+    """One row per claim: the facts derived from its lines, with the G51.33 rules (HFS)."""
+
+    claim_id: Series[object] = pa.Field(description="Claim id")
+    in_scope: Series[bool] = pa.Field(description="G51.33 among the claim's diagnoses")
+    g513: Series[bool] = pa.Field(description="G51.3 (header code) on the claim")
+    g510: Series[bool] = pa.Field(description="G51.0 on the claim")
+    is_64612: Series[bool] = pa.Field(description="A 64612 line on the claim")
+    is_toxin: Series[bool] = pa.Field(description="A toxin J-code line (J0585-J0589) on the claim")
+    dos_min: Series[pa.DateTime] = pa.Field(nullable=True, description="Earliest date of service")
+    dos_max: Series[pa.DateTime] = pa.Field(nullable=True, description="Latest date of service")
+    n_sites: Series[int] = pa.Field(description="Parsed injection-site entries, deduplicated per claim")
+
+    class Config:
+        strict = False
+        coerce = False
+
+    @pa.dataframe_check(name="HFS-001")
+    def g5133_after_effective(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & (df["dos_min"] < _LATERALITY))
+
+    @pa.dataframe_check(name="HFS-002")
+    def no_header_g513(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["g513"] & (df["dos_max"] >= _LATERALITY))
+
+    @pa.dataframe_check(name="HFS-003")
+    def one_laterality(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "conflict_dx")
+
+    @pa.dataframe_check(name="HFS-004")
+    def no_bells_palsy(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & df["g510"])
+
+    @pa.dataframe_check(name="HFS-005")
+    def drug_with_administration(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & (df["is_toxin"] | (df["n_sites"] > 0)) & ~df["is_64612"])
+
+    @pa.dataframe_check(name="HFS-006")
+    def other_chemo_supported(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_other_chemo")
+
+    @pa.dataframe_check(name="HFS-007")
+    def both_sides_billed(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "one_side")
+
+    @pa.dataframe_check(name="HFS-008")
+    def bilateral_well_formed(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_bilateral")
+
+    @pa.dataframe_check(name="HFS-009")
+    def bilateral_style_matches_payer(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_style")
+
+    @pa.dataframe_check(name="HFS-010")
+    def lines_point_at_g513x(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["file_has_pointers"] & df["in_scope"] & (df["why_pointer"] != ""))
+
+    @pa.dataframe_check(name="HFS-011")
+    def toxin_line_present(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & df["is_64612"] & ~df["is_toxin"] & ~df["drug_supplied"])
+
+    @pa.dataframe_check(name="HFS-012")
+    def toxin_on_lcd_list(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & df["toxin_code"].isin(K.TOXIN_OFF_LIST))
+
+    @pa.dataframe_check(name="HFS-013")
+    def billed_units_match_dose(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_units")
+
+    @pa.dataframe_check(name="HFS-014")
+    def waste_modifiers_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_waste")
+
+    @pa.dataframe_check(name="HFS-015")
+    def whole_vials(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_vials")
+
+    @pa.dataframe_check(name="HFS-016")
+    def dose_plausible(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_dose")
+
+    @pa.dataframe_check(name="HFS-017")
+    def ndc_present(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_ndc")
+
+    @pa.dataframe_check(name="HFS-018")
+    def sites_documented(cls, df: pd.DataFrame) -> Series[bool]:
+        missing = (df["n_sites"] == 0) | (df["sites_without_units"] != "")
+        return ~(df["in_scope"] & df["is_64612"] & missing)
+
+    @pa.dataframe_check(name="HFS-019")
+    def muscles_facial(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "nonfacial_muscles")
+
+    @pa.dataframe_check(name="HFS-020")
+    def muscles_recognised(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "unknown_muscles")
+
+    @pa.dataframe_check(name="HFS-021")
+    def sites_on_both_sides(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_sides")
+
+    @pa.dataframe_check(name="HFS-022")
+    def guidance_valid(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_guidance")
+
+    @pa.dataframe_check(name="HFS-023")
+    def guidance_justified(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_guidance_warn")
+
+    @pa.dataframe_check(name="HFS-024")
+    def no_96372_with_64612(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & df["is_96372"] & df["is_64612"])
+
+    @pa.dataframe_check(name="HFS-025")
+    def spasm_history_documented(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_history")
+
+    @pa.dataframe_check(name="HFS-026")
+    def exam_documented(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_exam")
+
+    @pa.dataframe_check(name="HFS-027")
+    def imaging_documented(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & ~df[C.DOC_IMAGING])
+
+    @pa.dataframe_check(name="HFS-028")
+    def surgical_notes_documented(cls, df: pd.DataFrame) -> Series[bool]:
+        return ~(df["in_scope"] & df["is_surgery"] & ~df[C.DOC_SURGICAL_NOTES])
+
+    @pa.dataframe_check(name="HFS-030")
+    def repeat_interval(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_repeat")
+
+    @pa.dataframe_check(name="HFS-031")
+    def setting_fits_drug(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_setting")
+
+    @pa.dataframe_check(name="HFS-032")
+    def drug_and_administration_agree(cls, df: pd.DataFrame) -> Series[bool]:
+        return _clear(df, "why_pairing")

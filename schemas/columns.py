@@ -1,0 +1,96 @@
+"""Canonical claim-line column names: the only place these strings are spelled."""
+
+CLAIM_ID = "claim_id"
+LINE_NO = "line_no"
+PATIENT_ID = "patient_id"
+PATIENT_NAME = "patient_name"
+DOB = "dob"
+SERVICE_DATE = "service_date"
+PAYER = "payer"
+RENDERING_NPI = "rendering_npi"
+PLACE_OF_SERVICE = "place_of_service"
+PROCEDURE_CODE = "procedure_code"
+MODIFIERS = tuple(f"modifier_{i}" for i in range(1, 5))
+MODIFIER_EXTRA = "modifier_extra"
+UNITS = "units"
+CHARGE = "charge"
+DX = tuple(f"dx_{i}" for i in range(1, 13))
+DX_POINTER = "dx_pointer"
+NDC = "ndc"
+DRUG_SOURCE = "drug_source"
+PRIOR_AUTH = "prior_auth"
+MUSCLES = "muscles"
+
+DOC_ONSET = "doc_onset"
+DOC_DURATION = "doc_duration"
+DOC_FREQUENCY = "doc_frequency"
+DOC_NEURO_EXAM = "doc_neuro_exam"
+DOC_FACIAL_NERVE = "doc_facial_nerve"
+DOC_IMAGING = "doc_imaging"
+DOC_SURGICAL_NOTES = "doc_surgical_notes"
+DOC_FLAGS = (
+    DOC_ONSET,
+    DOC_DURATION,
+    DOC_FREQUENCY,
+    DOC_NEURO_EXAM,
+    DOC_FACIAL_NERVE,
+    DOC_IMAGING,
+    DOC_SURGICAL_NOTES,
+)
+
+# Bookkeeping added by ingest: where each line came from.
+SOURCE_ROW = "source_row"
+SOURCE_SHEET = "source_sheet"
+
+TEXT_COLUMNS = (
+    CLAIM_ID,
+    PATIENT_ID,
+    PATIENT_NAME,
+    PAYER,
+    RENDERING_NPI,
+    PLACE_OF_SERVICE,
+    PROCEDURE_CODE,
+    *MODIFIERS,
+    MODIFIER_EXTRA,
+    *DX,
+    DX_POINTER,
+    NDC,
+    DRUG_SOURCE,
+    PRIOR_AUTH,
+    MUSCLES,
+)
+DATE_COLUMNS = (DOB, SERVICE_DATE)
+NUMBER_COLUMNS = (UNITS, CHARGE)
+INT_COLUMNS = (LINE_NO,)
+
+CANONICAL = (
+    CLAIM_ID,
+    LINE_NO,
+    PATIENT_ID,
+    PATIENT_NAME,
+    DOB,
+    SERVICE_DATE,
+    PAYER,
+    RENDERING_NPI,
+    PLACE_OF_SERVICE,
+    PROCEDURE_CODE,
+    *MODIFIERS,
+    MODIFIER_EXTRA,
+    UNITS,
+    CHARGE,
+    *DX,
+    DX_POINTER,
+    NDC,
+    DRUG_SOURCE,
+    PRIOR_AUTH,
+    MUSCLES,
+    *DOC_FLAGS,
+    SOURCE_ROW,
+    SOURCE_SHEET,
+)
+
+# Columns a file must have (FILE-002). "At least one diagnosis" is checked separately.
+REQUIRED = (CLAIM_ID, SERVICE_DATE, PROCEDURE_CODE, UNITS)
+
+# PHI: never logged, never in Prefect artifacts; only the workbook shows them.
+PHI_COLUMNS = (PATIENT_ID, PATIENT_NAME, DOB)

@@ -1,0 +1,53 @@
+"""Shared fixtures: canonical frames from synthetic lines, and one Prefect harness per session."""
+
+import datetime as dt
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import settings
+
+from pipeline import normalize as N
+from pipeline.config import ScrubConfig
+from pipeline.validate import find_violations
+from schemas import columns as C
+
+settings.register_profile("ci", max_examples=150, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "sample_claims"
+AS_OF = dt.date(2024, 6, 30)
+
+
+def lines_frame(lines: list[dict]) -> pd.DataFrame:
+    """Synthetic canonical dict lines -> a frame as ingest would type it."""
+    df = pd.DataFrame(lines)
+    for col in (C.SERVICE_DATE, C.DOB):
+        if col in df:
+            df[col] = [N.norm_date(v)[0] for v in df[col]]
+    for col in C.DOC_FLAGS:
+        if col in df:
+            df[col] = [N.norm_flag(v)[0] for v in df[col]]
+    for col in (C.UNITS, C.CHARGE):
+        if col in df:
+            df[col] = [N.norm_number(v)[0] for v in df[col]]
+    return df
+
+
+def rules_fired(lines: list[dict], as_of: dt.date = AS_OF, config: ScrubConfig | None = None, **kw) -> set[str]:
+    return set(find_violations(lines_frame(lines), as_of, config, **kw).findings["rule"])
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One Prefect test harness (a temporary API and database) for the whole session."""
+    home = tempfile.mkdtemp(prefix="claimscrub-prefect-")
+    os.environ["PREFECT_HOME"] = home
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield home

@@ -1,0 +1,152 @@
+"""Reading real files: samples, aliases, title rows, encodings, combined columns, broken files."""
+
+import io
+import zipfile
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+
+from pipeline.ingest import IngestError, load_column_map, read_claims
+from schemas import columns as C
+from tests.conftest import SAMPLES
+
+HEADER = "Claim #,Line #,Member ID,DOS,CPT,Modifiers,Qty,Charge Amt,Diagnosis Codes,Dx Ptr,Injection Sites\n"
+
+
+def test_clean_sample_value_by_value():
+    """It reads the clean sample into the canonical frame with typed values."""
+    r = read_claims(SAMPLES / "clean.csv")
+    first = r.lines.iloc[0]
+    assert r.rows_read == 11 and r.lines[C.CLAIM_ID].nunique() == 6
+    assert first[C.CLAIM_ID] == "CLN-001" and first[C.LINE_NO] == 1
+    assert first[C.SERVICE_DATE] == pd.Timestamp("2024-05-11")
+    assert (first[C.PROCEDURE_CODE], first[C.MODIFIERS[0]], first[C.UNITS]) == ("64612", "50", 1.0)
+    assert first[C.DX[0]] == "G51.33" and first[C.RENDERING_NPI] == "1993999998"
+    assert bool(first[C.DOC_ONSET]) and not bool(first[C.DOC_SURGICAL_NOTES])
+    assert first[C.SOURCE_ROW] == 2
+    assert r.issues[r.issues.rule == "ING-001"].empty
+
+
+def test_messy_sample_title_rows_aliases_serials_sites_sheet():
+    """It finds the header under title rows, maps aliases, reads serial dates and merges the sites sheet."""
+    r = read_claims(SAMPLES / "messy.xlsx")
+    lines = r.lines
+    assert r.sheet == "Export" and r.rows_read == 6
+    assert list(lines[C.SOURCE_ROW]) == [5, 6, 7, 9, 10, 11]  # blank row 8 and totals row 12 skipped
+    m1 = lines.iloc[0]
+    assert m1[C.SERVICE_DATE] == pd.Timestamp("2024-05-15")  # serial 45427 in a General cell
+    assert m1[C.DOB] == pd.Timestamp("1961-05-15")
+    assert (m1[C.PROCEDURE_CODE], m1[C.MODIFIERS[0]], m1[C.DX[0]]) == ("64612", "RT", "G51.33")
+    assert lines.iloc[2][C.PROCEDURE_CODE] == "J0585" and lines.iloc[2][C.UNITS] == 50
+    assert lines.iloc[3][C.DX[1]] == "G24.5" and lines.iloc[3][C.DX_POINTER] == "A"
+    assert lines.iloc[3][C.CHARGE] == 1040.0
+    assert "R orbicularis oculi 15u" in m1[C.MUSCLES]
+    assert lines.iloc[1][C.MUSCLES] is None  # sites belong to the claim: merged once
+    bad = r.issues[r.issues.rule == "ING-001"].iloc[0]
+    assert (bad.file, bad.sheet, bad.row, bad.column, bad.value) == (
+        "messy.xlsx", "Export", 11, "Svc Date", "not a date")
+    assert any("hidden sheet 'lookup'" in n for n in r.notes)
+
+
+def test_combined_columns_bom_and_aliases(tmp_path):
+    """It splits combined modifier and diagnosis cells and ignores a UTF-8 BOM."""
+    p = tmp_path / "x.csv"
+    p.write_bytes(("\ufeff" + HEADER + 'A1,1,M1,2024-05-01,64612,"50, JZ, KX, GA, 59",1,"$1,234.50",'
+                   '"g5133; G24.5",1,R OO 5u\n').encode("utf-8"))
+    line = read_claims(p).lines.iloc[0]
+    assert [line[m] for m in C.MODIFIERS] == ["50", "JZ", "KX", "GA"] and line[C.MODIFIER_EXTRA] == "59"
+    assert (line[C.DX[0]], line[C.DX[1]], line[C.CHARGE]) == ("G51.33", "G24.5", 1234.5)
+
+
+def test_cp1252_and_semicolons(tmp_path):
+    """It falls back to Windows-1252 with a note and reads ; delimited text."""
+    p = tmp_path / "x.csv"
+    p.write_bytes(HEADER.replace(",", ";").encode() + "A1;1;M1;05/01/2024;64612;50;1;10;G51.33;A;R OO 5u café\n"
+                  .encode("cp1252"))
+    r = read_claims(p)
+    assert r.lines.iloc[0][C.MUSCLES].endswith("café")
+    assert r.lines.iloc[0][C.SERVICE_DATE] == pd.Timestamp("2024-05-01")
+    assert any("cp1252" in n for n in r.notes)
+
+
+def test_user_column_map(tmp_path):
+    """It applies a --columns mapping file on top of the built-in aliases."""
+    m = tmp_path / "map.toml"
+    m.write_text('[columns]\n"Visit Ref" = "claim_id"\n')
+    p = tmp_path / "x.csv"
+    p.write_text(HEADER.replace("Claim #", "Visit Ref") + "V9,1,M1,2024-05-01,64612,50,1,10,G51.33,A,\n")
+    assert read_claims(p, load_column_map(m)).lines.iloc[0][C.CLAIM_ID] == "V9"
+
+
+def test_names_like_na_stay_text(tmp_path):
+    """It keeps NA, None and Null as written."""
+    p = tmp_path / "x.csv"
+    p.write_text("Claim ID,Patient Name,DOS,CPT,Units,Dx 1\nNA,None,2024-05-01,64612,1,G51.33\nN2,Null,2024-05-01,"
+                 "64612,1,G51.33\n")
+    lines = read_claims(p).lines
+    assert list(lines[C.CLAIM_ID]) == ["NA", "N2"] and list(lines[C.PATIENT_NAME]) == ["None", "Null"]
+
+
+@pytest.mark.parametrize(("content", "code"), [
+    (b"", "E_EMPTY"),
+    (b"PK\x03\x04" + b"\x00" * 40, "E_CORRUPT_ZIP"),
+    (b"just,some\ntext,here\n", "E_HEADER"),
+    (b"Claim ID,CPT,Units,Payer\nA,64612,1,X\n", "E_MISSING_COLUMN"),
+])
+def test_unreadable_files_raise_one_clear_error(tmp_path, content, code):
+    """It raises IngestError naming the file and the reason."""
+    p = tmp_path / "bad.xlsx"
+    p.write_bytes(content)
+    with pytest.raises(IngestError) as err:
+        read_claims(p)
+    assert err.value.code == code and "bad.xlsx" in str(err.value)
+
+
+def test_truncated_and_encrypted_workbooks(tmp_path):
+    """It reports a truncated workbook as corrupt and a password-protected one as encrypted."""
+    import msoffcrypto.format.ooxml as ooxml
+
+    good = tmp_path / "good.xlsx"
+    wb = Workbook()
+    wb.active.append(["Claim ID", "DOS", "CPT", "Units", "Dx 1"])
+    wb.save(good)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.xlsx"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IngestError) as err:
+        read_claims(cut)
+    assert err.value.code == "E_CORRUPT_ZIP"
+    enc = tmp_path / "enc.xlsx"
+    out = io.BytesIO()
+    ooxml.OOXMLFile(io.BytesIO(data)).encrypt("secret", out)
+    enc.write_bytes(out.getvalue())
+    with pytest.raises(IngestError) as err:
+        read_claims(enc)
+    assert err.value.code == "E_ENCRYPTED" and "remove the password" in err.value.reason
+
+
+def test_zip_without_workbook_parts(tmp_path):
+    """It turns a zip that is not a workbook into E_CORRUPT_ZIP, not a KeyError."""
+    p = tmp_path / "z.xlsx"
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(IngestError) as err:
+        read_claims(p)
+    assert err.value.code == "E_CORRUPT_ZIP"
+
+
+def test_duplicate_mapped_columns_are_refused(tmp_path):
+    """It refuses two columns for one canonical field, naming both."""
+    p = tmp_path / "d.csv"
+    p.write_text("Claim ID,Claim #,DOS,CPT,Units,Dx 1\nA,A,2024-05-01,64612,1,G51.33\n")
+    with pytest.raises(IngestError) as err:
+        read_claims(p)
+    assert err.value.code == "E_DUP_COLUMN" and "'Claim ID'" in err.value.reason and "'Claim #'" in err.value.reason
+
+
+def test_every_sample_reads():
+    """It reads every bundled sample without losing rows."""
+    for path in sorted(SAMPLES.glob("*.csv")) + sorted(SAMPLES.glob("*.xlsx")):
+        r = read_claims(path)
+        assert r.rows_read == len(r.lines) > 0

@@ -1,0 +1,59 @@
+"""Normalisers never raise and round-trip valid values."""
+
+import datetime as dt
+
+import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline import normalize as N
+
+ANY_CELL = st.one_of(st.none(), st.text(max_size=30), st.integers(-10**7, 10**7),
+                     st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                     st.dates(), st.datetimes())
+
+
+@given(ANY_CELL)
+def test_normalisers_never_raise(cell):
+    """It returns a value or a reason for any cell, never an exception."""
+    for norm in (N.norm_text, N.norm_code, N.norm_pos, N.norm_icd10, N.norm_number, N.norm_date,
+                 N.norm_flag, N.norm_pointer, N.norm_int):
+        value, reason = norm(cell)
+        assert reason is None or isinstance(reason, str)
+
+
+@given(st.dates(min_value=dt.date(1900, 3, 1), max_value=dt.date(9999, 12, 31)))
+def test_dates_round_trip_in_every_accepted_form(day):
+    """It reads ISO text, US text, Excel dates and Excel serials to the same day."""
+    expected = pd.Timestamp(day)
+    serial = (day - dt.date(1899, 12, 30)).days
+    for raw in (day.isoformat(), day.strftime("%m/%d/%Y"), day, serial, float(serial)):
+        assert N.norm_date(raw) == (expected, None)
+
+
+@given(st.from_regex(r"[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?", fullmatch=True))
+def test_icd10_round_trips_with_and_without_dot(code):
+    """It restores the dot and case of a valid ICD-10-CM code."""
+    assert N.norm_icd10(code) == (code, None)
+    assert N.norm_icd10(code.replace(".", "").lower()) == (code, None)
+
+
+@given(st.decimals(min_value=0, max_value=10**6, places=2, allow_nan=False))
+def test_money_round_trips(amount):
+    """It reads plain, $ and thousands-separated amounts to the same number."""
+    assert N.norm_number(f"{amount}") == (float(amount), None)
+    assert N.norm_number(f"${amount:,.2f}") == (float(round(amount, 2)), None)
+
+
+def test_examples():
+    """It handles the documented odd values."""
+    assert N.norm_icd10("g5133") == ("G51.33", None)
+    assert N.norm_number("(100.00)") == (-100.0, None)
+    assert N.norm_number("1.200,50")[1] is not None
+    assert N.norm_date(60)[1] is not None  # 1900-02-29 does not exist
+    assert N.norm_date("2024-13-01")[1] is not None
+    assert N.norm_pointer("1,2") == ("AB", None)
+    assert N.norm_code(64612.0) == ("64612", None)
+    assert N.norm_pos(11) == ("11", None)
+    assert N.norm_flag("X") == (True, None)
+    assert N.norm_text("NA") == ("NA", None)

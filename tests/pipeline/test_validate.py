@@ -1,0 +1,224 @@
+"""Every rule: a claim that must fire it and a near-miss that must not (small inline frames)."""
+
+import datetime as dt
+
+import pytest
+
+from pipeline.config import PayerProfile, ScrubConfig
+from pipeline.sample import (
+    BOTOX_NDC,
+    MUTATIONS,
+    SITES,
+    cervical_dystonia_claim,
+    clean_claim,
+    evaluation_only_claim,
+    mutated,
+)
+from pipeline.validate import find_violations
+from schemas import columns as C
+from schemas.rules import RULES, RULES_BY_ID
+from tests.conftest import AS_OF, lines_frame, rules_fired
+
+M1, M2 = C.MODIFIERS[0], C.MODIFIERS[1]
+STYLE_50 = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50")})
+STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT")})
+
+
+def _edit(lines, i, **kw):
+    for k, v in kw.items():
+        lines[i][k] = v
+    return lines
+
+
+def _both_sides(lines):
+    lines[0][M1] = "RT"
+    left = dict(lines[0], **{M1: "LT", C.LINE_NO: 3, C.MUSCLES: SITES})
+    return lines + [left]
+
+
+def _near(rule):
+    """A claim close to firing ``rule`` that must not."""
+    c = clean_claim("NEAR", "MBR-NEAR")
+    return {
+        "STR-001": c,
+        "STR-002": [dict(x, **{C.SERVICE_DATE: AS_OF.isoformat()}) for x in c],
+        "STR-003": c + [dict(c[0], **{C.LINE_NO: 3, C.PROCEDURE_CODE: "1125F", M1: None, C.MUSCLES: None})],
+        "STR-004": _edit(c, 0, **{C.UNITS: 1.0}),
+        "STR-005": [dict(x, **{C.DX[1]: "Z79.899"}) for x in c],
+        "STR-006": [dict(x, **{C.RENDERING_NPI: "1558598797"}) for x in c],
+        "STR-007": _edit(c, 1, **{M2: "KX", C.MODIFIERS[2]: "GA", C.MODIFIERS[3]: "59"}),
+        "STR-008": c,
+        "STR-009": _edit(c, 0, **{C.CHARGE: 0}),
+        "STR-010": [dict(x, **{C.DX[1]: "G24.5", C.DX_POINTER: "AB"}) for x in c],
+        "STR-011": c,
+        "STR-012": [dict(x, **{C.SERVICE_DATE: (AS_OF - dt.timedelta(days=365)).isoformat()}) for x in c],
+        "HFS-001": [dict(x, **{C.SERVICE_DATE: "2018-10-01"}) for x in c],
+        "HFS-002": [dict(x, **{C.DX[0]: "G51.3", C.SERVICE_DATE: "2018-09-30"}) for x in c],
+        "HFS-003": [dict(x, **{C.DX[1]: "G24.5"}) for x in c],
+        "HFS-004": [dict(x, **{C.DX[1]: "G24.5"}) for x in c],
+        "HFS-005": evaluation_only_claim("NEAR", "MBR-NEAR", "2024-05-14"),
+        "HFS-006": c + [dict(c[0], **{C.LINE_NO: 3, C.PROCEDURE_CODE: "64615", M1: None, C.DX[1]: "G43.709",
+                                      C.DX_POINTER: "B", C.MUSCLES: None})],
+        "HFS-007": _both_sides(c),
+        "HFS-008": _both_sides(c),
+        "HFS-009": c,
+        "HFS-010": [dict(x, **{C.DX_POINTER: None}) for x in c],
+        "HFS-011": [dict(c[0], **{C.DRUG_SOURCE: "Pharmacy supplied"})],
+        "HFS-012": _edit(c, 1, **{C.PROCEDURE_CODE: "J0586", C.UNITS: 10, C.NDC: "15054-0530-06"}),
+        "HFS-013": _edit(c, 0, **{C.MUSCLES: "R OO 2.5u x4; R ZM 15u; L OO 2.5u x4; L ZM 15u"}),
+        "HFS-014": [dict(x, **{C.SERVICE_DATE: "2023-06-30"}) for x in _edit(c, 1, **{M1: None})],
+        "HFS-015": _edit(c, 1, **{M1: None}) + [dict(c[1], **{C.LINE_NO: 3, M1: "JW", C.UNITS: 50})],
+        "HFS-016": _edit(c, 0, **{C.MUSCLES: "R OO 5u; L OO 45u"}),
+        "HFS-017": _edit(c, 1, **{C.NDC: "00023114501"}),
+        "HFS-018": c,
+        "HFS-019": _edit(c, 0, **{C.MUSCLES: SITES + "; L platysma 0u"}),
+        "HFS-020": _edit(c, 0, **{C.MUSCLES: SITES + "; R pretarsal orbicularis oculi 0u"}),
+        "HFS-021": _edit(c, 0, **{C.MUSCLES: "B OO 10u each; B ZM 15u each"}),
+        "HFS-022": c + [dict(c[0], **{C.LINE_NO: 3, C.PROCEDURE_CODE: "95874", M1: None, C.MUSCLES: None})],
+        "HFS-023": c,
+        "HFS-024": evaluation_only_claim("NEAR", "MBR-NEAR", "2024-05-14") + [
+            dict(evaluation_only_claim("NEAR", "MBR-NEAR", "2024-05-14")[0],
+                 **{C.LINE_NO: 2, C.PROCEDURE_CODE: "96372"})],
+        "HFS-025": c,
+        "HFS-026": c,
+        "HFS-027": c,
+        "HFS-028": [dict(x, **{C.DOC_SURGICAL_NOTES: "Y"}) for x in c] + [
+            dict(c[0], **{C.LINE_NO: 3, C.PROCEDURE_CODE: "69955", M1: None, C.MUSCLES: None,
+                          C.DOC_SURGICAL_NOTES: "Y"})],
+        "HFS-030": clean_claim("PREV", "MBR-NEAR", "2024-02-20") + c,
+        "HFS-031": [dict(x, **{C.PLACE_OF_SERVICE: "11"}) for x in c],
+        "HFS-032": c,
+    }[rule]
+
+
+LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS")]
+
+
+@pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
+def test_rule_fires_on_its_defect(rule):
+    """It reports the rule on a claim built to break it."""
+    config = STYLE_50 if rule == "HFS-009" else None
+    assert rule in rules_fired(mutated(rule, f"BAD-{rule}", "MBR-BAD"), config=config)
+
+
+@pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
+def test_rule_quiet_on_near_miss(rule):
+    """It does not report the rule on a claim that comes close but is right."""
+    config = STYLE_RTLT if rule == "HFS-009" else None
+    assert rule not in rules_fired(_near(rule), config=config)
+
+
+def test_every_rule_has_a_mutation():
+    """It keeps one synthetic defect per rule, so the mixed sample can fire them all."""
+    assert set(LINE_AND_CLAIM_RULES) | {"ING-001"} == set(MUTATIONS)
+
+
+def test_clean_claim_and_evaluation_visit_are_clean():
+    """It finds nothing on a complete bilateral claim or an evaluation-only G51.33 visit."""
+    assert rules_fired(clean_claim()) == set()
+    assert rules_fired(evaluation_only_claim("E1", "P1", "2024-05-14")) == set()
+
+
+def test_out_of_scope_claim_gets_no_hfs_finding():
+    """It leaves a cervical-dystonia claim (64616 + J0585, no G51.33) alone."""
+    fired = rules_fired(cervical_dystonia_claim("CD1", "P1", "2024-05-14"))
+    assert not {r for r in fired if r.startswith("HFS")}
+
+
+@pytest.mark.parametrize(("dos", "fires"), [("2018-09-30", True), ("2018-10-01", False)])
+def test_hfs_001_effective_date(dos, fires):
+    """It rejects G51.33 before 2018-10-01 and accepts it from that day."""
+    lines = [dict(x, **{C.SERVICE_DATE: dos}) for x in clean_claim()]
+    fired = rules_fired(lines, as_of=dt.date(2019, 1, 1))
+    assert ("HFS-001" in fired) is fires
+
+
+@pytest.mark.parametrize(("dos", "fires"), [("2023-06-30", False), ("2023-07-01", True)])
+def test_hfs_014_jz_required_from_2023_07_01(dos, fires):
+    """It requires JZ (or a JW line) only from 2023-07-01."""
+    lines = [dict(x, **{C.SERVICE_DATE: dos}) for x in clean_claim()]
+    lines[1][M1] = None
+    fired = rules_fired(lines, as_of=dt.date(2023, 12, 1))
+    assert ("HFS-014" in fired) is fires
+
+
+@pytest.mark.parametrize(("code", "sites", "billed", "ok"), [
+    ("J0586", "R OO 156u; L OO 156u", 63, True),   # Dysport 312 U -> 62.4 -> 63 units
+    ("J0586", "R OO 156u; L OO 156u", 62, False),
+    ("J0585", "R OO 1.25 U x 8 sites", 10, True),  # Botox 1.25 U x 8 = 10 units
+    ("J0587", "R OO 1250u; L OO 1250u", 25, True),  # Myobloc 2500 U -> 25 units
+    ("J0587", "R OO 1250u; L OO 1250u", 2500, False),
+])
+def test_hfs_013_unit_arithmetic_is_exact(code, sites, billed, ok):
+    """It converts documented toxin units to billing units, rounding up."""
+    lines = clean_claim()
+    lines[0][C.MUSCLES] = sites
+    lines[1].update({C.PROCEDURE_CODE: code, C.UNITS: billed})
+    assert ("HFS-013" not in rules_fired(lines)) is ok
+
+
+def test_hfs_027_is_an_error_with_a_structural_cause():
+    """It raises missing imaging to an error when the claim carries a structural-cause diagnosis."""
+    lines = [dict(x, **{C.DOC_IMAGING: "N", C.DX[1]: "D33.3"}) for x in clean_claim()]
+    f = find_violations(lines_frame(lines), AS_OF).findings
+    assert f.loc[f.rule == "HFS-027", "severity"].tolist() == ["error"]
+    plain = [dict(x, **{C.DOC_IMAGING: "N"}) for x in clean_claim()]
+    f = find_violations(lines_frame(plain), AS_OF).findings
+    assert f.loc[f.rule == "HFS-027", "severity"].tolist() == ["warning"]
+
+
+def test_hfs_030_uses_ledger_history():
+    """It flags a session 40 days after one recorded by an earlier run (salted patient key)."""
+    import pandas as pd
+
+    from pipeline.derive import patient_key
+
+    history = pd.DataFrame({"patient_key": [patient_key("MBR-000001", "s")],
+                            "service_date": [pd.Timestamp("2024-04-04")]})
+    assert "HFS-030" in rules_fired(clean_claim(), history=history, salt="s")
+    assert "HFS-030" not in rules_fired(clean_claim(), history=history, salt="other-salt")
+
+
+def test_config_overrides_severity_and_disables_rules():
+    """It applies per-rule severity overrides and disabled rules from the config."""
+    lines = [dict(x, **{C.DOC_IMAGING: "N"}) for x in clean_claim()]
+    cfg = ScrubConfig(severity={"HFS-027": "error"})
+    f = find_violations(lines_frame(lines), AS_OF, cfg).findings
+    assert f.loc[f.rule == "HFS-027", "severity"].tolist() == ["error"]
+    off = find_violations(lines_frame(lines), AS_OF, ScrubConfig(disabled=["HFS-027"]))
+    assert "HFS-027" not in set(off.findings.rule)
+    assert off.not_checked["HFS-027"] == "disabled in the configuration"
+
+
+def test_missing_doc_columns_are_not_checked_not_passed():
+    """It reports documentation rules as not checked when the file lacks those columns."""
+    lines = [{k: v for k, v in x.items() if not k.startswith("doc_")} for x in clean_claim()]
+    present = set(C.CANONICAL) - set(C.DOC_FLAGS)
+    v = find_violations(lines_frame(lines), AS_OF, present=present)
+    assert {"HFS-025", "HFS-026", "HFS-027", "HFS-028"} <= set(v.not_checked)
+    assert list(v.findings.rule) == ["FILE-003"]
+
+
+def test_findings_name_rule_claim_line_row_field_value_message_fix():
+    """It gives every finding what a reviewer needs to act on it."""
+    v = find_violations(lines_frame(mutated("HFS-017", "C9", "P9")), AS_OF)
+    row = v.findings.iloc[0]
+    assert (row.rule, row.severity, row.claim_id, row.line_no, row.field) == ("HFS-017", "warning", "C9", 2, "ndc")
+    assert row.value == "0023-1145-01" and "0023-1145-01" in row.message
+    assert row.fix == RULES_BY_ID["HFS-017"].fix and row.source_row == 3
+    assert BOTOX_NDC not in row.value
+
+
+def test_hfs_017_blank_ndc_fires():
+    """It flags a toxin line with no NDC at all."""
+    lines = clean_claim()
+    lines[1][C.NDC] = None
+    assert "HFS-017" in rules_fired(lines)
+
+
+def test_validation_never_raises_on_garbage():
+    """It returns findings, not exceptions, for lines full of nonsense."""
+    lines = [{C.CLAIM_ID: None, C.PROCEDURE_CODE: "???", C.UNITS: "x", C.SERVICE_DATE: "never",
+              C.DX[0]: "##", C.MUSCLES: ";;; L 5u x x; (((", C.DX_POINTER: "ZZZZZ"}]
+    fired = rules_fired(lines)
+    assert {"STR-001", "STR-002", "STR-003", "STR-004"} <= fired
