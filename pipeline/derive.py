@@ -36,7 +36,31 @@ def _join(values: pd.Series, by) -> pd.Series:
     s = values[values.astype(bool)]
     if s.empty:
         return pd.Series(dtype=object)
-    return s.groupby(by[s.index], sort=False).agg(lambda v: "; ".join(dict.fromkeys(v)))
+    frame = pd.DataFrame({"k": by[s.index].to_numpy(), "v": s.astype(str).to_numpy()}).drop_duplicates()
+    return frame.groupby("k", sort=False)["v"].agg("; ".join)
+
+
+def join_flags(flags: dict[str, pd.Series], sep: str = ", ") -> pd.Series:
+    """Row-wise: the labels whose flag is True, joined (vectorised string concatenation)."""
+    out = None
+    for label, flag in flags.items():
+        part = pd.Series(np.where(flag.to_numpy(bool), label, ""), index=flag.index, dtype=object)
+        if out is None:
+            out = part
+        else:
+            both = (out != "") & (part != "")
+            out = out + np.where(both, sep, "") + part
+    return out if out is not None else pd.Series(dtype=object)
+
+
+def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
+    """Row-wise: the non-empty texts joined (vectorised)."""
+    out = parts[0].astype(object).fillna("")
+    for part in parts[1:]:
+        part = part.astype(object).fillna("")
+        both = (out != "") & (part != "")
+        out = out + np.where(both, sep, "") + part
+    return out
 
 
 def line_features(lines: pd.DataFrame) -> pd.DataFrame:
@@ -62,8 +86,7 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     f["g513"] = (dx == K.G51_3_HEADER).any(axis=1)
     f["g510"] = (dx == K.BELLS_PALSY).any(axis=1)
     f["structural"] = dx.isin(K.STRUCTURAL_DX).any(axis=1)
-    conflict = dx.where(dx.isin(K.G51_3_CONFLICTING))
-    f["conflict_dx"] = conflict.apply(lambda r: ", ".join(dict.fromkeys(r.dropna())), axis=1) if len(dx) else ""
+    f["conflict_dx"] = join_flags({code: (dx == code).any(axis=1) for code in K.G51_3_CONFLICTING})
     # Pointers: letters A-L name dx_1..dx_12 of the same line.
     ptr = lines[C.DX_POINTER].fillna("").astype(str)
     dx_arr = dx.to_numpy(dtype=object)
@@ -78,7 +101,7 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     pointed_s = pd.DataFrame(pointed, index=lines.index)
     has_ptr = ptr != ""
     f["has_pointer"] = has_ptr
-    f["points_g513x"] = pointed_s.apply(lambda c: c.astype(str).str.startswith("G51.3")).any(axis=1)
+    f["points_g513x"] = pointed_s.isin(K.G51_3X + (K.G51_3_HEADER,)).any(axis=1)
     only = (pointed_s.isna() | (pointed_s == K.G51_33)).all(axis=1) & pointed_s.notna().any(axis=1)
     f["points_only_g5133"] = only
     f["ndc_ok"] = ndc_is_valid(lines[C.NDC])
@@ -156,11 +179,11 @@ def derive_claims(
     unmod = p.loc[:, ["m50", "m_rt", "m_lt"]].sum(axis=1) == 0
     p = p.assign(unmod=unmod)
     why8 = pd.Series("", index=p.index)
-    why8 = why8.mask(p.m50 & (p.units != 1), "64612-50 billed with " + p.units.map(_fmt).astype(str) + " units")
+    why8 = why8.mask(p.m50 & (p.units != 1), "64612-50 billed with " + p.units.pipe(_fmtv) + " units")
     why8 = why8.mask(p.m50 & (p.m_rt | p.m_lt), "modifier 50 together with RT/LT on one line")
     why8 = why8.mask(p.unmod & (p.units >= 2), "64612 without side modifier billed with 2+ units")
     why8 = why8.mask((p.m_rt | p.m_lt) & ~p.m50 & (p.units != 1), "64612-RT/LT billed with "
-                     + p.units.map(_fmt).astype(str) + " units (1 per side)")
+                     + p.units.pipe(_fmtv) + " units (1 per side)")
     key = [p.claim, p.date.fillna(pd.Timestamp(0))]
     per_date = p.groupby(key, sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
     mixed = (per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))
@@ -257,8 +280,8 @@ def derive_claims(
     mismatch = has_doc & (expected != cf.admin_units)
     cf["why_units"] = np.where(
         mismatch,
-        "billed " + cf.admin_units.map(_fmt).astype(str) + " units of " + cf.toxin_code.fillna("") + "; documented "
-        + cf.site_units.map(_fmt).astype(str) + " U = " + expected.map(_fmt).astype(str) + " billing units",
+        "billed " + cf.admin_units.pipe(_fmtv) + " units of " + cf.toxin_code.fillna("") + "; documented "
+        + cf.site_units.pipe(_fmtv) + " U = " + expected.pipe(_fmtv) + " billing units",
         "")
     total_toxin = (cf.admin_units + cf.waste_units) * bu
     vial_ok = pd.Series(
@@ -268,8 +291,8 @@ def derive_claims(
     vial_check = cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)
     cf["why_vials"] = np.where(
         vial_check & ~vial_ok,
-        (cf.admin_units * bu).map(_fmt).astype(str) + " U given + " + (cf.waste_units * bu).map(_fmt).astype(str) + " U discarded = "
-        + total_toxin.map(_fmt).astype(str) + " U; vials are " + cf.toxin_code.map(
+        (cf.admin_units * bu).pipe(_fmtv) + " U given + " + (cf.waste_units * bu).pipe(_fmtv) + " U discarded = "
+        + total_toxin.pipe(_fmtv) + " U; vials are " + cf.toxin_code.map(
             lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ())) if isinstance(c, str) else "") + " U",
         "")
     div = cf.toxin_code.map(K.BOTOX_EQUIVALENT_DIVISOR).astype(float)
@@ -279,15 +302,12 @@ def derive_claims(
     for side, eq in (("right", r_eq), ("left", l_eq)):
         low = (eq > 0) & (eq < cf.side_min_units)
         high = eq > cf.side_max_units
-        parts.append(np.where(low, side + " side " + eq.map(_fmt).astype(str) + " U below " + cf.side_min_units.map(_fmt).astype(str),
-                     np.where(high, side + " side " + eq.map(_fmt).astype(str) + " U above " + cf.side_max_units.map(_fmt).astype(str), "")))
+        parts.append(np.where(low, side + " side " + eq.pipe(_fmtv) + " U below " + cf.side_min_units.pipe(_fmtv),
+                     np.where(high, side + " side " + eq.pipe(_fmtv) + " U above " + cf.side_max_units.pipe(_fmtv), "")))
     parts.append(np.where(session > cf.session_cap_units,
-                          "session " + session.map(_fmt).astype(str) + " U above cap " + cf.session_cap_units.map(_fmt).astype(str), ""))
-    dose = pd.DataFrame(parts).T
-    dose.index = cf.index
-    cf["why_dose"] = dose.apply(lambda r: "; ".join(x for x in r if x), axis=1).where(
-        cf.toxin_code.notna(), "") + np.where(cf.toxin_code.notna(), " (Botox-equivalent units)", "")
-    cf["why_dose"] = cf["why_dose"].where(dose.ne("").any(axis=1) & cf.toxin_code.notna(), "")
+                          "session " + session.pipe(_fmtv) + " U above cap " + cf.session_cap_units.pipe(_fmtv), ""))
+    dose = join_texts([pd.Series(p_, index=cf.index, dtype=object) for p_ in parts])
+    cf["why_dose"] = (dose + " (Botox-equivalent units)").where((dose != "") & cf.toxin_code.notna(), "")
 
     # Guidance.
     gl = f.assign(date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)), units=units)[
@@ -315,8 +335,7 @@ def derive_claims(
               C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
     for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
                        ("why_exam", (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE))):
-        missing = pd.DataFrame({labels[c]: ~cf[c] for c in cols})
-        cf[name] = missing.apply(lambda r: ", ".join(k for k, v in r.items() if v), axis=1) if len(cf) else ""
+        cf[name] = join_flags({labels[c]: ~cf[c] for c in cols})
     cf["imaging_severity"] = np.where(cf.structural | cf.is_surgery, "error", "warning")
     cf["imaging_context"] = np.where(cf.structural, " and the claim carries a structural-cause diagnosis",
                                      np.where(cf.is_surgery, " and facial-nerve surgery is billed", ""))
@@ -334,19 +353,18 @@ def derive_claims(
     cf["why_setting"] = pd.Series(cf["why_setting"], index=cf.index).str.cat(
         pd.Series(np.where(opd_pa, "POS " + pos + " hospital outpatient 64612 + toxin with no prior "
                            "authorization number (UTN)", ""), index=cf.index), sep="; ").str.strip("; ")
-    adm = lines.assign(kind=np.where(f.is_64612, "p", "d"))[f.is_64612 | f.admin_toxin]
-    ak = adm.groupby([adm[C.CLAIM_ID], "kind"])
-    dates = ak[C.SERVICE_DATE].agg(lambda v: frozenset(v.dropna())).unstack()
-    npis = ak[C.RENDERING_NPI].agg(lambda v: frozenset(v.dropna())).unstack()
-    why32 = pd.Series("", index=cf.index)
-    if {"p", "d"} <= set(dates.columns):
-        both = dates.dropna()
-        diff_dates = both.index[[a != b for a, b in zip(both.p, both.d, strict=True)]]
-        why32.loc[diff_dates] = "different dates of service"
-        bothn = npis.dropna()
-        diff_npi = bothn.index[[bool(a and b and a != b) for a, b in zip(bothn.p, bothn.d, strict=True)]]
-        why32.loc[diff_npi] = why32.loc[diff_npi].where(why32.loc[diff_npi] == "",
-                                                       why32.loc[diff_npi] + "; ") + "different rendering NPIs"
+    # 64612 vs its toxin line: dates and rendering NPIs (vectorised min/max/nunique per claim).
+    proc_l = lines[f.is_64612]
+    drug_l = lines[f.admin_toxin]
+    pd_ = proc_l.groupby(proc_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
+    dd_ = drug_l.groupby(drug_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
+    both = cf.is_64612 & cf.admin_toxin
+    diff_dates = both & ((pd_["min"] != dd_["min"]) | (pd_["max"] != dd_["max"])) & pd_["min"].notna() & \
+        dd_["min"].notna()
+    pair = lines[f.is_64612 | f.admin_toxin]
+    npi_n = pair.groupby(pair[C.CLAIM_ID])[C.RENDERING_NPI].nunique().reindex(cf.index).fillna(0)
+    why32 = join_flags({"different dates of service": diff_dates,
+                        "different rendering NPIs": both & (npi_n > 1)}, sep="; ")
     cf["why_pairing"] = why32
 
     # History: repeat sessions within the batch and against the ledger.
@@ -354,6 +372,15 @@ def derive_claims(
     for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
         cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf.reset_index(drop=True)
+
+
+def _fmtv(values: pd.Series) -> pd.Series:
+    """Numbers as short text, vectorised: 10.0 -> "10", 2.5 -> "2.5", NaN -> "?"."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    whole = v.notna() & (v % 1 == 0) & (v.abs() < 1e15)
+    text = v.astype(object).astype(str)
+    text = text.where(~whole, v.where(whole, 0).astype(np.int64).astype(str))
+    return text.where(v.notna(), "?").astype(object)
 
 
 def _fmt(x: float) -> str:

@@ -62,6 +62,23 @@ BLANK_OK = {"HFS-027"}  # an empty value is part of the sentence, not a missing 
 DYNAMIC_SEVERITY = {"HFS-021": "sides_severity", "HFS-027": "imaging_severity"}
 
 
+# Pandera post-processes a failing dataframe check over every column of the frame, so the claim
+# model sees its facts as booleans (cheap), not the reviewer texts.
+
+
+def _facts_for_checks(claims: pd.DataFrame) -> pd.DataFrame:
+    keep = {}
+    for col in claims.columns:
+        values = claims[col]
+        if col.startswith("why_") or col in ("one_side", "conflict_dx", "nonfacial_muscles", "unknown_muscles",
+                                             "sites_without_units"):
+            keep[col] = values.astype(bool)
+        elif values.dtype == bool or col in ("dos_min", "dos_max", "n_sites", "toxin_code"):
+            keep[col] = values
+    keep[C.CLAIM_ID] = claims[C.CLAIM_ID]
+    return pd.DataFrame(keep, index=claims.index)
+
+
 @dataclass
 class Validation:
     """Findings for one file, the rules not checked (rule -> reason) and the claim facts."""
@@ -100,7 +117,8 @@ def _line_values(rule: str, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd
         value = mods.apply(lambda r: ", ".join(r.dropna().astype(str)), axis=1)
         return pd.Series("modifiers", index=rows.index), value
     if rule == "STR-011":
-        ids = lines.groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(lambda v: ", ".join(dict.fromkeys(v.dropna())))
+        sub = lines[lines[C.CLAIM_ID].isin(set(rows[C.CLAIM_ID]))].dropna(subset=[C.PATIENT_ID])
+        ids = sub.drop_duplicates([C.CLAIM_ID, C.PATIENT_ID]).groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(", ".join)
         return pd.Series(fld, index=rows.index), rows[C.CLAIM_ID].map(ids).fillna("")
     if fld in rows:
         return pd.Series(fld, index=rows.index), rows[fld].map(_show)
@@ -149,7 +167,7 @@ def find_violations(
 
     claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
-        for rule, idx in _failing(ClaimFacts, claims).items():
+        for rule, idx in _failing(ClaimFacts, _facts_for_checks(claims)).items():
             sub = claims.loc[idx]
             value_col, anchor_col = CLAIM_DETAIL[rule]
             anchor = sub[anchor_col].fillna(sub["first_index"]).astype("int64")

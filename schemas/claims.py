@@ -136,8 +136,8 @@ class ClaimLines(RawClaims):
 
 
 def _clear(df: pd.DataFrame, why: str) -> Series[bool]:
-    """A G51.33 claim passes when the derived reason column is empty."""
-    return ~(df["in_scope"] & (df[why] != ""))
+    """A G51.33 claim passes when the derived reason is empty (text) or False (flag)."""
+    return ~(df["in_scope"] & df[why].astype(bool))
 
 
 class ClaimFacts(pa.DataFrameModel):
@@ -195,7 +195,7 @@ class ClaimFacts(pa.DataFrameModel):
 
     @pa.dataframe_check(name="HFS-010")
     def lines_point_at_g513x(cls, df: pd.DataFrame) -> Series[bool]:
-        return ~(df["file_has_pointers"] & df["in_scope"] & (df["why_pointer"] != ""))
+        return ~(df["file_has_pointers"] & df["in_scope"] & df["why_pointer"].astype(bool))
 
     @pa.dataframe_check(name="HFS-011")
     def toxin_line_present(cls, df: pd.DataFrame) -> Series[bool]:
@@ -227,7 +227,7 @@ class ClaimFacts(pa.DataFrameModel):
 
     @pa.dataframe_check(name="HFS-018")
     def sites_documented(cls, df: pd.DataFrame) -> Series[bool]:
-        missing = (df["n_sites"] == 0) | (df["sites_without_units"] != "")
+        missing = (df["n_sites"] == 0) | df["sites_without_units"].astype(bool)
         return ~(df["in_scope"] & df["is_64612"] & missing)
 
     @pa.dataframe_check(name="HFS-019")
