@@ -257,6 +257,10 @@ def derive_claims(
     no_units = s[s.units.isna()]
     cf["sites_without_units"] = _join(no_units.raw, no_units.claim.reset_index(drop=True).set_axis(
         no_units.index)).reindex(cf.index).fillna("")
+    cf["why_sites_missing"] = cf["sites_without_units"].where(
+        cf.n_sites > 0, "no injection sites documented").where(cf.is_64612, "")
+    cf["why_sites_missing"] = ("entries without units: " + cf["why_sites_missing"]).where(
+        (cf.n_sites > 0) & (cf["why_sites_missing"] != ""), cf["why_sites_missing"])
     nonfacial = s[s.facial.eq(False)]
     cf["nonfacial_muscles"] = _join(nonfacial.muscle, nonfacial.claim).reindex(cf.index).fillna("")
     unknown = s[s.muscle.isna() & (s.muscle_text != "")]

@@ -49,7 +49,7 @@ CLAIM_DETAIL = {
     "HFS-011": (None, "idx_64612"), "HFS-012": ("toxin_code", "idx_toxin"),
     "HFS-013": ("why_units", "idx_toxin"), "HFS-014": ("why_waste", "idx_toxin"),
     "HFS-015": ("why_vials", "idx_toxin"), "HFS-016": ("why_dose", "idx_64612"),
-    "HFS-017": ("why_ndc", "idx_toxin"), "HFS-018": ("sites_without_units", "idx_64612"),
+    "HFS-017": ("why_ndc", "idx_toxin"), "HFS-018": ("why_sites_missing", "idx_64612"),
     "HFS-019": ("nonfacial_muscles", "idx_64612"), "HFS-020": ("unknown_muscles", "idx_64612"),
     "HFS-021": ("why_sides", "idx_64612"), "HFS-022": ("why_guidance", "first_index"),
     "HFS-023": ("why_guidance_warn", "first_index"), "HFS-024": (None, "idx_64612"),

@@ -177,7 +177,7 @@ RULES: tuple[Rule, ...] = (
        C.NDC),
     # Injection sites.
     _R("HFS-018", E, Level.CLAIM, "64612 without documented sites or units",
-       "64612 is billed but injection sites are missing or lack units ({value}).",
+       "64612 is billed but the injection sites are incomplete: {value}.",
        "Document each muscle injected with its side and units.", "RULES.md HFS-018; ref 5",
        C.MUSCLES),
     _R("HFS-019", E, Level.CLAIM, "Muscle not innervated by the facial nerve",
