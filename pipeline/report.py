@@ -201,10 +201,17 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
         ws.append([_text(ws, payer), _value(ws, int(count))])
 
 
-def _sorted_findings(findings: pd.DataFrame) -> pd.DataFrame:
+def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
+    """Severity, then claim, then line: the order of the Exceptions sheet (a new, sorted frame)."""
     order = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
     return findings.assign(_o=order).sort_values(
         ["_o", C.CLAIM_ID, C.LINE_NO, "rule"], na_position="first", kind="stable").drop(columns="_o")
+
+
+def _in_order(findings: pd.DataFrame) -> pd.DataFrame:
+    """The findings as given when already in sheet order (validate's contract), so no copy is made."""
+    rank = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
+    return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
 def _claims_row_map(lines: pd.DataFrame, findings: pd.DataFrame) -> dict:
@@ -232,7 +239,7 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     ws.data_validations.append(dv)
     _header(ws, headers)
     wrap = Alignment(wrap_text=True, vertical="top")
-    f = _sorted_findings(findings)
+    f = _in_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
     id_col = "B" if source_file_column else "A"
     for excel_row, (rec, src) in enumerate(zip(f.itertuples(index=False), files, strict=True), start=2):
@@ -311,7 +318,7 @@ def _rules_sheet(wb) -> None:
 def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
     """The same findings as plain data, with their exception ids (atomic write)."""
     path = Path(path)
-    out = _sorted_findings(findings).copy()
+    out = _in_order(findings).copy()
     out.insert(0, "exception_id", [exception_id(c, ln, r, v) for c, ln, r, v in zip(
         out[C.CLAIM_ID], out[C.LINE_NO], out["rule"], out["value"], strict=True)])
     fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)
