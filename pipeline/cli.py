@@ -182,22 +182,99 @@ def rules(config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] =
 
 
 @app.command()
-def demo(
-    out: Annotated[Path, typer.Option(help="Demo output folder")] = Path("demo_run"),
+def nightly(
+    root: Annotated[Path | None, typer.Option(help="DIR/inbox, outbox, archive, quarantine, ledger.sqlite")] = None,
+    inbox: Annotated[Path | None, typer.Option(help="Folder the billing team drops files in")] = None,
+    outbox: Annotated[Path | None, typer.Option(help="Folder for workbooks (outbox/<date>/)")] = None,
+    archive: Annotated[Path | None, typer.Option(help="Folder for scrubbed inputs (archive/<date>/)")] = None,
+    quarantine: Annotated[Path | None, typer.Option(help="Folder for unreadable inputs")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    settle_seconds: Annotated[float | None, typer.Option(help="Skip files modified this recently")] = None,
+    as_of: Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default today)")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
 ) -> None:
-    """Scrub the bundled sample claims and say where the workbooks are."""
-    from pipeline import scrub as S
-    from pipeline.config import load_config
+    """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined."""
+    _load(config, None)
+    summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
+                           ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of), config_path=config)
+    if summary["status"] == "locked":
+        typer.echo("a nightly run is already in progress; nothing done")
+        return
+    _print_night(summary)
+    if summary["quarantined"]:
+        raise typer.Exit(3)
+
+
+def _run_nightly(**params) -> dict:
+    from pipeline.flows import nightly_scrub_flow
+
+    return nightly_scrub_flow(**params)
+
+
+def _print_night(summary: dict) -> None:
+    typer.echo(f"nightly scrub {summary['day']} (run {summary['run_id']}): {len(summary['files'])} file(s), "
+               f"{summary['skipped']} left in the inbox")
+    for f in summary["files"]:
+        extra = f" [{f['reason_code']}]" if f["reason_code"] else ""
+        counts = f" {f.get('claims', 0)} claims, {f.get('findings', 0)} findings" if f["status"] == "scrubbed" else ""
+        typer.echo(f"  file {f['file_id']}: {f['status']}{extra}{counts}")
+    if summary["review_workbook"]:
+        typer.echo(f"review workbook: {Path(summary['review_workbook']).resolve()}")
+    typer.echo(f"outputs: {Path(summary['outbox']).resolve()}")
+
+
+@app.command()
+def serve(
+    root: Annotated[Path | None, typer.Option(help="Nightly root folder")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Serve the nightly deployment on its cron schedule (default 0 2 * * * in the configured time zone)."""
+    from prefect import serve as prefect_serve
+
+    from pipeline.flows import build_deployment
+
+    cfg, _ = _load(config, None)
+    prefect_serve(build_deployment(cfg, root, config))
+
+
+@app.command()
+def deploy(
+    root: Annotated[Path | None, typer.Option(help="Nightly root folder")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+    work_pool: Annotated[str, typer.Option(help="Prefect process work pool")] = "claimscrub-process",
+) -> None:
+    """Register the nightly deployment with a Prefect server's process work pool (run a worker there)."""
+    from pipeline.flows import build_deployment
+
+    cfg, _ = _load(config, None)
+    dep = build_deployment(cfg, root, config)
+    dep.work_pool_name = work_pool
+    dep_id = dep.apply(work_pool_name=work_pool)
+    typer.echo(f"deployment nightly-scrub/nightly registered ({dep_id}); start a worker with: "
+               f"prefect worker start --pool {work_pool}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Demo folder (recreated)")] = Path("demo_run"),
+) -> None:
+    """Build a demo inbox from sample_claims/, run the nightly flow over it and say where the workbook is."""
+    import shutil
 
     root = Path(__file__).resolve().parent.parent / "sample_claims"
-    cfg = load_config(root / "claimscrub.toml")
-    out.mkdir(parents=True, exist_ok=True)
-    for path in sorted(root.glob("*.*")):
-        if path.suffix.lower() not in (".csv", ".xlsx") or path.name.startswith("."):
-            continue
-        o = S.scrub_file(path, out, cfg, dt.date(2024, 6, 30), single=False)
-        typer.echo(_summary_text(o.summary.__dict__, 0).rsplit(" [", 1)[0])
-        typer.echo(f"  workbook: {o.workbook.resolve()}")
+    if out.exists():
+        shutil.rmtree(out)
+    inbox = out / "inbox"
+    inbox.mkdir(parents=True)
+    for path in sorted(root.glob("*")):
+        if path.suffix.lower() in (".csv", ".xlsx"):
+            shutil.copy(path, inbox / path.name)
+    (inbox / "~$mixed.xlsx").write_bytes(b"owner file of an open workbook")
+    (inbox / "damaged.xlsx").write_bytes(b"PK\x03\x04 this is not really a workbook")
+    typer.echo(f"demo inbox: {inbox.resolve()} ({len(list(inbox.iterdir()))} files, one damaged, one lock file)")
+    summary = _run_nightly(root=out, settle_seconds=0, as_of=dt.date(2024, 6, 30),
+                           config_path=root / "claimscrub.toml")
+    _print_night(summary)
 
 
 def main() -> None:

@@ -46,3 +46,112 @@ def scrub_file_flow(input_path: Path, workbook: Path, csv_path: Path, as_of: dt.
     checked = check_claims(result, as_of, config)
     summary = write_report(result, checked, workbook, csv_path, as_of, run_id)
     return summary.__dict__
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    """Retry a file task only when it failed on I/O (a share hiccup), never on data."""
+    try:
+        state.result()
+    except OSError:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is not worth retrying
+        return False
+    return False
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
+      persist_result=False, task_run_name="scrub-inbox-file-{sha256:.12}")
+def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: ScrubConfig, as_of: dt.date,
+                     day: str, run_id: str):
+    """Scrub, de-duplicate or quarantine one inbox file."""
+    from pipeline import nightly
+    from pipeline.ledger import Ledger
+
+    return nightly.process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id)
+
+
+@task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
+      persist_result=False)
+def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str):
+    """Write the combined nightly review workbook."""
+    from pipeline import nightly
+
+    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION)
+
+
+@flow(name="nightly-scrub", flow_run_name="nightly-{as_of}", persist_result=False)
+def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
+                       archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
+                       settle_seconds: float | None = None, as_of: dt.date | None = None,
+                       config_path: Path | None = None) -> dict:
+    """Scrub every settled file in the inbox; returns a PHI-free summary of the night."""
+    import uuid
+
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from pipeline import nightly
+    from pipeline.config import load_config
+    from pipeline.ledger import Ledger
+
+    logger = get_run_logger()
+    config = load_config(config_path)
+    as_of = as_of or dt.date.today()
+    day = as_of.isoformat()
+    paths = nightly.resolve_paths(config, root, inbox=inbox, outbox=outbox, archive=archive,
+                                  quarantine=quarantine, ledger=ledger)
+    settle = config.settle_seconds if settle_seconds is None else settle_seconds
+    try:
+        lock = nightly.RunLock(paths.lock).__enter__()
+    except nightly.RunInProgress:
+        logger.warning("a nightly run is already in progress; this run does nothing")
+        return {"status": "locked", "files": []}
+    try:
+        run_id = uuid.uuid4().hex[:12]
+        book = Ledger(paths.ledger)
+        book.start_run(run_id)
+        ready, skipped = nightly.scan_inbox(paths.inbox, settle)
+        logger.info("inbox: %d file(s) ready, %d left alone", len(ready), len(skipped))
+        hashed = [(p, ingest.file_sha256(p)) for p in ready]
+        first, later, seen = [], [], set()
+        for path, sha in hashed:
+            (later if sha in seen else first).append((path, sha))
+            seen.add(sha)
+        args = (paths, paths.ledger, config, as_of, day, run_id)
+        futures = [scrub_inbox_file.submit(p, sha, *args) for p, sha in first]
+        outcomes = [f.result() for f in futures]
+        outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
+        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id)
+        quarantined = sum(o.status == "quarantined" for o in outcomes)
+        book.end_run(run_id, len(outcomes), "quarantined" if quarantined else "ok")
+    finally:
+        lock.__exit__(None, None, None)
+    files = [o.public() for o in outcomes]
+    by_rule: dict[str, int] = {}
+    for o in outcomes:
+        for rule, n in o.by_rule.items():
+            by_rule[rule] = by_rule.get(rule, 0) + int(n)
+    if files:
+        create_table_artifact(files, key="nightly-files", description=f"Files scrubbed on {day} (ids only)")
+    if by_rule:
+        create_table_artifact([{"rule": r, "findings": n} for r, n in sorted(by_rule.items())],
+                              key="nightly-rules", description=f"Findings per rule on {day}")
+    create_markdown_artifact(
+        f"# Nightly scrub {day}\n\n{len(files)} file(s): "
+        f"{sum(f['status'] == 'scrubbed' for f in files)} scrubbed, "
+        f"{sum(f['status'] == 'duplicate' for f in files)} duplicate, {quarantined} quarantined.\n\n"
+        f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
+        key="nightly-summary")
+    return {"status": "done", "run_id": run_id, "day": day, "files": files, "by_rule": by_rule,
+            "quarantined": quarantined, "skipped": len(skipped),
+            "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
+
+
+def build_deployment(config: ScrubConfig, root: Path | None = None, config_path: Path | None = None):
+    """The nightly deployment on the configured cron schedule and time zone (for ``serve``)."""
+    from prefect.schedules import Cron
+
+    params = {k: str(v) for k, v in {"root": root, "config_path": config_path}.items() if v is not None}
+    return nightly_scrub_flow.to_deployment(
+        name="nightly", schedules=[Cron(config.schedule, timezone=config.timezone)], parameters=params,
+        tags=["claimscrub"], description="Scrub the claims inbox every night")

@@ -5,6 +5,11 @@ import os
 import tempfile
 from pathlib import Path
 
+# No internet here: Prefect's telemetry would print errors a user should never see.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="claimscrub-prefect-")  # never the user's ~/.prefect
+
 import pandas as pd
 import pytest
 from hypothesis import settings
@@ -45,9 +50,7 @@ def rules_fired(lines: list[dict], as_of: dt.date = AS_OF, config: ScrubConfig |
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One Prefect test harness (a temporary API and database) for the whole session."""
-    home = tempfile.mkdtemp(prefix="claimscrub-prefect-")
-    os.environ["PREFECT_HOME"] = home
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
-        yield home
+        yield os.environ["PREFECT_HOME"]

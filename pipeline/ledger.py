@@ -1,0 +1,148 @@
+"""SQLite ledger: files seen, runs, and injection history (salted patient keys, never ids).
+
+One file, WAL mode so readers never block the nightly writer; the schema is versioned with
+``PRAGMA user_version`` and migrated in place.
+"""
+
+import datetime as dt
+import secrets
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+
+SCHEMA_VERSION = 2
+
+_MIGRATIONS = {
+    1: """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY, started TEXT NOT NULL, ended TEXT, files INTEGER DEFAULT 0,
+            outcome TEXT);
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, sha256 TEXT NOT NULL, name TEXT NOT NULL,
+            size INTEGER NOT NULL, status TEXT NOT NULL, run_id TEXT NOT NULL, seen_at TEXT NOT NULL,
+            done_at TEXT, rows INTEGER, claims INTEGER, findings INTEGER, errors INTEGER,
+            reason_code TEXT, workbook TEXT, archived_at TEXT);
+        CREATE INDEX files_sha ON files (sha256, status);
+        CREATE TABLE injections (
+            patient_key TEXT NOT NULL, service_date TEXT NOT NULL, code TEXT NOT NULL,
+            sides TEXT NOT NULL, file_sha256 TEXT NOT NULL, run_id TEXT NOT NULL,
+            PRIMARY KEY (patient_key, service_date, code, file_sha256));
+    """,
+    2: """
+        CREATE INDEX injections_patient ON injections (patient_key, service_date);
+    """,
+}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class Ledger:
+    """The ledger at ``path``; every method opens its own short connection (thread-safe)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            self._migrate(con)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        con.execute("PRAGMA busy_timeout=30000")
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    def _migrate(self, con: sqlite3.Connection) -> None:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in filter(str.strip, _MIGRATIONS[target].split(";")):
+                    con.execute(statement)
+                con.execute(f"PRAGMA user_version={target}")
+                if target == 1:
+                    con.execute("INSERT INTO meta VALUES ('salt', ?)", (secrets.token_hex(16),))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    @property
+    def version(self) -> int:
+        with closing(self._connect()) as con:
+            return con.execute("PRAGMA user_version").fetchone()[0]
+
+    @property
+    def salt(self) -> str:
+        with closing(self._connect()) as con:
+            return con.execute("SELECT value FROM meta WHERE key='salt'").fetchone()[0]
+
+    # runs
+    def start_run(self, run_id: str) -> None:
+        with closing(self._connect()) as con:
+            con.execute("INSERT INTO runs (id, started) VALUES (?, ?)", (run_id, _now()))
+
+    def end_run(self, run_id: str, files: int, outcome: str) -> None:
+        with closing(self._connect()) as con:
+            con.execute("UPDATE runs SET ended=?, files=?, outcome=? WHERE id=?", (_now(), files, outcome, run_id))
+
+    # files
+    def scrubbed(self, sha256: str) -> dict | None:
+        """The scrubbed record of this content, if any."""
+        with closing(self._connect()) as con:
+            con.row_factory = sqlite3.Row
+            row = con.execute("SELECT * FROM files WHERE sha256=? AND status='scrubbed' ORDER BY id LIMIT 1",
+                              (sha256,)).fetchone()
+            return dict(row) if row else None
+
+    def record_file(self, sha256: str, name: str, size: int, status: str, run_id: str, **counts) -> int:
+        cols = ["sha256", "name", "size", "status", "run_id", "seen_at", "done_at", *counts]
+        values = [sha256, name, size, status, run_id, _now(), _now(), *counts.values()]
+        with closing(self._connect()) as con:
+            cur = con.execute(f"INSERT INTO files ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                              values)
+            return cur.lastrowid
+
+    def record_scrubbed(self, sha256: str, name: str, size: int, run_id: str, injections: pd.DataFrame,
+                        **counts) -> int:
+        """The file's outputs are written: its row and its injection history, in one transaction."""
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                cols = ["sha256", "name", "size", "status", "run_id", "seen_at", "done_at", *counts]
+                values = [sha256, name, size, "scrubbed", run_id, _now(), _now(), *counts.values()]
+                cur = con.execute(
+                    f"INSERT INTO files ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
+                con.executemany(
+                    "INSERT OR IGNORE INTO injections VALUES (?, ?, ?, ?, ?, ?)",
+                    [(k, d, c, s, sha256, run_id) for k, d, c, s in injections[
+                        ["patient_key", "service_date", "code", "sides"]].itertuples(index=False)])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return cur.lastrowid
+
+    def mark_archived(self, file_id: int) -> None:
+        with closing(self._connect()) as con:
+            con.execute("UPDATE files SET archived_at=? WHERE id=?", (_now(), file_id))
+
+    def files(self) -> pd.DataFrame:
+        with closing(self._connect()) as con:
+            return pd.read_sql_query("SELECT * FROM files ORDER BY id", con)
+
+    def runs(self) -> pd.DataFrame:
+        with closing(self._connect()) as con:
+            return pd.read_sql_query("SELECT * FROM runs ORDER BY started", con)
+
+    def injection_history(self) -> pd.DataFrame:
+        """(patient_key, service_date) of every recorded chemodenervation session."""
+        with closing(self._connect()) as con:
+            df = pd.read_sql_query("SELECT DISTINCT patient_key, service_date FROM injections", con)
+        df["service_date"] = pd.to_datetime(df["service_date"]).astype("datetime64[ns]")
+        return df

@@ -1,0 +1,273 @@
+"""The nightly inbox run, as plain functions the ``nightly-scrub`` flow wraps.
+
+Order per file, so a crash at any point loses nothing and a re-run converges:
+outputs written (atomic) -> ledger says scrubbed -> input moved to archive -> ledger says archived.
+A re-run re-writes the same outputs (same names) if the ledger was not reached, and only finishes the
+archiving if it was. Logs and the returned summaries carry file ids (hash prefixes), never names.
+"""
+
+import datetime as dt
+import fcntl
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import ingest, report, scrub
+from pipeline.config import ScrubConfig
+from pipeline.derive import patient_key
+from pipeline.ledger import Ledger
+from schemas import columns as C
+
+log = logging.getLogger(__name__)
+INBOX_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods", ".csv", ".tsv"}
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", "~")
+FAULT_ENV = "CLAIMSCRUB_FAULT_STAGE"  # test hook: kill the process at a named stage
+
+
+@dataclass(frozen=True)
+class NightlyPaths:
+    root: Path | None
+    inbox: Path
+    outbox: Path
+    archive: Path
+    quarantine: Path
+    ledger: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.ledger.with_name(self.ledger.name + ".lock")
+
+
+def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Path | None) -> NightlyPaths:
+    """``--root DIR`` means DIR/inbox, outbox, archive, quarantine and ledger.sqlite; flags override."""
+    base = {
+        "inbox": config.inbox, "outbox": config.outbox, "archive": config.archive,
+        "quarantine": config.quarantine, "ledger": config.ledger,
+    }
+    if root is not None:
+        root = Path(root)
+        base = {"inbox": root / "inbox", "outbox": root / "outbox", "archive": root / "archive",
+                "quarantine": root / "quarantine", "ledger": root / "ledger.sqlite"}
+    base.update({k: Path(v) for k, v in overrides.items() if v is not None})
+    paths = NightlyPaths(root=root, **base)
+    for folder in (paths.inbox, paths.outbox, paths.archive, paths.quarantine, paths.ledger.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def file_id(sha256: str) -> str:
+    """What logs and artifacts call a file: a prefix of its content hash."""
+    return sha256[:12]
+
+
+def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> tuple[list[Path], list[tuple]]:
+    """Claim files ready to scrub, and the ones left alone with why (lock, hidden, temporary, unsettled)."""
+    now = time.time() if now is None else now
+    ready, skipped = [], []
+    for path in sorted(Path(inbox).iterdir()):
+        name = path.name
+        if not path.is_file():
+            continue
+        if name.startswith("~$"):
+            skipped.append((path, "office lock file"))
+        elif name.startswith("."):
+            skipped.append((path, "hidden file"))
+        elif name.lower().endswith(TEMP_SUFFIXES):
+            skipped.append((path, "temporary file"))
+        elif path.suffix.lower() not in INBOX_SUFFIXES:
+            skipped.append((path, "not a claims file type"))
+        elif now - path.stat().st_mtime < settle_seconds:
+            skipped.append((path, "still being written"))
+        else:
+            ready.append(path)
+    return ready, skipped
+
+
+class RunInProgress(RuntimeError):
+    """Another nightly run holds the lock."""
+
+
+class RunLock:
+    """An exclusive, non-blocking lock next to the ledger: one nightly run at a time."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._fh = None
+
+    def __enter__(self) -> "RunLock":
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            raise RunInProgress("a nightly run is already in progress") from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+
+
+@dataclass
+class FileOutcome:
+    """One inbox file's fate. Counts and ids only, plus the frames the combined workbook needs."""
+
+    file_id: str
+    name: str  # never logged; the combined workbook's Source File column
+    status: str  # scrubbed | duplicate | quarantined
+    reason_code: str = ""
+    reason: str = ""
+    counts: dict = field(default_factory=dict)
+    by_rule: dict = field(default_factory=dict)
+    workbook: str = ""
+    lines: pd.DataFrame | None = None  # lines of flagged claims only
+    findings: pd.DataFrame | None = None
+    issues: pd.DataFrame | None = None
+
+    def public(self) -> dict:
+        """What may be shown in logs and Prefect artifacts (no names, no patient data)."""
+        return {"file_id": self.file_id, "status": self.status, "reason_code": self.reason_code,
+                **self.counts}
+
+
+def _fault(stage: str) -> None:
+    if os.environ.get(FAULT_ENV) == stage:
+        os._exit(137)
+
+
+def _unique(folder: Path, name: str, sha256: str) -> Path:
+    """``folder/name``, or ``name`` with the file id inserted when another file already has it."""
+    target = folder / name
+    if not target.exists():
+        return target
+    stem, suffix = Path(name).stem, Path(name).suffix
+    return folder / f"{stem}.{file_id(sha256)}{suffix}"
+
+
+def _move(path: Path, folder: Path, sha256: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _unique(folder, path.name, sha256)
+    os.replace(path, target) if path.stat().st_dev == folder.stat().st_dev else shutil.move(path, target)
+    return target
+
+
+def output_names(outbox_day: Path, name: str, sha256: str) -> tuple[Path, Path]:
+    """Deterministic per content, so a re-run replaces its own outputs instead of adding copies."""
+    stem = f"{Path(name).stem}.{file_id(sha256)}"
+    return outbox_day / f"{stem}.exceptions.xlsx", outbox_day / f"{stem}.findings.csv"
+
+
+def injection_rows(claims: pd.DataFrame | None, salt: str) -> pd.DataFrame:
+    """Chemodenervation sessions of this file for the ledger: salted patient key, date, code, sides."""
+    cols = ["patient_key", "service_date", "code", "sides"]
+    if claims is None or claims.empty:
+        return pd.DataFrame(columns=cols)
+    sel = claims[claims["is_64612"] & claims[C.PATIENT_ID].notna() & claims["dos_min"].notna()]
+    sides = np.where(sel["m50"] | (sel["m_rt"] & sel["m_lt"]), "both",
+                     np.where(sel["m_rt"], "right", np.where(sel["m_lt"], "left", "unspecified")))
+    return pd.DataFrame({
+        "patient_key": [patient_key(p, salt) for p in sel[C.PATIENT_ID]],
+        "service_date": sel["dos_min"].dt.strftime("%Y-%m-%d").to_numpy(),
+        "code": "64612", "sides": sides,
+    })
+
+
+def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, config: ScrubConfig,
+                 as_of: dt.date, day: str, run_id: str, column_map: dict | None = None) -> FileOutcome:
+    """Scrub one inbox file, or record it as a duplicate, or quarantine it; never raises on bad data."""
+    path = Path(path)
+    fid = file_id(sha256)
+    size = path.stat().st_size
+    done = ledger.scrubbed(sha256)
+    if done is not None:
+        if done["name"] == path.name and done["archived_at"] is None:
+            _move(path, paths.archive / day, sha256)  # a crash came between ledger and archive: finish
+            ledger.mark_archived(done["id"])
+            log.info("file %s: finished archiving an earlier run's scrub", fid)
+            return FileOutcome(fid, path.name, "scrubbed", reason="resumed", workbook=done["workbook"] or "")
+        row = ledger.record_file(sha256, path.name, size, "duplicate", run_id, reason_code="DUPLICATE")
+        _move(path, paths.archive / day, sha256)
+        ledger.mark_archived(row)
+        log.info("file %s: duplicate of content already scrubbed; archived", fid)
+        return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
+    try:
+        result = ingest.read_claims(path, column_map)
+    except ingest.IngestError as exc:
+        return _quarantine(path, sha256, size, paths, ledger, run_id, exc.code, exc.reason)
+    checked = scrub.check_file(result, as_of, config, ledger.injection_history(), ledger.salt)
+    workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
+    summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    _fault("after_outputs")
+    counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
+              "claims_with_errors": summary.claims_with_errors,
+              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(checked.findings))}
+    row = ledger.record_scrubbed(
+        sha256, path.name, size, run_id, injection_rows(checked.claims, ledger.salt), rows=summary.rows_read,
+        claims=summary.claims, findings=counts["findings"], errors=summary.claims_with_errors,
+        workbook=str(workbook))
+    _fault("after_ledger")
+    _move(path, paths.archive / day, sha256)
+    ledger.mark_archived(row)
+    log.info("file %s: scrubbed, %d findings", fid, counts["findings"])
+    flagged = set(checked.findings[C.CLAIM_ID].dropna())
+    return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
+                       lines=result.lines[result.lines[C.CLAIM_ID].isin(flagged)], findings=checked.findings,
+                       issues=result.issues)
+
+
+def _quarantine(path, sha256, size, paths, ledger, run_id, code, reason) -> FileOutcome:
+    fid = file_id(sha256)
+    target = _move(path, paths.quarantine, sha256)
+    sidecar = target.with_name(target.name + ".error.txt")
+    sidecar.write_text(
+        f"File: {target.name}\nFile id: {fid}\nReason code: {code}\nWhy: {reason}\n"
+        f"What to do: {REASON_HELP.get(code, 'export the claims again and drop the new file in the inbox')}\n",
+        encoding="utf-8")
+    os.chmod(sidecar, 0o600)
+    ledger.record_file(sha256, path.name, size, "quarantined", run_id, reason_code=code)
+    log.warning("file %s: quarantined [%s]", fid, code)
+    return FileOutcome(fid, path.name, "quarantined", code, reason)
+
+
+REASON_HELP = {
+    "E_EMPTY": "the file is empty: export again",
+    "E_CORRUPT_ZIP": "the workbook is damaged: export again and do not edit it by hand",
+    "E_ENCRYPTED": "remove the password and drop it again",
+    "E_FORMAT": "save the claims as .xlsx or .csv",
+    "E_HEADER": "include the header row (Claim ID, DOS, CPT, Units, Dx)",
+    "E_MISSING_COLUMN": "add the missing columns to the export",
+    "E_DUP_COLUMN": "remove or rename one of the duplicate columns",
+    "E_SHEET_AMBIGUOUS": "keep one claims sheet per file",
+}
+
+
+def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_of: dt.date, run_id: str,
+                   version: str) -> Path | None:
+    """The nightly review workbook: every scrubbed file's findings, with a Source File column."""
+    done = [o for o in outcomes if o.status == "scrubbed" and o.findings is not None]
+    if not done:
+        return None
+    findings = pd.concat([o.findings.assign(source_file=o.name) for o in done], ignore_index=True)
+    findings = report.sort_findings(findings)
+    lines = pd.concat([o.lines.assign(source_file=o.name) for o in done], ignore_index=True)
+    issues = pd.concat([o.issues for o in done], ignore_index=True)
+    total = lambda k: int(sum(o.counts.get(k, 0) for o in done))  # noqa: E731
+    at_risk = float(lines[lines[C.CLAIM_ID].isin(set(findings.loc[findings.severity == "error", C.CLAIM_ID]))][
+        C.CHARGE].sum())
+    summary = report.ScrubSummary(
+        file=f"nightly review {day}: {len(done)} file(s)", sha256="", rows_read=total("rows"),
+        claims=total("claims"), g5133_claims=total("g5133_claims"),
+        clean_claims=total("g5133_claims") - total("claims_with_errors"),
+        claims_with_errors=total("claims_with_errors"), claims_with_warnings=total("claims_with_warnings"),
+        at_risk=at_risk, by_rule=findings["rule"].value_counts().sort_index().to_dict(),
+        by_payer=findings.drop_duplicates(["source_file", C.CLAIM_ID])[C.PAYER].fillna("(none)").value_counts()
+        .to_dict(), not_checked={}, as_of=as_of.isoformat(), run_id=run_id, version=version)
+    path = outbox_day / f"nightly-review-{day}.xlsx"
+    generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    return report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True)

@@ -1,0 +1,181 @@
+"""Real Prefect flow runs under one session harness: the nightly inbox run, its ledger, its schedule."""
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from openpyxl import load_workbook
+
+from pipeline import nightly
+from pipeline.config import ScrubConfig
+from pipeline.flows import build_deployment, nightly_scrub_flow
+from pipeline.ledger import Ledger
+from pipeline.sample import clean_claim, write_csv
+from tests.conftest import ROOT, SAMPLES
+
+pytestmark = pytest.mark.e2e
+AS_OF = dt.date(2024, 6, 30)
+PHI = ("MBR-", "Testperson", "1961-04-02", "Mockford", "A-77", "mixed.csv", "clean.csv")
+
+
+def _old(path):
+    past = time.time() - 3600
+    os.utime(path, (past, past))
+
+
+def _inbox(root, names=("clean.csv", "mixed.csv", "messy.xlsx")):
+    inbox = root / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copy(SAMPLES / name, inbox / name)
+        _old(inbox / name)
+    return inbox
+
+
+async def _client_read(fn):
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await fn(client)
+
+
+def test_nightly_inbox_run(tmp_path, prefect_harness):
+    """It scrubs good files, archives a duplicate, quarantines a corrupt file and leaves lock and fresh files."""
+    inbox = _inbox(tmp_path)
+    shutil.copy(SAMPLES / "clean.csv", inbox / "clean-again.csv")
+    _old(inbox / "clean-again.csv")
+    (inbox / "broken.xlsx").write_bytes(b"PK\x03\x04garbage")
+    _old(inbox / "broken.xlsx")
+    (inbox / "~$mixed.xlsx").write_bytes(b"lock")
+    (inbox / "arriving.csv").write_text("Claim ID,DOS\n")  # modified just now: still being copied
+
+    s = nightly_scrub_flow(root=tmp_path, settle_seconds=60, as_of=AS_OF)
+
+    status = sorted(f["status"] for f in s["files"])
+    assert status == ["duplicate", "quarantined", "scrubbed", "scrubbed", "scrubbed"]
+    assert s["quarantined"] == 1 and s["skipped"] == 2
+    assert sorted(p.name for p in inbox.iterdir()) == ["arriving.csv", "~$mixed.xlsx"]
+    day = tmp_path / "outbox" / "2024-06-30"
+    books = sorted(p.name for p in day.glob("*.exceptions.xlsx"))
+    assert len(books) == 3 and all(".exceptions.xlsx" in b for b in books)
+    assert (day / "nightly-review-2024-06-30.xlsx").exists()
+    assert sorted(p.name for p in (tmp_path / "archive" / "2024-06-30").iterdir()) == [
+        "clean-again.csv", "clean.csv", "messy.xlsx", "mixed.csv"]
+    sidecar = (tmp_path / "quarantine" / "broken.xlsx.error.txt").read_text()
+    assert "E_CORRUPT_ZIP" in sidecar and (tmp_path / "quarantine" / "broken.xlsx").exists()
+    files = Ledger(tmp_path / "ledger.sqlite").files()
+    assert sorted(files.status) == ["duplicate", "quarantined", "scrubbed", "scrubbed", "scrubbed"]
+    assert files.archived_at.notna().sum() == 4
+
+    review = load_workbook(day / "nightly-review-2024-06-30.xlsx")
+    header = [c.value for c in review["Exceptions"][1]]
+    assert header[0] == "Source File" and header[1] == "Exception ID"
+    sources = {r[0] for r in review["Exceptions"].iter_rows(min_row=2, values_only=True)}
+    assert sources == {"mixed.csv", "messy.xlsx"}
+
+    async def artifacts_and_logs(client):
+        from prefect.client.schemas.filters import LogFilter
+
+        arts = await client.read_artifacts()
+        logs = await client.read_logs(LogFilter())
+        runs = await client.read_flow_runs()
+        return arts, logs, runs
+
+    arts, logs, runs = asyncio.run(_client_read(artifacts_and_logs))
+    keys = {a.key for a in arts}
+    assert {"nightly-files", "nightly-rules", "nightly-summary"} <= keys
+    text = " ".join(str(a.data) for a in arts) + " ".join(log.message for log in logs)
+    text += " ".join(f"{r.name} {r.parameters}" for r in runs)
+    for needle in PHI:
+        assert needle not in text, needle
+
+
+def test_rerun_after_kill_converges(tmp_path, prefect_harness):
+    """It finishes a file killed after its outputs or after the ledger, with one output and nothing lost."""
+    for stage in ("after_outputs", "after_ledger"):
+        root = tmp_path / stage
+        inbox = _inbox(root, ["mixed.csv"])
+        paths = nightly.resolve_paths(ScrubConfig(), root)
+        code = (
+            "import datetime as dt, sys; from pathlib import Path; from pipeline import nightly, ingest;"
+            "from pipeline.config import ScrubConfig; from pipeline.ledger import Ledger;"
+            f"p = nightly.resolve_paths(ScrubConfig(), Path({str(root)!r})); f = p.inbox / 'mixed.csv';"
+            "nightly.process_file(f, ingest.file_sha256(f), p, Ledger(p.ledger), ScrubConfig(),"
+            " dt.date(2024, 6, 30), '2024-06-30', 'killed')"
+        )
+        env = dict(os.environ, **{nightly.FAULT_ENV: stage})
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT)
+        assert proc.returncode == 137
+        assert (inbox / "mixed.csv").exists()  # nothing lost
+        s = nightly_scrub_flow(root=root, settle_seconds=0, as_of=AS_OF)
+        assert [f["status"] for f in s["files"]] == ["scrubbed"]
+        day = paths.outbox / "2024-06-30"
+        assert len(list(day.glob("mixed.*.exceptions.xlsx"))) == 1
+        assert len(list(day.glob("mixed.*.findings.csv"))) == 1
+        assert not any(p.name.startswith(".~") for p in day.iterdir())  # no temp files left
+        assert [p.name for p in (paths.archive / "2024-06-30").iterdir()] == ["mixed.csv"]
+        files = Ledger(paths.ledger).files()
+        assert list(files.status) == ["scrubbed"] and files.archived_at.notna().all()
+
+
+def test_second_overlapping_run_exits_cleanly(tmp_path, prefect_harness):
+    """It leaves the inbox alone while another nightly run holds the lock."""
+    _inbox(tmp_path, ["clean.csv"])
+    paths = nightly.resolve_paths(ScrubConfig(), tmp_path)
+    with nightly.RunLock(paths.lock):
+        s = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=AS_OF)
+    assert s["status"] == "locked"
+    assert (tmp_path / "inbox" / "clean.csv").exists()
+    assert nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=AS_OF)["status"] == "done"
+
+
+def test_repeat_injection_flagged_across_nights(tmp_path, prefect_harness):
+    """It flags a patient injected 40 days after a session recorded in an earlier night's ledger."""
+    inbox = tmp_path / "inbox"
+    write_csv(clean_claim("N1", "MBR-777", "2024-04-01"), inbox / "week1.csv")
+    _old(inbox / "week1.csv")
+    nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=dt.date(2024, 4, 2))
+    write_csv(clean_claim("N2", "MBR-777", "2024-05-11"), inbox / "week7.csv")
+    _old(inbox / "week7.csv")
+    s = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=dt.date(2024, 5, 12))
+    assert s["by_rule"] == {"HFS-030": 1}
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as con:
+        keys = [r[0] for r in con.execute("SELECT patient_key FROM injections")]
+    assert len(keys) == 2 and all("MBR" not in k for k in keys)
+
+
+def test_serve_registers_the_cron_deployment(prefect_harness):
+    """It registers the nightly deployment with the configured cron schedule and time zone."""
+    cfg = ScrubConfig(schedule="30 1 * * *", timezone="America/Chicago")
+    dep_id = build_deployment(cfg).apply()
+
+    async def read(client):
+        return await client.read_deployment(dep_id)
+
+    dep = asyncio.run(_client_read(read))
+    (sched,) = dep.schedules
+    assert dep.name == "nightly" and sched.schedule.cron == "30 1 * * *"
+    assert sched.schedule.timezone == "America/Chicago"
+    assert build_deployment(ScrubConfig()).schedules[0].schedule.cron == "0 2 * * *"
+
+
+def test_ledger_migrates_an_old_schema(tmp_path):
+    """It upgrades a version-1 ledger in place, keeping its rows."""
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    for stmt in filter(str.strip, __import__("pipeline.ledger", fromlist=["_MIGRATIONS"])._MIGRATIONS[1].split(";")):
+        con.execute(stmt)
+    con.execute("INSERT INTO meta VALUES ('salt', 'abc')")
+    con.execute("PRAGMA user_version=1")
+    con.commit()
+    con.close()
+    ledger = Ledger(path)
+    assert ledger.version == 2 and ledger.salt == "abc"
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
