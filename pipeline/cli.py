@@ -58,6 +58,7 @@ def scrub(
 ) -> None:
     """Scrub claim files and write one exceptions workbook (and findings CSV) per input."""
     from pipeline import scrub as S
+    from pipeline.errors import OutputError
     from pipeline.ingest import IngestError
 
     if fail_on not in (None, "error", "warning"):
@@ -80,6 +81,10 @@ def scrub(
                 typer.echo(f"\n{path}: cannot be read: {exc.reason} [{exc.code}]", err=True)
                 failed = True
                 continue
+            except OutputError as exc:
+                typer.echo(f"\n{path}: outputs not written: {exc.reason} [{exc.code}]", err=True)
+                failed = True
+                continue
             except OSError as exc:
                 typer.echo(f"\n{path}: {exc.strerror or exc}", err=True)
                 failed = True
@@ -96,12 +101,14 @@ def _scrub_recorded(path, out, single, day, cfg, cmap) -> dict:
     import uuid
 
     from pipeline import scrub as S
-    from pipeline.flows import scrub_file_flow
+    from pipeline.flows import register_job, scrub_file_flow
 
     workbook, csv_path = S.output_paths(path, out, single)
     workbook.parent.mkdir(parents=True, exist_ok=True)
-    return scrub_file_flow(input_path=path, workbook=workbook, csv_path=csv_path, as_of=day, config=cfg,
-                           column_map=cmap, run_id=uuid.uuid4().hex[:12])
+    file_id = register_job(path, workbook, csv_path)
+    summary = scrub_file_flow(file_id=file_id, as_of=day, config=cfg, column_map=cmap, run_id=uuid.uuid4().hex[:12])
+    summary["file"] = Path(path).name  # shown on the user's terminal only
+    return summary
 
 
 def _severities(summary: dict) -> set[str]:
@@ -201,6 +208,8 @@ def nightly(
         typer.echo("a nightly run is already in progress; nothing done")
         return
     _print_night(summary)
+    if summary["failed"]:
+        raise typer.Exit(4)
     if summary["quarantined"]:
         raise typer.Exit(3)
 
@@ -278,6 +287,10 @@ def demo(
 
 
 def main() -> None:
+    from pipeline import logsafe, report
+
+    report.check_environment()
+    logsafe.install()
     app()
 
 

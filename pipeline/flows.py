@@ -28,24 +28,33 @@ def write_report(result, checked, workbook: Path, csv_path: Path, as_of: dt.date
     return scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
 
 
-def _file_run_name() -> str:
-    from prefect.runtime import flow_run
-
-    # The file's id (hash prefix), never its name: names can carry patient data.
-    name = Path(str(flow_run.parameters.get("input_path", "file"))).name
-    return f"scrub-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+# Paths of ad hoc jobs, by file id: flow parameters are stored by Prefect, and file names can carry
+# patient data, so the recorded flow takes only the id and finds its paths here, in-process.
+_JOBS: dict[str, tuple[Path, Path, Path]] = {}
 
 
-@flow(name="scrub-file", flow_run_name=_file_run_name, persist_result=False)
-def scrub_file_flow(input_path: Path, workbook: Path, csv_path: Path, as_of: dt.date,
-                    config: ScrubConfig | None = None, column_map: dict[str, str] | None = None,
-                    run_id: str = "") -> dict:
+def register_job(input_path: Path, workbook: Path, csv_path: Path) -> str:
+    """Remember one ad hoc job's paths; returns the file id the flow run is named after."""
+    fid = hashlib.sha256(str(Path(input_path).resolve()).encode()).hexdigest()[:12]
+    _JOBS[fid] = (Path(input_path), Path(workbook), Path(csv_path))
+    return fid
+
+
+@flow(name="scrub-file", flow_run_name="scrub-{file_id}", persist_result=False)
+def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = None,
+                    column_map: dict[str, str] | None = None, run_id: str = "") -> dict:
     """Ingest, validate and report one claims file; returns the PHI-free summary."""
+    from pipeline import logsafe
+
+    logsafe.install()
+    input_path, workbook, csv_path = _JOBS[file_id]
     config = config or ScrubConfig()
     result = read_claims(input_path, column_map)
     checked = check_claims(result, as_of, config)
     summary = write_report(result, checked, workbook, csv_path, as_of, run_id)
-    return summary.__dict__
+    public = dict(summary.__dict__)
+    public["file"] = file_id
+    return public
 
 
 def _retry_on_io(task, task_run, state) -> bool:
@@ -90,10 +99,12 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipeline import nightly
+    from pipeline import logsafe, nightly, report
     from pipeline.config import load_config
     from pipeline.ledger import Ledger
 
+    report.check_environment()
+    logsafe.install()
     logger = get_run_logger()
     config = load_config(config_path)
     as_of = as_of or dt.date.today()
@@ -108,6 +119,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         return {"status": "locked", "files": []}
     try:
         run_id = uuid.uuid4().hex[:12]
+        nightly.clean_stale_temps(paths.outbox)
         book = Ledger(paths.ledger)
         book.start_run(run_id)
         ready, skipped = nightly.scan_inbox(paths.inbox, settle)
@@ -123,7 +135,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
         review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id)
         quarantined = sum(o.status == "quarantined" for o in outcomes)
-        book.end_run(run_id, len(outcomes), "quarantined" if quarantined else "ok")
+        failed = sum(o.status == "failed" for o in outcomes)
+        book.end_run(run_id, len(outcomes), "failed" if failed else "quarantined" if quarantined else "ok")
     finally:
         lock.__exit__(None, None, None)
     files = [o.public() for o in outcomes]
@@ -139,11 +152,12 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     create_markdown_artifact(
         f"# Nightly scrub {day}\n\n{len(files)} file(s): "
         f"{sum(f['status'] == 'scrubbed' for f in files)} scrubbed, "
-        f"{sum(f['status'] == 'duplicate' for f in files)} duplicate, {quarantined} quarantined.\n\n"
+        f"{sum(f['status'] == 'duplicate' for f in files)} duplicate, {quarantined} quarantined, "
+        f"{failed} failed (left in the inbox).\n\n"
         f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
         key="nightly-summary")
     return {"status": "done", "run_id": run_id, "day": day, "files": files, "by_rule": by_rule,
-            "quarantined": quarantined, "skipped": len(skipped),
+            "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
             "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
 
 

@@ -19,12 +19,16 @@ from typing import Any
 import pandas as pd
 
 from pipeline import normalize as N
+from pipeline.errors import IngestError
+from pipeline.gate import cfb_is_encrypted, classify
 from schemas import columns as C
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
 SUFFIXES = WORKBOOK_SUFFIXES | TEXT_SUFFIXES
 HEADER_SCAN_ROWS = 30
+MAX_CELL_TEXT = 32767  # Excel's cell limit: longer text is truncated in the workbook, and flagged
+MAX_ROWS = 2_000_000
 
 # Raw-header -> canonical map, keyed by ``header_key`` of the export header.
 HEADER_ALIASES: dict[str, str] = {}
@@ -107,15 +111,6 @@ _SITE_ALIASES = {
 _TOTALS = re.compile(r"^\s*(grand\s+)?totals?\b", re.IGNORECASE)
 
 
-class IngestError(Exception):
-    """A file that cannot be read at all; ``code`` is a reason code, ``rule`` FILE-001/FILE-002."""
-
-    def __init__(self, code: str, rule: str, reason: str, file: str = "", sheet: str = ""):
-        self.code, self.rule, self.reason, self.file, self.sheet = code, rule, reason, file, sheet
-        where = f"{file}" + (f", sheet {sheet!r}" if sheet else "")
-        super().__init__(f"{where}: {reason} [{code}]")
-
-
 @dataclass
 class IngestResult:
     """What was read from one file: canonical lines plus everything a reviewer must know about it."""
@@ -162,19 +157,6 @@ def file_sha256(path: Path) -> str:
 
 # --- raw readers -----------------------------------------------------------------------------
 
-def _sniff_kind(path: Path) -> str:
-    """Classify by the first bytes, not the extension: "zip", "cfb" or "text"."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    if not head:
-        raise IngestError("E_EMPTY", "FILE-001", "the file is empty (0 bytes)", path.name)
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
-        return "cfb"
-    return "text"
-
-
 def _decode(data: bytes, name: str, notes: list[str]) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -205,7 +187,7 @@ def _read_text(path: Path, notes: list[str]) -> list[tuple[str, list[list[Any]]]
 def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
     from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
-    if kind == "cfb" and _cfb_is_encrypted(path):
+    if kind == "cfb" and cfb_is_encrypted(path):
         raise IngestError("E_ENCRYPTED", "FILE-001",
                           "the workbook is password-protected; remove the password and drop it again",
                           path.name)
@@ -232,13 +214,6 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
     finally:
         wb.close()
     return sheets
-
-
-def _cfb_is_encrypted(path: Path) -> bool:
-    """An encrypted OOXML workbook is a CFB container holding an ``EncryptionInfo`` stream."""
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    return "EncryptionInfo".encode("utf-16-le") in head or "EncryptedPackage".encode("utf-16-le") in head
 
 
 # --- header and sheet detection ---------------------------------------------------------------
@@ -322,7 +297,7 @@ def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> I
     user_map = column_map or {}
     if not path.exists():
         raise IngestError("E_MISSING", "FILE-001", "the file does not exist", path.name)
-    kind = _sniff_kind(path)
+    kind = classify(path)
     suffix = path.suffix.lower()
     if kind == "text" and suffix in WORKBOOK_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds text; read as CSV")
@@ -352,10 +327,17 @@ def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> I
                               + ", ".join(repr(s[0]) for s in claims_sheets), path.name)
         notes.append("other claim-like sheets ignored: " + ", ".join(repr(s[0]) for s in claims_sheets[1:]))
     sheet, rows, header_idx, mapping = claims_sheets[0]
-    return _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes)
+    special = []
+    if kind == "zip":
+        from pipeline.cells import special_cells
+
+        special = special_cells(path, sheet)
+    return _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=kind == "text",
+                  special=special)
 
 
-def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> IngestResult:
+def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=False,
+           special=()) -> IngestResult:
     header = rows[header_idx]
     issues: list[dict[str, Any]] = []
 
@@ -394,6 +376,11 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> I
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
     for idx in range(header_idx + 1, len(rows)):
         row = list(rows[idx])
+        if strict and len(row) != width and not _is_blank_row(row) and not (
+                len(row) > width and all(N.is_blank(c) for c in row[width:])):
+            raise IngestError("E_CSV_SHAPE", "FILE-001",
+                              f"row {idx + 1} has {len(row)} fields but the header (row {header_idx + 1}) has "
+                              f"{width}; check the delimiter and quoting", path.name, sheet)
         if len(row) < width:
             row.extend([""] * (width - len(row)))
         elif len(row) > width and not all(N.is_blank(c) for c in row[width:]):
@@ -409,6 +396,9 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> I
         body.append(row[:width])
         source_rows.append(idx + 1)
     rows_read = len(body)
+    if rows_read > MAX_ROWS:
+        raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
+                          path.name, sheet)
     raw = pd.DataFrame(body, columns=range(width), dtype=object) if body else pd.DataFrame(
         columns=range(width), dtype=object)
 
@@ -416,6 +406,11 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> I
     for pos, canonical in mapping.items():
         if canonical in {COMBINED_DX, COMBINED_MODIFIERS}:
             continue
+        if canonical in C.TEXT_COLUMNS:
+            lengths = raw[pos].map(lambda v: len(v) if isinstance(v, str) else 0)
+            for p in lengths.index[lengths > MAX_CELL_TEXT]:
+                issue(source_rows[p], str(header[pos]).strip(), "", f"text of {lengths[p]} characters is longer "
+                      f"than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")
         values, problems = N.normalize_column(raw[pos], _NORMALISERS[canonical])
         data[canonical] = values
         for p, reason in problems.items():
@@ -426,6 +421,25 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes) -> I
         elif canonical == COMBINED_MODIFIERS:
             _spread(data, raw[pos], C.MODIFIERS, N.norm_code, rows_read, overflow=C.MODIFIER_EXTRA)
 
+    kept_rows = set(source_rows)
+    for row, col, kind, text in special:
+        if row in kept_rows and col < width:
+            column = str(header[col]).strip() or _col_letter(col)
+            if kind == "error":
+                issue(row, column, text, f"the cell holds the error value {text} [E_CELL_ERROR]")
+            else:
+                issue(row, column, "=" + text, "a formula saved without its value; open the file in Excel, "
+                      "save it and drop it again [E_FORMULA_NO_VALUE]")
+    dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
+    if dob_pos is not None and C.SERVICE_DATE in data and C.DOB in data:
+        for p_, (birth, service) in enumerate(zip(data[C.DOB], data[C.SERVICE_DATE], strict=True)):
+            if pd.notna(birth) and pd.notna(service) and birth > service:
+                issue(source_rows[p_], str(header[dob_pos]).strip(), raw[dob_pos].iat[p_],
+                      "the date of birth is after the date of service")
+    if rows_read == 0:
+        notes.append("the file has a header but 0 data rows")
+    if unmapped:
+        notes.append("columns not used by claimscrub: " + ", ".join(repr(h) for h in unmapped))
     n = rows_read
     frame = {}
     for col in C.CANONICAL:

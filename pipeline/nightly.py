@@ -21,6 +21,8 @@ import pandas as pd
 from pipeline import ingest, report, scrub
 from pipeline.config import ScrubConfig
 from pipeline.derive import patient_key
+from pipeline.errors import OutputError, ScrubFailure
+from pipeline.isolate import read_isolated
 from pipeline.ledger import Ledger
 from schemas import columns as C
 
@@ -64,6 +66,18 @@ def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Pa
 def file_id(sha256: str) -> str:
     """What logs and artifacts call a file: a prefix of its content hash."""
     return sha256[:12]
+
+
+def clean_stale_temps(outbox: Path) -> int:
+    """Remove private temporary folders a killed run left in the outbox (they can hold claim data)."""
+    removed = 0
+    for folder in Path(outbox).glob("*/.claimscrub-tmp-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+        removed += 1
+    for tmp in Path(outbox).glob("*/.~*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> tuple[list[Path], list[tuple]]:
@@ -120,7 +134,7 @@ class FileOutcome:
 
     file_id: str
     name: str  # never logged; the combined workbook's Source File column
-    status: str  # scrubbed | duplicate | quarantined
+    status: str  # scrubbed | duplicate | quarantined | failed (outputs not written; input left in the inbox)
     reason_code: str = ""
     reason: str = ""
     counts: dict = field(default_factory=dict)
@@ -144,10 +158,12 @@ def _fault(stage: str) -> None:
 def _unique(folder: Path, name: str, sha256: str) -> Path:
     """``folder/name``, or ``name`` with the file id inserted when another file already has it."""
     target = folder / name
-    if not target.exists():
-        return target
     stem, suffix = Path(name).stem, Path(name).suffix
-    return folder / f"{stem}.{file_id(sha256)}{suffix}"
+    n = 1
+    while target.exists():  # never overwrite: an archive or quarantine keeps every file it was given
+        target = folder / f"{stem}.{file_id(sha256)}{'' if n == 1 else f'-{n}'}{suffix}"
+        n += 1
+    return target
 
 
 def _move(path: Path, folder: Path, sha256: str) -> Path:
@@ -179,11 +195,13 @@ def injection_rows(claims: pd.DataFrame | None, salt: str) -> pd.DataFrame:
 
 
 def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, config: ScrubConfig,
-                 as_of: dt.date, day: str, run_id: str, column_map: dict | None = None) -> FileOutcome:
+                 as_of: dt.date, day: str, run_id: str, column_map: dict | None = None,
+                 isolate: bool = True) -> FileOutcome:
     """Scrub one inbox file, or record it as a duplicate, or quarantine it; never raises on bad data."""
     path = Path(path)
     fid = file_id(sha256)
     size = path.stat().st_size
+    _fault("claimed")
     done = ledger.scrubbed(sha256)
     if done is not None:
         if done["name"] == path.name and done["archived_at"] is None:
@@ -197,12 +215,23 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         log.info("file %s: duplicate of content already scrubbed; archived", fid)
         return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
     try:
-        result = ingest.read_claims(path, column_map)
+        result = read_isolated(path, column_map) if isolate else ingest.read_claims(path, column_map)
     except ingest.IngestError as exc:
         return _quarantine(path, sha256, size, paths, ledger, run_id, exc.code, exc.reason)
-    checked = scrub.check_file(result, as_of, config, ledger.injection_history(), ledger.salt)
+    try:
+        checked = scrub.check_file(result, as_of, config, ledger.injection_history(), ledger.salt)
+    except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
+        failure = ScrubFailure("checking the claims", exc)
+        ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=failure.code)
+        log.error("file %s: %s; the file stays in the inbox", fid, failure.reason)
+        return FileOutcome(fid, path.name, "failed", failure.code, failure.reason)
     workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-    summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    try:
+        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    except OutputError as exc:
+        ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=exc.code)
+        log.error("file %s: outputs not written [%s]; the file stays in the inbox", fid, exc.code)
+        return FileOutcome(fid, path.name, "failed", exc.code, exc.reason)
     _fault("after_outputs")
     counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
               "claims_with_errors": summary.claims_with_errors,

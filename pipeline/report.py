@@ -5,14 +5,19 @@ control characters are replaced, and the file is written to a temporary name in 
 and moved into place, so a reviewer never opens a half-written workbook.
 """
 
+import errno
 import hashlib
 import os
 import re
+import shutil
 import tempfile
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from lxml import etree
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
@@ -20,6 +25,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.hyperlink import Hyperlink
 
+from pipeline.errors import OutputError
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
 
@@ -140,27 +146,68 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
                    ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False) -> Path:
     """Write the exceptions workbook atomically; returns the final path."""
     path = Path(path)
-    wb = Workbook(write_only=True)
-    _summary_sheet(wb, summary, generated_at)
-    claim_rows = _claims_row_map(lines, findings)
-    _exceptions_sheet(wb, findings, claim_rows, source_file_column)
-    _claims_sheet(wb, lines, findings, claim_rows, source_file_column)
-    _ingest_sheet(wb, ingest_issues)
-    _rules_sheet(wb)
-    return _atomic_save(wb, path)
+
+    def build() -> Workbook:
+        wb = Workbook(write_only=True)
+        _summary_sheet(wb, summary, generated_at)
+        claim_rows = _claims_row_map(lines, findings)
+        _exceptions_sheet(wb, findings, claim_rows, source_file_column)
+        _claims_sheet(wb, lines, findings, claim_rows, source_file_column)
+        _ingest_sheet(wb, ingest_issues)
+        _rules_sheet(wb)
+        return wb
+
+    return _atomic_save(build, path)
 
 
-def _atomic_save(wb: Workbook, path: Path) -> Path:
+_TEMP_LOCK = threading.Lock()
+
+
+def check_environment() -> None:
+    """Start-up assertions: openpyxl must parse XML through defusedxml."""
+    import openpyxl
+
+    if not getattr(openpyxl, "DEFUSEDXML", False):
+        raise RuntimeError("openpyxl is not using defusedxml; install claimscrub's dependencies")
+
+
+@contextmanager
+def private_tempdir(folder: Path):
+    """openpyxl spools sheets to temporary files: keep them in a private folder beside the output."""
+    with _TEMP_LOCK:
+        previous = tempfile.tempdir
+        private = tempfile.mkdtemp(prefix=".claimscrub-tmp-", dir=folder)  # mode 0700
+        tempfile.tempdir = private
+        try:
+            yield Path(private)
+        finally:
+            tempfile.tempdir = previous
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def _atomic_save(build, path: Path) -> Path:
+    """Build and save the workbook to a private temporary name, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    if not os.access(path.parent, os.W_OK):
+        raise OutputError("E_OUTPUT_UNWRITABLE", "the output folder is not writable")
+    tmp = None
     try:
-        wb.save(tmp)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with private_tempdir(path.parent) as private:
+            wb = build()
+            tmp = private / "workbook.xlsx"
+            wb.save(tmp)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+    except OutputError:
         raise
+    except OSError as exc:
+        code = "E_DISK_FULL" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "E_OUTPUT_UNWRITABLE"
+        raise OutputError(code, f"the workbook could not be written ({errno.errorcode.get(exc.errno, 'error')})"
+                          ) from None
+    except etree.SerialisationError as exc:  # lxml reports a full disk as IO_ENOSPC / IO_EFBIG
+        full = any(k in str(exc) for k in ("ENOSPC", "EFBIG", "EDQUOT"))
+        raise OutputError("E_DISK_FULL" if full else "E_OUTPUT_UNWRITABLE", "the workbook could not be written"
+                          ) from None
     return path
 
 
@@ -321,13 +368,13 @@ def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
     out = _in_order(findings).copy()
     out.insert(0, "exception_id", [exception_id(c, ln, r, v) for c, ln, r, v in zip(
         out[C.CLAIM_ID], out[C.LINE_NO], out["rule"], out["value"], strict=True)])
-    fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)  # mode 0600
     os.close(fd)
     try:
         out.to_csv(tmp, index=False, date_format="%Y-%m-%d")
-        os.chmod(tmp, 0o600)
         os.replace(tmp, path)
-    except BaseException:
+    except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        code = "E_DISK_FULL" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "E_OUTPUT_UNWRITABLE"
+        raise OutputError(code, "the findings CSV could not be written") from None
     return path

@@ -10,6 +10,7 @@ import pandas as pd
 
 from pipeline import ingest, report, validate
 from pipeline.config import ScrubConfig
+from pipeline.errors import OutputError
 
 try:
     VERSION = version("claimscrub")
@@ -48,7 +49,10 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
     summary = report.summarize(result.file, result.sha256, result.rows_read, result.lines, checked.findings,
                                checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    workbook.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        workbook.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        raise OutputError("E_OUTPUT_UNWRITABLE", "the output folder cannot be created") from None
     report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated)
     report.write_findings_csv(checked.findings, csv_path)
     return summary

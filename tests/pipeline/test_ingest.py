@@ -100,7 +100,7 @@ def test_unreadable_files_raise_one_clear_error(tmp_path, content, code):
     p.write_bytes(content)
     with pytest.raises(IngestError) as err:
         read_claims(p)
-    assert err.value.code == code and "bad.xlsx" in str(err.value)
+    assert err.value.code == code and err.value.file == "bad.xlsx" and "bad.xlsx" not in str(err.value)
 
 
 def test_truncated_and_encrypted_workbooks(tmp_path):

@@ -1,0 +1,81 @@
+"""Cells calamine cannot show: error values (#REF!) and formulas saved without a value.
+
+calamine returns both as blanks; for OOXML workbooks this scans the claims sheet's XML (only when
+its raw bytes contain an error or formula cell) and returns them so ingest can flag each one.
+The format gate has already refused XML with DTDs, and entities are never resolved here.
+"""
+
+import posixpath
+import re
+import zipfile
+from pathlib import Path
+
+from lxml import etree
+
+_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+_REF = re.compile(r"([A-Z]+)(\d+)")
+
+
+def _sheet_part(z: zipfile.ZipFile, sheet: str) -> str | None:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+    book = etree.fromstring(z.read("xl/workbook.xml"), parser)
+    rid = None
+    for node in book.iter(f"{_NS}sheet"):
+        if node.get("name") == sheet:
+            rid = node.get(f"{_REL_NS}id")
+    if rid is None:
+        return None
+    rels = etree.fromstring(z.read("xl/_rels/workbook.xml.rels"), parser)
+    for rel in rels:
+        if rel.get("Id") == rid:
+            target = rel.get("Target", "")
+            return target.lstrip("/") if target.startswith("/") else posixpath.normpath(
+                posixpath.join("xl", target))
+    return None
+
+
+def _column_index(letters: str) -> int:
+    n = 0
+    for ch in letters:
+        n = n * 26 + (ord(ch) - 64)
+    return n - 1
+
+
+def special_cells(path: Path, sheet: str) -> list[tuple[int, int, str, str]]:
+    """(Excel row, 0-based column, kind, text) of error cells ("error") and formulas with no value."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            if "xl/workbook.xml" not in z.namelist():
+                return []
+            part = _sheet_part(z, sheet)
+            if part is None or part not in z.namelist():
+                return []
+            with z.open(part) as fh:  # cheap pre-check on the raw bytes
+                found = False
+                tail = b""
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    chunk = tail + block
+                    if b't="e"' in chunk or b"<f" in chunk:
+                        found = True
+                        break
+                    tail = chunk[-8:]
+            if not found:
+                return []
+            out = []
+            with z.open(part) as fh:
+                for _, cell in etree.iterparse(fh, tag=f"{_NS}c", resolve_entities=False, no_network=True):
+                    ref = _REF.match(cell.get("r", ""))
+                    f = cell.find(f"{_NS}f")
+                    v = cell.find(f"{_NS}v")
+                    value = v.text if v is not None else None
+                    if ref:
+                        row, col = int(ref.group(2)), _column_index(ref.group(1))
+                        if cell.get("t") == "e":
+                            out.append((row, col, "error", value or "#ERROR"))
+                        elif f is not None and not value:
+                            out.append((row, col, "formula", f.text or ""))
+                    cell.clear()
+            return out
+    except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
+        return []
