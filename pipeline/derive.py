@@ -27,6 +27,9 @@ def patient_key(patient_id: str | None, salt: str) -> str | None:
     return hashlib.sha256(f"{salt}\x1f{patient_id}".encode()).hexdigest()[:32]
 
 
+_LETTER_INDEX = {chr(65 + i): i for i in range(12)}
+
+
 def _has_mod(lines: pd.DataFrame, mod: str) -> pd.Series:
     return (lines[list(C.MODIFIERS)] == mod).any(axis=1)
 
@@ -108,18 +111,46 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     return f
 
 
-def _sites_frame(lines: pd.DataFrame) -> pd.DataFrame:
-    """One row per parsed site entry per claim; the same sites text on several lines counts once."""
-    texts = lines[[C.CLAIM_ID, C.MUSCLES]].dropna()
-    texts = texts[texts[C.MUSCLES].astype(str).str.strip() != ""].drop_duplicates()
+def _sites_by_text(texts) -> pd.DataFrame:
+    """Facts of each distinct sites text, parsed once (exports repeat a handful of texts)."""
     rows = []
-    for claim, text in zip(texts[C.CLAIM_ID].tolist(), texts[C.MUSCLES].tolist(), strict=True):
-        for s in parse_sites(str(text)):
-            per_side = s.units_per_side()
-            rows.append((claim, s.side, s.muscle, s.units, s.raw, s.muscle_text, s.facial,
-                         per_side.get("R", 0.0), per_side.get("L", 0.0)))
-    return pd.DataFrame(rows, columns=["claim", "side", "muscle", "units", "raw", "muscle_text", "facial",
-                                       "r_units", "l_units"])
+    for text in texts:
+        sites = parse_sites(str(text))
+        units = [x.units for x in sites if x.units is not None]
+        sides = [x.units_per_side() for x in sites]
+        rows.append({
+            "text": text, "n_sites": len(sites), "site_units": sum(units) if units else np.nan,
+            "r_units": sum(d.get("R", 0.0) for d in sides), "l_units": sum(d.get("L", 0.0) for d in sides),
+            "no_units": "; ".join(dict.fromkeys(x.raw for x in sites if x.units is None)),
+            "nonfacial": "; ".join(dict.fromkeys(x.muscle for x in sites if x.facial is False)),
+            "unknown": "; ".join(dict.fromkeys(x.muscle_text for x in sites if x.muscle is None and x.muscle_text)),
+            "R": any(x.side in ("R", "B") for x in sites), "L": any(x.side in ("L", "B") for x in sites),
+            "U": any(x.side is None for x in sites),
+        })
+    return pd.DataFrame(rows, columns=["text", "n_sites", "site_units", "r_units", "l_units", "no_units",
+                                       "nonfacial", "unknown", "R", "L", "U"]).set_index("text")
+
+
+def _sites_per_claim(lines: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+    """Site facts per claim; the same sites text on several lines of a claim counts once."""
+    pairs = lines[[C.CLAIM_ID, C.MUSCLES]].dropna()
+    pairs = pairs[pairs[C.MUSCLES].str.strip() != ""].drop_duplicates()
+    facts = _sites_by_text(pd.unique(pairs[C.MUSCLES]))
+    joined = facts.reindex(pairs[C.MUSCLES].to_numpy())
+    joined.index = pairs[C.CLAIM_ID].to_numpy()
+    g = joined.groupby(level=0, sort=False)
+    out = pd.DataFrame(index=index)
+    out["n_sites"] = g["n_sites"].sum().reindex(index).fillna(0).astype(int)
+    out["site_units"] = g["site_units"].sum(min_count=1).reindex(index).astype(float)
+    for col in ("r_units", "l_units"):
+        out[col] = g[col].sum().reindex(index).astype(float).fillna(0.0)
+    keys = pd.Series(joined.index, index=range(len(joined)))
+    for col in ("no_units", "nonfacial", "unknown"):
+        out[col] = _join(pd.Series(joined[col].to_numpy(), index=keys.index).astype(object).fillna(""),
+                         keys).reindex(index).fillna("")
+    for col in ("R", "L", "U"):
+        out[col] = g[col].any().reindex(index).fillna(False).astype(bool)
+    return out
 
 
 def derive_claims(
@@ -248,25 +279,17 @@ def derive_claims(
     cf["uses_jz"] = cf.jz & cf.is_toxin
 
     # Sites.
-    s = _sites_frame(lines)
-    sg = s.groupby("claim", sort=False)
-    cf["n_sites"] = sg.size().reindex(cf.index).fillna(0).astype(int)
-    cf["site_units"] = sg["units"].sum(min_count=1).reindex(cf.index).astype(float)
-    cf["r_units"] = sg["r_units"].sum().reindex(cf.index).astype(float).fillna(0.0)
-    cf["l_units"] = sg["l_units"].sum().reindex(cf.index).astype(float).fillna(0.0)
-    no_units = s[s.units.isna()]
-    cf["sites_without_units"] = _join(no_units.raw, no_units.claim.reset_index(drop=True).set_axis(
-        no_units.index)).reindex(cf.index).fillna("")
+    sp = _sites_per_claim(lines, cf.index)
+    for col in ("n_sites", "site_units", "r_units", "l_units"):
+        cf[col] = sp[col]
+    cf["sites_without_units"] = sp["no_units"]
     cf["why_sites_missing"] = cf["sites_without_units"].where(
         cf.n_sites > 0, "no injection sites documented").where(cf.is_64612, "")
     cf["why_sites_missing"] = ("entries without units: " + cf["why_sites_missing"]).where(
         (cf.n_sites > 0) & (cf["why_sites_missing"] != ""), cf["why_sites_missing"])
-    nonfacial = s[s.facial.eq(False)]
-    cf["nonfacial_muscles"] = _join(nonfacial.muscle, nonfacial.claim).reindex(cf.index).fillna("")
-    unknown = s[s.muscle.isna() & (s.muscle_text != "")]
-    cf["unknown_muscles"] = _join(unknown.muscle_text, unknown.claim).reindex(cf.index).fillna("")
-    sides = s.assign(R=s.side.eq("R") | s.side.eq("B"), L=s.side.eq("L") | s.side.eq("B"),
-                     U=s.side.isna()).groupby("claim")[["R", "L", "U"]].any().reindex(cf.index).fillna(False)
+    cf["nonfacial_muscles"] = sp["nonfacial"]
+    cf["unknown_muscles"] = sp["unknown"]
+    sides = sp[["R", "L", "U"]]
     only_r = sides.R & ~sides.L
     only_l = sides.L & ~sides.R
     none_sided = ~sides.R & ~sides.L & sides.U

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pipeline import normalize as N
@@ -370,48 +371,58 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
         present.update(C.MODIFIERS)
     width = len(header)
 
-    # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row.
-    body: list[list[Any]] = []
-    source_rows: list[int] = []
+    # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row (vectorised).
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
-    for idx in range(header_idx + 1, len(rows)):
-        row = list(rows[idx])
-        if strict and len(row) != width and not _is_blank_row(row) and not (
-                len(row) > width and all(N.is_blank(c) for c in row[width:])):
+    data_rows = rows[header_idx + 1:]
+    for i, row in enumerate(data_rows):
+        if len(row) == width:
+            continue
+        if strict and not _is_blank_row(row) and not (len(row) > width and all(N.is_blank(c) for c in row[width:])):
             raise IngestError("E_CSV_SHAPE", "FILE-001",
-                              f"row {idx + 1} has {len(row)} fields but the header (row {header_idx + 1}) has "
-                              f"{width}; check the delimiter and quoting", path.name, sheet)
-        if len(row) < width:
-            row.extend([""] * (width - len(row)))
-        elif len(row) > width and not all(N.is_blank(c) for c in row[width:]):
-            issue(idx + 1, "", "", f"row has {len(row)} fields but the header has {width}", "FILE-002")
-            row = row[:width]
-        if _is_blank_row(row):
-            continue
-        first = next((c for c in row if not N.is_blank(c)), "")
-        if (claim_pos is None or N.is_blank(row[claim_pos]) or _TOTALS.match(str(row[claim_pos]))) and \
-                isinstance(first, str) and _TOTALS.match(first):
-            notes.append(f"totals row {idx + 1} skipped")
-            continue
-        body.append(row[:width])
-        source_rows.append(idx + 1)
-    rows_read = len(body)
+                              f"row {header_idx + i + 2} has {len(row)} fields but the header (row {header_idx + 1})"
+                              f" has {width}; check the delimiter and quoting", path.name, sheet)
+        if len(row) > width and not all(N.is_blank(c) for c in row[width:]):
+            issue(header_idx + i + 2, "", "", f"row has {len(row)} fields but the header has {width}", "FILE-002")
+        data_rows[i] = (list(row) + [""] * width)[:width]
+    arr = np.empty((len(data_rows), width), dtype=object)
+    if data_rows:
+        arr[:] = data_rows
+    empty = (arr == "") | pd.isna(arr)
+    keep = ~empty.all(axis=1)
+    # Exact checks only where they can matter: rows with no claim id (whitespace-only, totals).
+    no_claim = np.flatnonzero(keep & (empty[:, claim_pos] if claim_pos is not None else True))
+    for i in no_claim:
+        row = list(arr[i])
+        first = next((c for c in row if not N.is_blank(c)), None)
+        if first is None:
+            keep[i] = False
+        elif isinstance(first, str) and _TOTALS.match(first):
+            notes.append(f"totals row {header_idx + i + 2} skipped")
+            keep[i] = False
+    if claim_pos is not None:
+        claims_col = arr[:, claim_pos]
+        for i in np.flatnonzero(keep & ~empty[:, claim_pos]):
+            if isinstance(claims_col[i], str) and _TOTALS.match(claims_col[i]) and i == len(arr) - 1:
+                notes.append(f"totals row {header_idx + i + 2} skipped")
+                keep[i] = False
+    idx = np.flatnonzero(keep)
+    source_rows = (idx + header_idx + 2).tolist()
+    rows_read = len(idx)
     if rows_read > MAX_ROWS:
         raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
                           path.name, sheet)
-    raw = pd.DataFrame(body, columns=range(width), dtype=object) if body else pd.DataFrame(
-        columns=range(width), dtype=object)
+    raw = pd.DataFrame(arr[idx], columns=range(width), dtype=object)
+    del arr, data_rows
 
     data: dict[str, Any] = {}
     for pos, canonical in mapping.items():
         if canonical in {COMBINED_DX, COMBINED_MODIFIERS}:
             continue
-        if canonical in C.TEXT_COLUMNS:
-            lengths = raw[pos].map(lambda v: len(v) if isinstance(v, str) else 0)
-            for p in lengths.index[lengths > MAX_CELL_TEXT]:
-                issue(source_rows[p], str(header[pos]).strip(), "", f"text of {lengths[p]} characters is longer "
-                      f"than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")
-        values, problems = N.normalize_column(raw[pos], _NORMALISERS[canonical])
+        max_text = MAX_CELL_TEXT if canonical in C.TEXT_COLUMNS else None
+        values, problems, long_pos = N.normalize_column(raw[pos], _NORMALISERS[canonical], max_text)
+        for p in long_pos:
+            issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
+                  f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")
         data[canonical] = values
         for p, reason in problems.items():
             issue(source_rows[p], str(header[pos]).strip(), raw[pos].iat[p], reason)
@@ -475,17 +486,17 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
 
 
 def _spread(data, series, targets, norm, n, overflow=None):
-    cols = {t: [None] * n for t in targets}
-    extra = [None] * n
-    for i, value in enumerate(series.tolist()):
-        items = [norm(v)[0] for v in N.split_list(value)]
-        for t, v in zip(targets, items, strict=False):
-            cols[t][i] = v
-        if len(items) > len(targets):
-            extra[i] = ",".join(items[len(targets):])
-    data.update(cols)
+    """A combined cell ("50, JZ") into its target columns, splitting each distinct value once."""
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
+    split = [[norm(v)[0] for v in N.split_list(u)] for u in uniques] + [[]]
+    for k, t in enumerate(targets):
+        lookup = np.empty(len(split), dtype=object)
+        lookup[:] = [items[k] if k < len(items) else None for items in split]
+        data[t] = lookup[codes]
     if overflow:
-        data[overflow] = extra
+        lookup = np.empty(len(split), dtype=object)
+        lookup[:] = [",".join(items[len(targets):]) if len(items) > len(targets) else None for items in split]
+        data[overflow] = lookup[codes]
 
 
 def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
@@ -504,7 +515,8 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
     for col in C.TEXT_COLUMNS:
-        lines[col] = lines[col].astype(object).where(lines[col].notna(), None)
+        # Arrow-backed strings (pandas "str" with pyarrow): vectorised string work, cheap isna.
+        lines[col] = lines[col].astype(object).where(lines[col].notna(), None).astype("str")
     for col in C.DATE_COLUMNS:
         lines[col] = pd.to_datetime(lines[col], errors="coerce").astype("datetime64[ns]")
     for col in C.NUMBER_COLUMNS:
@@ -553,7 +565,7 @@ def _merge_sites(lines, sites_sheet, filename, issue, notes) -> None:
     if not by_claim and not by_line:
         return
     first = ~lines.duplicated(C.CLAIM_ID)
-    existing = lines[C.MUSCLES].tolist()
+    existing = [None if pd.isna(v) else v for v in lines[C.MUSCLES].tolist()]
     claims = lines[C.CLAIM_ID].tolist()
     line_nos = lines[C.LINE_NO].tolist()
     firsts = first.tolist()
@@ -569,7 +581,7 @@ def _merge_sites(lines, sites_sheet, filename, issue, notes) -> None:
             used.add(claims[i])
         if parts:
             existing[i] = "; ".join(([existing[i]] if existing[i] else []) + parts)
-    lines[C.MUSCLES] = pd.Series(existing, index=lines.index, dtype=object)
+    lines[C.MUSCLES] = pd.Series(existing, index=lines.index, dtype="str")
     missing = (set(by_claim) | set(by_line)) - used
     if missing:
         notes.append(f"sites sheet {name!r}: {len(missing)} site group(s) name claims not in the claims sheet")

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 BLANK = (None, "")
@@ -198,22 +199,44 @@ def split_list(value: Any) -> list[str]:
     return [p for p in re.split(r"[\s,;|/]+", text) if p]
 
 
-def normalize_column(values: pd.Series, norm: Callable[[Any], Result]) -> tuple[list, dict[int, str]]:
-    """Apply ``norm`` to each cell (once per distinct value); return values and {position: reason}."""
+def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text: int | None = None
+                     ) -> tuple[list, dict[int, str], list[int]]:
+    """Apply ``norm`` once per distinct value; return values, {position: reason} and over-long positions.
+
+    Columns that mix TRUE/FALSE with numbers take the exact per-cell path: hashing would treat
+    ``True`` and ``1`` as one value.
+    """
+    arr = values.to_numpy(dtype=object)
+    kind = pd.api.types.infer_dtype(arr, skipna=True)
+    if kind in ("mixed", "boolean"):
+        return _normalize_cells(arr, norm, max_text)
+    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+    results = [norm(u) for u in uniques] + [norm(None)]
+    lookup = np.empty(len(results), dtype=object)
+    lookup[:] = [r[0] for r in results]
+    out = lookup[codes]  # code -1 (blank) takes the last entry
+    problems: dict[int, str] = {}
+    bad = [i for i, r in enumerate(results[:-1]) if r[1] is not None]
+    if bad:
+        for pos in np.flatnonzero(np.isin(codes, bad)):
+            problems[int(pos)] = results[codes[pos]][1]
+    long_pos: list[int] = []
+    if max_text is not None:
+        long_codes = [i for i, u in enumerate(uniques) if isinstance(u, str) and len(u) > max_text]
+        if long_codes:
+            long_pos = np.flatnonzero(np.isin(codes, long_codes)).tolist()
+    return out, problems, long_pos
+
+
+def _normalize_cells(arr, norm, max_text):
     out: list = []
     problems: dict[int, str] = {}
-    cache: dict = {}
-    for pos, value in enumerate(values.tolist()):
-        try:
-            key = (type(value), value)
-            hit = cache.get(key)
-        except TypeError:
-            key, hit = None, None
-        if hit is None:
-            hit = norm(value)
-            if key is not None:
-                cache[key] = hit
+    long_pos: list[int] = []
+    for pos, value in enumerate(arr):
+        hit = norm(value)
         out.append(hit[0])
         if hit[1] is not None:
             problems[pos] = hit[1]
-    return out, problems
+        if max_text is not None and isinstance(value, str) and len(value) > max_text:
+            long_pos.append(pos)
+    return out, problems, long_pos

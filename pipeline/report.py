@@ -102,7 +102,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
 
 def _text(ws, value, **style) -> WriteOnlyCell:
     """A cell that is always text: never a formula, no control characters, never over-long."""
-    text = "" if value is None else str(value)
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
     text = _ILLEGAL.sub("\ufffd", text)
     if len(text) > MAX_CELL:
         text = text[: MAX_CELL - 20] + " [truncated]"

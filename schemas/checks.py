@@ -14,12 +14,12 @@ _NDC_STRIP = re.compile(r"^N4|[-\s]")
 
 def text_matches(values: pd.Series, pattern: str) -> pd.Series:
     """True where the text fully matches ``pattern`` (blank is False)."""
-    return values.astype("string").str.fullmatch(pattern).fillna(False).astype(bool)
+    return values.astype("str").str.fullmatch(pattern).fillna(False).astype(bool)
 
 
 def npi_is_valid(npi: pd.Series) -> pd.Series:
     """10 digits, first 1 or 2, Luhn check digit over ``80840`` + the first 9 digits (CMS spec)."""
-    text = npi.astype("string").fillna("")
+    text = npi.astype("str").fillna("")
     shape = text.str.fullmatch(r"[12]\d{9}").fillna(False).to_numpy(bool)
     out = np.zeros(len(text), dtype=bool)
     if shape.any():
@@ -37,7 +37,7 @@ def npi_is_valid(npi: pd.Series) -> pd.Series:
 
 def ndc_is_valid(ndc: pd.Series) -> pd.Series:
     """11 digits once hyphens (and a leading ``N4`` qualifier) are removed; hyphenated must be 5-4-2."""
-    text = ndc.astype("string").fillna("").str.upper().str.strip()
+    text = ndc.astype("str").fillna("").str.upper().str.strip()
     digits = text.str.replace(_NDC_STRIP, "", regex=True)
     hyphenated = text.str.contains("-", regex=False)
     five_four_two = text.str.fullmatch(r"(?:N4)?\d{5}-\d{4}-\d{2}").fillna(False)

@@ -42,7 +42,7 @@ def test_messy_sample_title_rows_aliases_serials_sites_sheet():
     assert lines.iloc[3][C.DX[1]] == "G24.5" and lines.iloc[3][C.DX_POINTER] == "A"
     assert lines.iloc[3][C.CHARGE] == 1040.0
     assert "R orbicularis oculi 15u" in m1[C.MUSCLES]
-    assert lines.iloc[1][C.MUSCLES] is None  # sites belong to the claim: merged once
+    assert pd.isna(lines.iloc[1][C.MUSCLES])  # sites belong to the claim: merged once
     bad = r.issues[r.issues.rule == "ING-001"].iloc[0]
     assert (bad.file, bad.sheet, bad.row, bad.column, bad.value) == (
         "messy.xlsx", "Export", 11, "Svc Date", "not a date")
