@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from lxml import etree
 from openpyxl import Workbook
@@ -100,9 +101,14 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     )
 
 
-def _text(ws, value, **style) -> WriteOnlyCell:
-    """A cell that is always text: never a formula, no control characters, never over-long."""
+def _text(ws, value, **style):
+    """A cell that is always text: never a formula, no control characters, never over-long.
+
+    A blank without a style is no cell at all (None), which keeps large sheets small and fast.
+    """
     text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    if not text and not style:
+        return None
     text = _ILLEGAL.sub("\ufffd", text)
     if len(text) > MAX_CELL:
         text = text[: MAX_CELL - 20] + " [truncated]"
@@ -116,15 +122,17 @@ def _text(ws, value, **style) -> WriteOnlyCell:
     return cell
 
 
-def _value(ws, value, number_format: str | None = None, **style) -> WriteOnlyCell:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
-        return WriteOnlyCell(ws, value=None)
+def _value(ws, value, number_format: str | None = None, **style):
+    blank = value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)) or (
+        isinstance(value, pd.Timestamp) and pd.isna(value))
+    if blank:
+        return WriteOnlyCell(ws, value=None) if style else None
     if isinstance(value, pd.Timestamp):
-        if pd.isna(value):
-            return WriteOnlyCell(ws, value=None)
         cell = WriteOnlyCell(ws, value=value.to_pydatetime().date())
         cell.number_format = number_format or DATE_FORMAT
-    elif isinstance(value, bool):
+    elif isinstance(value, bool | np.bool_):
+        if not value and not style:
+            return None
         cell = WriteOnlyCell(ws, value="Y" if value else "")
         cell.data_type = "s"
     elif isinstance(value, int | float):

@@ -1,0 +1,1 @@
+"""claimscrub benchmarks (make bench)."""
