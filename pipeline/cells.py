@@ -42,6 +42,16 @@ def _column_index(letters: str) -> int:
     return n - 1
 
 
+def uses_1904_dates(path: Path) -> bool:
+    """True when an OOXML workbook counts date serials from 1904 (old Mac Excel)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            head = z.read("xl/workbook.xml")[:4096]
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+    return re.search(rb'date1904="(1|true)"', head) is not None
+
+
 def special_cells(path: Path, sheet: str) -> list[tuple[int, int, str, str]]:
     """(Excel row, 0-based column, kind, text) of error cells ("error") and formulas with no value."""
     try:

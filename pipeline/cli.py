@@ -199,11 +199,17 @@ def nightly(
     settle_seconds: Annotated[float | None, typer.Option(help="Skip files modified this recently")] = None,
     as_of: Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default today)")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+    runner: Annotated[str, typer.Option(help="default (concurrent in-process) or dask")] = "default",
+    dask_address: Annotated[str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786")] = None,
+    dask_workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster")] = 2,
 ) -> None:
     """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined."""
     _load(config, None)
+    if runner not in ("default", "dask"):
+        _fail("--runner takes default or dask")
     summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
-                           ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of), config_path=config)
+                           ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of), config_path=config,
+                           runner=runner, dask_address=dask_address, dask_workers=dask_workers)
     if summary["status"] == "locked":
         typer.echo("a nightly run is already in progress; nothing done")
         return
@@ -215,9 +221,9 @@ def nightly(
 
 
 def _run_nightly(**params) -> dict:
-    from pipeline.flows import nightly_scrub_flow
+    from pipeline.flows import run_nightly
 
-    return nightly_scrub_flow(**params)
+    return run_nightly(**params)
 
 
 def _print_night(summary: dict) -> None:

@@ -421,10 +421,15 @@ def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) 
     cur = cf.loc[mask, [C.PATIENT_ID, "dos_min", "repeat_interval_days"]]
     if cur.empty:
         return pd.Series("", index=cf.index)
-    keys = {pid: patient_key(pid, salt) for pid in cur[C.PATIENT_ID].unique()}
-    sessions = pd.DataFrame({"key": cur[C.PATIENT_ID].map(keys), "date": cur.dos_min})
+    has_history = history is not None and len(history) > 0
+    if has_history:  # the ledger holds salted keys: hash this batch's ids to compare (one per patient)
+        keys = {pid: patient_key(pid, salt) for pid in cur[C.PATIENT_ID].unique()}
+        key_col = cur[C.PATIENT_ID].map(keys)
+    else:
+        key_col = cur[C.PATIENT_ID]
+    sessions = pd.DataFrame({"key": key_col, "date": cur.dos_min})
     pool = sessions
-    if history is not None and len(history):
+    if has_history:
         pool = pd.concat([sessions, history.rename(columns={"patient_key": "key", "service_date": "date"})[
             ["key", "date"]]], ignore_index=True)
     pool = pool.drop_duplicates().sort_values(["key", "date"])

@@ -161,6 +161,33 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
             "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
 
 
+def task_runner_for(runner: str, dask_address: str | None = None, dask_workers: int = 2):
+    """The task runner of the nightly flow: None (Prefect's default, files run concurrently in-process)
+    or prefect-dask's DaskTaskRunner on an existing scheduler (``dask_address``) or a LocalCluster."""
+    if runner == "default":
+        return None
+    if runner != "dask":
+        raise ValueError(f"unknown runner {runner!r} (default or dask)")
+    import dask
+    from prefect_dask import DaskTaskRunner
+
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    # Worker processes must be allowed children: each file is read in a limited child process.
+    dask.config.set({"distributed.worker.daemon": False})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": dask_workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+def run_nightly(runner: str = "default", dask_address: str | None = None, dask_workers: int = 2, **params) -> dict:
+    """Run the nightly flow with the chosen task runner."""
+    flow_ = nightly_scrub_flow
+    chosen = task_runner_for(runner, dask_address, dask_workers)
+    if chosen is not None:
+        flow_ = nightly_scrub_flow.with_options(task_runner=chosen)
+    return flow_(**params)
+
+
 def build_deployment(config: ScrubConfig, root: Path | None = None, config_path: Path | None = None):
     """The nightly deployment on the configured cron schedule and time zone (for ``serve``)."""
     from prefect.schedules import Cron

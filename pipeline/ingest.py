@@ -7,6 +7,7 @@ A file that cannot be read at all raises ``IngestError`` with a reason code.
 """
 
 import csv
+import functools
 import hashlib
 import io
 import re
@@ -30,6 +31,7 @@ SUFFIXES = WORKBOOK_SUFFIXES | TEXT_SUFFIXES
 HEADER_SCAN_ROWS = 30
 MAX_CELL_TEXT = 32767  # Excel's cell limit: longer text is truncated in the workbook, and flagged
 MAX_ROWS = 2_000_000
+MAX_COLUMNS = 1_000
 
 # Raw-header -> canonical map, keyed by ``header_key`` of the export header.
 HEADER_ALIASES: dict[str, str] = {}
@@ -328,17 +330,23 @@ def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> I
                               + ", ".join(repr(s[0]) for s in claims_sheets), path.name)
         notes.append("other claim-like sheets ignored: " + ", ".join(repr(s[0]) for s in claims_sheets[1:]))
     sheet, rows, header_idx, mapping = claims_sheets[0]
-    special = []
+    special, date1904 = [], False
     if kind == "zip":
-        from pipeline.cells import special_cells
+        from pipeline.cells import special_cells, uses_1904_dates
 
         special = special_cells(path, sheet)
+        date1904 = uses_1904_dates(path)
+        if date1904:
+            notes.append("the workbook uses the 1904 date system; date serial numbers read accordingly")
+    if len(rows[header_idx]) > MAX_COLUMNS:
+        raise IngestError("E_TOO_LARGE", "FILE-001", f"the claims sheet has more than {MAX_COLUMNS} columns",
+                          path.name, sheet)
     return _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=kind == "text",
-                  special=special)
+                  special=special, date1904=date1904)
 
 
 def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=False,
-           special=()) -> IngestResult:
+           special=(), date1904=False) -> IngestResult:
     header = rows[header_idx]
     issues: list[dict[str, Any]] = []
 
@@ -419,7 +427,10 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
         if canonical in {COMBINED_DX, COMBINED_MODIFIERS}:
             continue
         max_text = MAX_CELL_TEXT if canonical in C.TEXT_COLUMNS else None
-        values, problems, long_pos = N.normalize_column(raw[pos], _NORMALISERS[canonical], max_text)
+        norm = _NORMALISERS[canonical]
+        if date1904 and norm is N.norm_date:
+            norm = functools.partial(N.norm_date, date1904=True)
+        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text)
         for p in long_pos:
             issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
                   f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")

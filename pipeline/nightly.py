@@ -9,6 +9,7 @@ archiving if it was. Logs and the returned summaries carry file ids (hash prefix
 import datetime as dt
 import fcntl
 import logging
+import multiprocessing as mp
 import os
 import shutil
 import time
@@ -214,6 +215,9 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         ledger.mark_archived(row)
         log.info("file %s: duplicate of content already scrubbed; archived", fid)
         return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
+    if isolate and mp.current_process().daemon:
+        isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
+        log.warning("file %s: read in-process (this worker cannot start a child process)", fid)
     try:
         result = read_isolated(path, column_map) if isolate else ingest.read_claims(path, column_map)
     except ingest.IngestError as exc:

@@ -113,16 +113,21 @@ def norm_number(value: Any) -> Result:
     return math.nan, "not a number"
 
 
-def _serial_to_date(serial: float) -> Result:
+_EPOCH_1904 = dt.date(1904, 1, 1)
+
+
+def _serial_to_date(serial: float, date1904: bool = False) -> Result:
     if not (1 <= serial <= _MAX_SERIAL):
         return pd.NaT, "number is out of range for an Excel date serial"
+    if date1904:  # Mac Excel's 1904 date system: day 0 is 1904-01-01, no phantom leap day
+        return pd.Timestamp(_EPOCH_1904 + dt.timedelta(days=int(serial))), None
     if int(serial) == 60:
         return pd.NaT, "Excel serial 60 is 1900-02-29, a date that does not exist"
     day = int(serial) if serial >= 61 else int(serial) + 1  # before the phantom day, shift by one
     return pd.Timestamp(_EXCEL_EPOCH + dt.timedelta(days=day)), None
 
 
-def norm_date(value: Any) -> Result:
+def norm_date(value: Any, date1904: bool = False) -> Result:
     """Dates: Excel dates and serial numbers, ISO ``YYYY-MM-DD`` and US ``MM/DD/YYYY`` text."""
     if is_blank(value):
         return pd.NaT, None
@@ -133,7 +138,7 @@ def norm_date(value: Any) -> Result:
     if isinstance(value, bool):
         return pd.NaT, "a TRUE/FALSE value is not a date"
     if isinstance(value, int | float):
-        return _serial_to_date(float(value))
+        return _serial_to_date(float(value), date1904)
     text = str(value).strip()
     for pattern, order in ((_ISO, "ymd"), (_US, "mdy"), (_COMPACT, "ymd")):
         m = pattern.match(text)
@@ -144,7 +149,7 @@ def norm_date(value: Any) -> Result:
             except ValueError:
                 return pd.NaT, "no such calendar date"
     if text.isdigit() or re.fullmatch(r"\d+\.\d+", text):
-        return _serial_to_date(float(text))
+        return _serial_to_date(float(text), date1904)
     return pd.NaT, "not a date (use YYYY-MM-DD or MM/DD/YYYY)"
 
 

@@ -150,3 +150,51 @@ def test_every_sample_reads():
     for path in sorted(SAMPLES.glob("*.csv")) + sorted(SAMPLES.glob("*.xlsx")):
         r = read_claims(path)
         assert r.rows_read == len(r.lines) > 0
+
+
+def test_tsv_and_ods(tmp_path):
+    """It reads tab-separated text and OpenDocument spreadsheets."""
+    tsv = tmp_path / "x.tsv"
+    tsv.write_text("Claim ID\tDOS\tCPT\tUnits\tDx 1\nT1\t2024-05-01\t64612\t1\tG51.33\n")
+    assert read_claims(tsv).lines.iloc[0][C.CLAIM_ID] == "T1"
+    cells = "".join(
+        "<table:table-row>" + "".join(
+            f'<table:table-cell office:value-type="string"><text:p>{v}</text:p></table:table-cell>' for v in row)
+        + "</table:table-row>"
+        for row in (["Claim ID", "DOS", "CPT", "Units", "Dx 1"], ["O1", "2024-05-01", "64612", "1", "G51.33"]))
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content '
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2"><office:body>'
+        f'<office:spreadsheet><table:table table:name="Claims">{cells}</table:table></office:spreadsheet>'
+        "</office:body></office:document-content>")
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>")
+    ods = tmp_path / "x.ods"
+    with zipfile.ZipFile(ods, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet", zipfile.ZIP_STORED)
+        z.writestr("META-INF/manifest.xml", manifest)
+        z.writestr("content.xml", content)
+    line = read_claims(ods).lines.iloc[0]
+    assert (line[C.CLAIM_ID], line[C.PROCEDURE_CODE], line[C.SERVICE_DATE]) == (
+        "O1", "64612", pd.Timestamp("2024-05-01"))
+
+
+def test_1904_date_system(tmp_path):
+    """It reads date serial numbers of a 1904-system workbook from 1904-01-01."""
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    wb = Workbook()
+    wb.epoch = CALENDAR_MAC_1904
+    wb.active.append(["Claim ID", "DOS", "CPT", "Units", "Dx 1"])
+    wb.active.append(["D1", 43965, "64612", 1, "G51.33"])  # a number in a General cell
+    wb.save(tmp_path / "mac.xlsx")
+    r = read_claims(tmp_path / "mac.xlsx")
+    assert r.lines.iloc[0][C.SERVICE_DATE] == pd.Timestamp("2024-05-15")
+    assert any("1904" in n for n in r.notes)
