@@ -20,6 +20,13 @@ class BilateralStyle(StrEnum):
     ANY = "any"
 
 
+def _check_rule_ids(value):
+    for rule_id in value:
+        if rule_id not in RULES_BY_ID:
+            raise ValueError(f"unknown rule id {rule_id!r}")
+    return value
+
+
 class PayerProfile(BaseModel):
     """How one payer wants G51.33 chemodenervation billed."""
 
@@ -32,13 +39,7 @@ class PayerProfile(BaseModel):
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity override")
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied for this payer")
 
-    @field_validator("severity", "disabled")
-    @classmethod
-    def _known_rules(cls, value):
-        for rule_id in value:
-            if rule_id not in RULES_BY_ID:
-                raise ValueError(f"unknown rule id {rule_id!r}")
-        return value
+    _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
 
 
 class ScrubConfig(BaseModel):
@@ -58,13 +59,7 @@ class ScrubConfig(BaseModel):
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied at all")
 
-    @field_validator("severity", "disabled")
-    @classmethod
-    def _known_rules(cls, value):
-        for rule_id in value:
-            if rule_id not in RULES_BY_ID:
-                raise ValueError(f"unknown rule id {rule_id!r}")
-        return value
+    _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
 
     def profile_for(self, payer: str | None) -> PayerProfile:
         if payer:
