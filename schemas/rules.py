@@ -53,7 +53,7 @@ RULES: tuple[Rule, ...] = (
        "Export with the claim id, date of service, procedure code, units and diagnosis columns.",
        "RULES.md FILE-002"),
     _R("FILE-003", W, Level.FILE, "Documentation-flag columns absent",
-       "Documentation columns are missing ({value}); the documentation rules were not checked.",
+       "Documentation columns are missing ({value}); the rules that need them are reported as not checked.",
        "Add the documentation flag columns (onset, duration, frequency, neuro exam, facial nerve, "
        "imaging, surgical notes) to the export.",
        "RULES.md FILE-003"),
