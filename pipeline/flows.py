@@ -4,6 +4,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 from prefect import flow, task
 
 from pipeline import ingest, scrub
@@ -79,13 +80,21 @@ def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: 
     return nightly.process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id)
 
 
+@task(cache_policy=None, persist_result=False)
+def find_cross_file_repeats(outcomes, history, config: ScrubConfig):
+    """HFS-030 between files of the same night."""
+    from pipeline import nightly
+
+    return nightly.cross_file_repeats(outcomes, history, config)
+
+
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False)
-def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str):
+def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str, extra=None):
     """Write the combined nightly review workbook."""
     from pipeline import nightly
 
-    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION)
+    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra)
 
 
 @flow(name="nightly-scrub", flow_run_name="nightly-{as_of}", persist_result=False)
@@ -133,7 +142,12 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         futures = [scrub_inbox_file.submit(p, sha, *args) for p, sha in first]
         outcomes = [f.result() for f in futures]
         outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
-        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id)
+        try:
+            cross = find_cross_file_repeats(outcomes, book.injection_history(exclude_run=run_id), config)
+        except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
+            logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
+            cross = pd.DataFrame()
+        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross)
         quarantined = sum(o.status == "quarantined" for o in outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
         book.end_run(run_id, len(outcomes), "failed" if failed else "quarantined" if quarantined else "ok")
@@ -144,6 +158,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     for o in outcomes:
         for rule, n in o.by_rule.items():
             by_rule[rule] = by_rule.get(rule, 0) + int(n)
+    if len(cross):
+        by_rule["HFS-030"] = by_rule.get("HFS-030", 0) + len(cross)
     if files:
         create_table_artifact(files, key="nightly-files", description=f"Files scrubbed on {day} (ids only)")
     if by_rule:
@@ -157,7 +173,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
         key="nightly-summary")
     return {"status": "done", "run_id": run_id, "day": day, "files": files, "by_rule": by_rule,
-            "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
+            "quarantined": quarantined, "failed": failed, "skipped": len(skipped), "cross_file_repeats": len(cross),
             "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
 
 

@@ -140,9 +140,10 @@ class Ledger:
         with closing(self._connect()) as con:
             return pd.read_sql_query("SELECT * FROM runs ORDER BY started", con)
 
-    def injection_history(self) -> pd.DataFrame:
-        """(patient_key, service_date) of every recorded chemodenervation session."""
+    def injection_history(self, exclude_run: str | None = None) -> pd.DataFrame:
+        """(patient_key, service_date) of every recorded chemodenervation session (optionally not one run's)."""
         with closing(self._connect()) as con:
-            df = pd.read_sql_query("SELECT DISTINCT patient_key, service_date FROM injections", con)
+            df = pd.read_sql_query("SELECT DISTINCT patient_key, service_date FROM injections WHERE run_id != ?",
+                                   con, params=(exclude_run or "",))
         df["service_date"] = pd.to_datetime(df["service_date"]).astype("datetime64[ns]")
         return df

@@ -142,6 +142,7 @@ class FileOutcome:
     by_rule: dict = field(default_factory=dict)
     workbook: str = ""
     lines: pd.DataFrame | None = None  # lines of flagged claims only
+    sessions: pd.DataFrame | None = None  # this file's 64612 sessions, for the night-level HFS-030 pass
     findings: pd.DataFrame | None = None
     issues: pd.DataFrame | None = None
 
@@ -193,6 +194,74 @@ def injection_rows(claims: pd.DataFrame | None, salt: str) -> pd.DataFrame:
         "service_date": sel["dos_min"].dt.strftime("%Y-%m-%d").to_numpy(),
         "code": "64612", "sides": sides,
     })
+
+
+SESSION_COLUMNS = ["patient_key", "date", "in_scope", "interval", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW,
+                   C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
+
+
+def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str) -> pd.DataFrame:
+    """This file's 64612 sessions with what a finding on them needs (its 64612 line)."""
+    if claims is None or claims.empty:
+        return pd.DataFrame(columns=SESSION_COLUMNS)
+    sel = claims[claims["is_64612"] & claims[C.PATIENT_ID].notna() & claims["dos_min"].notna()]
+    at = lines.loc[sel["idx_64612"].to_numpy()]
+    return pd.DataFrame({
+        "patient_key": [patient_key(p, salt) for p in sel[C.PATIENT_ID]], "date": sel["dos_min"].to_numpy(),
+        "in_scope": sel["in_scope"].to_numpy(), "interval": sel["repeat_interval_days"].to_numpy(),
+        C.CLAIM_ID: sel[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
+        C.SOURCE_ROW: at[C.SOURCE_ROW].to_numpy(), C.PATIENT_ID: at[C.PATIENT_ID].to_numpy(),
+        C.SERVICE_DATE: at[C.SERVICE_DATE].to_numpy(), C.PAYER: at[C.PAYER].to_numpy(),
+        C.CHARGE: at[C.CHARGE].to_numpy(),
+    })
+
+
+def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
+    """HFS-030 between files of the same night, which no file's own check could see (files run concurrently).
+
+    A session is flagged when the patient's previous session, within the payer's interval, is in another
+    file of tonight; claims already flagged HFS-030 by their own file are left as they are.
+    """
+    from pipeline.validate import FINDING_COLUMNS, severity_for
+    from schemas.rules import RULES_BY_ID
+
+    parts = [o.sessions.assign(source_file=o.name) for o in outcomes if o.sessions is not None and len(o.sessions)]
+    if len(parts) < 2:
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "source_file"])
+    tonight = pd.concat(parts, ignore_index=True)
+    tonight["date"] = pd.to_datetime(tonight["date"]).astype("datetime64[ns]")
+    tonight["patient_key"] = tonight["patient_key"].astype(object)
+    earlier = history.rename(columns={"service_date": "date"}).assign(source_file="(earlier run)")
+    earlier["patient_key"] = earlier["patient_key"].astype(object)
+    pool = pd.concat([tonight[["patient_key", "date", "source_file"]], earlier],
+                     ignore_index=True).sort_values("date", kind="stable")
+    pool["prev_date"], pool["prev_file"] = pool["date"], pool["source_file"]
+    merged = pd.merge_asof(tonight.sort_values("date", kind="stable"), pool[["patient_key", "date", "prev_date",
+                                                                             "prev_file"]],
+                           on="date", by="patient_key", allow_exact_matches=False, direction="backward")
+    days = (merged["date"] - merged["prev_date"]).dt.days
+    already = {(o.name, c) for o in outcomes if o.findings is not None
+               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]}
+    hit = (merged["in_scope"].astype(bool) & days.notna() & (days > 0) & (days < merged["interval"])
+           & merged["prev_file"].notna() & (merged["prev_file"] != merged["source_file"])
+           & (merged["prev_file"] != "(earlier run)")
+           & ~pd.Series([(f, c) in already for f, c in zip(merged["source_file"], merged[C.CLAIM_ID], strict=True)],
+                        index=merged.index))
+    rows = merged[hit]
+    rule = RULES_BY_ID["HFS-030"]
+    out = []
+    for rec, d in zip(rows.to_dict("records"), days[hit], strict=True):
+        severity = severity_for("HFS-030", rec[C.PAYER] if isinstance(rec[C.PAYER], str) else None, config)
+        if severity is None:
+            continue
+        value = (f"{int(d)} days after the session on {rec['prev_date']:%Y-%m-%d} in {rec['prev_file']} "
+                 f"(minimum {int(rec['interval'])})")
+        out.append({"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rec[C.CLAIM_ID], C.LINE_NO: rec[C.LINE_NO],
+                    C.SOURCE_ROW: rec[C.SOURCE_ROW], "field": rule.field, "value": value,
+                    "message": rule.message.format(value=value), "fix": rule.fix, C.PATIENT_ID: rec[C.PATIENT_ID],
+                    C.SERVICE_DATE: rec[C.SERVICE_DATE], C.PAYER: rec[C.PAYER], C.CHARGE: rec[C.CHARGE],
+                    "source_file": rec["source_file"]})
+    return pd.DataFrame(out, columns=[*FINDING_COLUMNS, "source_file"])
 
 
 def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, config: ScrubConfig,
@@ -251,7 +320,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     flagged = set(checked.findings[C.CLAIM_ID].dropna())
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
                        lines=result.lines[result.lines[C.CLAIM_ID].isin(flagged)], findings=checked.findings,
-                       issues=result.issues)
+                       issues=result.issues, sessions=night_sessions(checked.claims, result.lines, ledger.salt))
 
 
 def _quarantine(path, sha256, size, paths, ledger, run_id, code, reason) -> FileOutcome:
@@ -281,12 +350,14 @@ REASON_HELP = {
 
 
 def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_of: dt.date, run_id: str,
-                   version: str) -> Path | None:
-    """The nightly review workbook: every scrubbed file's findings, with a Source File column."""
+                   version: str, extra: pd.DataFrame | None = None) -> Path | None:
+    """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones),
+    with a Source File column."""
     done = [o for o in outcomes if o.status == "scrubbed" and o.findings is not None]
     if not done:
         return None
-    findings = pd.concat([o.findings.assign(source_file=o.name) for o in done], ignore_index=True)
+    findings = pd.concat([o.findings.assign(source_file=o.name) for o in done]
+                         + ([extra] if extra is not None and len(extra) else []), ignore_index=True)
     findings = report.sort_findings(findings)
     lines = pd.concat([o.lines.assign(source_file=o.name) for o in done], ignore_index=True)
     issues = pd.concat([o.issues for o in done], ignore_index=True)

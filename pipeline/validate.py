@@ -214,6 +214,17 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
+def severity_for(rule: str, payer: str | None, config: ScrubConfig) -> str | None:
+    """The effective severity of ``rule`` for a payer (None when disabled), as ``_finish`` applies it."""
+    if rule in config.disabled:
+        return None
+    severity = config.severity.get(rule, RULES_BY_ID[rule].severity).value
+    profile = config.profile_for(payer)
+    if rule in profile.disabled:
+        return None
+    return profile.severity[rule].value if rule in profile.severity else severity
+
+
 def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     """Severity (catalog, dynamic, then config and payer overrides), messages, fixes, order."""
     if findings.empty:

@@ -150,6 +150,22 @@ def test_repeat_injection_flagged_across_nights(tmp_path, prefect_harness):
     assert len(keys) == 2 and all("MBR" not in k for k in keys)
 
 
+def test_repeat_injection_flagged_across_files_of_one_night(tmp_path, prefect_harness):
+    """It flags a session 40 days after one in another file of the same night, once, in the review workbook."""
+    inbox = tmp_path / "inbox"
+    write_csv(clean_claim("A1", "MBR-888", "2024-04-01"), inbox / "clinic-a.csv")
+    write_csv(clean_claim("B1", "MBR-888", "2024-05-11") + clean_claim("B2", "MBR-999", "2024-05-11"),
+              inbox / "clinic-b.csv")
+    for p in inbox.iterdir():
+        _old(p)
+    s = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=dt.date(2024, 5, 12))
+    assert s["by_rule"].get("HFS-030") == 1
+    review = load_workbook(tmp_path / "outbox" / "2024-05-12" / "nightly-review-2024-05-12.xlsx")["Exceptions"]
+    rows = [r for r in review.iter_rows(min_row=2, values_only=True) if r[8] == "HFS-030"]
+    assert len(rows) == 1 and rows[0][0] == "clinic-b.csv" and rows[0][2] == "B1"
+    assert "40 days after the session on 2024-04-01" in rows[0][12]
+
+
 def test_serve_registers_the_cron_deployment(prefect_harness):
     """It registers the nightly deployment with the configured cron schedule and time zone."""
     cfg = ScrubConfig(schedule="30 1 * * *", timezone="America/Chicago")
@@ -179,3 +195,31 @@ def test_ledger_migrates_an_old_schema(tmp_path):
     assert ledger.version == 2 and ledger.salt == "abc"
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_cross_file_repeats_unit():
+    """It reports the later session of a cross-file pair once, and never one its own file already flagged."""
+    import pandas as pd
+
+    from pipeline.nightly import FileOutcome, cross_file_repeats
+    from schemas import columns as C
+
+    def outcome(name, claim, date, flagged=False):
+        sessions = pd.DataFrame({"patient_key": ["k1"], "date": [pd.Timestamp(date)], "in_scope": [True],
+                                 "interval": [84.0], C.CLAIM_ID: [claim], C.LINE_NO: [1], C.SOURCE_ROW: [2],
+                                 C.PATIENT_ID: ["P"], C.SERVICE_DATE: [pd.Timestamp(date)], C.PAYER: ["Aetna"],
+                                 C.CHARGE: [1.0]})
+        findings = pd.DataFrame({"rule": ["HFS-030"] if flagged else [], C.CLAIM_ID: [claim] if flagged else []})
+        return FileOutcome("id", name, "scrubbed", findings=findings, sessions=sessions)
+
+    history = pd.DataFrame({"patient_key": [], "service_date": pd.to_datetime([])})
+    got = cross_file_repeats([outcome("a.csv", "A1", "2024-04-01"), outcome("b.csv", "B1", "2024-05-11")],
+                             history, ScrubConfig())
+    assert got[["source_file", C.CLAIM_ID, "rule", "severity"]].values.tolist() == [["b.csv", "B1", "HFS-030",
+                                                                                      "warning"]]
+    assert cross_file_repeats([outcome("a.csv", "A1", "2024-04-01"),
+                               outcome("b.csv", "B1", "2024-05-11", flagged=True)], history, ScrubConfig()).empty
+    assert cross_file_repeats([outcome("a.csv", "A1", "2024-04-01"), outcome("b.csv", "B1", "2024-08-01")],
+                              history, ScrubConfig()).empty
+    assert cross_file_repeats([outcome("a.csv", "A1", "2024-04-01"), outcome("b.csv", "B1", "2024-05-11")],
+                              history, ScrubConfig(disabled=["HFS-030"])).empty
