@@ -196,7 +196,9 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
                           path.name)
     try:
         wb = CalamineWorkbook.from_path(str(path))
-    except Exception as exc:  # calamine raises several unrelated types for broken files
+    except BaseException as exc:  # calamine raises several types; a Rust panic is a BaseException
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
         code = "E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT"
         raise IngestError(code, "FILE-001",
                           f"the workbook is damaged or not a spreadsheet ({type(exc).__name__})",
@@ -211,7 +213,9 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
                 continue
             rows = wb.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
             sheets.append((meta.name, rows))
-    except Exception as exc:
+    except BaseException as exc:  # including a Rust panic inside calamine
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
         raise IngestError("E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT", "FILE-001",
                           f"a sheet could not be read ({type(exc).__name__})", path.name) from None
     finally:
