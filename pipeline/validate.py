@@ -214,15 +214,23 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def severity_for(rule: str, payer: str | None, config: ScrubConfig) -> str | None:
-    """The effective severity of ``rule`` for a payer (None when disabled), as ``_finish`` applies it."""
+def override_for(rule: str, payer: str | None, config: ScrubConfig) -> tuple[bool, str | None]:
+    """(disabled, severity override or None) for one rule and payer: the config's global settings, then
+    the payer's profile (the [default] profile for payers without one)."""
     if rule in config.disabled:
-        return None
-    severity = config.severity.get(rule, RULES_BY_ID[rule].severity).value
+        return True, None
     profile = config.profile_for(payer)
     if rule in profile.disabled:
-        return None
-    return profile.severity[rule].value if rule in profile.severity else severity
+        return True, None
+    if rule in profile.severity:
+        return False, profile.severity[rule].value
+    return False, config.severity[rule].value if rule in config.severity else None
+
+
+def severity_for(rule: str, payer: str | None, config: ScrubConfig) -> str | None:
+    """The effective severity of ``rule`` for a payer (None when disabled), as ``_finish`` applies it."""
+    disabled, severity = override_for(rule, payer, config)
+    return None if disabled else severity or RULES_BY_ID[rule].severity.value
 
 
 def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
@@ -233,25 +241,14 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
         if col not in findings:
             findings[col] = None
     default = findings["rule"].map(lambda r: RULES_BY_ID[r].severity.value)
-    findings["severity"] = findings["severity"].astype(object).fillna(default)
-    overrides = {r: s.value for r, s in config.severity.items()}
-    findings["severity"] = findings["rule"].map(overrides).astype(object).fillna(findings["severity"])
-    if config.payers:
-        payer_key = findings[C.PAYER].fillna("").astype(str)
-        keep = pd.Series(True, index=findings.index)
-        for i, (rule, payer) in enumerate(zip(findings["rule"], payer_key, strict=True)):
-            if not payer:
-                continue
-            profile = config.profile_for(payer)
-            if rule in profile.disabled:
-                keep.iat[i] = False
-            elif rule in profile.severity:
-                findings.iat[i, findings.columns.get_loc("severity")] = profile.severity[rule].value
-        findings = findings[keep]
-    if config.default.severity:
-        for rule, sev in config.default.severity.items():
-            findings.loc[(findings["rule"] == rule) & findings[C.PAYER].isna(), "severity"] = sev.value
-    findings = findings[~findings["rule"].isin(config.default.disabled) | findings[C.PAYER].notna()]
+    findings["severity"] = findings["severity"].astype(object).fillna(default)  # catalog or dynamic
+    payer = findings[C.PAYER].astype(object).where(findings[C.PAYER].notna(), None)
+    pairs = {(r, p): override_for(r, p, config) for r, p in set(zip(findings["rule"], payer, strict=True))}
+    resolved = [pairs[(r, p)] for r, p in zip(findings["rule"], payer, strict=True)]
+    keep = [not disabled for disabled, _ in resolved]
+    override = pd.Series([sev for _, sev in resolved], index=findings.index, dtype=object)
+    findings["severity"] = override.fillna(findings["severity"])
+    findings = findings[keep]
     findings["value"] = findings["value"].fillna("").astype(str)
     findings["message"] = [
         RULES_BY_ID[r].message.format(value=v if v or r in BLANK_OK else "(blank)") + (f" ({why})" if isinstance(why, str) and why

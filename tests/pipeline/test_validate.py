@@ -222,3 +222,15 @@ def test_validation_never_raises_on_garbage():
               C.DX[0]: "##", C.MUSCLES: ";;; L 5u x x; (((", C.DX_POINTER: "ZZZZZ"}]
     fired = rules_fired(lines)
     assert {"STR-001", "STR-002", "STR-003", "STR-004"} <= fired
+
+
+def test_default_profile_overrides_apply_to_named_payers():
+    """It applies the [default] profile's severity and disabled rules to payers without a profile of their own."""
+    from pipeline.config import PayerProfile
+
+    lines = [dict(x, **{C.DOC_IMAGING: "N"}) for x in clean_claim()]  # payer "Medicare", no payer profiles
+    cfg = ScrubConfig(default=PayerProfile(severity={"HFS-027": "error"}))
+    f = find_violations(lines_frame(lines), AS_OF, cfg).findings
+    assert f.loc[f.rule == "HFS-027", "severity"].tolist() == ["error"]
+    off = find_violations(lines_frame(lines), AS_OF, ScrubConfig(default=PayerProfile(disabled=["HFS-027"])))
+    assert "HFS-027" not in set(off.findings.rule)
