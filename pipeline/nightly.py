@@ -181,33 +181,31 @@ def output_names(outbox_day: Path, name: str, sha256: str) -> tuple[Path, Path]:
     return outbox_day / f"{stem}.exceptions.xlsx", outbox_day / f"{stem}.findings.csv"
 
 
-def injection_rows(claims: pd.DataFrame | None, salt: str) -> pd.DataFrame:
-    """Chemodenervation sessions of this file for the ledger: salted patient key, date, code, sides."""
-    cols = ["patient_key", "service_date", "code", "sides"]
-    if claims is None or claims.empty:
-        return pd.DataFrame(columns=cols)
-    sel = claims[claims["is_64612"] & claims[C.PATIENT_ID].notna() & claims["dos_min"].notna()]
-    sides = np.where(sel["m50"] | (sel["m_rt"] & sel["m_lt"]), "both",
-                     np.where(sel["m_rt"], "right", np.where(sel["m_lt"], "left", "unspecified")))
+def injection_rows(sessions: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's injection history rows of one file: salted patient key, date, code, sides."""
     return pd.DataFrame({
-        "patient_key": [patient_key(p, salt) for p in sel[C.PATIENT_ID]],
-        "service_date": sel["dos_min"].dt.strftime("%Y-%m-%d").to_numpy(),
-        "code": "64612", "sides": sides,
+        "patient_key": sessions["patient_key"].to_numpy(),
+        "service_date": pd.to_datetime(sessions["date"]).dt.strftime("%Y-%m-%d").to_numpy(),
+        "code": "64612", "sides": sessions["sides"].to_numpy(),
     })
 
 
-SESSION_COLUMNS = ["patient_key", "date", "in_scope", "interval", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW,
+SESSION_COLUMNS = ["patient_key", "date", "sides", "in_scope", "interval", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW,
                    C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
 
 
 def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str) -> pd.DataFrame:
-    """This file's 64612 sessions with what a finding on them needs (its 64612 line)."""
+    """This file's 64612 sessions (one salted key per session, computed once for the ledger and the
+    night-level HFS-030 pass) with what a finding on them needs (its 64612 line)."""
     if claims is None or claims.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
     sel = claims[claims["is_64612"] & claims[C.PATIENT_ID].notna() & claims["dos_min"].notna()]
     at = lines.loc[sel["idx_64612"].to_numpy()]
+    sides = np.where(sel["m50"] | (sel["m_rt"] & sel["m_lt"]), "both",
+                     np.where(sel["m_rt"], "right", np.where(sel["m_lt"], "left", "unspecified")))
     return pd.DataFrame({
         "patient_key": [patient_key(p, salt) for p in sel[C.PATIENT_ID]], "date": sel["dos_min"].to_numpy(),
+        "sides": sides,
         "in_scope": sel["in_scope"].to_numpy(), "interval": sel["repeat_interval_days"].to_numpy(),
         C.CLAIM_ID: sel[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
         C.SOURCE_ROW: at[C.SOURCE_ROW].to_numpy(), C.PATIENT_ID: at[C.PATIENT_ID].to_numpy(),
@@ -309,8 +307,9 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
               "claims_with_errors": summary.claims_with_errors,
               "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(checked.findings))}
+    sessions = night_sessions(checked.claims, result.lines, ledger.salt)
     row = ledger.record_scrubbed(
-        sha256, path.name, size, run_id, injection_rows(checked.claims, ledger.salt), rows=summary.rows_read,
+        sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
         claims=summary.claims, findings=counts["findings"], errors=summary.claims_with_errors,
         workbook=str(workbook))
     _fault("after_ledger")
@@ -320,7 +319,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     flagged = set(checked.findings[C.CLAIM_ID].dropna())
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
                        lines=result.lines[result.lines[C.CLAIM_ID].isin(flagged)], findings=checked.findings,
-                       issues=result.issues, sessions=night_sessions(checked.claims, result.lines, ledger.salt))
+                       issues=result.issues, sessions=sessions)
 
 
 def _quarantine(path, sha256, size, paths, ledger, run_id, code, reason) -> FileOutcome:
