@@ -410,12 +410,6 @@ def _fmtv(values: pd.Series) -> pd.Series:
     return text.where(v.notna(), "?").astype(object)
 
 
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "?"
-    return f"{x:g}"
-
-
 def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
     mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
     cur = cf.loc[mask, [C.PATIENT_ID, "dos_min", "repeat_interval_days"]]

@@ -171,6 +171,12 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
 _TEMP_LOCK = threading.Lock()
 
 
+def _output_error(exc: OSError, what: str) -> OutputError:
+    """An OS error while writing an output, as a reason code (a full disk, or anything else)."""
+    code = "E_DISK_FULL" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "E_OUTPUT_UNWRITABLE"
+    return OutputError(code, f"{what} could not be written ({errno.errorcode.get(exc.errno, 'error')})")
+
+
 def check_environment() -> None:
     """Start-up assertions: openpyxl must parse XML through defusedxml."""
     import openpyxl
@@ -209,9 +215,7 @@ def _atomic_save(build, path: Path) -> Path:
     except OutputError:
         raise
     except OSError as exc:
-        code = "E_DISK_FULL" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "E_OUTPUT_UNWRITABLE"
-        raise OutputError(code, f"the workbook could not be written ({errno.errorcode.get(exc.errno, 'error')})"
-                          ) from None
+        raise _output_error(exc, "the workbook") from None
     except etree.SerialisationError as exc:  # lxml reports a full disk as IO_ENOSPC / IO_EFBIG
         full = any(k in str(exc) for k in ("ENOSPC", "EFBIG", "EDQUOT"))
         raise OutputError("E_DISK_FULL" if full else "E_OUTPUT_UNWRITABLE", "the workbook could not be written"
@@ -383,6 +387,5 @@ def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        code = "E_DISK_FULL" if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else "E_OUTPUT_UNWRITABLE"
-        raise OutputError(code, "the findings CSV could not be written") from None
+        raise _output_error(exc, "the findings CSV") from None
     return path

@@ -234,4 +234,3 @@ RULES: tuple[Rule, ...] = (
 )
 
 RULES_BY_ID: dict[str, Rule] = {r.id: r for r in RULES}
-DOC_RULES = ("HFS-025", "HFS-026", "HFS-027", "HFS-028")
