@@ -148,7 +148,7 @@ def norm_date(value: Any, date1904: bool = False) -> Result:
                 return pd.Timestamp(dt.date(parts["y"], parts["m"], parts["d"])), None
             except ValueError:
                 return pd.NaT, "no such calendar date"
-    if text.isdigit() or re.fullmatch(r"\d+\.\d+", text):
+    if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):  # ASCII digits: "²".isdigit() is True
         return _serial_to_date(float(text), date1904)
     return pd.NaT, "not a date (use YYYY-MM-DD or MM/DD/YYYY)"
 
@@ -174,7 +174,7 @@ def norm_pointer(value: Any) -> Result:
     if text is None:
         return None, None
     parts = [p for p in re.split(r"[\s,;/]+", text.upper()) if p]
-    if parts and all(p.isdigit() for p in parts):
+    if parts and all(p.isascii() and p.isdigit() for p in parts):
         if all(1 <= int(p) <= 12 for p in parts):
             return "".join(chr(64 + int(p)) for p in parts), None
         return text.upper(), None

@@ -5,6 +5,7 @@ control characters are replaced, and the file is written to a temporary name in 
 and moved into place, so a reviewer never opens a half-written workbook.
 """
 
+import datetime as dt
 import errno
 import hashlib
 import os
@@ -13,6 +14,7 @@ import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
+from copy import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 from lxml import etree
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
@@ -48,6 +50,7 @@ DATE_FORMAT = "yyyy-mm-dd"
 MONEY_FORMAT = '"$"#,##0.00'
 MAX_CELL = 32767
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_ERROR_VALUES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
 WIDTHS = {"Exception ID": 14, "Claim ID": 14, "Line": 6, "Source Row": 10, "Patient ID": 14,
           "Service Date": 12, "Payer": 14, "Rule": 10, "Severity": 9, "Field": 16, "Value": 30,
           "Message": 70, "Suggested Fix": 50, "Status": 16, "Reviewer": 14, "Notes": 30}
@@ -281,6 +284,71 @@ def _claims_row_map(lines: pd.DataFrame, findings: pd.DataFrame) -> dict:
     return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, sub[C.SOURCE_ROW], strict=True))}
 
 
+def exception_ids(findings: pd.DataFrame) -> list[str]:
+    """The stable id of every finding, in the frame's order."""
+    return [exception_id(c, ln, r, v) for c, ln, r, v in zip(
+        findings[C.CLAIM_ID], findings[C.LINE_NO], findings["rule"], findings["value"], strict=True)]
+
+
+def _proto(ws, **style):
+    """A cell carrying one style; its style array is shared by every cell made from it."""
+    cell = WriteOnlyCell(ws)
+    for k, v in style.items():
+        setattr(cell, k, v)
+    return cell
+
+
+def _styled(ws, value, proto, text: bool = False):
+    cell = WriteOnlyCell(ws, value=value)
+    if text:
+        cell.data_type = "s"
+    cell._style = copy(proto._style)  # openpyxl's style array: built once per style, not once per cell
+    return cell
+
+
+def _text_values(ws, values, proto=None) -> list:
+    """One column as cell values that are always text (vectorised `_text`).
+
+    Blank -> no cell; control characters replaced; over-long text truncated; text that a spreadsheet
+    would take for a formula or an error value becomes a quote-prefixed text cell; with ``proto``
+    every non-blank value carries that cell's style.
+    """
+    s = pd.Series(values, copy=False)
+    if not len(s):
+        return []
+    t = s.astype("str")
+    t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
+    long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
+    if long.any():
+        t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
+    out = [v if v.__class__ is str and v else None for v in t.tolist()]
+    if proto is not None:
+        out = [None if v is None else _styled(ws, v, proto, text=True) for v in out]
+    risky = (t.str.match(r"[=+\-@\t\r\n]").fillna(False).to_numpy(bool)
+             | t.isin(_ERROR_VALUES).to_numpy(bool))
+    for i in np.flatnonzero(risky):
+        if proto is None:
+            out[i] = _text(ws, out[i])
+        else:
+            out[i].quotePrefix = True
+    return out
+
+
+def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) -> list:
+    """One non-text column as cell values: dates as dates, whole numbers as ints, flags as Y."""
+    s = pd.Series(values, copy=False)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return [None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()]
+    if pd.api.types.is_bool_dtype(s):
+        return ["Y" if v is True else None for v in s.astype(object).tolist()]
+    if pd.api.types.is_numeric_dtype(s):
+        f = s.astype(float).to_numpy()
+        if money:
+            return [None if v != v else _styled(ws, float(v), proto_money) for v in f]
+        return [None if x != x else (int(x) if x.is_integer() else float(x)) for x in f]
+    return [_value(ws, v) for v in s.tolist()]
+
+
 def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool) -> None:
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
@@ -297,28 +365,36 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
     ws.data_validations.append(dv)
     _header(ws, headers)
-    wrap = Alignment(wrap_text=True, vertical="top")
+    if not n:
+        return
+    wrap = _proto(ws, alignment=Alignment(wrap_text=True, vertical="top"))
+    link = _proto(ws, font=Font(color="0563C1", underline="single"))
     f = _in_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
     id_col = "B" if source_file_column else "A"
-    for excel_row, (rec, src) in enumerate(zip(f.itertuples(index=False), files, strict=True), start=2):
-        sev = rec.severity
-        eid = exception_id(rec.claim_id, rec.line_no, rec.rule, rec.value)
-        id_cell = _text(ws, eid)
-        target = claim_rows.get((src, rec.source_row))
+    ids = []
+    for excel_row, (eid, src, srow) in enumerate(zip(exception_ids(f), files, f[C.SOURCE_ROW], strict=True),
+                                                 start=2):
+        target = claim_rows.get((src, srow))
         if target:
-            id_cell.hyperlink = Hyperlink(ref=f"{id_col}{excel_row}", location=f"'Claims'!A{target}",
-                                          tooltip="Go to the claim's lines")
-            id_cell.font = Font(color="0563C1", underline="single")
-        row = [
-            id_cell, _text(ws, rec.claim_id), _value(ws, rec.line_no), _value(ws, rec.source_row),
-            _text(ws, rec.patient_id), _value(ws, rec.service_date), _text(ws, rec.payer), _text(ws, rec.rule),
-            _text(ws, sev, fill=FILLS.get(sev)), _text(ws, rec.field), _text(ws, rec.value),
-            _text(ws, rec.message, alignment=wrap), _text(ws, rec.fix, alignment=wrap), _text(ws, "Open"),
-            _text(ws, ""), _text(ws, ""),
-        ]
-        if source_file_column:
-            row.insert(0, _text(ws, src))
+            cell = _styled(ws, eid, link, text=True)
+            cell.hyperlink = Hyperlink(ref=f"{id_col}{excel_row}", location=f"'Claims'!A{target}",
+                                       tooltip="Go to the claim's lines")
+            ids.append(cell)
+        else:
+            ids.append(eid)
+    sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
+    severity = [_styled(ws, v, sev_protos[v], text=True) if v in sev_protos else v for v in f["severity"].tolist()]
+    columns = [
+        ids, _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
+        _other_values(ws, f[C.SOURCE_ROW]), _text_values(ws, f[C.PATIENT_ID]),
+        _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
+        severity, _text_values(ws, f["field"]), _text_values(ws, f["value"]),
+        _text_values(ws, f["message"], wrap), _text_values(ws, f["fix"], wrap), ["Open"] * n,
+    ]
+    if source_file_column:
+        columns.insert(0, _text_values(ws, pd.Series(files)))
+    for row in zip(*columns, strict=True):
         ws.append(row)
 
 
@@ -333,23 +409,46 @@ def _claims_sheet(wb, lines, findings, claim_rows, source_file_column: bool) -> 
     ws.freeze_panes = "B2"
     flagged = set(findings[C.CLAIM_ID].dropna())
     sub = lines[lines[C.CLAIM_ID].isin(flagged)]
-    hot: set = set()
+    if sub.empty:
+        return
     files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
-    for src, row, fld in zip(files, findings[C.SOURCE_ROW], findings["field"], strict=True):
-        for part in str(fld).split(", "):
-            hot.add((src, row, FIELD_TO_COLUMN.get(part, part)))
-    money = {C.CHARGE}
-    for rec in sub.to_dict("records"):
-        src = rec.get("source_file", "")
-        out = []
-        for col in headers:
-            value = rec.get(col)
-            style = {"fill": HIGHLIGHT} if (src, rec[C.SOURCE_ROW], col) in hot else {}
-            if col in C.TEXT_COLUMNS or col == "source_file":
-                out.append(_text(ws, value, **style))
-            else:
-                out.append(_value(ws, value, MONEY_FORMAT if col in money else None, **style))
-        ws.append(out)
+    hot = pd.DataFrame({"src": files.to_numpy(), "row": findings[C.SOURCE_ROW].to_numpy(),
+                        "col": findings["field"].astype(str).str.split(", ").to_numpy()}).explode("col")
+    hot["col"] = hot["col"].map(lambda c: FIELD_TO_COLUMN.get(c, c))
+    sub_files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
+    keys = pd.MultiIndex.from_arrays([sub_files.to_numpy(), sub[C.SOURCE_ROW].to_numpy()])
+    money_proto = _proto(ws, number_format=MONEY_FORMAT)
+    hot_protos = {}
+    columns = []
+    for col in headers:
+        values = sub[col] if col in sub else pd.Series(None, index=sub.index, dtype=object)
+        if col in C.TEXT_COLUMNS or col == "source_file":
+            out = _text_values(ws, values)
+        else:
+            out = _other_values(ws, values, col == C.CHARGE, money_proto)
+        marks = hot[hot["col"] == col]
+        if len(marks):
+            on = keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
+            for i in np.flatnonzero(on):
+                out[i] = _highlight(ws, out[i], hot_protos)
+        columns.append(out)
+    for row in zip(*columns, strict=True):
+        ws.append(row)
+
+
+def _highlight(ws, value, protos: dict):
+    """The same value, highlighted (a changed cell of a flagged claim), keeping its number format."""
+    if isinstance(value, Cell):
+        fmt, text, value = value.number_format, value.data_type == "s", value.value
+    else:
+        fmt = DATE_FORMAT if isinstance(value, dt.date) else "General"
+        text = isinstance(value, str)
+    if fmt not in protos:
+        protos[fmt] = _proto(ws, fill=HIGHLIGHT, number_format=fmt)
+    cell = _styled(ws, value, protos[fmt], text=text)
+    if text and isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r", "\n"):
+        cell.quotePrefix = True
+    return cell
 
 
 def _ingest_sheet(wb, issues: pd.DataFrame) -> None:
@@ -378,8 +477,7 @@ def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
     """The same findings as plain data, with their exception ids (atomic write)."""
     path = Path(path)
     out = _in_order(findings).copy()
-    out.insert(0, "exception_id", [exception_id(c, ln, r, v) for c, ln, r, v in zip(
-        out[C.CLAIM_ID], out[C.LINE_NO], out["rule"], out["value"], strict=True)])
+    out.insert(0, "exception_id", exception_ids(out))
     fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)  # mode 0600
     os.close(fd)
     try:

@@ -57,3 +57,9 @@ def test_examples():
     assert N.norm_pos(11) == ("11", None)
     assert N.norm_flag("X") == (True, None)
     assert N.norm_text("NA") == ("NA", None)
+
+
+def test_unicode_digits_are_not_numbers():
+    """It refuses superscript digits (str.isdigit() says yes, float() says no) instead of crashing."""
+    assert N.norm_date("²")[0] is pd.NaT and N.norm_date("²")[1]
+    assert N.norm_pointer("1,²") == ("1,²", None)

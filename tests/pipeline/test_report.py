@@ -94,3 +94,28 @@ def test_same_input_same_body(tmp_path):
     rows = lambda p: list(load_workbook(p)["Exceptions"].iter_rows(values_only=True))  # noqa: E731
     assert rows(a.workbook) == rows(b.workbook)
     assert a.findings_csv.read_text() == b.findings_csv.read_text()
+
+
+def test_review_styles(mixed):
+    """It colours severities, highlights the offending cells, links ids and keeps number formats."""
+    wb = load_workbook(mixed.workbook)
+    ws = wb["Exceptions"]
+    colour = {"error": "00F8CBAD", "warning": "00FFE699", "info": "00DDEBF7"}
+    for (sev,) in ws.iter_rows(min_row=2, min_col=9, max_col=9):
+        assert sev.fill.fgColor.rgb == colour[sev.value]
+    assert all(c.alignment.wrap_text for (c,) in ws.iter_rows(min_row=2, min_col=12, max_col=12))
+    linked = [c for (c,) in ws.iter_rows(min_row=2, min_col=1, max_col=1) if c.hyperlink]
+    assert linked and all(c.font.color.rgb == "000563C1" and c.data_type == "s" for c in linked)
+    assert all(isinstance(c.value, int) for (c,) in ws.iter_rows(min_row=2, min_col=3, max_col=3) if c.value)
+    claims = wb["Claims"]
+    header = [c.value for c in claims[1]]
+    by_row = {r[0].value: r for r in claims.iter_rows(min_row=2)}
+    hdfs17 = mixed.findings.query("rule == 'HFS-017'").iloc[0]
+    ndc_cell = by_row[hdfs17.source_row][header.index(C.NDC)]
+    assert ndc_cell.fill.fgColor.rgb == "00FFC7CE"
+    unflagged = by_row[hdfs17.source_row][header.index(C.PAYER)]
+    assert unflagged.fill.fill_type is None
+    charge = by_row[hdfs17.source_row][header.index(C.CHARGE)]
+    assert charge.number_format == '"$"#,##0.00' and isinstance(charge.value, float | int)
+    date = by_row[hdfs17.source_row][header.index(C.SERVICE_DATE)]
+    assert isinstance(date.value, dt.datetime) and date.number_format == "yyyy-mm-dd"
