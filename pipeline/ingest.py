@@ -10,6 +10,7 @@ import csv
 import functools
 import hashlib
 import io
+import itertools
 import re
 import tomllib
 import unicodedata
@@ -171,20 +172,61 @@ def _decode(data: bytes, name: str, notes: list[str]) -> str:
             return data.decode("latin-1")
 
 
+def _delimiter(path: Path, first_line: str) -> str:
+    if path.suffix.lower() == ".tsv" or first_line.count("\t") > max(first_line.count(","), first_line.count(";")):
+        return "\t"
+    return ";" if first_line.count(";") > first_line.count(",") else ","
+
+
 def _read_text(path: Path, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
     data = path.read_bytes()
     if b"\x00" in data[:4096]:
         raise IngestError("E_FORMAT", "FILE-001", "the file is binary, not a spreadsheet or CSV", path.name)
     text = _decode(data, path.name, notes)
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    if path.suffix.lower() == ".tsv" or first.count("\t") > max(first.count(","), first.count(";")):
-        delimiter = "\t"
-    elif first.count(";") > first.count(","):
-        delimiter = ";"
-    else:
-        delimiter = ","
+    delimiter = _delimiter(path, first)
     rows = [list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
     return [(path.name, rows)]
+
+
+def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dict[int, str], pd.DataFrame] | None:
+    """The common case of a CSV, read by pyarrow's C parser into Arrow strings: UTF-8, the header on
+    the first line, every row as wide as the header. Returns (header, mapping, data frame of text
+    columns 0..n-1), or None for anything else, which the exact reader (``_read_text``) then reads
+    and explains (title rows, ragged rows, other encodings). Both give the same lines.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if not head or b"\x00" in head[:4096]:
+        return None
+    text = head.decode("utf-8-sig", errors="replace")
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip() or '"' in first:
+        return None
+    delimiter = _delimiter(path, first)
+    rows = list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), HEADER_SCAN_ROWS))
+    found = _find_header(rows, user_map)
+    if found is None or found[0] != 0:
+        return None
+    header = rows[0]
+    if len(header) > MAX_COLUMNS:
+        return None
+    names = [str(i) for i in range(len(header))]
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # ragged rows, not UTF-8: the exact reader explains
+        return None
+    frame = table.to_pandas()
+    frame.columns = range(len(header))
+    return header, found[1], frame
 
 
 def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
@@ -310,6 +352,9 @@ def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> I
         notes.append(f"the file is named {suffix} but holds text; read as CSV")
     if kind != "text" and suffix in TEXT_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
+    if kind == "text" and (fast := _read_csv_fast(path, user_map)) is not None:
+        header, mapping, frame = fast
+        return _build(path, file_sha256(path), path.name, header, frame, 2, mapping, None, notes)
     sheets = _read_text(path, notes) if kind == "text" else _read_workbook(path, kind, notes)
     sha = file_sha256(path)
 
@@ -345,13 +390,53 @@ def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> I
     if len(rows[header_idx]) > MAX_COLUMNS:
         raise IngestError("E_TOO_LARGE", "FILE-001", f"the claims sheet has more than {MAX_COLUMNS} columns",
                           path.name, sheet)
-    return _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=kind == "text",
-                  special=special, date1904=date1904)
+    raw, ragged = _rectangle(rows, header_idx, kind == "text", path.name, sheet)
+    return _build(path, sha, sheet, rows[header_idx], raw, header_idx + 2, mapping, sites_sheet, notes,
+                  special=special, date1904=date1904, ragged=ragged)
 
 
-def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, strict=False,
-           special=(), date1904=False) -> IngestResult:
-    header = rows[header_idx]
+def _rectangle(rows: list[list[Any]], header_idx: int, strict: bool, filename: str, sheet: str
+               ) -> tuple[pd.DataFrame, list[tuple[int, str]]]:
+    """The rows under the header as a frame exactly as wide as the header (object columns 0..n-1).
+
+    CSV (``strict``): a row with more or fewer fields than the header is refused, naming the row;
+    a workbook row that runs past the header is cut, and returned as (row, message).
+    """
+    width = len(rows[header_idx])
+    ragged: list[tuple[int, str]] = []
+    data_rows = rows[header_idx + 1:]
+    for i, row in enumerate(data_rows):
+        if len(row) == width:
+            continue
+        if strict and not _is_blank_row(row) and not (len(row) > width and all(N.is_blank(c) for c in row[width:])):
+            raise IngestError("E_CSV_SHAPE", "FILE-001",
+                              f"row {header_idx + i + 2} has {len(row)} fields but the header (row {header_idx + 1})"
+                              f" has {width}; check the delimiter and quoting", filename, sheet)
+        if len(row) > width and not all(N.is_blank(c) for c in row[width:]):
+            ragged.append((header_idx + i + 2, f"row has {len(row)} fields but the header has {width}"))
+        data_rows[i] = (list(row) + [""] * width)[:width]
+    arr = np.empty((len(data_rows), width), dtype=object)
+    if data_rows:
+        arr[:] = data_rows
+    return pd.DataFrame(arr, columns=range(width), dtype=object), ragged
+
+
+def _empty_cells(raw: pd.DataFrame) -> np.ndarray:
+    """rows x columns: True where a cell is blank ("" or missing)."""
+    out = np.zeros(raw.shape, dtype=bool)
+    for j, col in enumerate(raw.columns):
+        s = raw[col]
+        if isinstance(s.dtype, pd.StringDtype):
+            out[:, j] = (s == "").to_numpy(bool, na_value=True)
+        else:
+            v = s.to_numpy(dtype=object)
+            out[:, j] = (v == "") | pd.isna(v)
+    return out
+
+
+def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapping, sites_sheet, notes,
+           special=(), date1904=False, ragged=()) -> IngestResult:
+    """Canonical lines from the rows under the header (``first_row``: the Excel row of the first)."""
     issues: list[dict[str, Any]] = []
 
     def issue(row, column, value, reason, rule="ING-001"):
@@ -381,50 +466,36 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
         present.update(C.DX)
     if any(c == COMBINED_MODIFIERS for c in mapping.values()):
         present.update(C.MODIFIERS)
-    width = len(header)
 
+    for row, message in ragged:
+        issue(row, "", "", message, "FILE-002")
     # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row (vectorised).
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
-    data_rows = rows[header_idx + 1:]
-    for i, row in enumerate(data_rows):
-        if len(row) == width:
-            continue
-        if strict and not _is_blank_row(row) and not (len(row) > width and all(N.is_blank(c) for c in row[width:])):
-            raise IngestError("E_CSV_SHAPE", "FILE-001",
-                              f"row {header_idx + i + 2} has {len(row)} fields but the header (row {header_idx + 1})"
-                              f" has {width}; check the delimiter and quoting", path.name, sheet)
-        if len(row) > width and not all(N.is_blank(c) for c in row[width:]):
-            issue(header_idx + i + 2, "", "", f"row has {len(row)} fields but the header has {width}", "FILE-002")
-        data_rows[i] = (list(row) + [""] * width)[:width]
-    arr = np.empty((len(data_rows), width), dtype=object)
-    if data_rows:
-        arr[:] = data_rows
-    empty = (arr == "") | pd.isna(arr)
+    empty = _empty_cells(raw_all)
     keep = ~empty.all(axis=1)
     # Exact checks only where they can matter: rows with no claim id (whitespace-only, totals).
     no_claim = np.flatnonzero(keep & (empty[:, claim_pos] if claim_pos is not None else True))
     for i in no_claim:
-        row = list(arr[i])
-        first = next((c for c in row if not N.is_blank(c)), None)
+        first = next((c for c in raw_all.iloc[i].tolist() if not N.is_blank(c)), None)
         if first is None:
             keep[i] = False
         elif isinstance(first, str) and _TOTALS.match(first):
-            notes.append(f"totals row {header_idx + i + 2} skipped")
+            notes.append(f"totals row {first_row + i} skipped")
             keep[i] = False
-    if claim_pos is not None:
-        claims_col = arr[:, claim_pos]
-        for i in np.flatnonzero(keep & ~empty[:, claim_pos]):
-            if isinstance(claims_col[i], str) and _TOTALS.match(claims_col[i]) and i == len(arr) - 1:
-                notes.append(f"totals row {header_idx + i + 2} skipped")
-                keep[i] = False
+    if claim_pos is not None and len(raw_all):
+        last = len(raw_all) - 1
+        value = raw_all[claim_pos].iat[last]
+        if keep[last] and not empty[last, claim_pos] and isinstance(value, str) and _TOTALS.match(value):
+            notes.append(f"totals row {first_row + last} skipped")
+            keep[last] = False
     idx = np.flatnonzero(keep)
-    source_rows = (idx + header_idx + 2).tolist()
+    source_rows = (idx + first_row).tolist()
     rows_read = len(idx)
     if rows_read > MAX_ROWS:
         raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
                           path.name, sheet)
-    raw = pd.DataFrame(arr[idx], columns=range(width), dtype=object)
-    del arr, data_rows
+    raw = raw_all.iloc[idx].reset_index(drop=True) if rows_read < len(raw_all) else raw_all
+    del raw_all, empty
 
     data: dict[str, Any] = {}
     for pos, canonical in mapping.items():
@@ -434,7 +505,7 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
         norm = _NORMALISERS[canonical]
         if date1904 and norm is N.norm_date:
             norm = functools.partial(N.norm_date, date1904=True)
-        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text)
+        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, canonical in C.TEXT_COLUMNS)
         for p in long_pos:
             issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
                   f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")
@@ -449,7 +520,7 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
 
     kept_rows = set(source_rows)
     for row, col, kind, text in special:
-        if row in kept_rows and col < width:
+        if row in kept_rows and col < len(header):
             column = str(header[col]).strip() or _col_letter(col)
             if kind == "error":
                 issue(row, column, text, f"the cell holds the error value {text} [E_CELL_ERROR]")
@@ -458,10 +529,11 @@ def _build(path, sha, sheet, rows, header_idx, mapping, sites_sheet, notes, stri
                       "save it and drop it again [E_FORMULA_NO_VALUE]")
     dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
     if dob_pos is not None and C.SERVICE_DATE in data and C.DOB in data:
-        for p_, (birth, service) in enumerate(zip(data[C.DOB], data[C.SERVICE_DATE], strict=True)):
-            if pd.notna(birth) and pd.notna(service) and birth > service:
-                issue(source_rows[p_], str(header[dob_pos]).strip(), raw[dob_pos].iat[p_],
-                      "the date of birth is after the date of service")
+        birth = pd.to_datetime(pd.Series(data[C.DOB]), errors="coerce")
+        service = pd.to_datetime(pd.Series(data[C.SERVICE_DATE]), errors="coerce")
+        for p_ in np.flatnonzero((birth > service).to_numpy(bool)):
+            issue(source_rows[p_], str(header[dob_pos]).strip(), raw[dob_pos].iat[p_],
+                  "the date of birth is after the date of service")
     if rows_read == 0:
         notes.append("the file has a header but 0 data rows")
     if unmapped:
@@ -531,7 +603,8 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
 def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
     for col in C.TEXT_COLUMNS:
         # Arrow-backed strings (pandas "str" with pyarrow): vectorised string work, cheap isna.
-        lines[col] = lines[col].astype(object).where(lines[col].notna(), None).astype("str")
+        if not isinstance(lines[col].dtype, pd.StringDtype):
+            lines[col] = lines[col].astype(object).where(lines[col].notna(), None).astype("str")
     for col in C.DATE_COLUMNS:
         lines[col] = pd.to_datetime(lines[col], errors="coerce").astype("datetime64[ns]")
     for col in C.NUMBER_COLUMNS:

@@ -204,22 +204,31 @@ def split_list(value: Any) -> list[str]:
     return [p for p in re.split(r"[\s,;|/]+", text) if p]
 
 
-def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text: int | None = None
-                     ) -> tuple[list, dict[int, str], list[int]]:
+def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text: int | None = None,
+                     text: bool = False) -> tuple[Any, dict[int, str], list[int]]:
     """Apply ``norm`` once per distinct value; return values, {position: reason} and over-long positions.
+
+    ``text``: ``norm`` gives text or None, returned as an Arrow-backed string array.
 
     Columns that mix TRUE/FALSE with numbers take the exact per-cell path: hashing would treat
     ``True`` and ``1`` as one value.
     """
-    arr = values.to_numpy(dtype=object)
-    kind = pd.api.types.infer_dtype(arr, skipna=True)
-    if kind in ("mixed", "boolean"):
-        return _normalize_cells(arr, norm, max_text)
-    codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+    if isinstance(values.dtype, pd.StringDtype):  # text read by pyarrow: no Python object per cell
+        codes, index = pd.factorize(values, use_na_sentinel=True)
+        uniques = index.tolist()
+    else:
+        arr = values.to_numpy(dtype=object)
+        kind = pd.api.types.infer_dtype(arr, skipna=True)
+        if kind in ("mixed", "boolean"):
+            return _normalize_cells(arr, norm, max_text)
+        codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     results = [norm(u) for u in uniques] + [norm(None)]
-    lookup = np.empty(len(results), dtype=object)
-    lookup[:] = [r[0] for r in results]
-    out = lookup[codes]  # code -1 (blank) takes the last entry
+    if text:  # Arrow strings built from the distinct values: no Python object per cell
+        out = pd.array([r[0] for r in results], dtype="str").take(np.where(codes < 0, len(results) - 1, codes))
+    else:
+        lookup = np.empty(len(results), dtype=object)
+        lookup[:] = [r[0] for r in results]
+        out = lookup[codes]  # code -1 (blank) takes the last entry
     problems: dict[int, str] = {}
     bad = [i for i, r in enumerate(results[:-1]) if r[1] is not None]
     if bad:

@@ -198,3 +198,40 @@ def test_1904_date_system(tmp_path):
     r = read_claims(tmp_path / "mac.xlsx")
     assert r.lines.iloc[0][C.SERVICE_DATE] == pd.Timestamp("2024-05-15")
     assert any("1904" in n for n in r.notes)
+
+
+ODD_CSVS = {
+    "quoted_newline_bom": '\ufeffClaim ID,DOS,CPT,Units,Dx 1,Payer\nC1,2024-05-01,64612,1,G51.33,"Medi\r\ncare"\n'
+                          'C1,05/01/2024,J0585,50,G51.33, spaced \n',
+    "blank_lines_and_totals": "Claim ID,DOS,CPT,Units,Dx 1\n\nC1,2024-05-01,64612,1,G51.33\n,,,,\n   ,,,,\n"
+                              "C2,2024-05-02,J0585,x,g5133\nTotal,,,51,\n",
+    "semicolons_and_money": "Claim ID;DOS;CPT;Units;Dx 1;Charge\nC1;2024-05-01;64612;1;G51.33;$1,200.50\n"
+                            "C1;2024-13-01;J0585;50;G51.33;(100.00)\n",
+    "ragged_extra_blank": "Claim ID,DOS,CPT,Units,Dx 1\nC1,2024-05-01,64612,1,G51.33,,\n",
+    "title_row": "Export of May\nClaim ID,DOS,CPT,Units,Dx 1\nC1,2024-05-01,64612,1,G51.33\n",
+    "hostile_text": "Claim ID,DOS,CPT,Units,Dx 1,Payer\nC1,2024-05-01,64612,1,G51.33,=HYPERLINK(1)\n"
+                    "C1,2024-05-01,J0585,NA,G51.33,\u00b2\n",
+}
+
+
+@pytest.mark.parametrize("name", [*ODD_CSVS, "clean.csv", "mixed.csv"])
+def test_fast_csv_reader_gives_the_exact_readers_lines(tmp_path, monkeypatch, name):
+    """It reads a CSV through pyarrow to the same lines, issues and notes as the exact csv-module reader."""
+    from pipeline import ingest
+
+    if name in ODD_CSVS:
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(ODD_CSVS[name].encode("utf-8"))
+    else:
+        path = SAMPLES / name
+    used = []
+    fast_reader = ingest._read_csv_fast
+    monkeypatch.setattr(ingest, "_read_csv_fast", lambda *a: used.append(r := fast_reader(*a)) or r)
+    fast = read_claims(path)
+    monkeypatch.setattr(ingest, "_read_csv_fast", lambda *a: None)
+    exact = read_claims(path)
+    # The fast path takes the common shapes; a title row or a ragged row goes to the exact reader.
+    assert (used[0] is not None) == (name not in ("title_row", "ragged_extra_blank"))
+    pd.testing.assert_frame_equal(fast.lines, exact.lines)
+    pd.testing.assert_frame_equal(fast.issues, exact.issues)
+    assert (fast.rows_read, fast.present, fast.notes) == (exact.rows_read, exact.present, exact.notes)
