@@ -95,10 +95,12 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     dx_arr = dx.to_numpy(dtype=object)
     n = len(lines)
     pointed = np.full((n, 4), None, dtype=object)
+    # The dx column each of the first 4 pointer letters names (-1: none), worked out per distinct pointer.
+    ptr_codes, ptr_uniques = pd.factorize(ptr)
+    per_pointer = np.array([[ord(c) - 65 if "A" <= c <= "L" else -1 for c in (u + "....")[:4]]
+                            for u in ptr_uniques.tolist()], dtype=np.int64).reshape(-1, 4)
     for k in range(4):
-        letter = ptr.str[k].fillna("")
-        code = letter.map(lambda c: ord(c) - 65 if len(c) == 1 and "A" <= c <= "L" else -1).to_numpy(
-            dtype=np.int64)
+        code = per_pointer[ptr_codes, k] if n else np.empty(0, dtype=np.int64)
         ok = code >= 0
         pointed[ok, k] = dx_arr[np.flatnonzero(ok), code[ok]]
     pointed_s = pd.DataFrame(pointed, index=lines.index)
@@ -300,28 +302,26 @@ def derive_claims(
     cf["why_sides"] = side_text.where(cf.n_sites > 0, "")
     cf["sides_severity"] = np.where(sides.U, "warning", "error")
 
-    # Units: documented vs billed, vials, dose plausibility.
+    # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
     bu = cf.billing_unit
     expected = np.ceil(np.round(cf.site_units / bu, 6))
     has_doc = cf.site_units.notna() & (cf.site_units > 0) & cf.toxin_code.notna()
     mismatch = has_doc & (expected != cf.admin_units)
-    cf["why_units"] = np.where(
-        mismatch,
-        "billed " + cf.admin_units.pipe(_fmtv) + " units of " + cf.toxin_code.fillna("") + "; documented "
-        + cf.site_units.pipe(_fmtv) + " U = " + expected.pipe(_fmtv) + " billing units",
-        "")
+    cf["why_units"] = _text_where(mismatch, lambda m: (
+        "billed " + _fmtv(cf.admin_units[m]) + " units of " + cf.toxin_code[m].fillna("") + "; documented "
+        + _fmtv(cf.site_units[m]) + " U = " + _fmtv(expected[m]) + " billing units"))
     total_toxin = (cf.admin_units + cf.waste_units) * bu
-    vial_ok = pd.Series(
-        [(not isinstance(c, str)) or math.isnan(tt) or (float(tt).is_integer() and int(tt) in VIAL_TOTALS[c])
-         or tt > _VIAL_LIMIT[c] for c, tt in zip(cf.toxin_code, total_toxin, strict=True)],
-        index=cf.index)
     vial_check = cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)
-    cf["why_vials"] = np.where(
-        vial_check & ~vial_ok,
-        (cf.admin_units * bu).pipe(_fmtv) + " U given + " + (cf.waste_units * bu).pipe(_fmtv) + " U discarded = "
-        + total_toxin.pipe(_fmtv) + " U; vials are " + cf.toxin_code.map(
-            lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ())) if isinstance(c, str) else "") + " U",
-        "")
+    checked = vial_check.to_numpy(bool)
+    bad = np.zeros(len(cf), dtype=bool)
+    bad[checked] = [
+        not (math.isnan(tt) or (float(tt).is_integer() and int(tt) in VIAL_TOTALS[c]) or tt > _VIAL_LIMIT[c])
+        for c, tt in zip(cf.toxin_code[checked], total_toxin[checked], strict=True)]
+    vial_bad = pd.Series(bad, index=cf.index)
+    cf["why_vials"] = _text_where(vial_bad, lambda m: (
+        _fmtv(cf.admin_units[m] * bu[m]) + " U given + " + _fmtv(cf.waste_units[m] * bu[m]) + " U discarded = "
+        + _fmtv(total_toxin[m]) + " U; vials are "
+        + cf.toxin_code[m].map(lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ()))) + " U"))
     div = cf.toxin_code.map(K.BOTOX_EQUIVALENT_DIVISOR).astype(float)
     r_eq, l_eq = cf.r_units / div, cf.l_units / div
     session = (cf.site_units.fillna(cf.admin_units * bu)) / div
@@ -329,11 +329,13 @@ def derive_claims(
     for side, eq in (("right", r_eq), ("left", l_eq)):
         low = (eq > 0) & (eq < cf.side_min_units)
         high = eq > cf.side_max_units
-        parts.append(np.where(low, side + " side " + eq.pipe(_fmtv) + " U below " + cf.side_min_units.pipe(_fmtv),
-                     np.where(high, side + " side " + eq.pipe(_fmtv) + " U above " + cf.side_max_units.pipe(_fmtv), "")))
-    parts.append(np.where(session > cf.session_cap_units,
-                          "session " + session.pipe(_fmtv) + " U above cap " + cf.session_cap_units.pipe(_fmtv), ""))
-    dose = join_texts([pd.Series(p_, index=cf.index, dtype=object) for p_ in parts])
+        parts.append(_text_where(low, lambda m, side=side, eq=eq: (
+            side + " side " + _fmtv(eq[m]) + " U below " + _fmtv(cf.side_min_units[m]))))
+        parts[-1] = parts[-1].where(~high, _text_where(high, lambda m, side=side, eq=eq: (
+            side + " side " + _fmtv(eq[m]) + " U above " + _fmtv(cf.side_max_units[m]))))
+    parts.append(_text_where(session > cf.session_cap_units, lambda m: (
+        "session " + _fmtv(session[m]) + " U above cap " + _fmtv(cf.session_cap_units[m]))))
+    dose = join_texts(parts)
     cf["why_dose"] = (dose + " (Botox-equivalent units)").where((dose != "") & cf.toxin_code.notna(), "")
 
     # Guidance.
@@ -399,6 +401,15 @@ def derive_claims(
     for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
         cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf.reset_index(drop=True)
+
+
+def _text_where(mask: pd.Series, make) -> pd.Series:
+    """Text where ``mask`` holds, "" elsewhere; ``make(mask)`` builds the texts of those rows only."""
+    out = pd.Series("", index=mask.index, dtype=object)
+    m = mask.fillna(False).to_numpy(bool)
+    if m.any():
+        out[m] = make(m).to_numpy(dtype=object)
+    return out
 
 
 def _fmtv(values: pd.Series) -> pd.Series:

@@ -21,6 +21,15 @@ from schemas.checks import (
 _LATERALITY = pd.Timestamp(K.LATERALITY_EFFECTIVE)
 
 
+def rule(rule_id: str):
+    """A claim rule as a pandera check named by its catalog id.
+
+    ``ignore_na=False``: a rule decides about blanks itself, and pandera then skips a whole-frame
+    ``isna()`` per check (the frames here are wide).
+    """
+    return pa.dataframe_check(name=rule_id, ignore_na=False)
+
+
 def _f(description: str, **kw) -> pa.Field:
     return pa.Field(nullable=True, description=description, **kw)
 
@@ -69,24 +78,24 @@ class ClaimLines(RawClaims):
 
     as_of: Series[pa.DateTime] = pa.Field(description="As-of date of the run (a parameter, never the clock)")
 
-    @pa.dataframe_check(name="STR-001")
+    @rule("STR-001")
     def claim_id_present(cls, df: pd.DataFrame) -> Series[bool]:
         return df[C.CLAIM_ID].notna()
 
-    @pa.dataframe_check(name="STR-002")
+    @rule("STR-002")
     def service_date_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return df[C.SERVICE_DATE].notna() & (df[C.SERVICE_DATE] <= df["as_of"])
 
-    @pa.dataframe_check(name="STR-003")
+    @rule("STR-003")
     def procedure_code_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return text_matches(df[C.PROCEDURE_CODE], CPT_PATTERN)
 
-    @pa.dataframe_check(name="STR-004")
+    @rule("STR-004")
     def units_whole_positive(cls, df: pd.DataFrame) -> Series[bool]:
         u = df[C.UNITS]
         return u.notna() & (u >= 1) & (u % 1 == 0)
 
-    @pa.dataframe_check(name="STR-005")
+    @rule("STR-005")
     def dx_is_icd10(cls, df: pd.DataFrame) -> Series[bool]:
         ok = pd.Series(True, index=df.index)
         for col in C.DX:
@@ -94,27 +103,27 @@ class ClaimLines(RawClaims):
                 ok &= df[col].isna() | text_matches(df[col], ICD10_PATTERN)
         return ok
 
-    @pa.dataframe_check(name="STR-006")
+    @rule("STR-006")
     def npi_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return npi_is_valid(df[C.RENDERING_NPI])
 
-    @pa.dataframe_check(name="STR-007")
+    @rule("STR-007")
     def modifiers_valid(cls, df: pd.DataFrame) -> Series[bool]:
         ok = df[C.MODIFIER_EXTRA].isna()
         for col in C.MODIFIERS:
             ok &= df[col].isna() | text_matches(df[col], MODIFIER_PATTERN)
         return ok
 
-    @pa.dataframe_check(name="STR-008")
+    @rule("STR-008")
     def line_unique(cls, df: pd.DataFrame) -> Series[bool]:
         keyed = df[C.CLAIM_ID].notna() & df[C.LINE_NO].notna()
         return ~(keyed & df.duplicated([C.CLAIM_ID, C.LINE_NO], keep="first"))
 
-    @pa.dataframe_check(name="STR-009")
+    @rule("STR-009")
     def charge_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return df[C.CHARGE].notna() & (df[C.CHARGE] >= 0)
 
-    @pa.dataframe_check(name="STR-010")
+    @rule("STR-010")
     def pointer_names_filled_dx(cls, df: pd.DataFrame) -> Series[bool]:
         ptr = df[C.DX_POINTER]
         ok = ptr.isna() | text_matches(ptr, POINTER_PATTERN)
@@ -124,12 +133,12 @@ class ClaimLines(RawClaims):
             ok &= ~(names_k & df[col].isna())
         return ok
 
-    @pa.dataframe_check(name="STR-011")
+    @rule("STR-011")
     def one_patient_per_claim(cls, df: pd.DataFrame) -> Series[bool]:
         n = df.groupby(C.CLAIM_ID, dropna=False)[C.PATIENT_ID].transform("nunique")
         return n.fillna(0) <= 1
 
-    @pa.dataframe_check(name="STR-012")
+    @rule("STR-012")
     def within_timely_filing(cls, df: pd.DataFrame) -> Series[bool]:
         limit = df["as_of"] - pd.Timedelta(days=K.TIMELY_FILING_DAYS)
         return df[C.SERVICE_DATE].isna() | (df[C.SERVICE_DATE] >= limit)
@@ -157,127 +166,127 @@ class ClaimFacts(pa.DataFrameModel):
         strict = False
         coerce = False
 
-    @pa.dataframe_check(name="HFS-001")
+    @rule("HFS-001")
     def g5133_after_effective(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & (df["dos_min"] < _LATERALITY))
 
-    @pa.dataframe_check(name="HFS-002")
+    @rule("HFS-002")
     def no_header_g513(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["g513"] & (df["dos_max"] >= _LATERALITY))
 
-    @pa.dataframe_check(name="HFS-003")
+    @rule("HFS-003")
     def one_laterality(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "conflict_dx")
 
-    @pa.dataframe_check(name="HFS-004")
+    @rule("HFS-004")
     def no_bells_palsy(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & df["g510"])
 
-    @pa.dataframe_check(name="HFS-005")
+    @rule("HFS-005")
     def drug_with_administration(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & (df["is_toxin"] | (df["n_sites"] > 0)) & ~df["is_64612"])
 
-    @pa.dataframe_check(name="HFS-006")
+    @rule("HFS-006")
     def other_chemo_supported(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_other_chemo")
 
-    @pa.dataframe_check(name="HFS-007")
+    @rule("HFS-007")
     def both_sides_billed(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "one_side")
 
-    @pa.dataframe_check(name="HFS-008")
+    @rule("HFS-008")
     def bilateral_well_formed(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_bilateral")
 
-    @pa.dataframe_check(name="HFS-009")
+    @rule("HFS-009")
     def bilateral_style_matches_payer(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_style")
 
-    @pa.dataframe_check(name="HFS-010")
+    @rule("HFS-010")
     def lines_point_at_g513x(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["file_has_pointers"] & df["in_scope"] & df["why_pointer"].astype(bool))
 
-    @pa.dataframe_check(name="HFS-011")
+    @rule("HFS-011")
     def toxin_line_present(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & df["is_64612"] & ~df["is_toxin"] & ~df["drug_supplied"])
 
-    @pa.dataframe_check(name="HFS-012")
+    @rule("HFS-012")
     def toxin_on_lcd_list(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & df["toxin_code"].isin(K.TOXIN_OFF_LIST))
 
-    @pa.dataframe_check(name="HFS-013")
+    @rule("HFS-013")
     def billed_units_match_dose(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_units")
 
-    @pa.dataframe_check(name="HFS-014")
+    @rule("HFS-014")
     def waste_modifiers_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_waste")
 
-    @pa.dataframe_check(name="HFS-015")
+    @rule("HFS-015")
     def whole_vials(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_vials")
 
-    @pa.dataframe_check(name="HFS-016")
+    @rule("HFS-016")
     def dose_plausible(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_dose")
 
-    @pa.dataframe_check(name="HFS-017")
+    @rule("HFS-017")
     def ndc_present(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_ndc")
 
-    @pa.dataframe_check(name="HFS-018")
+    @rule("HFS-018")
     def sites_documented(cls, df: pd.DataFrame) -> Series[bool]:
         missing = (df["n_sites"] == 0) | df["sites_without_units"].astype(bool)
         return ~(df["in_scope"] & df["is_64612"] & missing)
 
-    @pa.dataframe_check(name="HFS-019")
+    @rule("HFS-019")
     def muscles_facial(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "nonfacial_muscles")
 
-    @pa.dataframe_check(name="HFS-020")
+    @rule("HFS-020")
     def muscles_recognised(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "unknown_muscles")
 
-    @pa.dataframe_check(name="HFS-021")
+    @rule("HFS-021")
     def sites_on_both_sides(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_sides")
 
-    @pa.dataframe_check(name="HFS-022")
+    @rule("HFS-022")
     def guidance_valid(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_guidance")
 
-    @pa.dataframe_check(name="HFS-023")
+    @rule("HFS-023")
     def guidance_justified(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_guidance_warn")
 
-    @pa.dataframe_check(name="HFS-024")
+    @rule("HFS-024")
     def no_96372_with_64612(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & df["is_96372"] & df["is_64612"])
 
-    @pa.dataframe_check(name="HFS-025")
+    @rule("HFS-025")
     def spasm_history_documented(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_history")
 
-    @pa.dataframe_check(name="HFS-026")
+    @rule("HFS-026")
     def exam_documented(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_exam")
 
-    @pa.dataframe_check(name="HFS-027")
+    @rule("HFS-027")
     def imaging_documented(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & ~df[C.DOC_IMAGING])
 
-    @pa.dataframe_check(name="HFS-028")
+    @rule("HFS-028")
     def surgical_notes_documented(cls, df: pd.DataFrame) -> Series[bool]:
         return ~(df["in_scope"] & df["is_surgery"] & ~df[C.DOC_SURGICAL_NOTES])
 
-    @pa.dataframe_check(name="HFS-030")
+    @rule("HFS-030")
     def repeat_interval(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_repeat")
 
-    @pa.dataframe_check(name="HFS-031")
+    @rule("HFS-031")
     def setting_fits_drug(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_setting")
 
-    @pa.dataframe_check(name="HFS-032")
+    @rule("HFS-032")
     def drug_and_administration_agree(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_pairing")
