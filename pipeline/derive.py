@@ -84,31 +84,37 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     for mod, name in (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt")):
         f[name] = _has_mod(lines, mod)
     f["admin_toxin"] = f.is_toxin & ~f.jw
-    dx = lines[list(C.DX)]
-    f["g5133"] = (dx == K.G51_33).any(axis=1)
-    f["g513"] = (dx == K.G51_3_HEADER).any(axis=1)
-    f["g510"] = (dx == K.BELLS_PALSY).any(axis=1)
-    f["structural"] = dx.isin(K.STRUCTURAL_DX).any(axis=1)
-    f["conflict_dx"] = join_flags({code: (dx == code).any(axis=1) for code in K.G51_3_CONFLICTING})
+    # Diagnosis codes as one integer matrix (lines x 12; -1 blank) over the file's distinct codes.
+    n = len(lines)
+    dx_codes, dx_uniques = pd.factorize(pd.concat([lines[c] for c in C.DX], ignore_index=True))
+    dx_codes = dx_codes.reshape(len(C.DX), n).T
+    code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
+
+    def has_dx(*codes: str) -> pd.Series:
+        wanted = [code_of[c] for c in codes if c in code_of]
+        return pd.Series(np.isin(dx_codes, wanted).any(axis=1), index=lines.index)
+
+    f["g5133"] = has_dx(K.G51_33)
+    f["g513"] = has_dx(K.G51_3_HEADER)
+    f["g510"] = has_dx(K.BELLS_PALSY)
+    f["structural"] = has_dx(*K.STRUCTURAL_DX)
+    f["conflict_dx"] = join_flags({code: has_dx(code) for code in K.G51_3_CONFLICTING})
     # Pointers: letters A-L name dx_1..dx_12 of the same line.
     ptr = lines[C.DX_POINTER].fillna("").astype(str)
-    dx_arr = dx.to_numpy(dtype=object)
-    n = len(lines)
-    pointed = np.full((n, 4), None, dtype=object)
-    # The dx column each of the first 4 pointer letters names (-1: none), worked out per distinct pointer.
+    pointed = np.full((n, 4), -1, dtype=np.int64)  # the dx code each of the first 4 letters names
     ptr_codes, ptr_uniques = pd.factorize(ptr)
     per_pointer = np.array([[ord(c) - 65 if "A" <= c <= "L" else -1 for c in (u + "....")[:4]]
                             for u in ptr_uniques.tolist()], dtype=np.int64).reshape(-1, 4)
     for k in range(4):
-        code = per_pointer[ptr_codes, k] if n else np.empty(0, dtype=np.int64)
-        ok = code >= 0
-        pointed[ok, k] = dx_arr[np.flatnonzero(ok), code[ok]]
-    pointed_s = pd.DataFrame(pointed, index=lines.index)
+        col = per_pointer[ptr_codes, k] if n else np.empty(0, dtype=np.int64)
+        ok = col >= 0
+        pointed[ok, k] = dx_codes[np.flatnonzero(ok), col[ok]]
     has_ptr = ptr != ""
     f["has_pointer"] = has_ptr
-    f["points_g513x"] = pointed_s.isin(K.G51_3X + (K.G51_3_HEADER,)).any(axis=1)
-    only = (pointed_s.isna() | (pointed_s == K.G51_33)).all(axis=1) & pointed_s.notna().any(axis=1)
-    f["points_only_g5133"] = only
+    g513x = [code_of[c] for c in (*K.G51_3X, K.G51_3_HEADER) if c in code_of]
+    f["points_g513x"] = np.isin(pointed, g513x).any(axis=1)
+    g5133 = code_of.get(K.G51_33, -2)
+    f["points_only_g5133"] = ((pointed == -1) | (pointed == g5133)).all(axis=1) & (pointed != -1).any(axis=1)
     f["ndc_ok"] = ndc_is_valid(lines[C.NDC])
     return f
 
@@ -164,7 +170,8 @@ def derive_claims(
 ) -> pd.DataFrame:
     """One row per claim (claims with an id), with the facts every claim-level rule needs."""
     present = set(C.CANONICAL) if present is None else present
-    lines = lines[lines[C.CLAIM_ID].notna()]
+    if lines[C.CLAIM_ID].isna().any():  # a boolean selection copies every column: only when needed
+        lines = lines[lines[C.CLAIM_ID].notna()]
     if lines.empty:
         return pd.DataFrame(columns=[C.CLAIM_ID, "in_scope"])
     f = line_features(lines)
@@ -173,7 +180,7 @@ def derive_claims(
     anyf = g[[c for c in f.columns if f[c].dtype == bool]].any()
     cf = pd.DataFrame(index=anyf.index)
     cf.index.name = "claim"
-    first = lines.groupby(by, sort=False).first()
+    first = lines[[C.PATIENT_ID, C.PAYER, C.PLACE_OF_SERVICE]].groupby(by, sort=False).first()
     cf[C.CLAIM_ID] = cf.index.astype(object)
     cf[C.PATIENT_ID] = first[C.PATIENT_ID]
     cf[C.PAYER] = first[C.PAYER]
@@ -181,7 +188,7 @@ def derive_claims(
     dos = lines.groupby(by, sort=False)[C.SERVICE_DATE]
     cf["dos_min"] = dos.min()
     cf["dos_max"] = dos.max()
-    cf["first_index"] = lines.reset_index().groupby(by.to_numpy(), sort=False)["index"].first()
+    cf["first_index"] = pd.Series(lines.index, index=lines.index).groupby(by, sort=False).first()
     for col in anyf.columns:
         cf[col] = anyf[col]
     cf["in_scope"] = cf["g5133"]
@@ -237,6 +244,7 @@ def derive_claims(
         np.where((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT", ""))
     cf["why_style"] = style_why
 
+    del p, why8, per_date, mixed, twice, unmod, key  # line-sized temporaries: free them as we go
     # Pointers and other chemodenervation.
     bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
     cf["why_pointer"] = _join(lines[C.PROCEDURE_CODE].where(bad_ptr, "").fillna(""), by).reindex(cf.index).fillna("")
@@ -248,20 +256,22 @@ def derive_claims(
         cf.index).fillna("")
     cf["idx_other_chemo"] = anchor(other).reindex(cf.index)
 
+    del bad_ptr, dx_count, other
     # Drug lines.
     source = lines[C.DRUG_SOURCE].fillna("").astype(str).str.lower()
     supplied = source.str.contains("pharm|patient|specialty|white|brown", regex=True)
     cf["drug_supplied"] = supplied.groupby(by).any()
-    tox = lines[f.admin_toxin]
+    tox = lines.loc[f.admin_toxin, [C.CLAIM_ID, C.PROCEDURE_CODE, C.UNITS]]
     cf["toxin_code"] = tox.groupby(tox[C.CLAIM_ID], sort=False)[C.PROCEDURE_CODE].first().reindex(
         cf.index).astype(object)
     cf["admin_units"] = tox.groupby(tox[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
-    jwl = lines[f.is_toxin & f.jw]
+    jwl = lines.loc[f.is_toxin & f.jw, [C.CLAIM_ID, C.UNITS]]
     cf["waste_units"] = jwl.groupby(jwl[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
     cf["billing_unit"] = cf.toxin_code.map(K.TOXIN_BILLING_UNIT).astype(float)
     bad_ndc = f.is_toxin & ~f.ndc_ok
     cf["why_ndc"] = _join(lines[C.NDC].astype(object).fillna("(blank)").where(bad_ndc, ""), by).reindex(cf.index).fillna("")
 
+    del source, supplied, tox, jwl, bad_ndc
     # Waste modifiers.
     t = f.assign(code=lines[C.PROCEDURE_CODE], date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)))[f.is_toxin | f.jw]
     tk = [t.claim, t.code, t.date]
@@ -280,6 +290,7 @@ def derive_claims(
     cf["why_waste"] = _join(why14, t.claim).reindex(cf.index).fillna("")
     cf["uses_jz"] = cf.jz & cf.is_toxin
 
+    del t, tk, grp, has_jw, has_jz, has_admin, why14, dated
     # Sites.
     sp = _sites_per_claim(lines, cf.index)
     for col in ("n_sites", "site_units", "r_units", "l_units"):
@@ -338,6 +349,7 @@ def derive_claims(
     dose = join_texts(parts)
     cf["why_dose"] = (dose + " (Botox-equivalent units)").where((dose != "") & cf.toxin_code.notna(), "")
 
+    del sp, sides, only_r, only_l, none_sided, side_text
     # Guidance.
     gl = f.assign(date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)), units=units)[
         f.is_95873 | f.is_95874 | f.is_chemo]
@@ -356,6 +368,7 @@ def derive_claims(
         cf.is_95873 & cf.is_95874, "95873 and 95874 billed together",
         np.where((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles", ""))
 
+    del gl, gk, chemo_same_day, guide_units, why22
     # Documentation flags (a flag documented on any line counts for the claim).
     docs = lines.groupby(by, sort=False)[list(C.DOC_FLAGS)].any()
     for col in C.DOC_FLAGS:
@@ -383,19 +396,20 @@ def derive_claims(
         pd.Series(np.where(opd_pa, "POS " + pos + " hospital outpatient 64612 + toxin with no prior "
                            "authorization number (UTN)", ""), index=cf.index), sep="; ").str.strip("; ")
     # 64612 vs its toxin line: dates and rendering NPIs (vectorised min/max/nunique per claim).
-    proc_l = lines[f.is_64612]
-    drug_l = lines[f.admin_toxin]
+    proc_l = lines.loc[f.is_64612, [C.CLAIM_ID, C.SERVICE_DATE]]
+    drug_l = lines.loc[f.admin_toxin, [C.CLAIM_ID, C.SERVICE_DATE]]
     pd_ = proc_l.groupby(proc_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
     dd_ = drug_l.groupby(drug_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
     both = cf.is_64612 & cf.admin_toxin
     diff_dates = both & ((pd_["min"] != dd_["min"]) | (pd_["max"] != dd_["max"])) & pd_["min"].notna() & \
         dd_["min"].notna()
-    pair = lines[f.is_64612 | f.admin_toxin]
+    pair = lines.loc[f.is_64612 | f.admin_toxin, [C.CLAIM_ID, C.RENDERING_NPI]]
     npi_n = pair.groupby(pair[C.CLAIM_ID])[C.RENDERING_NPI].nunique().reindex(cf.index).fillna(0)
     why32 = join_flags({"different dates of service": diff_dates,
                         "different rendering NPIs": both & (npi_n > 1)}, sep="; ")
     cf["why_pairing"] = why32
 
+    del proc_l, drug_l, pd_, dd_, pair, npi_n, f
     # History: repeat sessions within the batch and against the ledger.
     cf["why_repeat"] = _repeat_sessions(cf, salt, history)
     for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:

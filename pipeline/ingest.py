@@ -7,6 +7,7 @@ A file that cannot be read at all raises ``IngestError`` with a reason code.
 """
 
 import csv
+import ctypes
 import functools
 import hashlib
 import io
@@ -224,7 +225,8 @@ def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dic
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # ragged rows, not UTF-8: the exact reader explains
         return None
-    frame = table.to_pandas()
+    frame = table.to_pandas(self_destruct=True, split_blocks=True)  # the table's buffers are freed as converted
+    del table
     frame.columns = range(len(header))
     return header, found[1], frame
 
@@ -339,9 +341,34 @@ def _is_blank_row(row: list[Any]) -> bool:
     return all(N.is_blank(c) for c in row)
 
 
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_memory() -> None:
+    """Give memory freed by a phase back to the system, so the next phase's peak starts lower: Arrow's
+    pool (mimalloc) and glibc's heap both keep freed blocks for reuse otherwise."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> IngestResult:
     """Read one claim export into canonical lines; raise ``IngestError`` if it cannot be read."""
-    path = Path(path)
+    try:
+        return _read_claims(Path(path), column_map)
+    finally:
+        release_memory()
+
+
+def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     notes: list[str] = []
     user_map = column_map or {}
     if not path.exists():
@@ -505,7 +532,7 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         norm = _NORMALISERS[canonical]
         if date1904 and norm is N.norm_date:
             norm = functools.partial(N.norm_date, date1904=True)
-        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, canonical in C.TEXT_COLUMNS)
+        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, _TYPED.get(canonical))
         for p in long_pos:
             issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
                   f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")
@@ -518,6 +545,10 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         elif canonical == COMBINED_MODIFIERS:
             _spread(data, raw[pos], C.MODIFIERS, N.norm_code, rows_read, overflow=C.MODIFIER_EXTRA)
 
+    dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
+    dob_raw = raw[dob_pos] if dob_pos is not None else None
+    del raw
+    release_memory()  # the raw text is no longer needed: its memory goes back before the frame is built
     kept_rows = set(source_rows)
     for row, col, kind, text in special:
         if row in kept_rows and col < len(header):
@@ -527,12 +558,11 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
             else:
                 issue(row, column, "=" + text, "a formula saved without its value; open the file in Excel, "
                       "save it and drop it again [E_FORMULA_NO_VALUE]")
-    dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
     if dob_pos is not None and C.SERVICE_DATE in data and C.DOB in data:
         birth = pd.to_datetime(pd.Series(data[C.DOB]), errors="coerce")
         service = pd.to_datetime(pd.Series(data[C.SERVICE_DATE]), errors="coerce")
         for p_ in np.flatnonzero((birth > service).to_numpy(bool)):
-            issue(source_rows[p_], str(header[dob_pos]).strip(), raw[dob_pos].iat[p_],
+            issue(source_rows[p_], str(header[dob_pos]).strip(), dob_raw.iat[p_],
                   "the date of birth is after the date of service")
     if rows_read == 0:
         notes.append("the file has a header but 0 data rows")
@@ -600,19 +630,47 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     return _type_lines(lines)
 
 
+def _as_text(values: list) -> pd.api.extensions.ExtensionArray:
+    return pd.array(values, dtype="str")
+
+
+def _as_dates(values: list) -> pd.api.extensions.ExtensionArray:
+    return pd.to_datetime(pd.Series(values, dtype=object), errors="coerce").astype("datetime64[ns]").array
+
+
+def _as_numbers(values: list) -> pd.api.extensions.ExtensionArray:
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype("float64").array
+
+
+def _as_ints(values: list) -> pd.api.extensions.ExtensionArray:
+    return pd.array([None if v is pd.NA else v for v in values], dtype="Int64")
+
+
+def _as_flags(values: list) -> pd.api.extensions.ExtensionArray:
+    return pd.Series(values, dtype=object).fillna(False).astype(bool).array
+
+
+# The canonical dtype of each column (what ``_type_lines`` would make of it), built per distinct value.
+_TYPED = {**dict.fromkeys(C.TEXT_COLUMNS, _as_text), **dict.fromkeys(C.DATE_COLUMNS, _as_dates),
+          **dict.fromkeys(C.NUMBER_COLUMNS, _as_numbers), **dict.fromkeys(C.DOC_FLAGS, _as_flags), C.LINE_NO: _as_ints}
+
+
 def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
     for col in C.TEXT_COLUMNS:
         # Arrow-backed strings (pandas "str" with pyarrow): vectorised string work, cheap isna.
         if not isinstance(lines[col].dtype, pd.StringDtype):
             lines[col] = lines[col].astype(object).where(lines[col].notna(), None).astype("str")
     for col in C.DATE_COLUMNS:
-        lines[col] = pd.to_datetime(lines[col], errors="coerce").astype("datetime64[ns]")
+        if lines[col].dtype != "datetime64[ns]":
+            lines[col] = pd.to_datetime(lines[col], errors="coerce").astype("datetime64[ns]")
     for col in C.NUMBER_COLUMNS:
-        lines[col] = pd.to_numeric(lines[col], errors="coerce").astype("float64")
-    lines[C.LINE_NO] = pd.array([None if N.is_blank(v) or v is pd.NA else int(v) for v in lines[C.LINE_NO]],
-                                dtype="Int64")
+        if lines[col].dtype != "float64":
+            lines[col] = pd.to_numeric(lines[col], errors="coerce").astype("float64")
+    if lines[C.LINE_NO].dtype != "Int64":
+        lines[C.LINE_NO] = _as_ints([None if N.is_blank(v) or v is pd.NA else int(v) for v in lines[C.LINE_NO]])
     for col in C.DOC_FLAGS:
-        lines[col] = lines[col].fillna(False).astype(bool)
+        if lines[col].dtype != bool:
+            lines[col] = lines[col].fillna(False).astype(bool)
     lines[C.SOURCE_ROW] = lines[C.SOURCE_ROW].astype("int64")
     return lines
 

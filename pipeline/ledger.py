@@ -124,7 +124,8 @@ class Ledger:
                         ["patient_key", "service_date", "code", "sides"]].itertuples(index=False)])
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:  # a failed COMMIT (disk full) may already have ended it
+                    con.execute("ROLLBACK")
                 raise
             return cur.lastrowid
 

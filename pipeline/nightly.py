@@ -12,6 +12,7 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,10 +309,15 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
               "claims_with_errors": summary.claims_with_errors,
               "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(checked.findings))}
     sessions = night_sessions(checked.claims, result.lines, ledger.salt)
-    row = ledger.record_scrubbed(
-        sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
-        claims=summary.claims, findings=counts["findings"], errors=summary.claims_with_errors,
-        workbook=str(workbook))
+    try:
+        row = ledger.record_scrubbed(
+            sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
+            claims=summary.claims, findings=counts["findings"], errors=summary.claims_with_errors,
+            workbook=str(workbook))
+    except sqlite3.Error as exc:  # disk full, locked or damaged ledger: outputs exist, nothing recorded
+        reason = f"the ledger could not be written ({type(exc).__name__}: {exc})"
+        log.error("file %s: %s; the file stays in the inbox [E_LEDGER_UNWRITABLE]", fid, reason)
+        return FileOutcome(fid, path.name, "failed", "E_LEDGER_UNWRITABLE", reason)
     _fault("after_ledger")
     _move(path, paths.archive / day, sha256)
     ledger.mark_archived(row)

@@ -205,10 +205,11 @@ def split_list(value: Any) -> list[str]:
 
 
 def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text: int | None = None,
-                     text: bool = False) -> tuple[Any, dict[int, str], list[int]]:
+                     typed: Callable[[list], Any] | None = None) -> tuple[Any, dict[int, str], list[int]]:
     """Apply ``norm`` once per distinct value; return values, {position: reason} and over-long positions.
 
-    ``text``: ``norm`` gives text or None, returned as an Arrow-backed string array.
+    ``typed`` turns the distinct normalised values into a typed array (Arrow strings, datetime64,
+    float64...); the column is then taken from it, with no Python object per cell.
 
     Columns that mix TRUE/FALSE with numbers take the exact per-cell path: hashing would treat
     ``True`` and ``1`` as one value.
@@ -223,8 +224,8 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
             return _normalize_cells(arr, norm, max_text)
         codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     results = [norm(u) for u in uniques] + [norm(None)]
-    if text:  # Arrow strings built from the distinct values: no Python object per cell
-        out = pd.array([r[0] for r in results], dtype="str").take(np.where(codes < 0, len(results) - 1, codes))
+    if typed is not None:
+        out = typed([r[0] for r in results]).take(np.where(codes < 0, len(results) - 1, codes))
     else:
         lookup = np.empty(len(results), dtype=object)
         lookup[:] = [r[0] for r in results]

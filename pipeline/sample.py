@@ -222,7 +222,9 @@ def generate(n_lines: int, seed: int = 20261124, defect_rate: float = 0.05,
     while len(out) < n_lines:
         k += 1
         claim_id = f"CLM-{k:07d}"
-        patient_id = f"MBR-{rng.randrange(10**6):06d}"
+        # One patient per claim (a bijection of k): no chance repeat sessions (HFS-030), so the share of
+        # flagged claims stays near defect_rate at every file size.
+        patient_id = f"MBR-{(k * 104_729) % 9_999_991:07d}"
         dos = (base + dt.timedelta(days=rng.randrange(150))).isoformat()
         name = f"{rng.choice(LAST_NAMES)}, {rng.choice(FIRST_NAMES)}"
         roll = rng.random()

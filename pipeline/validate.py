@@ -15,7 +15,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
-from pipeline.ingest import to_canonical
+from pipeline.ingest import release_memory, to_canonical
 from schemas import columns as C
 from schemas.checks import ICD10_PATTERN, text_matches
 from schemas.claims import ClaimFacts, ClaimLines
@@ -191,7 +191,9 @@ def find_violations(
             findings[col] = at[col].to_numpy()
     findings = findings.drop(columns="_line")
     findings = pd.concat([findings, _ingest_findings(ingest_issues, lines, present)], ignore_index=True)
-    return Validation(_finish(findings, config), not_checked, claims)
+    result = Validation(_finish(findings, config), not_checked, claims)
+    release_memory()
+    return result
 
 
 def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: set[str]) -> pd.DataFrame:

@@ -380,7 +380,7 @@ def test_row31_row32_unwritable_output_and_disk_full(tmp_path):
     paths = nightly.resolve_paths(ScrubConfig(), tmp_path)
     from pipeline.sample import generate
 
-    write_csv(generate(3000), paths.inbox / "big.csv")
+    write_csv(generate(30_000), paths.inbox / "big.csv")  # its workbook is larger than the 200 kB limit
     proc = _run_with_fsize_limit(tmp_path, 200_000)
     assert proc.stdout.split() == ["failed", "E_DISK_FULL"], proc.stderr
     assert (paths.inbox / "big.csv").exists()
@@ -393,6 +393,23 @@ def test_row31_row32_unwritable_output_and_disk_full(tmp_path):
     o = nightly.process_file(f, nightly.ingest.file_sha256(f), paths, Ledger(paths.ledger), ScrubConfig(), AS_OF,
                              "d", "r", isolate=False)
     assert (o.status, o.reason_code) == ("failed", "E_OUTPUT_UNWRITABLE") and f.exists()
+
+
+def test_disk_full_at_the_ledger_keeps_the_file_for_the_next_run(tmp_path):
+    """Outputs fit under the limit, the ledger's injection history does not: failed, file kept, then converges."""
+    paths = nightly.resolve_paths(ScrubConfig(), tmp_path)
+    from pipeline.sample import generate
+
+    write_csv(generate(3000), paths.inbox / "big.csv")  # ~40 kB workbook; ~1,300 sessions to record
+    proc = _run_with_fsize_limit(tmp_path, 200_000)
+    assert proc.stdout.split() == ["failed", "E_LEDGER_UNWRITABLE"], proc.stderr
+    assert (paths.inbox / "big.csv").exists() and Ledger(paths.ledger).files().empty
+    f = paths.inbox / "big.csv"
+    o = nightly.process_file(f, nightly.ingest.file_sha256(f), paths, Ledger(paths.ledger), ScrubConfig(), AS_OF,
+                             "d", "r", isolate=False)
+    assert o.status == "scrubbed" and not f.exists()
+    assert list(Ledger(paths.ledger).files().status) == ["scrubbed"]
+    assert len(list((paths.outbox / "d").glob("*.xlsx"))) == 1
 
 
 @pytest.mark.parametrize("stage", ["claimed", "after_outputs", "after_ledger"])
