@@ -27,9 +27,19 @@ RUNS = 3
 ENV = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
 
 
+def _data_dir() -> Path:
+    """Generated files are kept per version of the generator (pipeline/sample.py), so a changed
+    generator never leaves stale files behind."""
+    import hashlib
+
+    stamp = hashlib.sha256((ROOT / "pipeline" / "sample.py").read_bytes()).hexdigest()[:12]
+    folder = DATA / stamp
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _ensure(lines: int, ext: str) -> Path:
-    DATA.mkdir(parents=True, exist_ok=True)
-    path = DATA / f"claims_{lines // 1000}k.{ext}"
+    path = _data_dir() / f"claims_{lines // 1000}k.{ext}"
     if not path.exists():
         t0 = time.perf_counter()
         subprocess.run([CLI, "sample", "--lines", str(lines), str(path)], check=True, env=ENV,
@@ -111,7 +121,7 @@ def dask_scaling(path: Path, files: int = 4) -> dict:
 
 
 def adhoc_200(with_server: bool) -> dict:
-    path = _ensure(200, "xlsx") if False else DATA / "claims_200.xlsx"
+    path = _data_dir() / "claims_200.xlsx"
     if not path.exists():
         subprocess.run([CLI, "sample", "--lines", "200", str(path)], check=True, env=ENV, stdout=subprocess.DEVNULL)
     out = tempfile.mkdtemp(prefix="bench-")

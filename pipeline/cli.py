@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from pipeline.config import PARTITION_LINES
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
@@ -202,6 +204,8 @@ def nightly(
     runner: Annotated[str, typer.Option(help="default (concurrent in-process) or dask")] = "default",
     dask_address: Annotated[str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786")] = None,
     dask_workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster")] = 2,
+    partition_lines: Annotated[int, typer.Option(
+        min=1, help="With --runner dask: validate a file with more lines in parts across the cluster")] = PARTITION_LINES,
 ) -> None:
     """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined."""
     _load(config, None)
@@ -209,7 +213,8 @@ def nightly(
         _fail("--runner takes default or dask")
     summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
                            ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of), config_path=config,
-                           runner=runner, dask_address=dask_address, dask_workers=dask_workers)
+                           runner=runner, dask_address=dask_address, dask_workers=dask_workers,
+                           partition_lines=partition_lines)
     if summary["status"] == "locked":
         typer.echo("a nightly run is already in progress; nothing done")
         return

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from schemas.rules import RULES_BY_ID, Severity
 
+# With the Dask runner, a file with more lines than this is validated in parts across the cluster.
+PARTITION_LINES = 250_000
+
 
 class BilateralStyle(StrEnum):
     MOD_50 = "50"

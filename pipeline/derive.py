@@ -386,7 +386,7 @@ def derive_claims(
 
     # Setting.
     pos = cf[C.PLACE_OF_SERVICE].fillna("")
-    auth = lines[C.PRIOR_AUTH].notna().groupby(by).any()
+    auth = lines[C.PRIOR_AUTH].notna().groupby(by, sort=False).any().reindex(cf.index, fill_value=False)
     opd_pa = (pos.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
               & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
     cf["why_setting"] = np.where(

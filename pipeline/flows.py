@@ -1,14 +1,15 @@
 """Prefect flows over the pure pipeline: thin tasks, one task per file stage (never per row)."""
 
 import datetime as dt
+import functools
 import hashlib
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 
 from pipeline import ingest, scrub
-from pipeline.config import ScrubConfig
+from pipeline.config import PARTITION_LINES, ScrubConfig
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=None, persist_result=False)
@@ -72,12 +73,31 @@ def _retry_on_io(task, task_run, state) -> bool:
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False, task_run_name="scrub-inbox-file-{sha256:.12}")
 def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: ScrubConfig, as_of: dt.date,
-                     day: str, run_id: str):
+                     day: str, run_id: str, partition_lines: int | None = None):
     """Scrub, de-duplicate or quarantine one inbox file."""
     from pipeline import nightly
     from pipeline.ledger import Ledger
 
-    return nightly.process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id)
+    check = scrub.check_file if not partition_lines else functools.partial(dask_check, partition_lines=partition_lines)
+    return nightly.process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id, check=check)
+
+
+def dask_check(result, as_of: dt.date, config: ScrubConfig, history, salt: str, partition_lines: int):
+    """Check a file with more than ``partition_lines`` lines in parts on the Dask cluster this task runs
+    on (claims whole, each patient's claims together); a smaller file, or no cluster, in one piece."""
+    parts = -(-len(result.lines) // partition_lines)
+    if parts < 2:
+        return scrub.check_file(result, as_of, config, history, salt)
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()  # raises ValueError outside a Dask worker
+    except (ImportError, ValueError):
+        return scrub.check_file(result, as_of, config, history, salt)
+    get_run_logger().info("validating in %d partitions on the Dask cluster", parts)
+    with worker_client() as client:  # this task leaves its worker slot to the partitions while it waits
+        return scrub.check_file(result, as_of, config, history, salt, parts,
+                                lambda fn, items: client.gather(client.map(fn, items, pure=False)))
 
 
 @task(cache_policy=None, persist_result=False)
@@ -101,8 +121,11 @@ def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, r
 def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
                        archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
                        settle_seconds: float | None = None, as_of: dt.date | None = None,
-                       config_path: Path | None = None) -> dict:
-    """Scrub every settled file in the inbox; returns a PHI-free summary of the night."""
+                       config_path: Path | None = None, partition_lines: int | None = None) -> dict:
+    """Scrub every settled file in the inbox; returns a PHI-free summary of the night.
+
+    ``partition_lines`` (with the Dask runner): a file with more lines is validated in parts across
+    the cluster."""
     import uuid
 
     from prefect import get_run_logger
@@ -138,7 +161,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         for path, sha in hashed:
             (later if sha in seen else first).append((path, sha))
             seen.add(sha)
-        args = (paths, paths.ledger, config, as_of, day, run_id)
+        args = (paths, paths.ledger, config, as_of, day, run_id, partition_lines)
         futures = [scrub_inbox_file.submit(p, sha, *args) for p, sha in first]
         outcomes = [f.result() for f in futures]
         outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
@@ -195,12 +218,15 @@ def task_runner_for(runner: str, dask_address: str | None = None, dask_workers: 
                                           "dashboard_address": None})
 
 
-def run_nightly(runner: str = "default", dask_address: str | None = None, dask_workers: int = 2, **params) -> dict:
-    """Run the nightly flow with the chosen task runner."""
+def run_nightly(runner: str = "default", dask_address: str | None = None, dask_workers: int = 2,
+                partition_lines: int = PARTITION_LINES, **params) -> dict:
+    """Run the nightly flow with the chosen task runner (Dask: files, and parts of files with more than
+    ``partition_lines`` lines, spread over the cluster)."""
     flow_ = nightly_scrub_flow
     chosen = task_runner_for(runner, dask_address, dask_workers)
     if chosen is not None:
         flow_ = nightly_scrub_flow.with_options(task_runner=chosen)
+        params["partition_lines"] = partition_lines
     return flow_(**params)
 
 

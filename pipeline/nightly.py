@@ -265,8 +265,11 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
 
 def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, config: ScrubConfig,
                  as_of: dt.date, day: str, run_id: str, column_map: dict | None = None,
-                 isolate: bool = True) -> FileOutcome:
-    """Scrub one inbox file, or record it as a duplicate, or quarantine it; never raises on bad data."""
+                 isolate: bool = True, check=scrub.check_file) -> FileOutcome:
+    """Scrub one inbox file, or record it as a duplicate, or quarantine it; never raises on bad data.
+
+    ``check(result, as_of, config, history, salt)`` validates what was read (the Dask runner passes one
+    that spreads a large file's claims over the cluster)."""
     path = Path(path)
     fid = file_id(sha256)
     size = path.stat().st_size
@@ -291,7 +294,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     except ingest.IngestError as exc:
         return _quarantine(path, sha256, size, paths, ledger, run_id, exc.code, exc.reason)
     try:
-        checked = scrub.check_file(result, as_of, config, ledger.injection_history(), ledger.salt)
+        checked = check(result, as_of, config, ledger.injection_history(), ledger.salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
         failure = ScrubFailure("checking the claims", exc)
         ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=failure.code)

@@ -39,9 +39,11 @@ def output_paths(input_path: Path, out: Path | None, single: bool) -> tuple[Path
 
 
 def check_file(result: ingest.IngestResult, as_of: dt.date, config: ScrubConfig,
-               history: pd.DataFrame | None = None, salt: str = "") -> validate.Validation:
-    """Validate what was read from one file."""
-    return validate.find_violations(result.lines, as_of, config, result.present, history, salt, result.issues)
+               history: pd.DataFrame | None = None, salt: str = "", partitions: int = 1,
+               mapper=map) -> validate.Validation:
+    """Validate what was read from one file (in ``partitions`` parts through ``mapper``, see find_violations)."""
+    return validate.find_violations(result.lines, as_of, config, result.present, history, salt, result.issues,
+                                    partitions, mapper)
 
 
 def write_outputs(result: ingest.IngestResult, checked: validate.Validation, workbook: Path, csv_path: Path,

@@ -6,7 +6,9 @@ be evaluated for this file as *not checked*.
 """
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -143,8 +145,15 @@ def find_violations(
     history: pd.DataFrame | None = None,
     salt: str = "",
     ingest_issues: pd.DataFrame | None = None,
+    partitions: int = 1,
+    mapper: Callable = map,
 ) -> Validation:
-    """Findings for canonical claim lines; ``present`` lists the canonical columns the file had."""
+    """Findings for canonical claim lines; ``present`` lists the canonical columns the file had.
+
+    ``partitions`` > 1 checks the lines in parts that keep claims whole and each patient's claims
+    together (``partition_lines``), through ``mapper(function, parts)`` (``map``, or a Dask client's);
+    the findings are the same as in one piece.
+    """
     config = config or ScrubConfig()
     lines = to_canonical(lines)
     present = set(C.CANONICAL) if present is None else set(present)
@@ -154,8 +163,35 @@ def find_violations(
     }
     for rule in config.disabled:
         not_checked.setdefault(rule, "disabled in the configuration")
-    rows: list[pd.DataFrame] = []
+    work = functools.partial(rule_findings, as_of=as_of, config=config, present=present, history=history,
+                             salt=salt)
+    if partitions > 1 and len(lines):
+        done = list(mapper(work, partition_lines(lines, partitions)))
+        findings = pd.concat([d[0] for d in done], ignore_index=True)
+        claims = pd.concat([d[1] for d in done], ignore_index=True)
+    else:
+        findings, claims = work(lines)
+    findings = findings[~findings["rule"].isin(not_checked)]
+    findings = pd.concat([findings, _ingest_findings(ingest_issues, lines, present)], ignore_index=True)
+    result = Validation(_finish(findings, config), not_checked, claims)
+    release_memory()
+    return result
 
+
+def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
+    """``parts`` frames of lines: a claim is never split, and all claims of one patient (the patient of
+    the claim's first line, as HFS-030 counts them) fall in the same part."""
+    claim = lines[C.CLAIM_ID]
+    patient = lines[C.PATIENT_ID].groupby(claim, sort=False).transform("first")
+    key = patient.astype(object).where(patient.notna(), claim.astype(object)).fillna("")
+    part = pd.util.hash_array(key.to_numpy(dtype=object)) % parts
+    return [lines[part == k] for k in range(parts)]
+
+
+def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, present: set[str],
+                  history: pd.DataFrame | None, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The line and claim rules' findings (before severities and messages) and the claim facts."""
+    rows: list[pd.DataFrame] = []
     frame = lines.assign(as_of=pd.Timestamp(as_of))
     for rule, idx in _failing(ClaimLines, frame).items():
         sub = lines.loc[idx]
@@ -164,6 +200,7 @@ def find_violations(
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
             C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
         }))
+    del frame
 
     claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
@@ -184,16 +221,11 @@ def find_violations(
 
     findings = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["rule", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW, "field", "value", "_line"])
-    findings = findings[~findings["rule"].isin(not_checked)]
     if len(findings):
         at = lines.loc[findings["_line"].astype("int64")]
         for col in (C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE):
             findings[col] = at[col].to_numpy()
-    findings = findings.drop(columns="_line")
-    findings = pd.concat([findings, _ingest_findings(ingest_issues, lines, present)], ignore_index=True)
-    result = Validation(_finish(findings, config), not_checked, claims)
-    release_memory()
-    return result
+    return findings.drop(columns="_line"), claims
 
 
 def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: set[str]) -> pd.DataFrame:
@@ -260,6 +292,6 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     findings["fix"] = findings["rule"].map(lambda r: RULES_BY_ID[r].fix)
     findings["_sev"] = findings["severity"].map(lambda s: SEVERITY_RANK[Severity(s)])
     findings["_file"] = findings["rule"].map(lambda r: RULES_BY_ID[r].level == Level.FILE)
-    findings = findings.sort_values(["_sev", "_file", C.CLAIM_ID, C.LINE_NO, "rule"],
+    findings = findings.sort_values(["_sev", "_file", C.CLAIM_ID, C.LINE_NO, "rule", C.SOURCE_ROW],
                                     na_position="first", kind="stable")
     return findings[FINDING_COLUMNS].reset_index(drop=True)

@@ -38,13 +38,26 @@ def _findings(root):
 
 
 def test_dask_runner_matches_default(tmp_path, prefect_harness):
-    """It produces the same files, findings and ledger statuses on 2 Dask workers as in-process."""
+    """It produces the same files, findings and ledger statuses on 2 Dask workers, with each file's
+    claims validated in partitions across the workers, as in-process in one piece."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTextSearch
+
     results = {}
     for runner in ("default", "dask"):
         root = tmp_path / runner
         _inbox(root)
-        summary = run_nightly(runner=runner, dask_workers=2, root=root, settle_seconds=0, as_of=AS_OF)
+        summary = run_nightly(runner=runner, dask_workers=2, partition_lines=25, root=root, settle_seconds=0,
+                              as_of=AS_OF)
         results[runner] = (summary, _findings(root))
+
+    async def partition_logs():
+        async with get_client() as client:
+            return await client.read_logs(LogFilter(text=LogFilterTextSearch(query="partitions on the Dask")))
+
+    assert len(asyncio.run(partition_logs())) >= 2  # mixed.csv (~120 lines) and messy.xlsx were split
     (s_def, f_def), (s_dask, f_dask) = results["default"], results["dask"]
     assert sorted((f["file_id"], f["status"]) for f in s_def["files"]) == sorted(
         (f["file_id"], f["status"]) for f in s_dask["files"])

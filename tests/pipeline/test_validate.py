@@ -234,3 +234,44 @@ def test_default_profile_overrides_apply_to_named_payers():
     assert f.loc[f.rule == "HFS-027", "severity"].tolist() == ["error"]
     off = find_violations(lines_frame(lines), AS_OF, ScrubConfig(default=PayerProfile(disabled=["HFS-027"])))
     assert "HFS-027" not in set(off.findings.rule)
+
+
+def test_partitioned_check_finds_the_same(tmp_path):
+    """It finds the same findings when the lines are checked in parts (claims whole, patients together)."""
+    import pandas as pd
+
+    from pipeline.ingest import read_claims
+    from pipeline.sample import generate
+    from pipeline.validate import partition_lines
+    from tests.conftest import SAMPLES
+
+    lines = generate(2000)
+    for k in range(12):  # repeat sessions of one patient on different claims (HFS-030 across parts)
+        lines += mutated("HFS-030", f"REP-{k}", f"MBR-R{k}")
+    path = tmp_path / "g.csv"
+    from pipeline.sample import write_csv
+
+    write_csv(lines, path)
+    for source in (SAMPLES / "mixed.csv", path):
+        r = read_claims(source)
+        whole = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues).findings
+        parts = partition_lines(r.lines, 4)
+        assert sum(map(len, parts)) == len(r.lines) and sum(len(p) > 0 for p in parts) >= 2
+        owner = {c: k for k, p in enumerate(parts) for c in p[C.CLAIM_ID].dropna()}
+        assert all(owner[c] == k for k, p in enumerate(parts) for c in p[C.CLAIM_ID].dropna())  # claims whole
+        split = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues, partitions=4).findings
+        assert (split["rule"] == "HFS-030").sum() >= (12 if source == path else 1)
+        pd.testing.assert_frame_equal(split, whole)
+
+
+def test_outpatient_prior_auth_names_the_right_claim():
+    """It flags the hospital-outpatient claim without a UTN, not an office claim listed before it."""
+    office = clean_claim("Z-OFFICE", "MBR-1", "2024-05-14")
+    opd = clean_claim("A-OPD", "MBR-2", "2024-05-14")
+    for line in opd:
+        line[C.PLACE_OF_SERVICE] = "22"
+        line[C.PRIOR_AUTH] = None
+    found = find_violations(lines_frame(office + opd), AS_OF).findings
+    hits = found[found["rule"] == "HFS-031"]
+    assert set(hits[C.CLAIM_ID]) == {"A-OPD"}
+    assert "no prior authorization number" in hits["value"].iat[0]
