@@ -204,11 +204,15 @@ def derive_claims(
         cf[col] = cf[col].fillna(cf["first_index"]).astype("int64")
 
     # Profiles per claim (payer).
-    profiles = {p: config.profile_for(p) for p in cf[C.PAYER].dropna().unique()}
-    prof = cf[C.PAYER].map(lambda p: profiles.get(p, config.default) if p is not None else config.default)
-    cf["profile_style"] = prof.map(lambda p: p.bilateral_style.value)
+    payer = cf[C.PAYER].astype(object)
+    profiles = {p: config.profile_for(p) for p in payer.dropna().unique()}
+
+    def per_payer(get):  # one lookup per distinct payer; claims without a payer take the default profile
+        return payer.map({p: get(prof) for p, prof in profiles.items()}).where(payer.notna(), get(config.default))
+
+    cf["profile_style"] = per_payer(lambda p: p.bilateral_style.value)
     for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
-        cf[attr] = prof.map(lambda p, a=attr: getattr(p, a)).astype(float)
+        cf[attr] = per_payer(lambda p, a=attr: getattr(p, a)).astype(float)
 
     # Diagnosis.
     cf["conflict_dx"] = _join(f["conflict_dx"], by).reindex(cf.index).fillna("")

@@ -457,7 +457,7 @@ def _empty_cells(raw: pd.DataFrame) -> np.ndarray:
             out[:, j] = (s == "").to_numpy(bool, na_value=True)
         else:
             v = s.to_numpy(dtype=object)
-            out[:, j] = (v == "") | pd.isna(v)
+            out[:, j] = (v == "") | np.equal(v, None)  # readers give "" or None for a blank, never NaN
     return out
 
 
