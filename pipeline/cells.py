@@ -89,3 +89,16 @@ def special_cells(path: Path, sheet: str) -> list[tuple[int, int, str, str]]:
             return out
     except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
         return []
+
+
+def special_cells_by_sheet(path: Path) -> dict[str, list[tuple[int, int, str, str]]]:
+    """``special_cells`` of every sheet named in the workbook (ingest runs this beside calamine's read,
+    before it knows which sheet holds the claims)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+            book = etree.fromstring(z.read("xl/workbook.xml"), parser)
+            names = [node.get("name") for node in book.iter(f"{_NS}sheet") if node.get("name")]
+    except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
+        return {}
+    return {name: special_cells(path, name) for name in names}

@@ -15,6 +15,7 @@ import itertools
 import re
 import tomllib
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -382,7 +383,21 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     if kind == "text" and (fast := _read_csv_fast(path, user_map)) is not None:
         header, mapping, frame = fast
         return _build(path, file_sha256(path), path.name, header, frame, 2, mapping, None, notes)
-    sheets = _read_text(path, notes) if kind == "text" else _read_workbook(path, kind, notes)
+    if kind == "text":
+        return _read_sheets(path, kind, _read_text(path, notes), {}, user_map, notes)
+    from pipeline.cells import special_cells_by_sheet
+
+    # Error cells and value-less formulas (calamine shows them as blanks) are found in the sheet XML by a
+    # second thread while calamine reads the same sheets: zlib releases the GIL.
+    with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-cells") as pool:
+        scan = pool.submit(special_cells_by_sheet, path) if kind == "zip" else None
+        sheets = _read_workbook(path, kind, notes)
+        special = scan.result() if scan is not None else {}
+    return _read_sheets(path, kind, sheets, special, user_map, notes)
+
+
+def _read_sheets(path: Path, kind: str, sheets: list, special_by_sheet: dict, user_map: dict[str, str],
+                 notes: list[str]) -> IngestResult:
     sha = file_sha256(path)
 
     claims_sheets, sites_sheet = [], None
@@ -406,11 +421,10 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
                               + ", ".join(repr(s[0]) for s in claims_sheets), path.name)
         notes.append("other claim-like sheets ignored: " + ", ".join(repr(s[0]) for s in claims_sheets[1:]))
     sheet, rows, header_idx, mapping = claims_sheets[0]
-    special, date1904 = [], False
+    special, date1904 = special_by_sheet.get(sheet, []), False
     if kind == "zip":
-        from pipeline.cells import special_cells, uses_1904_dates
+        from pipeline.cells import uses_1904_dates
 
-        special = special_cells(path, sheet)
         date1904 = uses_1904_dates(path)
         if date1904:
             notes.append("the workbook uses the 1904 date system; date serial numbers read accordingly")
