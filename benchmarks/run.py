@@ -2,7 +2,8 @@
 
 Every measurement runs in a fresh process (clean peak RSS); medians of 3 runs; results are written
 to benchmarks/RESULTS.md with the machine, versions and date. Options: --quick (10k and 100k only),
---no-million, --no-server.
+--no-million, --no-server; --only-prefect, --only-partitions, --only-adhoc re-measure those sections
+into the last results.
 """
 
 import datetime as dt
@@ -120,6 +121,31 @@ def dask_scaling(path: Path, files: int = 4) -> dict:
     return out
 
 
+def dask_partitions(path: Path) -> dict:
+    """One large file in one night: the default runner (one piece) vs Dask on 2 workers with the file
+    validated in 2 and 4 partitions (``--partition-lines``)."""
+    home = tempfile.mkdtemp(prefix="bench-prefect-")
+    env = dict(ENV, PREFECT_HOME=home)
+    lines = sum(1 for _ in path.open("rb")) - 1 if path.suffix == ".csv" else 0
+    out = {"lines": lines}
+    with tempfile.TemporaryDirectory() as tmp:
+        _wall([CLI, "nightly", "--root", str(Path(tmp) / "warm"), "--settle-seconds", "0"], env)
+        cases = (("default", []),
+                 ("dask_2_workers_whole", ["--runner", "dask", "--dask-workers", "2"]),
+                 ("dask_2_workers_2_parts", ["--runner", "dask", "--dask-workers", "2", "--partition-lines",
+                                             str(lines // 2 + 1)]),
+                 ("dask_2_workers_4_parts", ["--runner", "dask", "--dask-workers", "2", "--partition-lines",
+                                             str(lines // 4 + 1)]))
+        for label, extra in cases:
+            root = Path(tmp) / label
+            (root / "inbox").mkdir(parents=True)
+            shutil.copy(path, root / "inbox" / path.name)
+            out[label] = _wall([CLI, "nightly", "--root", str(root), "--settle-seconds", "0",
+                                "--as-of", "2024-06-30", *extra], env)
+    shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
 def adhoc_200(with_server: bool) -> dict:
     path = _data_dir() / "claims_200.xlsx"
     if not path.exists():
@@ -159,6 +185,16 @@ def main(argv: list[str]) -> None:
         print(json.dumps({"prefect": report["prefect"], "dask": report["dask"]}), flush=True)
         write_results(report)
         return
+    only = {"--only-partitions": ("partitions", lambda: dask_partitions(_ensure(500_000, "csv"))),
+            "--only-adhoc": ("adhoc_200", lambda: adhoc_200("--no-server" not in argv))}
+    if any(flag in argv for flag in only):  # re-measure these sections into the last results
+        report = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+        for flag, (key, measure_) in only.items():
+            if flag in argv:
+                report[key] = measure_()
+                print(json.dumps(report[key]), flush=True)
+        write_results(report)
+        return
     quick = "--quick" in argv
     sizes = [10_000, 100_000] if quick else [10_000, 100_000, 500_000]
     report: dict = {"cases": {}}
@@ -181,6 +217,10 @@ def main(argv: list[str]) -> None:
     print("measuring Dask scaling ...", flush=True)
     report["dask"] = dask_scaling(_ensure(100_000 if not quick else 10_000, "csv"))
     print(json.dumps(report["dask"]), flush=True)
+    if not quick:
+        print("measuring one 500k-line CSV in partitions on Dask ...", flush=True)
+        report["partitions"] = dask_partitions(_ensure(500_000, "csv"))
+        print(json.dumps(report["partitions"]), flush=True)
     print("measuring ad hoc 200-line scrub ...", flush=True)
     report["adhoc_200"] = adhoc_200("--no-server" not in argv)
     print(json.dumps(report["adhoc_200"]), flush=True)
@@ -231,6 +271,13 @@ def write_results(report: dict) -> None:
                   f"- default runner (files concurrent in-process): {d['default']:.1f} s",
                   f"- Dask LocalCluster, 1 worker: {d['dask_1_worker']:.1f} s",
                   f"- Dask LocalCluster, 2 workers: {d['dask_2_workers']:.1f} s"]
+    if "partitions" in report:
+        q = report["partitions"]
+        lines += ["", f"One {q['lines']:,}-line CSV in one night (one run each, wall time incl. Prefect start):",
+                  f"- default runner, validated in one piece: {q['default']:.1f} s",
+                  f"- Dask LocalCluster, 2 workers, one piece: {q['dask_2_workers_whole']:.1f} s",
+                  f"- Dask LocalCluster, 2 workers, 2 partitions: {q['dask_2_workers_2_parts']:.1f} s",
+                  f"- Dask LocalCluster, 2 workers, 4 partitions: {q['dask_2_workers_4_parts']:.1f} s"]
     a = report["adhoc_200"]
     lines += ["", f"Ad hoc `claimscrub scrub` of a 200-line xlsx, wall time with start-up (median of 5): "
               f"no Prefect server {a['no_server']:.2f} s"
