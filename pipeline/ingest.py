@@ -352,7 +352,7 @@ def _libc():
 
 def release_memory() -> None:
     """Give memory freed by a phase back to the system, so the next phase's peak starts lower: Arrow's
-    pool (mimalloc) and glibc's heap both keep freed blocks for reuse otherwise."""
+    memory pool and glibc's heap both keep freed blocks for reuse otherwise."""
     import pyarrow as pa
 
     pa.default_memory_pool().release_unused()

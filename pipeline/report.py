@@ -51,6 +51,8 @@ MONEY_FORMAT = '"$"#,##0.00'
 MAX_CELL = 32767
 _ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _ERROR_VALUES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # text starting so is written with a quote prefix
+_FORMULA_START_RE = "[" + re.escape("".join(_FORMULA_START)) + "]"
 WIDTHS = {"Exception ID": 14, "Claim ID": 14, "Line": 6, "Source Row": 10, "Patient ID": 14,
           "Service Date": 12, "Payer": 14, "Rule": 10, "Severity": 9, "Field": 16, "Value": 30,
           "Message": 70, "Suggested Fix": 50, "Status": 16, "Reviewer": 14, "Notes": 30}
@@ -117,7 +119,7 @@ def _text(ws, value, **style):
         text = text[: MAX_CELL - 20] + " [truncated]"
     cell = WriteOnlyCell(ws, value=text)
     cell.data_type = "s"
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r", "\n"):
+    if text[:1] in _FORMULA_START:
         cell.style = "Normal"
         cell.quotePrefix = True
     for k, v in style.items():
@@ -324,7 +326,7 @@ def _text_values(ws, values, proto=None) -> list:
     out = [v if v.__class__ is str and v else None for v in t.tolist()]
     if proto is not None:
         out = [None if v is None else _styled(ws, v, proto, text=True) for v in out]
-    risky = (t.str.match(r"[=+\-@\t\r\n]").fillna(False).to_numpy(bool)
+    risky = (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
              | t.isin(_ERROR_VALUES).to_numpy(bool))
     for i in np.flatnonzero(risky):
         if proto is None:
@@ -446,7 +448,7 @@ def _highlight(ws, value, protos: dict):
     if fmt not in protos:
         protos[fmt] = _proto(ws, fill=HIGHLIGHT, number_format=fmt)
     cell = _styled(ws, value, protos[fmt], text=text)
-    if text and isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r", "\n"):
+    if text and isinstance(value, str) and value[:1] in _FORMULA_START:
         cell.quotePrefix = True
     return cell
 
