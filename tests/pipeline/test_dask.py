@@ -49,7 +49,7 @@ def test_dask_runner_matches_default(tmp_path, prefect_harness):
     for runner in ("default", "dask"):
         root = tmp_path / runner
         _inbox(root)
-        summary = run_nightly(runner=runner, dask_workers=2, partition_lines=25, root=root, settle_seconds=0,
+        summary = run_nightly(runner=runner, dask_workers=2, partition_lines=5, root=root, settle_seconds=0,
                               as_of=AS_OF)
         results[runner] = (summary, _findings(root))
 
@@ -57,7 +57,8 @@ def test_dask_runner_matches_default(tmp_path, prefect_harness):
         async with get_client() as client:
             return await client.read_logs(LogFilter(text=LogFilterTextSearch(query="partitions on the Dask")))
 
-    assert len(asyncio.run(partition_logs())) >= 2  # mixed.csv (~120 lines) and messy.xlsx were split
+    split = [log for log in asyncio.run(partition_logs()) if "partitions on the Dask cluster" in log.message]
+    assert len(split) == 3  # mixed.csv (100 lines), clean.csv (11) and messy.xlsx (6) in parts; repeat.csv (2) whole
     (s_def, f_def), (s_dask, f_dask) = results["default"], results["dask"]
     assert sorted((f["file_id"], f["status"]) for f in s_def["files"]) == sorted(
         (f["file_id"], f["status"]) for f in s_dask["files"])
