@@ -290,6 +290,11 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
         for r, v, why in zip(findings["rule"], findings["value"], findings["reason"], strict=True)
     ]
     findings["fix"] = findings["rule"].map(lambda r: RULES_BY_ID[r].fix)
+    # One dtype per column, whatever was concatenated: exception ids hash these values.
+    for col in (C.LINE_NO, C.SOURCE_ROW):
+        findings[col] = pd.to_numeric(findings[col], errors="coerce").astype("Int64")
+    for col in ("rule", "severity", C.CLAIM_ID, "field", "value", "message", "fix", C.PATIENT_ID, C.PAYER):
+        findings[col] = findings[col].astype("str")
     findings["_sev"] = findings["severity"].map(lambda s: SEVERITY_RANK[Severity(s)])
     findings["_file"] = findings["rule"].map(lambda r: RULES_BY_ID[r].level == Level.FILE)
     findings = findings.sort_values(["_sev", "_file", C.CLAIM_ID, C.LINE_NO, "rule", C.SOURCE_ROW],
