@@ -463,7 +463,7 @@ def _rectangle(rows: list[list[Any]], header_idx: int, strict: bool, filename: s
 
 
 def _empty_cells(raw: pd.DataFrame) -> np.ndarray:
-    """rows x columns: True where a cell is blank ("" or missing)."""
+    """rows x columns: True where a cell is blank ("" from the readers, None, or a missing Arrow string)."""
     out = np.zeros(raw.shape, dtype=bool)
     for j, col in enumerate(raw.columns):
         s = raw[col]
