@@ -5,7 +5,6 @@ columns hold the reviewer-facing detail of the multi-part rules (empty string = 
 """
 
 import hashlib
-import math
 
 import numpy as np
 import pandas as pd
@@ -34,13 +33,108 @@ def _has_mod(lines: pd.DataFrame, mod: str) -> pd.Series:
     return (lines[list(C.MODIFIERS)] == mod).any(axis=1)
 
 
-def _join(values: pd.Series, by) -> pd.Series:
-    """Per group: the distinct non-empty strings joined with '; '."""
-    s = values[values.astype(bool)]
-    if s.empty:
-        return pd.Series(dtype=object)
-    frame = pd.DataFrame({"k": by[s.index].to_numpy(), "v": s.astype(str).to_numpy()}).drop_duplicates()
-    return frame.groupby("k", sort=False)["v"].agg("; ".join)
+def _join_codes(codes: np.ndarray, texts, n: int, fill: str = "") -> np.ndarray:
+    """Per group 0..n-1: the distinct non-empty texts (in order of appearance) joined with '; ';
+    a null text reads as ``fill``. Works on integer codes of the texts; only groups with two or more
+    distinct texts are joined in Python."""
+    out = np.full(n, "", dtype=object)
+    tcodes, uniques = pd.factorize(texts if isinstance(texts, pd.Series) else pd.Series(texts, dtype=object))
+    labels = np.array([str(u) for u in uniques] + [fill], dtype=object)
+    tcodes = np.where(tcodes < 0, len(uniques), tcodes)
+    keep = (labels != "")[tcodes]
+    if not keep.any():
+        return out
+    k, t = np.asarray(codes, dtype=np.int64)[keep], tcodes[keep]
+    _, first = np.unique(k * len(labels) + t, return_index=True)  # each (group, text) once, first seen
+    first.sort()
+    k, t = k[first], t[first]
+    single = np.bincount(k, minlength=n)[k] == 1
+    out[k[single]] = labels[t[single]]
+    if not single.all():
+        multi = pd.DataFrame({"k": k[~single], "v": labels[t[~single]]})
+        joined = multi.groupby("k", sort=False)["v"].agg("; ".join)
+        out[joined.index.to_numpy()] = joined.to_numpy(dtype=object)
+    return out
+
+
+class Groups:
+    """Lines grouped by claim id, as integer codes 0..n-1 in order of first appearance (the row order
+    of the claim facts). Aggregates are numpy passes over the codes, not pandas group-bys on text keys."""
+
+    def __init__(self, by: pd.Series):
+        self.codes, self.ids = pd.factorize(by, sort=False)
+        self.n = len(self.ids)
+        self.labels = by.index.to_numpy()
+
+    @staticmethod
+    def _mask(mask) -> np.ndarray:
+        return np.asarray(mask.fillna(False) if isinstance(mask, pd.Series) else mask, dtype=bool)
+
+    def any(self, mask) -> np.ndarray:
+        return np.bincount(self.codes[self._mask(mask)], minlength=self.n) > 0
+
+    def sum(self, values, mask=None) -> np.ndarray:
+        """Sum per claim; NaN counts as 0 and a claim with no line sums to 0 (pandas' sum)."""
+        v = np.asarray(values, dtype=float)
+        m = np.ones(len(v), dtype=bool) if mask is None else self._mask(mask)
+        return np.bincount(self.codes[m], weights=np.nan_to_num(v[m]), minlength=self.n).astype(float)
+
+    def max(self, values: np.ndarray, mask=None) -> np.ndarray:
+        """Max of integers per claim (-1 where the claim has no line)."""
+        out = np.full(self.n, -1, dtype=np.int64)
+        m = np.ones(len(values), dtype=bool) if mask is None else self._mask(mask)
+        np.maximum.at(out, self.codes[m], np.asarray(values, dtype=np.int64)[m])
+        return out
+
+    def first_pos(self, mask=None) -> np.ndarray:
+        """Position of each claim's first line where ``mask`` holds (-1 where none)."""
+        m = np.ones(len(self.codes), dtype=bool) if mask is None else self._mask(mask)
+        pos = np.flatnonzero(m)
+        out = np.full(self.n, len(self.codes), dtype=np.int64)
+        np.minimum.at(out, self.codes[pos], pos)
+        out[out == len(self.codes)] = -1
+        return out
+
+    def first_label(self, mask=None) -> np.ndarray:
+        """Index label of each claim's first line where ``mask`` holds (float, NaN where none)."""
+        pos = self.first_pos(mask)
+        out = np.full(self.n, np.nan)
+        out[pos >= 0] = self.labels[pos[pos >= 0]]
+        return out
+
+    def first_value(self, values: pd.Series, mask=None) -> pd.Series:
+        """Each claim's first non-null value (among the lines where ``mask`` holds)."""
+        ok = values.notna() if mask is None else values.notna() & self._mask(mask)
+        return pd.Series(values.array.take(self.first_pos(ok), allow_fill=True))
+
+    def date_range(self, dates: pd.Series, mask=None) -> tuple[pd.Series, pd.Series]:
+        """Earliest and latest date per claim (NaT where none)."""
+        ok = dates.notna().to_numpy() & (True if mask is None else self._mask(mask))
+        v = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)[ok]
+        lo = np.full(self.n, np.iinfo(np.int64).max, dtype=np.int64)
+        hi = np.full(self.n, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(lo, self.codes[ok], v)
+        np.maximum.at(hi, self.codes[ok], v)
+        none = np.bincount(self.codes[ok], minlength=self.n) == 0
+        lo[none] = hi[none] = np.iinfo(np.int64).min  # NaT
+        return pd.Series(lo.view("datetime64[ns]")), pd.Series(hi.view("datetime64[ns]"))
+
+    def nunique(self, values: pd.Series, mask=None) -> np.ndarray:
+        """Distinct non-null values per claim."""
+        vcodes, _ = pd.factorize(values)
+        ok = (vcodes >= 0) & (True if mask is None else self._mask(mask))
+        pairs = np.unique(self.codes[ok].astype(np.int64) * (int(vcodes.max(initial=0)) + 1) + vcodes[ok])
+        return np.bincount(pairs // (int(vcodes.max(initial=0)) + 1), minlength=self.n)
+
+    def join(self, values: pd.Series, mask=None, fill: str = "") -> np.ndarray:
+        """Per claim: the distinct non-empty texts of the lines where ``mask`` holds, joined with '; '
+        (nulls read as ``fill``)."""
+        pos = np.flatnonzero(self._mask(mask)) if mask is not None else np.arange(len(self.codes))
+        return _join_codes(self.codes[pos], values.iloc[pos], self.n, fill)
+
+    def join_at(self, pos: np.ndarray, texts) -> np.ndarray:
+        """Like ``join`` for texts already taken at line positions ``pos``."""
+        return _join_codes(self.codes[pos], texts, self.n)
 
 
 def join_flags(flags: dict[str, pd.Series], sep: str = ", ") -> pd.Series:
@@ -98,7 +192,11 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     f["g513"] = has_dx(K.G51_3_HEADER)
     f["g510"] = has_dx(K.BELLS_PALSY)
     f["structural"] = has_dx(*K.STRUCTURAL_DX)
-    f["conflict_dx"] = join_flags({code: has_dx(code) for code in K.G51_3_CONFLICTING})
+    bits = np.zeros(n, dtype=np.int64)  # which conflicting codes a line carries, one bit each
+    for k, code in enumerate(K.G51_3_CONFLICTING):
+        bits |= has_dx(code).to_numpy().astype(np.int64) << k
+    names = {b: ", ".join(c for k, c in enumerate(K.G51_3_CONFLICTING) if b >> k & 1) for b in np.unique(bits)}
+    f["conflict_dx"] = pd.Series(pd.Series(bits).map(names).to_numpy(dtype=object), index=lines.index, dtype=object)
     # Pointers: letters A-L name dx_1..dx_12 of the same line.
     ptr = lines[C.DX_POINTER].fillna("").astype(str)
     pointed = np.full((n, 4), -1, dtype=np.int64)  # the dx code each of the first 4 letters names
@@ -139,26 +237,42 @@ def _sites_by_text(texts) -> pd.DataFrame:
                                        "nonfacial", "unknown", "R", "L", "U"]).set_index("text")
 
 
-def _sites_per_claim(lines: pd.DataFrame, index: pd.Index) -> pd.DataFrame:
+def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
     """Site facts per claim; the same sites text on several lines of a claim counts once."""
-    pairs = lines[[C.CLAIM_ID, C.MUSCLES]].dropna()
-    pairs = pairs[pairs[C.MUSCLES].str.strip() != ""].drop_duplicates()
-    facts = _sites_by_text(pd.unique(pairs[C.MUSCLES]))
-    joined = facts.reindex(pairs[C.MUSCLES].to_numpy())
-    joined.index = pairs[C.CLAIM_ID].to_numpy()
-    g = joined.groupby(level=0, sort=False)
-    out = pd.DataFrame(index=index)
-    out["n_sites"] = g["n_sites"].sum().reindex(index).fillna(0).astype(int)
-    out["site_units"] = g["site_units"].sum(min_count=1).reindex(index).astype(float)
+    mcodes, texts = pd.factorize(lines[C.MUSCLES])  # -1: blank
+    real = np.array([str(t).strip() != "" for t in texts], dtype=bool)
+    ok = (mcodes >= 0) & (real[np.maximum(mcodes, 0)] if len(texts) else False)
+    cc, mc = g.codes[ok].astype(np.int64), mcodes[ok]
+    _, first = np.unique(cc * (len(texts) + 1) + mc, return_index=True)  # one (claim, text) pair each
+    first.sort()
+    cc, mc = cc[first], mc[first]
+    used = np.unique(mc)
+    facts = _sites_by_text(texts.take(used))
+    at = np.full(len(texts), -1, dtype=np.int64)
+    at[used] = np.arange(len(used))
+    joined = {col: facts[col].to_numpy()[at[mc]] for col in facts.columns}
+
+    def total(col):
+        return np.bincount(cc, weights=np.nan_to_num(joined[col].astype(float)), minlength=g.n).astype(float)
+
+    out = pd.DataFrame(index=pd.RangeIndex(g.n))
+    out["n_sites"] = total("n_sites").astype(np.int64)
+    counted = np.bincount(cc, weights=~np.isnan(joined["site_units"].astype(float)), minlength=g.n)
+    out["site_units"] = np.where(counted > 0, total("site_units"), np.nan)
     for col in ("r_units", "l_units"):
-        out[col] = g[col].sum().reindex(index).astype(float).fillna(0.0)
-    keys = pd.Series(joined.index, index=range(len(joined)))
+        out[col] = total(col)
     for col in ("no_units", "nonfacial", "unknown"):
-        out[col] = _join(pd.Series(joined[col].to_numpy(), index=keys.index).astype(object).fillna(""),
-                         keys).reindex(index).fillna("")
+        out[col] = _join_codes(cc, joined[col], g.n)
     for col in ("R", "L", "U"):
-        out[col] = g[col].any().reindex(index).fillna(False).astype(bool)
+        out[col] = np.bincount(cc[joined[col].astype(bool)], minlength=g.n) > 0
     return out
+
+
+def _put(out: np.ndarray, cond, make) -> None:
+    """Set ``out`` to the texts ``make(m)`` where ``cond`` holds (built for those rows only)."""
+    m = np.asarray(cond, dtype=bool)
+    if m.any():
+        out[m] = np.asarray(make(m), dtype=object)
 
 
 def derive_claims(
@@ -175,128 +289,115 @@ def derive_claims(
     if lines.empty:
         return pd.DataFrame(columns=[C.CLAIM_ID, "in_scope"])
     f = line_features(lines)
-    by = lines[C.CLAIM_ID]
-    g = f.groupby(by, sort=False)
-    anyf = g[[c for c in f.columns if f[c].dtype == bool]].any()
-    cf = pd.DataFrame(index=anyf.index)
-    cf.index.name = "claim"
-    first = lines[[C.PATIENT_ID, C.PAYER, C.PLACE_OF_SERVICE]].groupby(by, sort=False).first()
-    cf[C.CLAIM_ID] = cf.index.astype(object)
-    cf[C.PATIENT_ID] = first[C.PATIENT_ID]
-    cf[C.PAYER] = first[C.PAYER]
-    cf[C.PLACE_OF_SERVICE] = first[C.PLACE_OF_SERVICE]
-    dos = lines.groupby(by, sort=False)[C.SERVICE_DATE]
-    cf["dos_min"] = dos.min()
-    cf["dos_max"] = dos.max()
-    cf["first_index"] = pd.Series(lines.index, index=lines.index).groupby(by, sort=False).first()
-    for col in anyf.columns:
-        cf[col] = anyf[col]
+    g = Groups(lines[C.CLAIM_ID])
+    cf = pd.DataFrame(index=pd.RangeIndex(g.n))
+    cf[C.CLAIM_ID] = pd.Series(np.asarray(g.ids, dtype=object), dtype=object)
+    for col in (C.PATIENT_ID, C.PAYER, C.PLACE_OF_SERVICE):
+        cf[col] = g.first_value(lines[col])
+    cf["dos_min"], cf["dos_max"] = g.date_range(lines[C.SERVICE_DATE])
+    cf["first_index"] = g.first_label().astype(np.int64)
+    for col in f.columns:
+        if f[col].dtype == bool:
+            cf[col] = g.any(f[col])
     cf["in_scope"] = cf["g5133"]
     cf["file_has_pointers"] = bool(f["has_pointer"].any())
 
-    def anchor(mask: pd.Series) -> pd.Series:
-        sub = lines.index[mask.to_numpy()]
-        return pd.Series(sub, index=sub).groupby(by[sub], sort=False).first()
+    for col, mask in (("idx_64612", f.is_64612), ("idx_toxin", f.is_toxin)):
+        cf[col] = pd.Series(g.first_label(mask)).fillna(cf["first_index"]).astype("int64")
 
-    cf["idx_64612"] = anchor(f.is_64612)
-    cf["idx_toxin"] = anchor(f.is_toxin)
-    for col in ("idx_64612", "idx_toxin"):
-        cf[col] = cf[col].fillna(cf["first_index"]).astype("int64")
+    # Profiles per claim (payer): one lookup per distinct payer; claims without one take the default.
+    payer_codes, payers = pd.factorize(cf[C.PAYER])
+    profiles = [config.profile_for(p) for p in payers] + [config.default]  # code -1 -> the default
 
-    # Profiles per claim (payer).
-    payer = cf[C.PAYER].astype(object)
-    profiles = {p: config.profile_for(p) for p in payer.dropna().unique()}
+    def per_payer(get) -> np.ndarray:
+        return np.array([get(prof) for prof in profiles], dtype=object)[payer_codes]
 
-    def per_payer(get):  # one lookup per distinct payer; claims without a payer take the default profile
-        return payer.map({p: get(prof) for p, prof in profiles.items()}).where(payer.notna(), get(config.default))
-
-    cf["profile_style"] = per_payer(lambda p: p.bilateral_style.value)
+    cf["profile_style"] = pd.Series(per_payer(lambda p: p.bilateral_style.value)).astype("str")
     for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
         cf[attr] = per_payer(lambda p, a=attr: getattr(p, a)).astype(float)
 
     # Diagnosis.
-    cf["conflict_dx"] = _join(f["conflict_dx"], by).reindex(cf.index).fillna("")
+    cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
 
     # 64612 bilateral billing.
     units = lines[C.UNITS]
-    p = f.assign(units=units, date=lines[C.SERVICE_DATE])[f.is_64612]
-    unmod = p.loc[:, ["m50", "m_rt", "m_lt"]].sum(axis=1) == 0
-    p = p.assign(unmod=unmod)
-    why8 = pd.Series("", index=p.index)
-    why8 = why8.mask(p.m50 & (p.units != 1), "64612-50 billed with " + p.units.pipe(_fmtv) + " units")
-    why8 = why8.mask(p.m50 & (p.m_rt | p.m_lt), "modifier 50 together with RT/LT on one line")
-    why8 = why8.mask(p.unmod & (p.units >= 2), "64612 without side modifier billed with 2+ units")
-    why8 = why8.mask((p.m_rt | p.m_lt) & ~p.m50 & (p.units != 1), "64612-RT/LT billed with "
-                     + p.units.pipe(_fmtv) + " units (1 per side)")
-    key = [p.claim, p.date.fillna(pd.Timestamp(0))]
-    per_date = p.groupby(key, sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
-    mixed = (per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))
-    why8 = why8.mask(mixed & (why8 == ""), "64612-50 plus a 64612-RT/LT line on the same date")
-    twice = (per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)
-    why8 = why8.mask(twice & (why8 == ""), "two 64612 lines for the same side on the same date")
-    cf["why_bilateral"] = _join(why8, p.claim).reindex(cf.index).fillna("")
-    pg = p.groupby("claim", sort=False)
-    cf["n_unmod_multi"] = (p.unmod & (p.units >= 2)).groupby(p.claim).any().reindex(cf.index).fillna(False)
+    pos = np.flatnonzero(f.is_64612.to_numpy())
+    p = f.iloc[pos][["m50", "m_rt", "m_lt"]].assign(units=units.to_numpy()[pos], cc=g.codes[pos],
+                                                    date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
+    p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
+    m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    why8 = np.full(len(p), "", dtype=object)
+    _put(why8, m50 & (pu != 1), lambda m: "64612-50 billed with " + _fmtv(pd.Series(pu[m])) + " units")
+    _put(why8, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
+    _put(why8, unmod & (pu >= 2), lambda m: "64612 without side modifier billed with 2+ units")
+    _put(why8, (m_rt | m_lt) & ~m50 & (pu != 1),
+         lambda m: "64612-RT/LT billed with " + _fmtv(pd.Series(pu[m])) + " units (1 per side)")
+    per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
+    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy()
+    _put(why8, mixed & (why8 == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
+    twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
+    _put(why8, twice & (why8 == ""), lambda m: "two 64612 lines for the same side on the same date")
+    cf["why_bilateral"] = g.join_at(pos, why8)
+    cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
     bilateral = cf.m50 | (cf.m_rt & cf.m_lt)
     cf["bilateral_billed"] = bilateral
     one_side = np.where(cf.m_rt & ~cf.m_lt, "RT only", np.where(cf.m_lt & ~cf.m_rt, "LT only", "no side modifier"))
-    cf["one_side"] = pd.Series(one_side, index=cf.index).where(
-        cf.is_64612 & ~bilateral & ~cf.n_unmod_multi.astype(bool), "")
-    del pg
+    cf["one_side"] = pd.Series(one_side, index=cf.index).where(cf.is_64612 & ~bilateral & ~cf.n_unmod_multi, "")
     style_why = np.where(
         (cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1",
         np.where((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT", ""))
     cf["why_style"] = style_why
 
-    del p, why8, per_date, mixed, twice, unmod, key  # line-sized temporaries: free them as we go
+    del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Pointers and other chemodenervation.
     bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
-    cf["why_pointer"] = _join(lines[C.PROCEDURE_CODE].where(bad_ptr, "").fillna(""), by).reindex(cf.index).fillna("")
-    cf["idx_pointer"] = anchor(bad_ptr).reindex(cf.index)
-    dx_count = lines[list(C.DX)].notna().sum(axis=1)
-    only_g5133_claim = (dx_count.groupby(by).max() == 1) & cf.g5133
-    other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & by.map(only_g5133_claim).fillna(False)))
-    cf["why_other_chemo"] = _join(lines[C.PROCEDURE_CODE].where(other, "").fillna(""), by).reindex(
-        cf.index).fillna("")
-    cf["idx_other_chemo"] = anchor(other).reindex(cf.index)
+    cf["why_pointer"] = g.join(lines[C.PROCEDURE_CODE], bad_ptr)
+    cf["idx_pointer"] = g.first_label(bad_ptr)
+    dx_count = lines[list(C.DX)].notna().sum(axis=1).to_numpy()
+    only_g5133_claim = (g.max(dx_count) == 1) & cf.g5133.to_numpy()
+    other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & only_g5133_claim[g.codes]))
+    cf["why_other_chemo"] = g.join(lines[C.PROCEDURE_CODE], other)
+    cf["idx_other_chemo"] = g.first_label(other)
 
     del bad_ptr, dx_count, other
     # Drug lines.
-    source = lines[C.DRUG_SOURCE].fillna("").astype(str).str.lower()
-    supplied = source.str.contains("pharm|patient|specialty|white|brown", regex=True)
-    cf["drug_supplied"] = supplied.groupby(by).any()
-    tox = lines.loc[f.admin_toxin, [C.CLAIM_ID, C.PROCEDURE_CODE, C.UNITS]]
-    cf["toxin_code"] = tox.groupby(tox[C.CLAIM_ID], sort=False)[C.PROCEDURE_CODE].first().reindex(
-        cf.index).astype(object)
-    cf["admin_units"] = tox.groupby(tox[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
-    jwl = lines.loc[f.is_toxin & f.jw, [C.CLAIM_ID, C.UNITS]]
-    cf["waste_units"] = jwl.groupby(jwl[C.CLAIM_ID])[C.UNITS].sum().reindex(cf.index).astype(float).fillna(0.0)
+    src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
+    supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
+        "pharm|patient|specialty|white|brown", regex=True).to_numpy(bool)
+    cf["drug_supplied"] = g.any((src_codes >= 0) & supplied_src[np.maximum(src_codes, 0)]
+                                if len(sources) else np.zeros(len(src_codes), dtype=bool))
+    toxin_code = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin).astype(object)
+    cf["toxin_code"] = toxin_code.where(toxin_code.notna(), np.nan)
+    cf["admin_units"] = g.sum(units, f.admin_toxin)
+    cf["waste_units"] = g.sum(units, f.is_toxin & f.jw)
     cf["billing_unit"] = cf.toxin_code.map(K.TOXIN_BILLING_UNIT).astype(float)
-    bad_ndc = f.is_toxin & ~f.ndc_ok
-    cf["why_ndc"] = _join(lines[C.NDC].astype(object).fillna("(blank)").where(bad_ndc, ""), by).reindex(cf.index).fillna("")
+    cf["why_ndc"] = g.join(lines[C.NDC], f.is_toxin & ~f.ndc_ok, fill="(blank)")
 
-    del source, supplied, tox, jwl, bad_ndc
     # Waste modifiers.
-    t = f.assign(code=lines[C.PROCEDURE_CODE], date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)))[f.is_toxin | f.jw]
-    tk = [t.claim, t.code, t.date]
-    grp = t.groupby(tk, sort=False)
-    has_jw = grp["jw"].transform("any").astype(bool) & t.is_toxin
-    has_jz = grp["jz"].transform("any").astype(bool) & t.is_toxin
-    has_admin = grp["admin_toxin"].transform("any").astype(bool)
-    why14 = pd.Series("", index=t.index)
-    dated = t.date >= pd.Timestamp(K.JZ_REQUIRED)
-    why14 = why14.mask(t.admin_toxin & dated & ~t.jz & ~has_jw,
-                       t.code + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
-    why14 = why14.mask(t.jw & t.jz, "JW and JZ on one line")
-    why14 = why14.mask(t.is_toxin & has_jw & has_jz & ~(t.jw & t.jz), "a JZ line and a JW line for " + t.code)
-    why14 = why14.mask(t.is_toxin & t.jw & ~has_admin, "JW line for " + t.code + " with no administered line")
-    why14 = why14.mask(t.jw & ~t.is_drug, "JW on a non-drug line (" + t.code.fillna("") + ")")
-    cf["why_waste"] = _join(why14, t.claim).reindex(cf.index).fillna("")
+    pos = np.flatnonzero((f.is_toxin | f.jw).to_numpy())
+    t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
+        cc=g.codes[pos], code=lines[C.PROCEDURE_CODE].iloc[pos].to_numpy(),
+        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
+    grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
+    is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
+    has_jw = grp["jw"].transform("any").to_numpy(bool) & is_toxin
+    has_jz = grp["jz"].transform("any").to_numpy(bool) & is_toxin
+    has_admin = grp["admin_toxin"].transform("any").to_numpy(bool)
+    code = t["code"]
+    dated = (t.date >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy()
+    why14 = np.full(len(t), "", dtype=object)
+    _put(why14, admin & dated & ~jz & ~has_jw,
+         lambda m: code[m] + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
+    _put(why14, jw & jz, lambda m: "JW and JZ on one line")
+    _put(why14, is_toxin & has_jw & has_jz & ~(jw & jz), lambda m: "a JZ line and a JW line for " + code[m])
+    _put(why14, is_toxin & jw & ~has_admin, lambda m: "JW line for " + code[m] + " with no administered line")
+    _put(why14, jw & ~is_drug, lambda m: "JW on a non-drug line (" + code[m].fillna("") + ")")
+    cf["why_waste"] = g.join_at(pos, why14)
     cf["uses_jz"] = cf.jz & cf.is_toxin
 
-    del t, tk, grp, has_jw, has_jz, has_admin, why14, dated
+    del t, grp, is_toxin, jw, jz, admin, is_drug, has_jw, has_jz, has_admin, why14, dated
     # Sites.
-    sp = _sites_per_claim(lines, cf.index)
+    sp = _sites_per_claim(lines, g)
     for col in ("n_sites", "site_units", "r_units", "l_units"):
         cf[col] = sp[col]
     cf["sites_without_units"] = sp["no_units"]
@@ -325,14 +426,18 @@ def derive_claims(
     cf["why_units"] = _text_where(mismatch, lambda m: (
         "billed " + _fmtv(cf.admin_units[m]) + " units of " + cf.toxin_code[m].fillna("") + "; documented "
         + _fmtv(cf.site_units[m]) + " U = " + _fmtv(expected[m]) + " billing units"))
-    total_toxin = (cf.admin_units + cf.waste_units) * bu
-    vial_check = cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)
-    checked = vial_check.to_numpy(bool)
+    total_toxin = ((cf.admin_units + cf.waste_units) * bu).to_numpy()
+    vial_check = (cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
     bad = np.zeros(len(cf), dtype=bool)
-    bad[checked] = [
-        not (math.isnan(tt) or (float(tt).is_integer() and int(tt) in VIAL_TOTALS[c]) or tt > _VIAL_LIMIT[c])
-        for c, tt in zip(cf.toxin_code[checked], total_toxin[checked], strict=True)]
+    for c in K.TOXIN_VIALS:  # a total that no whole number of vials makes (within the code's limit)
+        rows = vial_check & (cf.toxin_code == c).to_numpy(bool)
+        tt = total_toxin[rows]
+        whole = np.isfinite(tt) & (np.mod(tt, 1) == 0)
+        made = np.zeros(len(tt), dtype=bool)
+        made[whole] = np.isin(tt[whole].astype(np.int64), np.fromiter(VIAL_TOTALS[c], dtype=np.int64))
+        bad[rows] = ~(np.isnan(tt) | made | (tt > _VIAL_LIMIT[c]))
     vial_bad = pd.Series(bad, index=cf.index)
+    total_toxin = pd.Series(total_toxin, index=cf.index)
     cf["why_vials"] = _text_where(vial_bad, lambda m: (
         _fmtv(cf.admin_units[m] * bu[m]) + " U given + " + _fmtv(cf.waste_units[m] * bu[m]) + " U discarded = "
         + _fmtv(total_toxin[m]) + " U; vials are "
@@ -355,16 +460,19 @@ def derive_claims(
 
     del sp, sides, only_r, only_l, none_sided, side_text
     # Guidance.
-    gl = f.assign(date=lines[C.SERVICE_DATE].fillna(pd.Timestamp(0)), units=units)[
-        f.is_95873 | f.is_95874 | f.is_chemo]
-    gl = gl.assign(guide=gl.is_95873 | gl.is_95874)
-    gk = [gl.claim, gl.date]
-    chemo_same_day = gl.groupby(gk)["is_chemo"].transform("any").astype(bool)
-    guide_units = gl.units.where(gl.guide, 0).groupby(gk).transform("sum")
-    why22 = pd.Series("", index=gl.index)
-    why22 = why22.mask(gl.guide & ~chemo_same_day, "guidance without a chemodenervation code on the same date")
-    why22 = why22.mask(gl.guide & (guide_units > 1), "more than 1 unit of guidance on one date")
-    cf["why_guidance"] = _join(why22, gl.claim).reindex(cf.index).fillna("")
+    pos = np.flatnonzero((f.is_95873 | f.is_95874 | f.is_chemo).to_numpy())
+    gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
+        cc=g.codes[pos], date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy(),
+        units=units.to_numpy()[pos])
+    gl["guide"] = gl.is_95873 | gl.is_95874
+    gk = gl.groupby(["cc", "date"], sort=False)
+    chemo_same_day = gk["is_chemo"].transform("any").to_numpy(bool)
+    guide_units = gl.units.where(gl.guide, 0).groupby([gl.cc, gl.date], sort=False).transform("sum").to_numpy()
+    guide = gl.guide.to_numpy()
+    why22 = np.full(len(gl), "", dtype=object)
+    why22[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
+    why22[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
+    cf["why_guidance"] = g.join_at(pos, why22)
     cf["why_guidance"] = cf.why_guidance.str.cat(
         pd.Series(np.where(cf.is_95874 & cf.is_64617, "95874 with 64617 (guidance included)", ""), index=cf.index),
         sep="; ").str.strip("; ")
@@ -372,11 +480,10 @@ def derive_claims(
         cf.is_95873 & cf.is_95874, "95873 and 95874 billed together",
         np.where((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles", ""))
 
-    del gl, gk, chemo_same_day, guide_units, why22
+    del gl, gk, chemo_same_day, guide_units, guide, why22
     # Documentation flags (a flag documented on any line counts for the claim).
-    docs = lines.groupby(by, sort=False)[list(C.DOC_FLAGS)].any()
     for col in C.DOC_FLAGS:
-        cf[col] = docs[col] | (col not in present)
+        cf[col] = g.any(lines[col]) | (col not in present)
     labels = {C.DOC_ONSET: "onset", C.DOC_DURATION: "duration", C.DOC_FREQUENCY: "frequency of spasms",
               C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
     for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
@@ -385,40 +492,36 @@ def derive_claims(
     cf["imaging_severity"] = np.where(cf.structural | cf.is_surgery, "error", "warning")
     cf["imaging_context"] = np.where(cf.structural, " and the claim carries a structural-cause diagnosis",
                                      np.where(cf.is_surgery, " and facial-nerve surgery is billed", ""))
-    cf["surgery_codes"] = _join(lines[C.PROCEDURE_CODE].where(f.is_surgery, "").fillna(""), by).reindex(
-        cf.index).fillna("")
+    cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 
     # Setting.
-    pos = cf[C.PLACE_OF_SERVICE].fillna("")
-    auth = lines[C.PRIOR_AUTH].notna().groupby(by, sort=False).any().reindex(cf.index, fill_value=False)
-    opd_pa = (pos.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
+    pos_ = cf[C.PLACE_OF_SERVICE].fillna("")
+    auth = pd.Series(g.any(lines[C.PRIOR_AUTH].notna()), index=cf.index)
+    opd_pa = (pos_.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
               & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
     cf["why_setting"] = np.where(
-        pos.isin(K.FACILITY_POS) & cf.is_toxin,
-        "POS " + pos + " (facility) with a toxin line: the drug usually belongs on the facility claim", "")
+        pos_.isin(K.FACILITY_POS) & cf.is_toxin,
+        "POS " + pos_ + " (facility) with a toxin line: the drug usually belongs on the facility claim", "")
     cf["why_setting"] = pd.Series(cf["why_setting"], index=cf.index).str.cat(
-        pd.Series(np.where(opd_pa, "POS " + pos + " hospital outpatient 64612 + toxin with no prior "
+        pd.Series(np.where(opd_pa, "POS " + pos_ + " hospital outpatient 64612 + toxin with no prior "
                            "authorization number (UTN)", ""), index=cf.index), sep="; ").str.strip("; ")
-    # 64612 vs its toxin line: dates and rendering NPIs (vectorised min/max/nunique per claim).
-    proc_l = lines.loc[f.is_64612, [C.CLAIM_ID, C.SERVICE_DATE]]
-    drug_l = lines.loc[f.admin_toxin, [C.CLAIM_ID, C.SERVICE_DATE]]
-    pd_ = proc_l.groupby(proc_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
-    dd_ = drug_l.groupby(drug_l[C.CLAIM_ID])[C.SERVICE_DATE].agg(["min", "max"]).reindex(cf.index)
+    # 64612 vs its toxin line: dates and rendering NPIs (min/max/distinct per claim).
+    p_min, p_max = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
+    d_min, d_max = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
     both = cf.is_64612 & cf.admin_toxin
-    diff_dates = both & ((pd_["min"] != dd_["min"]) | (pd_["max"] != dd_["max"])) & pd_["min"].notna() & \
-        dd_["min"].notna()
-    pair = lines.loc[f.is_64612 | f.admin_toxin, [C.CLAIM_ID, C.RENDERING_NPI]]
-    npi_n = pair.groupby(pair[C.CLAIM_ID])[C.RENDERING_NPI].nunique().reindex(cf.index).fillna(0)
+    diff_dates = both & ((p_min != d_min) | (p_max != d_max)) & p_min.notna() & d_min.notna()
+    npi_n = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
     why32 = join_flags({"different dates of service": diff_dates,
                         "different rendering NPIs": both & (npi_n > 1)}, sep="; ")
     cf["why_pairing"] = why32
 
-    del proc_l, drug_l, pd_, dd_, pair, npi_n, f
+    del p_min, p_max, d_min, d_max, npi_n, f
     # History: repeat sessions within the batch and against the ledger.
     cf["why_repeat"] = _repeat_sessions(cf, salt, history)
     for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
-        cf[col] = cf[col].astype(object).fillna("").astype(str)
-    return cf.reset_index(drop=True)
+        if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
+            cf[col] = cf[col].astype(object).fillna("").astype(str)
+    return cf
 
 
 def _text_where(mask: pd.Series, make) -> pd.Series:

@@ -40,7 +40,10 @@ def npi_is_valid(npi: pd.Series) -> pd.Series:
 
 def ndc_is_valid(ndc: pd.Series) -> pd.Series:
     """11 digits once hyphens (and a leading ``N4`` qualifier) are removed; hyphenated must be 5-4-2."""
-    text = ndc.astype("str").fillna("").str.upper().str.strip()
+    codes, uniques = pd.factorize(ndc.astype("str").fillna(""))  # exports repeat a few NDCs: check each once
+    if len(uniques) < len(ndc):
+        return pd.Series(ndc_is_valid(pd.Series(uniques)).to_numpy(bool)[codes], index=ndc.index)
+    text = pd.Series(uniques, index=ndc.index).str.upper().str.strip()
     digits = text.str.replace(_NDC_STRIP.pattern, "", regex=True)  # a pattern string: vectorised (Arrow)
     hyphenated = text.str.contains("-", regex=False)
     five_four_two = text.str.fullmatch(r"(?:N4)?\d{5}-\d{4}-\d{2}").fillna(False)
