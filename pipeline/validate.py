@@ -20,7 +20,7 @@ from pipeline.derive import derive_claims
 from pipeline.ingest import release_memory, to_canonical
 from schemas import columns as C
 from schemas.checks import ICD10_PATTERN, text_matches
-from schemas.claims import ClaimFacts, ClaimLines
+from schemas.claims import FACT_COLUMNS, ClaimFacts, ClaimLines
 from schemas.rules import RULES_BY_ID, SEVERITY_RANK, Level, Severity
 
 log = logging.getLogger(__name__)
@@ -64,20 +64,17 @@ BLANK_OK = {"HFS-027"}  # an empty value is part of the sentence, not a missing 
 DYNAMIC_SEVERITY = {"HFS-021": "sides_severity", "HFS-027": "imaging_severity"}
 
 
-# Pandera post-processes a failing dataframe check over every column of the frame, so the claim
-# model sees its facts as booleans (cheap), not the reviewer texts.
-
-
 def _facts_for_checks(claims: pd.DataFrame) -> pd.DataFrame:
+    """The claim facts the HFS checks read (``FACT_COLUMNS``), reviewer texts as booleans: pandera
+    post-processes a failing dataframe check over every column of the frame, so it gets a narrow frame
+    of cheap values."""
     keep = {}
-    for col in claims.columns:
+    for col in FACT_COLUMNS:
         values = claims[col]
         if col.startswith("why_") or col in ("one_side", "conflict_dx", "nonfacial_muscles", "unknown_muscles",
                                              "sites_without_units"):
-            keep[col] = values.astype(bool)
-        elif values.dtype == bool or col in ("dos_min", "dos_max", "n_sites", "toxin_code"):
-            keep[col] = values
-    keep[C.CLAIM_ID] = claims[C.CLAIM_ID]
+            values = values.astype(bool)
+        keep[col] = values
     return pd.DataFrame(keep, index=claims.index)
 
 
@@ -98,9 +95,10 @@ def _failing(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> dict[str, p
     except (SchemaErrors, SchemaError) as exc:
         fc = exc.failure_cases if exc.failure_cases is not None else pd.DataFrame(columns=["check", "index"])
     other = {str(c) for c in fc["check"].unique()} - set(RULES_BY_ID)
+    broken = set(fc.loc[fc["check"].isin(RULES_BY_ID) & fc["index"].isna(), "check"])  # the check raised
     fc = fc[fc["check"].isin(RULES_BY_ID) & fc["index"].notna()]
-    if other:
-        log.warning("schema contract problems in %s: %s", model.__name__, sorted(other))
+    if other or broken:
+        log.warning("schema contract problems in %s: %s", model.__name__, sorted(other | broken))
     fc = fc.drop_duplicates(["check", "index"])
     return {rule: pd.Index(grp["index"].tolist()) for rule, grp in fc.groupby("check")}
 
@@ -109,15 +107,15 @@ def _line_values(rule: str, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd
     """The field and offending value shown for a failing line."""
     fld = RULES_BY_ID[rule].field or ""
     if rule == "STR-005":
-        bad = pd.DataFrame({c: rows[c].where(rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN))
-                            for c in C.DX})
-        value = bad.apply(lambda r: ", ".join(r.dropna().astype(str)), axis=1)
-        field_ = bad.apply(lambda r: ", ".join(r.dropna().index), axis=1)
-        return field_, value
+        bad = {c: (rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN)).to_numpy(bool) for c in C.DX}
+        raw = {c: rows[c].astype(object).tolist() for c in C.DX}
+        hits = [[c for c in C.DX if bad[c][i]] for i in range(len(rows))]
+        value = [", ".join(str(raw[c][i]) for c in cols) for i, cols in enumerate(hits)]
+        return pd.Series([", ".join(cols) for cols in hits], index=rows.index), pd.Series(value, index=rows.index)
     if rule == "STR-007":
-        mods = rows[list(C.MODIFIERS) + [C.MODIFIER_EXTRA]]
-        value = mods.apply(lambda r: ", ".join(r.dropna().astype(str)), axis=1)
-        return pd.Series("modifiers", index=rows.index), value
+        mods = rows[list(C.MODIFIERS) + [C.MODIFIER_EXTRA]].astype(object)
+        value = [", ".join(str(v) for v in row if pd.notna(v)) for row in mods.itertuples(index=False)]
+        return pd.Series("modifiers", index=rows.index), pd.Series(value, index=rows.index)
     if rule == "STR-011":
         sub = lines[lines[C.CLAIM_ID].isin(set(rows[C.CLAIM_ID]))].dropna(subset=[C.PATIENT_ID])
         ids = sub.drop_duplicates([C.CLAIM_ID, C.PATIENT_ID]).groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(", ".join)

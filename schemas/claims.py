@@ -149,6 +149,18 @@ def _clear(df: pd.DataFrame, why: str) -> Series[bool]:
     return ~(df["in_scope"] & df[why].astype(bool))
 
 
+# Every claim fact the HFS checks below read. validate hands pandera only these columns: for each
+# failing dataframe check pandera formats every failing row once per column of the frame.
+FACT_COLUMNS = (
+    "claim_id", "in_scope", "g513", "g510", "is_64612", "is_toxin", "is_96372", "is_surgery", "dos_min",
+    "dos_max", "n_sites", "toxin_code", "drug_supplied", "file_has_pointers", "conflict_dx", "one_side",
+    "sites_without_units", "nonfacial_muscles", "unknown_muscles", C.DOC_IMAGING, C.DOC_SURGICAL_NOTES,
+    "why_other_chemo", "why_bilateral", "why_style", "why_pointer", "why_units", "why_waste", "why_vials",
+    "why_dose", "why_ndc", "why_sides", "why_guidance", "why_guidance_warn", "why_history", "why_exam",
+    "why_repeat", "why_setting", "why_pairing",
+)
+
+
 class ClaimFacts(pa.DataFrameModel):
     """One row per claim: the facts derived from its lines, with the G51.33 rules (HFS)."""
 

@@ -288,3 +288,13 @@ def test_exception_id_does_not_depend_on_the_other_findings():
     a = dict(zip(alone["rule"], exception_ids(alone), strict=True))
     b = dict(zip(with_file_level["rule"], exception_ids(with_file_level), strict=True))
     assert "FILE-003" in b and a["HFS-025"] == b["HFS-025"]
+
+
+def test_line_findings_name_every_bad_code_of_the_line():
+    """STR-005 and STR-007 show each malformed code of a line and the columns they sit in."""
+    lines = clean_claim()
+    lines[0].update({C.DX[1]: "G5", C.DX[3]: "12.X", M1: "5", C.MODIFIER_EXTRA: "XYZ"})
+    found = find_violations(lines_frame(lines), AS_OF).findings.set_index("rule")
+    assert found.loc["STR-005", "field"] == "dx_2, dx_4"
+    assert found.loc["STR-005", "value"] == "G5, 12.X"
+    assert found.loc["STR-007", "value"] == "5, XYZ"
