@@ -617,17 +617,16 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
 
 
 def _spread(data, series, targets, norm, n, overflow=None):
-    """A combined cell ("50, JZ") into its target columns, splitting each distinct value once."""
-    codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
+    """A combined cell ("50, JZ") into its target columns (Arrow strings), splitting each distinct value once."""
+    codes, uniques = pd.factorize(series if isinstance(series.dtype, pd.StringDtype)
+                                  else series.to_numpy(dtype=object), use_na_sentinel=True)
     split = [[norm(v)[0] for v in N.split_list(u)] for u in uniques] + [[]]
+    at = np.where(codes < 0, len(split) - 1, codes)  # blank takes the last (empty) entry
     for k, t in enumerate(targets):
-        lookup = np.empty(len(split), dtype=object)
-        lookup[:] = [items[k] if k < len(items) else None for items in split]
-        data[t] = lookup[codes]
+        data[t] = _as_text([items[k] if k < len(items) else None for items in split]).take(at)
     if overflow:
-        lookup = np.empty(len(split), dtype=object)
-        lookup[:] = [",".join(items[len(targets):]) if len(items) > len(targets) else None for items in split]
-        data[overflow] = lookup[codes]
+        data[overflow] = _as_text([",".join(items[len(targets):]) if len(items) > len(targets) else None
+                                   for items in split]).take(at)
 
 
 def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:

@@ -217,6 +217,13 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
     if isinstance(values.dtype, pd.StringDtype):  # text read by pyarrow: no Python object per cell
         codes, index = pd.factorize(values, use_na_sentinel=True)
         uniques = index.tolist()
+        if norm is norm_text:  # text as written, trimmed: for str values that is str.strip, nothing else
+            trimmed = [u.strip() or None for u in uniques]
+            if typed is not None and trimmed == uniques:  # already clean (ids, names): keep the column
+                out = values.array
+            else:
+                out = _take(trimmed + [None], codes, typed)
+            return out, {}, _long_positions(codes, index, max_text)
     else:
         arr = values.to_numpy(dtype=object)
         kind = pd.api.types.infer_dtype(arr, skipna=True)
@@ -224,23 +231,33 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
             return _normalize_cells(arr, norm, max_text)
         codes, uniques = pd.factorize(arr, use_na_sentinel=True)
     results = [norm(u) for u in uniques] + [norm(None)]
-    if typed is not None:
-        out = typed([r[0] for r in results]).take(np.where(codes < 0, len(results) - 1, codes))
-    else:
-        lookup = np.empty(len(results), dtype=object)
-        lookup[:] = [r[0] for r in results]
-        out = lookup[codes]  # code -1 (blank) takes the last entry
+    out = _take([r[0] for r in results], codes, typed)
     problems: dict[int, str] = {}
     bad = [i for i, r in enumerate(results[:-1]) if r[1] is not None]
     if bad:
         for pos in np.flatnonzero(np.isin(codes, bad)):
             problems[int(pos)] = results[codes[pos]][1]
-    long_pos: list[int] = []
-    if max_text is not None:
+    return out, problems, _long_positions(codes, uniques, max_text)
+
+
+def _take(normalised: list, codes: np.ndarray, typed: Callable[[list], Any] | None):
+    """The column from its distinct normalised values (the last one stands for blank, code -1)."""
+    if typed is not None:
+        return typed(normalised).take(np.where(codes < 0, len(normalised) - 1, codes))
+    lookup = np.empty(len(normalised), dtype=object)
+    lookup[:] = normalised
+    return lookup[codes]
+
+
+def _long_positions(codes: np.ndarray, uniques, max_text: int | None) -> list[int]:
+    """Positions whose text is longer than ``max_text`` (``uniques``: a list, or an Index of strings)."""
+    if max_text is None:
+        return []
+    if isinstance(uniques, pd.Index):  # Arrow strings: lengths in one vectorised pass
+        long_codes = np.flatnonzero(uniques.str.len().to_numpy(dtype=float, na_value=0) > max_text).tolist()
+    else:
         long_codes = [i for i, u in enumerate(uniques) if isinstance(u, str) and len(u) > max_text]
-        if long_codes:
-            long_pos = np.flatnonzero(np.isin(codes, long_codes)).tolist()
-    return out, problems, long_pos
+    return np.flatnonzero(np.isin(codes, long_codes)).tolist() if long_codes else []
 
 
 def _normalize_cells(arr, norm, max_text):
