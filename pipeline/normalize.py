@@ -214,22 +214,26 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
     Columns that mix TRUE/FALSE with numbers take the exact per-cell path: hashing would treat
     ``True`` and ``1`` as one value.
     """
+    index = None
     if isinstance(values.dtype, pd.StringDtype):  # text read by pyarrow: no Python object per cell
         codes, index = pd.factorize(values, use_na_sentinel=True)
         uniques = index.tolist()
-        if norm is norm_text:  # text as written, trimmed: for str values that is str.strip, nothing else
-            trimmed = [u.strip() or None for u in uniques]
-            if typed is not None and trimmed == uniques:  # already clean (ids, names): keep the column
-                out = values.array
-            else:
-                out = _take(trimmed + [None], codes, typed)
-            return out, {}, _long_positions(codes, index, max_text)
+        text = True
     else:
         arr = values.to_numpy(dtype=object)
         kind = pd.api.types.infer_dtype(arr, skipna=True)
         if kind in ("mixed", "boolean"):
             return _normalize_cells(arr, norm, max_text)
         codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+        uniques = uniques.tolist()
+        text = kind == "string"
+    if norm is norm_text and text:  # text as written, trimmed: for str values that is str.strip, nothing else
+        trimmed = [u.strip() or None for u in uniques]
+        if typed is not None and index is not None and trimmed == uniques:  # clean Arrow text: keep it
+            out = values.array
+        else:
+            out = _take(trimmed + [None], codes, typed)
+        return out, {}, _long_positions(codes, uniques if index is None else index, max_text)
     results = [norm(u) for u in uniques] + [norm(None)]
     out = _take([r[0] for r in results], codes, typed)
     problems: dict[int, str] = {}
