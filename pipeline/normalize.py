@@ -211,7 +211,7 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
     ``typed`` turns the distinct normalised values into a typed array (Arrow strings, datetime64,
     float64...); the column is then taken from it, with no Python object per cell.
 
-    Columns that mix TRUE/FALSE with numbers take the exact per-cell path: hashing would treat
+    Columns with TRUE/FALSE cells among other values take the exact per-cell path: hashing would treat
     ``True`` and ``1`` as one value.
     """
     index = None
@@ -222,7 +222,7 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
     else:
         arr = values.to_numpy(dtype=object)
         kind = pd.api.types.infer_dtype(arr, skipna=True)
-        if kind in ("mixed", "boolean"):
+        if kind == "boolean" or (kind.startswith("mixed") and any(isinstance(v, (bool, np.bool_)) for v in arr)):
             return _normalize_cells(arr, norm, max_text)
         codes, uniques = pd.factorize(arr, use_na_sentinel=True)
         uniques = uniques.tolist()

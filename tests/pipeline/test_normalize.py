@@ -63,3 +63,18 @@ def test_unicode_digits_are_not_numbers():
     """It refuses superscript digits (str.isdigit() says yes, float() says no) instead of crashing."""
     assert N.norm_date("²")[0] is pd.NaT and N.norm_date("²")[1]
     assert N.norm_pointer("1,²") == ("1,²", None)
+
+
+@given(st.lists(ANY_CELL, max_size=40))
+def test_a_column_normalises_like_its_cells(cells):
+    """Normalising once per distinct value gives what each cell gives on its own (True is not 1)."""
+    for norm in (N.norm_text, N.norm_code, N.norm_number, N.norm_date, N.norm_flag, N.norm_int):
+        values, problems, _ = N.normalize_column(pd.Series(cells, dtype=object), norm)
+        expected = [norm(c) for c in cells]
+        assert [None if pd.isna(v) else v for v in list(values)] == [None if pd.isna(v) else v for v, _ in expected]
+        assert problems == {i: r for i, (_, r) in enumerate(expected) if r is not None}
+
+
+def test_a_column_with_true_and_1_keeps_them_apart():
+    values, _, _ = N.normalize_column(pd.Series([True, 1, 1.0, "1"], dtype=object), N.norm_text)
+    assert list(values) == ["TRUE", "1", "1", "1"]
