@@ -192,7 +192,7 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     rows: list[pd.DataFrame] = []
     frame = lines.assign(as_of=pd.Timestamp(as_of))
     for rule, idx in _failing(ClaimLines, frame).items():
-        sub = lines.loc[idx]
+        sub = lines.loc[idx]  # all columns: a line rule's value may come from any of them
         fld, value = _line_values(rule, sub, lines)
         rows.append(pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
@@ -202,11 +202,13 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
 
     claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
+        at_line = lines[[C.LINE_NO, C.SOURCE_ROW]]  # what a claim finding shows of its anchor line
         for rule, idx in _failing(ClaimFacts, _facts_for_checks(claims)).items():
-            sub = claims.loc[idx]
             value_col, anchor_col = CLAIM_DETAIL[rule]
+            wanted = [C.CLAIM_ID, "first_index", anchor_col, value_col, DYNAMIC_SEVERITY.get(rule)]
+            sub = claims.loc[idx, list(dict.fromkeys(c for c in wanted if c))]
             anchor = sub[anchor_col].fillna(sub["first_index"]).astype("int64")
-            at = lines.loc[anchor]
+            at = at_line.loc[anchor]
             value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
             part = pd.DataFrame({
                 "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
@@ -220,7 +222,7 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     findings = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
         columns=["rule", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW, "field", "value", "_line"])
     if len(findings):
-        at = lines.loc[findings["_line"].astype("int64")]
+        at = lines[[C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]].loc[findings["_line"].astype("int64")]
         for col in (C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE):
             findings[col] = at[col].to_numpy()
     return findings.drop(columns="_line"), claims
