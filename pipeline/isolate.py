@@ -1,7 +1,8 @@
-"""Read a claims file in a child process with memory and time limits.
+"""Read (or read, check and write) a claims file in a child process with memory and time limits.
 
 A native reader can abort or run away on a crafted file; in a child that costs the file only.
-The parent gets the ``IngestResult`` or an ``IngestError`` with a reason code.
+The parent gets the result or an ``IngestError`` with a reason code. The nightly run does a whole
+file's work in its child (``run_isolated``), so files of one night also use every core.
 """
 
 import multiprocessing as mp
@@ -19,27 +20,19 @@ def _context():
     global _CTX
     if _CTX is None:
         _CTX = mp.get_context("forkserver")
-        _CTX.set_forkserver_preload(["pipeline.ingest"])  # children fork with pandas already imported
+        # Children fork with pandas, pandera and openpyxl already imported.
+        _CTX.set_forkserver_preload(["pipeline.ingest", "pipeline.scrub"])
     return _CTX
 
 
-def _child(conn, path: str, column_map: dict | None, memory_mb: int) -> None:
-    limit = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+def _read(path: str, column_map: dict | None):
     from pipeline import ingest
 
-    try:
-        conn.send(("ok", ingest.read_claims(Path(path), column_map)))
-    except IngestError as exc:
-        conn.send(("ingest", (exc.code, exc.rule, exc.reason, exc.file, exc.sheet)))
-    except MemoryError:
-        conn.send(("ingest", ("E_TOO_LARGE", "FILE-001", "reading the file needed more memory than allowed",
-                              Path(path).name, "")))
-    except Exception as exc:  # noqa: BLE001 - reduced to a safe reason code
-        conn.send(("ingest", ("E_READER", "FILE-001", f"the reader failed ({type(exc).__name__})",
-                              Path(path).name, "")))
-    finally:
-        conn.close()
+    return ingest.read_claims(Path(path), column_map)
+
+
+def _child(conn, path: str, column_map: dict | None, memory_mb: int) -> None:
+    _run_child(conn, _read, (path, column_map), Path(path).name, memory_mb)
 
 
 def read_isolated(path: Path, column_map: dict | None = None, memory_mb: int = DEFAULT_MEMORY_MB,
@@ -48,19 +41,49 @@ def read_isolated(path: Path, column_map: dict | None = None, memory_mb: int = D
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, str(path), column_map, memory_mb), daemon=True)
+    return _await(proc, parent, child, Path(path).name, timeout_s)
+
+
+def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = "reading the file") -> None:
+    limit = memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        conn.send(("ok", work(*args)))
+    except IngestError as exc:
+        conn.send(("ingest", (exc.code, exc.rule, exc.reason, exc.file, exc.sheet)))
+    except MemoryError:
+        conn.send(("ingest", ("E_TOO_LARGE", "FILE-001", f"{doing} needed more memory than allowed", name, "")))
+    except Exception as exc:  # noqa: BLE001 - reduced to a safe reason code
+        conn.send(("ingest", ("E_READER", "FILE-001", f"the reader failed ({type(exc).__name__})", name, "")))
+    finally:
+        conn.close()
+
+
+def run_isolated(work, args: tuple, name: str, memory_mb: int = DEFAULT_MEMORY_MB,
+                 timeout_s: float = DEFAULT_TIMEOUT_S):
+    """``work(*args)`` (a module-level function whose first step reads the file ``name``) in a child
+    process; returns what it returns. What it raises, a crash, a timeout or too little memory comes back
+    as an ``IngestError`` (the file is quarantined): ``work`` reports its own later failures as values."""
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    doing = "scrubbing the file"
+    proc = ctx.Process(target=_run_child, args=(child, work, args, name, memory_mb, doing), daemon=True)
+    return _await(proc, parent, child, name, timeout_s, doing)
+
+
+def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "reading the file"):
     proc.start()
     child.close()
-    name = Path(path).name
     try:
         if not parent.poll(timeout_s):
             proc.kill()
-            raise IngestError("E_TIMEOUT", "FILE-001", f"reading the file took longer than {timeout_s:g} s", name)
+            raise IngestError("E_TIMEOUT", "FILE-001", f"{doing} took longer than {timeout_s:g} s", name)
         try:
             kind, payload = parent.recv()
         except (EOFError, OSError):
             proc.join(5)
             raise IngestError("E_READER_CRASH", "FILE-001",
-                              f"the reader stopped abnormally (exit {proc.exitcode})", name) from None
+                              f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
     finally:
         parent.close()
         proc.join(5)

@@ -24,7 +24,7 @@ from pipeline import ingest, report, scrub
 from pipeline.config import ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
-from pipeline.isolate import read_isolated
+from pipeline.isolate import read_isolated, run_isolated
 from pipeline.ledger import Ledger
 from schemas import columns as C
 
@@ -288,30 +288,27 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
     if isolate and mp.current_process().daemon:
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
-        log.warning("file %s: read in-process (this worker cannot start a child process)", fid)
+        log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
+    workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
+    work = (path, column_map, as_of, config, ledger.injection_history(), ledger.salt, workbook, csv_path, run_id)
     try:
-        result = read_isolated(path, column_map) if isolate else ingest.read_claims(path, column_map)
+        if isolate and check is scrub.check_file:  # the whole file's work in a child: files use every core
+            done = run_isolated(scrub_one, work, path.name)
+        else:
+            done = scrub_one(*work, check=check, read=read_isolated if isolate else ingest.read_claims)
     except ingest.IngestError as exc:
         return _quarantine(path, sha256, size, paths, ledger, run_id, exc.code, exc.reason)
-    try:
-        checked = check(result, as_of, config, ledger.injection_history(), ledger.salt)
-    except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
-        failure = ScrubFailure("checking the claims", exc)
-        ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=failure.code)
-        log.error("file %s: %s; the file stays in the inbox", fid, failure.reason)
-        return FileOutcome(fid, path.name, "failed", failure.code, failure.reason)
-    workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-    try:
-        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
-    except OutputError as exc:
-        ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=exc.code)
-        log.error("file %s: outputs not written [%s]; the file stays in the inbox", fid, exc.code)
-        return FileOutcome(fid, path.name, "failed", exc.code, exc.reason)
+    if not isinstance(done, Scrubbed):
+        code, reason, outputs_written = done
+        ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=code)
+        log.error("file %s: %s [%s]; the file stays in the inbox", fid,
+                  "outputs not written" if outputs_written is False else reason, code)
+        return FileOutcome(fid, path.name, "failed", code, reason)
+    summary, sessions = done.summary, done.sessions
     _fault("after_outputs")
     counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
               "claims_with_errors": summary.claims_with_errors,
-              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(checked.findings))}
-    sessions = night_sessions(checked.claims, result.lines, ledger.salt)
+              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(done.findings))}
     try:
         row = ledger.record_scrubbed(
             sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
@@ -325,10 +322,48 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     _move(path, paths.archive / day, sha256)
     ledger.mark_archived(row)
     log.info("file %s: scrubbed, %d findings", fid, counts["findings"])
-    flagged = set(checked.findings[C.CLAIM_ID].dropna())
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
-                       lines=result.lines[result.lines[C.CLAIM_ID].isin(flagged)], findings=checked.findings,
-                       issues=result.issues, sessions=sessions)
+                       lines=done.lines, findings=done.findings, issues=done.issues, sessions=sessions)
+
+
+@dataclass
+class Scrubbed:
+    """What one file's scrub hands back to the nightly run (its outputs are written)."""
+
+    summary: report.ScrubSummary
+    findings: pd.DataFrame
+    lines: pd.DataFrame  # lines of flagged claims only
+    issues: pd.DataFrame
+    sessions: pd.DataFrame
+
+
+def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, history: pd.DataFrame,
+              salt: str, workbook: Path, csv_path: Path, run_id: str, check=scrub.check_file,
+              read=ingest.read_claims) -> "Scrubbed | tuple[str, str, bool | None]":
+    """Read, check and write one file (in the nightly run's child process, or in-process).
+
+    A file that cannot be read raises ``IngestError`` (it is quarantined); a failure after that comes
+    back as (reason code, reason, outputs written?) and the file stays in the inbox."""
+    result = read(path, column_map)
+    try:
+        checked = check(result, as_of, config, history, salt)
+    except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
+        failure = ScrubFailure("checking the claims", exc)
+        return failure.code, failure.reason, None
+    try:
+        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    except OutputError as exc:
+        return exc.code, exc.reason, False
+    except Exception as exc:  # noqa: BLE001 - a bug while writing: keep the file, say so
+        failure = ScrubFailure("writing the outputs", exc)
+        return failure.code, failure.reason, False
+    try:
+        flagged = result.lines[C.CLAIM_ID].isin(set(checked.findings[C.CLAIM_ID].dropna()))
+        return Scrubbed(summary, checked.findings, result.lines[flagged], result.issues,
+                        night_sessions(checked.claims, result.lines, salt))
+    except Exception as exc:  # noqa: BLE001 - a bug after the outputs: keep the file (a re-run replaces them)
+        failure = ScrubFailure("listing the injection sessions", exc)
+        return failure.code, failure.reason, True
 
 
 def _quarantine(path, sha256, size, paths, ledger, run_id, code, reason) -> FileOutcome:

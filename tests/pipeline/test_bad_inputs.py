@@ -390,9 +390,10 @@ def test_row31_row32_unwritable_output_and_disk_full(tmp_path):
     (paths.outbox / "d").rmdir()
     (paths.outbox / "d").write_text("a file where the day folder should be")
     f = paths.inbox / "big.csv"
-    o = nightly.process_file(f, nightly.ingest.file_sha256(f), paths, Ledger(paths.ledger), ScrubConfig(), AS_OF,
-                             "d", "r", isolate=False)
-    assert (o.status, o.reason_code) == ("failed", "E_OUTPUT_UNWRITABLE") and f.exists()
+    for isolate in (False, True):  # in-process, and in the child process the nightly run scrubs files in
+        o = nightly.process_file(f, nightly.ingest.file_sha256(f), paths, Ledger(paths.ledger), ScrubConfig(),
+                                 AS_OF, "d", "r", isolate=isolate)
+        assert (o.status, o.reason_code) == ("failed", "E_OUTPUT_UNWRITABLE") and f.exists()
 
 
 def test_disk_full_at_the_ledger_keeps_the_file_for_the_next_run(tmp_path):
