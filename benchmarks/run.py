@@ -269,7 +269,7 @@ def write_results(report: dict) -> None:
     if "dask" in report:
         d = report["dask"]
         lines += ["", "Nightly flow over 4 copies of the 100k-line CSV (one run each, wall time incl. Prefect start):",
-                  f"- default runner (files concurrent in-process): {d['default']:.1f} s",
+                  f"- default runner (files concurrent, each scrubbed in its own child process): {d['default']:.1f} s",
                   f"- Dask LocalCluster, 1 worker: {d['dask_1_worker']:.1f} s",
                   f"- Dask LocalCluster, 2 workers: {d['dask_2_workers']:.1f} s"]
     if "partitions" in report:
