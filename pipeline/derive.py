@@ -66,8 +66,10 @@ class Groups:
         self.n = len(self.ids)
         self.labels = by.index.to_numpy()
 
-    @staticmethod
-    def _mask(mask) -> np.ndarray:
+    def _mask(self, mask) -> np.ndarray:
+        """A line mask as a bool array (None: every line)."""
+        if mask is None:
+            return np.ones(len(self.codes), dtype=bool)
         return np.asarray(mask.fillna(False) if isinstance(mask, pd.Series) else mask, dtype=bool)
 
     def any(self, mask) -> np.ndarray:
@@ -76,20 +78,19 @@ class Groups:
     def sum(self, values, mask=None) -> np.ndarray:
         """Sum per claim; NaN counts as 0 and a claim with no line sums to 0 (pandas' sum)."""
         v = np.asarray(values, dtype=float)
-        m = np.ones(len(v), dtype=bool) if mask is None else self._mask(mask)
+        m = self._mask(mask)
         return np.bincount(self.codes[m], weights=np.nan_to_num(v[m]), minlength=self.n).astype(float)
 
     def max(self, values: np.ndarray, mask=None) -> np.ndarray:
         """Max of integers per claim (-1 where the claim has no line)."""
         out = np.full(self.n, -1, dtype=np.int64)
-        m = np.ones(len(values), dtype=bool) if mask is None else self._mask(mask)
+        m = self._mask(mask)
         np.maximum.at(out, self.codes[m], np.asarray(values, dtype=np.int64)[m])
         return out
 
     def first_pos(self, mask=None) -> np.ndarray:
         """Position of each claim's first line where ``mask`` holds (-1 where none)."""
-        m = np.ones(len(self.codes), dtype=bool) if mask is None else self._mask(mask)
-        pos = np.flatnonzero(m)
+        pos = np.flatnonzero(self._mask(mask))
         out = np.full(self.n, len(self.codes), dtype=np.int64)
         np.minimum.at(out, self.codes[pos], pos)
         out[out == len(self.codes)] = -1
@@ -104,12 +105,12 @@ class Groups:
 
     def first_value(self, values: pd.Series, mask=None) -> pd.Series:
         """Each claim's first non-null value (among the lines where ``mask`` holds)."""
-        ok = values.notna() if mask is None else values.notna() & self._mask(mask)
+        ok = values.notna().to_numpy() & self._mask(mask)
         return pd.Series(values.array.take(self.first_pos(ok), allow_fill=True))
 
     def date_range(self, dates: pd.Series, mask=None) -> tuple[pd.Series, pd.Series]:
         """Earliest and latest date per claim (NaT where none)."""
-        ok = dates.notna().to_numpy() & (True if mask is None else self._mask(mask))
+        ok = dates.notna().to_numpy() & self._mask(mask)
         v = dates.to_numpy(dtype="datetime64[ns]").view(np.int64)[ok]
         lo = np.full(self.n, np.iinfo(np.int64).max, dtype=np.int64)
         hi = np.full(self.n, np.iinfo(np.int64).min, dtype=np.int64)
@@ -122,14 +123,14 @@ class Groups:
     def nunique(self, values: pd.Series, mask=None) -> np.ndarray:
         """Distinct non-null values per claim."""
         vcodes, _ = pd.factorize(values)
-        ok = (vcodes >= 0) & (True if mask is None else self._mask(mask))
+        ok = (vcodes >= 0) & self._mask(mask)
         pairs = np.unique(self.codes[ok].astype(np.int64) * (int(vcodes.max(initial=0)) + 1) + vcodes[ok])
         return np.bincount(pairs // (int(vcodes.max(initial=0)) + 1), minlength=self.n)
 
     def join(self, values: pd.Series, mask=None, fill: str = "") -> np.ndarray:
         """Per claim: the distinct non-empty texts of the lines where ``mask`` holds, joined with '; '
         (nulls read as ``fill``)."""
-        pos = np.flatnonzero(self._mask(mask)) if mask is not None else np.arange(len(self.codes))
+        pos = np.flatnonzero(self._mask(mask))
         return _join_codes(self.codes[pos], values.iloc[pos], self.n, fill)
 
     def join_at(self, pos: np.ndarray, texts) -> np.ndarray:
