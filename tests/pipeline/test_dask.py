@@ -66,3 +66,27 @@ def test_dask_runner_matches_default(tmp_path, prefect_harness):
     assert list(f_def) == list(f_dask)
     for name in f_def:
         pd.testing.assert_frame_equal(f_def[name], f_dask[name])
+
+
+def test_dask_runner_on_an_existing_scheduler(tmp_path, prefect_harness):
+    """``--dask-address``: it connects to a scheduler it did not start (here one started by this test)
+    and gives the same findings as the default runner."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    roots = {name: tmp_path / name for name in ("default", "address")}
+    for root in roots.values():
+        _inbox(root)
+    run_nightly(runner="default", root=roots["default"], settle_seconds=0, as_of=AS_OF)
+    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        summary = run_nightly(runner="dask", dask_address=cluster.scheduler_address, partition_lines=40,
+                              root=roots["address"], settle_seconds=0, as_of=AS_OF)
+        with Client(cluster) as client:  # the files' tasks ran on this scheduler's worker
+            ran = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
+    assert ran > 0
+    assert summary["quarantined"] == 1 and len(summary["files"]) == 5
+    default, address = _findings(roots["default"]), _findings(roots["address"])
+    assert list(default) == list(address) and len(default) == 4
+    for name in default:
+        pd.testing.assert_frame_equal(default[name], address[name])
