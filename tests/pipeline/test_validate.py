@@ -298,3 +298,14 @@ def test_line_findings_name_every_bad_code_of_the_line():
     assert found.loc["STR-005", "field"] == "dx_2, dx_4"
     assert found.loc["STR-005", "value"] == "G5, 12.X"
     assert found.loc["STR-007", "value"] == "5, XYZ"
+
+
+def test_a_rule_check_that_raises_is_reported_not_passed(monkeypatch, caplog):
+    """A check that cannot run (here: a fact column missing) is logged as a contract problem by rule id."""
+    from pipeline import validate
+
+    facts = validate._facts_for_checks
+    monkeypatch.setattr(validate, "_facts_for_checks", lambda claims: facts(claims).drop(columns=["why_units"]))
+    with caplog.at_level("WARNING", logger="pipeline.validate"):
+        find_violations(lines_frame(clean_claim()), AS_OF)
+    assert "schema contract problems in ClaimFacts: ['HFS-013']" in caplog.text
