@@ -33,6 +33,14 @@ def _has_mod(lines: pd.DataFrame, mod: str) -> pd.Series:
     return (lines[list(C.MODIFIERS)] == mod).any(axis=1)
 
 
+def _first_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (a, b) pairs of two non-negative integer arrays, each at its first position, in order."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    _, first = np.unique(a * (int(b.max(initial=0)) + 1) + b, return_index=True)
+    first.sort()
+    return a[first], b[first]
+
+
 def _join_codes(codes: np.ndarray, texts, n: int, fill: str = "") -> np.ndarray:
     """Per group 0..n-1: the distinct non-empty texts (in order of appearance) joined with '; ';
     a null text reads as ``fill``. Works on integer codes of the texts; only groups with two or more
@@ -44,10 +52,7 @@ def _join_codes(codes: np.ndarray, texts, n: int, fill: str = "") -> np.ndarray:
     keep = (labels != "")[tcodes]
     if not keep.any():
         return out
-    k, t = np.asarray(codes, dtype=np.int64)[keep], tcodes[keep]
-    _, first = np.unique(k * len(labels) + t, return_index=True)  # each (group, text) once, first seen
-    first.sort()
-    k, t = k[first], t[first]
+    k, t = _first_pairs(np.asarray(codes)[keep], tcodes[keep])  # each (group, text) once, first seen
     single = np.bincount(k, minlength=n)[k] == 1
     out[k[single]] = labels[t[single]]
     if not single.all():
@@ -124,8 +129,8 @@ class Groups:
         """Distinct non-null values per claim."""
         vcodes, _ = pd.factorize(values)
         ok = (vcodes >= 0) & self._mask(mask)
-        pairs = np.unique(self.codes[ok].astype(np.int64) * (int(vcodes.max(initial=0)) + 1) + vcodes[ok])
-        return np.bincount(pairs // (int(vcodes.max(initial=0)) + 1), minlength=self.n)
+        claims, _ = _first_pairs(self.codes[ok], vcodes[ok])
+        return np.bincount(claims, minlength=self.n)
 
     def join(self, values: pd.Series, mask=None, fill: str = "") -> np.ndarray:
         """Per claim: the distinct non-empty texts of the lines where ``mask`` holds, joined with '; '
@@ -243,10 +248,7 @@ def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
     mcodes, texts = pd.factorize(lines[C.MUSCLES])  # -1: blank
     real = np.array([str(t).strip() != "" for t in texts], dtype=bool)
     ok = (mcodes >= 0) & (real[np.maximum(mcodes, 0)] if len(texts) else False)
-    cc, mc = g.codes[ok].astype(np.int64), mcodes[ok]
-    _, first = np.unique(cc * (len(texts) + 1) + mc, return_index=True)  # one (claim, text) pair each
-    first.sort()
-    cc, mc = cc[first], mc[first]
+    cc, mc = _first_pairs(g.codes[ok], mcodes[ok])  # one (claim, text) pair each
     used = np.unique(mc)
     facts = _sites_by_text(texts.take(used))
     at = np.full(len(texts), -1, dtype=np.int64)

@@ -17,12 +17,19 @@ def text_matches(values: pd.Series, pattern: str) -> pd.Series:
     return values.astype("str").str.fullmatch(pattern).fillna(False).astype(bool)
 
 
-def npi_is_valid(npi: pd.Series) -> pd.Series:
+def _per_distinct(check):
+    """Run a text check once per distinct value (exports repeat a few NPIs and NDCs); blank reads as ""."""
+    def run(values: pd.Series) -> pd.Series:
+        codes, uniques = pd.factorize(values.astype("str").fillna(""))
+        return pd.Series(check(pd.Series(uniques)).to_numpy(bool)[codes], index=values.index)
+
+    run.__doc__ = check.__doc__
+    return run
+
+
+@_per_distinct
+def npi_is_valid(text: pd.Series) -> pd.Series:
     """10 digits, first 1 or 2, Luhn check digit over ``80840`` + the first 9 digits (CMS spec)."""
-    codes, uniques = pd.factorize(npi.astype("str").fillna(""))  # exports repeat a few NPIs: check each once
-    if len(uniques) < len(npi):
-        return pd.Series(npi_is_valid(pd.Series(uniques)).to_numpy(bool)[codes], index=npi.index)
-    text = pd.Series(uniques)
     shape = text.str.fullmatch(r"[12]\d{9}").fillna(False).to_numpy(bool)
     out = np.zeros(len(text), dtype=bool)
     if shape.any():
@@ -35,15 +42,13 @@ def npi_is_valid(npi: pd.Series) -> pd.Series:
         total = doubled.sum(axis=1) + 24  # 24 = the doubled-and-summed prefix 80840
         check = (10 - total % 10) % 10
         out[shape] = check == digits[:, 9]
-    return pd.Series(out, index=npi.index)
+    return pd.Series(out, index=text.index)
 
 
-def ndc_is_valid(ndc: pd.Series) -> pd.Series:
+@_per_distinct
+def ndc_is_valid(text: pd.Series) -> pd.Series:
     """11 digits once hyphens (and a leading ``N4`` qualifier) are removed; hyphenated must be 5-4-2."""
-    codes, uniques = pd.factorize(ndc.astype("str").fillna(""))  # exports repeat a few NDCs: check each once
-    if len(uniques) < len(ndc):
-        return pd.Series(ndc_is_valid(pd.Series(uniques)).to_numpy(bool)[codes], index=ndc.index)
-    text = pd.Series(uniques, index=ndc.index).str.upper().str.strip()
+    text = text.str.upper().str.strip()
     digits = text.str.replace(_NDC_STRIP.pattern, "", regex=True)  # a pattern string: vectorised (Arrow)
     hyphenated = text.str.contains("-", regex=False)
     five_four_two = text.str.fullmatch(r"(?:N4)?\d{5}-\d{4}-\d{2}").fillna(False)
