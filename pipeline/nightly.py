@@ -290,7 +290,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
     workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-    work = (path, column_map, as_of, config, ledger.injection_history(), ledger.salt, workbook, csv_path, run_id)
+    work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id)
     try:
         if isolate and check is scrub.check_file:  # the whole file's work in a child: files use every core
             done = run_isolated(scrub_one, work, path.name)
@@ -337,7 +337,7 @@ class Scrubbed:
     sessions: pd.DataFrame
 
 
-def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, history: pd.DataFrame,
+def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, ledger_path: Path,
               salt: str, workbook: Path, csv_path: Path, run_id: str, check=scrub.check_file,
               read=ingest.read_claims) -> "Scrubbed | tuple[str, str, bool | None]":
     """Read, check and write one file (in the nightly run's child process, or in-process).
@@ -346,6 +346,9 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
     back as (reason code, reason, outputs written?) and the file stays in the inbox."""
     result = read(path, column_map)
     try:
+        # The ledger's history is read here, where it is used: handing it to a child would pickle every
+        # session of every earlier night once per file.
+        history = Ledger(ledger_path).injection_history()
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
         failure = ScrubFailure("checking the claims", exc)
