@@ -29,6 +29,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from pipeline.errors import OutputError
+from pipeline.xlsxrows import Column, stream_rows
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
 
@@ -49,7 +50,9 @@ HEADER_FONT = Font(bold=True, color="FFFFFF")
 DATE_FORMAT = "yyyy-mm-dd"
 MONEY_FORMAT = '"$"#,##0.00'
 MAX_CELL = 32767
-_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# Not allowed in an XML 1.0 text (lxml refuses them): control characters and U+FFFE/U+FFFF. Literal
+# characters for the last two, so that Arrow's regex engine (no \u escapes) reads the pattern too.
+_ILLEGAL = re.compile("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\ufffe\uffff]")
 _ERROR_VALUES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # text starting so is written with a quote prefix
 _FORMULA_START_RE = "[" + re.escape("".join(_FORMULA_START)) + "]"
@@ -151,8 +154,12 @@ def _value(ws, value, number_format: str | None = None, **style):
     return cell
 
 
+def _header_cells(ws, names) -> list:
+    return [_text(ws, n, font=HEADER_FONT, fill=HEADER_FILL) for n in names]
+
+
 def _header(ws, names) -> None:
-    ws.append([_text(ws, n, font=HEADER_FONT, fill=HEADER_FILL) for n in names])
+    ws.append(_header_cells(ws, names))
 
 
 def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
@@ -293,62 +300,71 @@ def exception_ids(findings: pd.DataFrame) -> list[str]:
 
 
 def _proto(ws, **style):
-    """A cell carrying one style; its style array is shared by every cell made from it."""
+    """A cell carrying one style: the cells of a column take its style (see xlsxrows.Column)."""
     cell = WriteOnlyCell(ws)
     for k, v in style.items():
         setattr(cell, k, v)
     return cell
 
 
-def _styled(ws, value, proto, text: bool = False):
-    cell = WriteOnlyCell(ws, value=value)
-    if text:
-        cell.data_type = "s"
-    cell._style = copy(proto._style)  # openpyxl's style array: built once per style, not once per cell
+def _quoted(ws, proto=None):
+    """``proto``'s style with a quote prefix (text a spreadsheet would take for a formula or an error)."""
+    cell = WriteOnlyCell(ws)
+    if proto is None:
+        cell.style = "Normal"
+    else:
+        cell._style = copy(proto._style)
+    cell.quotePrefix = True
     return cell
 
 
-def _text_values(ws, values, proto=None) -> list:
-    """One column as cell values that are always text (vectorised `_text`).
+def _risky(t: pd.Series) -> np.ndarray:
+    """Text a spreadsheet would read as a formula or an error value."""
+    return (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
+            | t.isin(_ERROR_VALUES).to_numpy(bool))
+
+
+def _text_values(ws, values, proto=None) -> Column:
+    """One column of cells that are always text (vectorised `_text`).
 
     Blank -> no cell; control characters replaced; over-long text truncated; text that a spreadsheet
-    would take for a formula or an error value becomes a quote-prefixed text cell; with ``proto``
-    every non-blank value carries that cell's style.
+    would take for a formula or an error value gets a quote prefix; with ``proto`` every non-blank
+    value carries that cell's style.
     """
     s = pd.Series(values, copy=False)
     if not len(s):
-        return []
+        return Column([])
     t = s.astype("str")
     t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
     long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
     if long.any():
         t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
     out = [v if v.__class__ is str and v else None for v in t.tolist()]
-    if proto is not None:
-        out = [None if v is None else _styled(ws, v, proto, text=True) for v in out]
-    risky = (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
-             | t.isin(_ERROR_VALUES).to_numpy(bool))
-    for i in np.flatnonzero(risky):
-        if proto is None:
-            out[i] = _text(ws, out[i])
-        else:
-            out[i].quotePrefix = True
-    return out
+    styles = None if proto is None else [None if v is None else proto for v in out]
+    risky = np.flatnonzero(_risky(t))
+    if len(risky):
+        quoted = _quoted(ws, proto)
+        styles = styles or [None] * len(out)
+        for i in risky:
+            if out[i] is not None:
+                styles[i] = quoted
+    return Column(out, styles)
 
 
-def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) -> list:
-    """One non-text column as cell values: dates as dates, whole numbers as ints, flags as Y."""
+def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) -> Column:
+    """One non-text column: dates as dates, whole numbers as ints, flags as Y, money in its format."""
     s = pd.Series(values, copy=False)
     if pd.api.types.is_datetime64_any_dtype(s):
-        return [None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()]
+        return Column([None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()])
     if pd.api.types.is_bool_dtype(s):
-        return ["Y" if v is True else None for v in s.astype(object).tolist()]
+        return Column(["Y" if v is True else None for v in s.astype(object).tolist()])
     if pd.api.types.is_numeric_dtype(s):
         f = s.astype(float).to_numpy()
         if money:
-            return [None if v != v else _styled(ws, float(v), proto_money) for v in f]
-        return [None if x != x else (int(x) if x.is_integer() else float(x)) for x in f]
-    return [_value(ws, v) for v in s.tolist()]
+            out = [None if v != v else float(v) for v in f]
+            return Column(out, [None if v is None else proto_money for v in out])
+        return Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
+    return Column([_value(ws, v) for v in s.tolist()])
 
 
 def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool) -> None:
@@ -366,38 +382,32 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     dv.error, dv.errorTitle = "Pick a status from the list", "Status"
     dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
     ws.data_validations.append(dv)
-    _header(ws, headers)
     if not n:
+        stream_rows(ws, _header_cells(ws, headers), [])
         return
     wrap = _proto(ws, alignment=Alignment(wrap_text=True, vertical="top"))
     link = _proto(ws, font=Font(color="0563C1", underline="single"))
     f = _in_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
-    id_col = "B" if source_file_column else "A"
-    ids = []
-    for excel_row, (eid, src, srow) in enumerate(zip(exception_ids(f), files, f[C.SOURCE_ROW], strict=True),
-                                                 start=2):
+    ids, id_styles, links = exception_ids(f), [None] * n, {}
+    for i, (src, srow) in enumerate(zip(files, f[C.SOURCE_ROW], strict=True)):
         target = claim_rows.get((src, srow))
         if target:
-            cell = _styled(ws, eid, link, text=True)
-            cell.hyperlink = Hyperlink(ref=f"{id_col}{excel_row}", location=f"'Claims'!A{target}",
-                                       tooltip="Go to the claim's lines")
-            ids.append(cell)
-        else:
-            ids.append(eid)
+            id_styles[i] = link
+            links[i] = Hyperlink(ref="", location=f"'Claims'!A{target}", tooltip="Go to the claim's lines")
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
-    severity = [_styled(ws, v, sev_protos[v], text=True) if v in sev_protos else v for v in f["severity"].tolist()]
+    severity = f["severity"].tolist()
     columns = [
-        ids, _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
+        Column(ids, id_styles, links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
         _other_values(ws, f[C.SOURCE_ROW]), _text_values(ws, f[C.PATIENT_ID]),
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
-        severity, _text_values(ws, f["field"]), _text_values(ws, f["value"]),
-        _text_values(ws, f["message"], wrap), _text_values(ws, f["fix"], wrap), ["Open"] * n,
+        Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, f["field"]),
+        _text_values(ws, f["value"]), _text_values(ws, f["message"], wrap), _text_values(ws, f["fix"], wrap),
+        Column(["Open"] * n),
     ]
     if source_file_column:
         columns.insert(0, _text_values(ws, pd.Series(files)))
-    for row in zip(*columns, strict=True):
-        ws.append(row)
+    stream_rows(ws, _header_cells(ws, headers), columns)
 
 
 CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]
@@ -407,11 +417,11 @@ def _claims_sheet(wb, lines, findings, claim_rows, source_file_column: bool) -> 
     ws = wb.create_sheet("Claims")
     headers = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
         c for c in CLAIM_COLUMNS if c != C.SOURCE_ROW]
-    _header(ws, headers)
     ws.freeze_panes = "B2"
     flagged = set(findings[C.CLAIM_ID].dropna())
     sub = lines[lines[C.CLAIM_ID].isin(flagged)]
     if sub.empty:
+        stream_rows(ws, _header_cells(ws, headers), [])
         return
     files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
     hot = pd.DataFrame({"src": files.to_numpy(), "row": findings[C.SOURCE_ROW].to_numpy(),
@@ -431,45 +441,44 @@ def _claims_sheet(wb, lines, findings, claim_rows, source_file_column: bool) -> 
         marks = hot[hot["col"] == col]
         if len(marks):
             on = keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
+            styles = out.styles or [None] * len(out)
             for i in np.flatnonzero(on):
-                out[i] = _highlight(ws, out[i], hot_protos)
+                styles[i] = _highlight(ws, out.values[i], styles[i], hot_protos)
+            out.styles = styles
         columns.append(out)
-    for row in zip(*columns, strict=True):
-        ws.append(row)
+    stream_rows(ws, _header_cells(ws, headers), columns)
 
 
-def _highlight(ws, value, protos: dict):
-    """The same value, highlighted (a changed cell of a flagged claim), keeping its number format."""
-    if isinstance(value, Cell):
-        fmt, text, value = value.number_format, value.data_type == "s", value.value
+def _highlight(ws, value, style, protos: dict):
+    """The highlight for a changed cell of a flagged claim, keeping its number format and quote prefix."""
+    if style is not None:
+        fmt, quote = style.number_format, style.quotePrefix
+    elif isinstance(value, Cell):
+        fmt, quote = value.number_format, value.quotePrefix
     else:
-        fmt = DATE_FORMAT if isinstance(value, dt.date) else "General"
-        text = isinstance(value, str)
-    if fmt not in protos:
-        protos[fmt] = _proto(ws, fill=HIGHLIGHT, number_format=fmt)
-    cell = _styled(ws, value, protos[fmt], text=text)
-    if text and isinstance(value, str) and value[:1] in _FORMULA_START:
-        cell.quotePrefix = True
-    return cell
+        fmt, quote = (DATE_FORMAT if isinstance(value, dt.date) else "General"), False
+    key = (fmt, bool(quote))
+    if key not in protos:
+        protos[key] = _proto(ws, fill=HIGHLIGHT, number_format=fmt, quotePrefix=bool(quote))
+    return protos[key]
 
 
 def _ingest_sheet(wb, issues: pd.DataFrame) -> None:
     ws = wb.create_sheet("Ingest Issues")
     headers = ("File", "Sheet", "Row", "Column", "Raw Value", "Reason", "Rule")
-    _header(ws, headers)
-    ws.freeze_panes = "A2"
+    ws.freeze_panes = "A2"  # panes and widths first: a write-only sheet writes them with its first row
     for col, w in zip("ABCDEFG", (28, 16, 8, 22, 24, 60, 10), strict=True):
         ws.column_dimensions[col].width = w
-    for rec in issues.itertuples(index=False):
-        ws.append([_text(ws, rec.file), _text(ws, rec.sheet), _value(ws, rec.row), _text(ws, rec.column),
-                   _text(ws, rec.value), _text(ws, rec.reason), _text(ws, rec.rule)])
+    columns = [_other_values(ws, issues[c]) if c == "row" else _text_values(ws, issues[c])
+               for c in ("file", "sheet", "row", "column", "value", "reason", "rule")]
+    stream_rows(ws, _header_cells(ws, headers), columns if len(issues) else [])
 
 
 def _rules_sheet(wb) -> None:
     ws = wb.create_sheet("Rules")
-    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Why (source)"))
     for col, w in zip("ABCDEF", (10, 9, 40, 70, 60, 40), strict=True):
         ws.column_dimensions[col].width = w
+    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Why (source)"))
     for r in RULES:
         ws.append([_text(ws, r.id), _text(ws, r.severity.value), _text(ws, r.title),
                    _text(ws, r.message.replace("{value}", "…")), _text(ws, r.fix), _text(ws, r.source)])

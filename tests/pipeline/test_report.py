@@ -1,6 +1,8 @@
 """The exceptions workbook, checked cell by cell through openpyxl and read back with calamine."""
 
 import datetime as dt
+import re
+from copy import copy
 
 import pytest
 from openpyxl import load_workbook
@@ -73,7 +75,7 @@ def test_calamine_reads_the_same_values(mixed):
 
 
 @pytest.mark.parametrize("evil", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx",
-                                  "#N/A", "bell\x07char"])
+                                  "#N/A", "bell\x07char", "non\uffffchar\ufffe"])
 def test_text_from_input_never_becomes_a_formula(tmp_path, evil):
     """It writes hostile text as text (formula injection)."""
     lines = clean_claim()
@@ -84,7 +86,7 @@ def test_text_from_input_never_becomes_a_formula(tmp_path, evil):
     ws = load_workbook(o.workbook)["Exceptions"]
     cell = ws["G2"]
     assert cell.data_type == "s"
-    assert cell.value == evil.strip().replace("\x07", "\ufffd")  # ingest trims outer white space
+    assert cell.value == re.sub("[\x07\ufffe\uffff]", "\ufffd", evil.strip())  # ingest trims outer white space
 
 
 def test_same_input_same_body(tmp_path):
@@ -108,6 +110,7 @@ def test_review_styles(mixed):
     assert linked and all(c.font.color.rgb == "000563C1" and c.data_type == "s" for c in linked)
     assert all(isinstance(c.value, int) for (c,) in ws.iter_rows(min_row=2, min_col=3, max_col=3) if c.value)
     claims = wb["Claims"]
+    assert claims.freeze_panes == "B2"  # source row and header stay in view
     header = [c.value for c in claims[1]]
     by_row = {r[0].value: r for r in claims.iter_rows(min_row=2)}
     hdfs17 = mixed.findings.query("rule == 'HFS-017'").iloc[0]
@@ -119,3 +122,116 @@ def test_review_styles(mixed):
     assert charge.number_format == '"$"#,##0.00' and isinstance(charge.value, float | int)
     date = by_row[hdfs17.source_row][header.index(C.SERVICE_DATE)]
     assert isinstance(date.value, dt.datetime) and date.number_format == "yyyy-mm-dd"
+
+
+def _props(c):
+    """What a reviewer sees of a cell: value, type, format, fill, font, wrap, quote prefix, link."""
+    return (c.value, c.data_type, c.number_format, c.fill.fill_type and c.fill.fgColor.rgb, c.font.b,
+            c.font.color and c.font.color.rgb, c.font.u, c.alignment.wrap_text, c.quotePrefix,
+            c.hyperlink and (c.hyperlink.location, c.hyperlink.tooltip))
+
+
+def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
+    """It writes the large sheets' rows as the same cells as openpyxl's own ws.append would."""
+    from openpyxl import Workbook
+    from openpyxl.cell import Cell, WriteOnlyCell
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.worksheet.hyperlink import Hyperlink
+
+    from pipeline.xlsxrows import CHUNK_ROWS, Column, stream_rows
+
+    texts = ["plain", " lead", "trail ", "a & b <c> \"d\" 'e'", "cr\rlf\r\nnl\ttab", "über ✓ 𝄞", "x" * 300, None]
+    numbers = [0, -3, 12345678901234567, 2.5, 1e-9, float("nan"), None, 7]
+    dates = [dt.date(2024, 1, 2), dt.date(1900, 1, 1), dt.date(1900, 3, 1), None, dt.datetime(2024, 5, 6, 7, 8),
+             dt.date(2024, 1, 2), None, dt.date(2031, 12, 31)]
+    n = CHUNK_ROWS + 3  # crosses a chunk boundary
+    rows = range(n)
+
+    def protos(ws):
+        wrap, fill, money = WriteOnlyCell(ws), WriteOnlyCell(ws), WriteOnlyCell(ws)
+        wrap.alignment = Alignment(wrap_text=True, vertical="top")
+        fill.fill, fill.number_format = PatternFill("solid", fgColor="FFC7CE"), "yyyy-mm-dd"
+        money.number_format, money.quotePrefix, money.font = '"$"#,##0.00', True, Font(bold=True)
+        return wrap, fill, money
+
+    spec = [  # (value, style) per row and column
+        [(texts[i % 8], None) for i in rows],
+        [(texts[i % 8], "wrap") for i in rows],
+        [(numbers[i % 8], None) for i in rows],
+        [(numbers[i % 8], "money" if i % 3 else None) for i in rows],
+        [(dates[i % 8], None) for i in rows],
+        [(dates[i % 8], "fill" if i % 2 else None) for i in rows],
+        [(None, "fill" if i % 5 == 0 else None) for i in rows],
+    ]
+    linked = {i: f"'Claims'!A{i + 9}" for i in rows if i % 4 == 0}
+    header = ["One", "Two", "Three", "Four", "Five", "Six", "Seven"]
+
+    wb = Workbook(write_only=True)
+    ref, fast = wb.create_sheet("ref"), wb.create_sheet("fast")
+    for ws in (ref, fast):
+        ws.freeze_panes = "B2"
+    ref_protos = dict(zip(("wrap", "fill", "money"), protos(ref), strict=True))
+    for i in [None, *rows]:
+        if i is None:
+            ref.append(header)
+            continue
+        out = []
+        for j, col in enumerate(spec):
+            value, style = col[i]
+            if style is None:
+                out.append(WriteOnlyCell(ref, value=value) if isinstance(value, str) else value)
+                if isinstance(value, str):
+                    out[-1].data_type = "s"
+            else:
+                cell = WriteOnlyCell(ref, value=value)
+                cell._style = copy(ref_protos[style]._style)
+                if isinstance(value, str):
+                    cell.data_type = "s"
+                out.append(cell)
+            if j == 0 and i in linked:
+                if not isinstance(out[0], Cell):
+                    out[0] = WriteOnlyCell(ref, value=out[0])
+                out[0].hyperlink = Hyperlink(ref="", location=linked[i], tooltip="go")
+        ref.append(out)
+    fast_protos = dict(zip(("wrap", "fill", "money"), protos(fast), strict=True))
+    columns = [Column([v for v, _ in col], [fast_protos.get(s) for _, s in col]) for col in spec]
+    columns[0].links = {i: Hyperlink(ref="", location=loc, tooltip="go") for i, loc in linked.items()}
+    stream_rows(fast, header, columns)
+    wb.save(tmp_path / "both.xlsx")
+
+    back = load_workbook(tmp_path / "both.xlsx")
+    a, b = back["ref"], back["fast"]
+    assert (a.max_row, a.max_column) == (b.max_row, b.max_column) == (n + 1, len(spec))
+    assert b.freeze_panes == "B2"
+    for ra, rb in zip(a.iter_rows(), b.iter_rows(), strict=True):
+        for ca, cb in zip(ra, rb, strict=True):
+            assert _props(ca) == _props(cb), ca.coordinate
+    assert [b[f"A{r}"].value for r in (3, 4, 5, 6)] == [" lead", "trail ", "a & b <c> \"d\" 'e'", "cr\rlf\r\nnl\ttab"]
+    assert b["C4"].value == 1.234567890123457e16  # 16 significant digits, as openpyxl writes numbers
+    assert b["A2"].hyperlink.location == "'Claims'!A9"
+
+
+def test_streamed_sheet_is_closed_after(tmp_path):
+    """It refuses a second write of rows to a streamed sheet instead of writing a broken one."""
+    from openpyxl import Workbook
+
+    from pipeline.xlsxrows import Column, stream_rows
+
+    ws = Workbook(write_only=True).create_sheet("s")
+    stream_rows(ws, ["h"], [Column(["v"])])
+    with pytest.raises(RuntimeError):
+        stream_rows(ws, ["h"], [Column(["v"])])
+    with pytest.raises(Exception, match="saved"):
+        ws.append(["late"])
+
+
+def test_ingest_and_rules_sheets_keep_their_layout(tmp_path):
+    """It keeps the Ingest Issues panes, widths and numeric rows, and the Rules widths."""
+    o = scrub_file(SAMPLES / "messy.xlsx", tmp_path, None, AS_OF)
+    wb = load_workbook(o.workbook)
+    ws = wb["Ingest Issues"]
+    assert ws.freeze_panes == "A2" and ws.column_dimensions["A"].width == 28
+    rows = list(ws.iter_rows(min_row=2, values_only=True))
+    assert rows and all(isinstance(r[2], int) for r in rows if r[2] is not None)
+    assert any(r[2] == 11 for r in rows)  # the row the ingest command names for messy.xlsx
+    assert wb["Rules"].column_dimensions["D"].width == 70
