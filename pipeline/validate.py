@@ -88,19 +88,31 @@ class Validation:
 
 
 def _failing(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> dict[str, pd.Index]:
-    """Rule id -> index labels of the rows that fail it (deduplicated per row and rule)."""
+    """Rule id -> index labels of the rows that fail it, read from each failing check's output.
+
+    A rule check that raised, or whose output is not one boolean per row, and any other schema error
+    (a column's type, say) is logged as a contract problem by name; no rows are reported for it.
+    """
     try:
         model.validate(frame, lazy=True)
         return {}
-    except (SchemaErrors, SchemaError) as exc:
-        fc = exc.failure_cases if exc.failure_cases is not None else pd.DataFrame(columns=["check", "index"])
-    other = {str(c) for c in fc["check"].unique()} - set(RULES_BY_ID)
-    broken = set(fc.loc[fc["check"].isin(RULES_BY_ID) & fc["index"].isna(), "check"])  # the check raised
-    fc = fc[fc["check"].isin(RULES_BY_ID) & fc["index"].notna()]
-    if other or broken:
-        log.warning("schema contract problems in %s: %s", model.__name__, sorted(other | broken))
-    fc = fc.drop_duplicates(["check", "index"])
-    return {rule: pd.Index(grp["index"].tolist()) for rule, grp in fc.groupby("check")}
+    except SchemaErrors as exc:
+        errors = exc.schema_errors
+    except SchemaError as exc:
+        errors = [exc]
+    failing, problems = {}, set()
+    for err in errors:
+        name = getattr(err.check, "name", None) or str(err.check)
+        out = err.check_output
+        if name not in RULES_BY_ID or not isinstance(out, pd.Series) or not out.index.equals(frame.index):
+            problems.add(name)
+            continue
+        bad = ~out.astype(bool).to_numpy(bool)
+        if bad.any():
+            failing[name] = frame.index[bad]
+    if problems:
+        log.warning("schema contract problems in %s: %s", model.__name__, sorted(problems))
+    return failing
 
 
 def _line_values(rule: str, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

@@ -25,9 +25,11 @@ def rule(rule_id: str):
     """A claim rule as a pandera check named by its catalog id.
 
     ``ignore_na=False``: a rule decides about blanks itself, and pandera then skips a whole-frame
-    ``isna()`` per check (the frames here are wide).
+    ``isna()`` per check (the frames here are wide). ``n_failure_cases=0``: pandera would copy every
+    failing row's values into its failure cases and its message, one per row and column; the
+    failing rows are read from each error's check output instead (pipeline.validate).
     """
-    return pa.dataframe_check(name=rule_id, ignore_na=False)
+    return pa.dataframe_check(name=rule_id, ignore_na=False, n_failure_cases=0)
 
 
 def _f(description: str, **kw) -> pa.Field:
