@@ -166,7 +166,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         outcomes = [f.result() for f in futures]
         outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
         try:
-            cross = find_cross_file_repeats(outcomes, book.injection_history(exclude_run=run_id), config)
+            cross = find_cross_file_repeats(
+                outcomes, book.injection_history(exclude_run=run_id, **nightly.night_scope(outcomes)), config)
         except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
             logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
             cross = pd.DataFrame()

@@ -37,6 +37,9 @@ _MIGRATIONS = {
 }
 
 
+_KEYS_PER_QUERY = 900  # under SQLite's oldest limit of 999 bound parameters per statement
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -144,10 +147,30 @@ class Ledger:
         with closing(self._connect()) as con:
             return pd.read_sql_query("SELECT * FROM runs ORDER BY started", con)
 
-    def injection_history(self, exclude_run: str | None = None) -> pd.DataFrame:
-        """(patient_key, service_date) of every recorded chemodenervation session (optionally not one run's)."""
+    def holds_injections(self) -> bool:
+        """Whether any session is recorded at all (a new ledger: nothing to look up)."""
         with closing(self._connect()) as con:
-            df = pd.read_sql_query("SELECT DISTINCT patient_key, service_date FROM injections WHERE run_id != ?",
-                                   con, params=(exclude_run or "",))
+            return con.execute("SELECT EXISTS (SELECT 1 FROM injections)").fetchone()[0] == 1
+
+    def injection_history(self, exclude_run: str | None = None, keys=None, since: str = "0000-00-00",
+                          until: str = "9999-99-99") -> pd.DataFrame:
+        """(patient_key, service_date) of the recorded chemodenervation sessions, optionally not one run's.
+
+        ``keys`` (salted patient keys) and ``since``/``until`` (``YYYY-MM-DD``, inclusive) limit it to the
+        sessions a check can use, so what is read stays one file's patients however many nights the
+        ledger holds; each batch of keys is one lookup on the (patient_key, service_date) index.
+        """
+        query = "SELECT DISTINCT patient_key, service_date FROM injections WHERE run_id != ?"
+        with closing(self._connect()) as con:
+            if keys is None:
+                rows = con.execute(query, (exclude_run or "",)).fetchall()
+            else:
+                keys, rows = list(keys), []
+                for i in range(0, len(keys), _KEYS_PER_QUERY):
+                    batch = keys[i:i + _KEYS_PER_QUERY]
+                    rows += con.execute(
+                        f"{query} AND service_date BETWEEN ? AND ? AND patient_key IN ({','.join('?' * len(batch))})",
+                        (exclude_run or "", since, until, *batch)).fetchall()
+        df = pd.DataFrame(rows, columns=["patient_key", "service_date"])
         df["service_date"] = pd.to_datetime(df["service_date"]).astype("datetime64[ns]")
         return df

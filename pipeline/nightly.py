@@ -21,11 +21,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline import ingest, report, scrub
-from pipeline.config import ScrubConfig
+from pipeline.config import MAX_REPEAT_INTERVAL_DAYS, ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
 from pipeline.isolate import read_isolated, run_isolated
 from pipeline.ledger import Ledger
+from schemas import codesets as K
 from schemas import columns as C
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,39 @@ def injection_rows(sessions: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _window(dates: pd.Series) -> dict:
+    """From the longest repeat interval before the first date to the last: the history dates that matter."""
+    first, last = pd.Timestamp(dates.min()), pd.Timestamp(dates.max())
+    since = first - pd.Timedelta(days=MAX_REPEAT_INTERVAL_DAYS)
+    return {"since": f"{since:%Y-%m-%d}", "until": f"{last:%Y-%m-%d}"}
+
+
+def history_scope(lines: pd.DataFrame, salt: str) -> dict:
+    """The ledger sessions HFS-030 can use for one file: its 64612 claims' patients, in the dates that matter.
+
+    Any patient on a claim with a 64612 line (a superset of the sessions derive checks), from the
+    longest interval before the file's first date of service to its last: an earlier session is only
+    ever compared with the session right after it.
+    """
+    codes, uniques = pd.factorize(lines[C.CLAIM_ID])
+    has_64612 = np.zeros(len(uniques) + 1, dtype=bool)  # the last slot: lines without a claim id (code -1)
+    has_64612[codes[(lines[C.PROCEDURE_CODE] == K.CHEMO_FACIAL).to_numpy(bool, na_value=False)]] = True
+    on = has_64612[codes] & (codes >= 0)
+    patients, dates = lines[C.PATIENT_ID][on].dropna().unique().tolist(), lines[C.SERVICE_DATE][on].dropna()
+    if not patients or dates.empty:
+        return {"keys": []}
+    return {"keys": [patient_key(p, salt) for p in patients], **_window(dates)}
+
+
+def night_scope(outcomes: list["FileOutcome"]) -> dict:
+    """The ledger sessions the cross-file pass can use: tonight's session keys, in the dates that matter."""
+    parts = [o.sessions for o in outcomes if o.sessions is not None and len(o.sessions)]
+    if not parts:
+        return {"keys": []}
+    tonight = pd.concat(parts, ignore_index=True)
+    return {"keys": tonight["patient_key"].unique().tolist(), **_window(pd.to_datetime(tonight["date"]))}
+
+
 SESSION_COLUMNS = ["patient_key", "date", "sides", "in_scope", "interval", C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW,
                    C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
 
@@ -348,7 +382,8 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
     try:
         # The ledger's history is read here, where it is used: handing it to a child would pickle every
         # session of every earlier night once per file.
-        history = Ledger(ledger_path).injection_history()
+        book = Ledger(ledger_path)
+        history = book.injection_history(**history_scope(result.lines, salt)) if book.holds_injections() else None
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
         failure = ScrubFailure("checking the claims", exc)

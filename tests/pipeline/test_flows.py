@@ -223,3 +223,37 @@ def test_cross_file_repeats_unit():
                               history, ScrubConfig()).empty
     assert cross_file_repeats([outcome("a.csv", "A1", "2024-04-01"), outcome("b.csv", "B1", "2024-05-11")],
                               history, ScrubConfig(disabled=["HFS-030"])).empty
+
+
+def test_history_read_for_a_file_is_its_patients_in_the_dates_that_matter(tmp_path):
+    """It reads only the file's 64612 patients' sessions from a year before its first date on, and finds the same repeats."""
+    import pandas as pd
+
+    from pipeline.derive import patient_key
+    from pipeline.validate import find_violations
+    from tests.conftest import lines_frame
+
+    book = Ledger(tmp_path / "ledger.sqlite")
+    salt = book.salt
+    mine, other = patient_key("MBR-000001", salt), patient_key("MBR-424242", salt)
+    sessions = [(mine, "2023-01-01"), (mine, "2023-05-14"), (mine, "2023-05-13"), (mine, "2024-04-04"),
+                (mine, "2024-05-15"), (mine, "2024-06-01"), (other, "2024-04-04")]
+    book.record_scrubbed("sha-earlier", "earlier.csv", 1, "run-earlier", pd.DataFrame(
+        {"patient_key": [k for k, _ in sessions], "service_date": [d for _, d in sessions], "code": "64612",
+         "sides": "both"}))
+    lines = lines_frame(clean_claim(dos="2024-05-14") + clean_claim("CLM-2", "MBR-000002", "2024-05-20"))
+
+    scope = nightly.history_scope(lines, salt)
+    assert scope["since"] == "2023-05-14" and scope["until"] == "2024-05-20"  # 366 days before the first date
+    assert set(scope["keys"]) == {mine, patient_key("MBR-000002", salt)}
+    scoped = book.injection_history(**scope)
+    assert sorted(zip(scoped["patient_key"], scoped["service_date"].dt.strftime("%Y-%m-%d"), strict=True)) == [
+        (mine, "2023-05-14"), (mine, "2024-04-04"), (mine, "2024-05-15")]
+    assert len(book.injection_history()) == len(sessions)
+    assert book.injection_history(exclude_run="run-earlier", **scope).empty
+
+    full = find_violations(lines, AS_OF, history=book.injection_history(), salt=salt).findings
+    part = find_violations(lines, AS_OF, history=scoped, salt=salt).findings
+    assert "HFS-030" in set(full["rule"])
+    pd.testing.assert_frame_equal(full, part)
+    assert nightly.history_scope(lines.iloc[0:0], salt) == {"keys": []}
