@@ -75,7 +75,8 @@ def test_calamine_reads_the_same_values(mixed):
 
 
 @pytest.mark.parametrize("evil", ["=HYPERLINK(\"http://x\",\"y\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx",
-                                  "#N/A", "bell\x07char", "non\uffffchar\ufffe"])
+                                  "#N/A", "bell\x07char", "non\uffffchar\ufffe",
+                                  "<!--claimscrub-rows--> ]]> &amp; <x/>"])
 def test_text_from_input_never_becomes_a_formula(tmp_path, evil):
     """It writes hostile text as text (formula injection)."""
     lines = clean_claim()
