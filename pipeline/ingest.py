@@ -462,17 +462,32 @@ def _rectangle(rows: list[list[Any]], header_idx: int, strict: bool, filename: s
     return pd.DataFrame(arr, columns=range(width), dtype=object), ragged
 
 
-def _empty_cells(raw: pd.DataFrame) -> np.ndarray:
-    """rows x columns: True where a cell is blank ("" from the readers, None, or a missing Arrow string)."""
+def _empty_cells(raw: pd.DataFrame, factorize: set | frozenset = frozenset()) -> tuple[np.ndarray, dict]:
+    """rows x columns: True where a cell is blank ("" from the readers, None, or a missing Arrow string).
+
+    Object columns at the positions in ``factorize`` are factorised once here: blank is then decided
+    once per distinct value, and the codes are returned (position -> (codes, uniques)) for
+    normalize_column to reuse.
+    """
     out = np.zeros(raw.shape, dtype=bool)
+    factorized = {}
     for j, col in enumerate(raw.columns):
         s = raw[col]
         if isinstance(s.dtype, pd.StringDtype):
             out[:, j] = (s == "").to_numpy(bool, na_value=True)
+            continue
+        v = s.to_numpy(dtype=object)
+        if col in factorize:
+            codes, uniques = pd.factorize(v, use_na_sentinel=True)
+            uniques = uniques.tolist()
+            blank = np.array([u.__class__ is str and u == "" for u in uniques] + [False])[codes]
+            missing = np.flatnonzero(codes < 0)  # None, and NaN or NaT (never from the readers: not blank)
+            blank[missing] = [x is None for x in v[missing]]
+            out[:, j] = blank
+            factorized[col] = (codes, uniques)
         else:
-            v = s.to_numpy(dtype=object)
             out[:, j] = (v == "") | np.equal(v, None)  # readers give "" or None for a blank, never NaN
-    return out
+    return out, factorized
 
 
 def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapping, sites_sheet, notes,
@@ -512,7 +527,8 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         issue(row, "", "", message, "FILE-002")
     # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row (vectorised).
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
-    empty = _empty_cells(raw_all)
+    plain = {p for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}}
+    empty, factorized = _empty_cells(raw_all, plain)
     keep = ~empty.all(axis=1)
     # Exact checks only where they can matter: rows with no claim id (whitespace-only, totals).
     no_claim = np.flatnonzero(keep & (empty[:, claim_pos] if claim_pos is not None else True))
@@ -535,7 +551,10 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
     if rows_read > MAX_ROWS:
         raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
                           path.name, sheet)
-    raw = raw_all.iloc[idx].reset_index(drop=True) if rows_read < len(raw_all) else raw_all
+    subset = rows_read < len(raw_all)
+    raw = raw_all.iloc[idx].reset_index(drop=True) if subset else raw_all
+    if subset:
+        factorized = {p: (codes[idx], uniques) for p, (codes, uniques) in factorized.items()}
     del raw_all, empty
 
     data: dict[str, Any] = {}
@@ -546,7 +565,8 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         norm = _NORMALISERS[canonical]
         if date1904 and norm is N.norm_date:
             norm = functools.partial(N.norm_date, date1904=True)
-        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, _TYPED.get(canonical))
+        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, _TYPED.get(canonical),
+                                                        factorized.get(pos))
         for p in long_pos:
             issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
                   f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")

@@ -205,14 +205,16 @@ def split_list(value: Any) -> list[str]:
 
 
 def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text: int | None = None,
-                     typed: Callable[[list], Any] | None = None) -> tuple[Any, dict[int, str], list[int]]:
+                     typed: Callable[[list], Any] | None = None, factorized: tuple | None = None,
+                     ) -> tuple[Any, dict[int, str], list[int]]:
     """Apply ``norm`` once per distinct value; return values, {position: reason} and over-long positions.
 
     ``typed`` turns the distinct normalised values into a typed array (Arrow strings, datetime64,
     float64...); the column is then taken from it, with no Python object per cell.
 
     Columns with TRUE/FALSE cells among other values take the exact per-cell path: hashing would treat
-    ``True`` and ``1`` as one value.
+    ``True`` and ``1`` as one value. ``factorized``: (codes, uniques as a list) of an object column,
+    already computed by the caller (``pd.factorize`` with the NA sentinel).
     """
     index = None
     if isinstance(values.dtype, pd.StringDtype):  # text read by pyarrow: no Python object per cell
@@ -224,8 +226,11 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
         kind = pd.api.types.infer_dtype(arr, skipna=True)
         if kind == "boolean" or (kind.startswith("mixed") and any(isinstance(v, (bool, np.bool_)) for v in arr)):
             return _normalize_cells(arr, norm, max_text)
-        codes, uniques = pd.factorize(arr, use_na_sentinel=True)
-        uniques = uniques.tolist()
+        if factorized is None:
+            codes, uniques = pd.factorize(arr, use_na_sentinel=True)
+            uniques = uniques.tolist()
+        else:
+            codes, uniques = factorized
         text = kind == "string"
     if norm is norm_text and text:  # text as written, trimmed: for str values that is str.strip, nothing else
         trimmed = [u.strip() or None for u in uniques]

@@ -1,5 +1,6 @@
 """Reading real files: samples, aliases, title rows, encodings, combined columns, broken files."""
 
+import datetime as dt
 import io
 import zipfile
 
@@ -235,3 +236,21 @@ def test_fast_csv_reader_gives_the_exact_readers_lines(tmp_path, monkeypatch, na
     pd.testing.assert_frame_equal(fast.lines, exact.lines)
     pd.testing.assert_frame_equal(fast.issues, exact.issues)
     assert (fast.rows_read, fast.present, fast.notes) == (exact.rows_read, exact.present, exact.notes)
+
+
+def test_blank_cells_are_the_same_whether_or_not_a_column_is_factorised():
+    """It finds the same blank cells per distinct value (mapped columns) as cell by cell, and hands back the codes."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline.ingest import _empty_cells
+
+    col = [None, "", " ", 0, False, True, 1, float("nan"), "x", "", None, dt.datetime(2024, 1, 2)]
+    raw = pd.DataFrame({0: pd.Series(col, dtype=object), 1: pd.Series(list(reversed(col)), dtype=object)})
+    cell_by_cell, none = _empty_cells(raw)
+    per_value, codes = _empty_cells(raw, {0, 1})
+    assert none == {} and set(codes) == {0, 1}
+    np.testing.assert_array_equal(cell_by_cell, per_value)
+    assert per_value[:, 0].tolist() == [True, True, False, False, False, False, False, False, False, True, True, False]
+    c, uniques = codes[0]
+    assert [None if k < 0 else uniques[k] for k in c][8] == "x"
