@@ -200,11 +200,18 @@ def _window(dates: pd.Series) -> dict:
 
 
 def history_scope(lines: pd.DataFrame, salt: str) -> dict:
-    """The ledger sessions HFS-030 can use for one file: its 64612 claims' patients, in the dates that matter.
+    """The ledger sessions HFS-030 can use for one file: its 64612 claims' patients, in the dates that matter
+    (``Ledger.injection_history`` keyword arguments)."""
+    keys, window = session_keys(lines, salt)
+    return {"keys": list(keys.values()), **window} if keys else {"keys": []}
 
-    Any patient on a claim with a 64612 line (a superset of the sessions derive checks), from the
-    longest interval before the file's first date of service to its last: an earlier session is only
-    ever compared with the session right after it.
+
+def session_keys(lines: pd.DataFrame, salt: str) -> tuple[dict, dict]:
+    """{patient id: salted key} of the patients on a claim with a 64612 line, and the history dates that matter.
+
+    The patients are a superset of the file's sessions (derive's and ``night_sessions``'), so their keys
+    are hashed once per file. The dates run from the longest interval before the file's first date of
+    service to its last: an earlier session is only ever compared with the session right after it.
     """
     codes, uniques = pd.factorize(lines[C.CLAIM_ID])
     has_64612 = np.zeros(len(uniques) + 1, dtype=bool)  # the last slot: lines without a claim id (code -1)
@@ -212,8 +219,8 @@ def history_scope(lines: pd.DataFrame, salt: str) -> dict:
     on = has_64612[codes] & (codes >= 0)
     patients, dates = lines[C.PATIENT_ID][on].dropna().unique().tolist(), lines[C.SERVICE_DATE][on].dropna()
     if not patients or dates.empty:
-        return {"keys": []}
-    return {"keys": [patient_key(p, salt) for p in patients], **_window(dates)}
+        return {}, {}
+    return {p: patient_key(p, salt) for p in patients}, _window(dates)
 
 
 def night_scope(outcomes: list["FileOutcome"]) -> dict:
@@ -229,17 +236,21 @@ SESSION_COLUMNS = ["patient_key", "date", "sides", "in_scope", "interval", C.CLA
                    C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
 
 
-def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str) -> pd.DataFrame:
+def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str, keys: dict | None = None
+                   ) -> pd.DataFrame:
     """This file's 64612 sessions (one salted key per session, computed once for the ledger and the
-    night-level HFS-030 pass) with what a finding on them needs (its 64612 line)."""
+    night-level HFS-030 pass) with what a finding on them needs (its 64612 line). ``keys``: patient
+    id -> salted key already hashed for this file (``session_keys``)."""
     if claims is None or claims.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
     sel = claims[claims["is_64612"] & claims[C.PATIENT_ID].notna() & claims["dos_min"].notna()]
+    known = keys or {}
     at = lines.loc[sel["idx_64612"].to_numpy()]
     sides = np.where(sel["m50"] | (sel["m_rt"] & sel["m_lt"]), "both",
                      np.where(sel["m_rt"], "right", np.where(sel["m_lt"], "left", "unspecified")))
     return pd.DataFrame({
-        "patient_key": [patient_key(p, salt) for p in sel[C.PATIENT_ID]], "date": sel["dos_min"].to_numpy(),
+        "patient_key": [known.get(p) or patient_key(p, salt) for p in sel[C.PATIENT_ID]],
+        "date": sel["dos_min"].to_numpy(),
         "sides": sides,
         "in_scope": sel["in_scope"].to_numpy(), "interval": sel["repeat_interval_days"].to_numpy(),
         C.CLAIM_ID: sel[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
@@ -382,8 +393,10 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
     try:
         # The ledger's history is read here, where it is used: handing it to a child would pickle every
         # session of every earlier night once per file.
+        keys, window = session_keys(result.lines, salt)
         book = Ledger(ledger_path)
-        history = book.injection_history(**history_scope(result.lines, salt)) if book.holds_injections() else None
+        history = (book.injection_history(keys=keys.values(), **window)
+                   if keys and book.holds_injections() else None)
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
         failure = ScrubFailure("checking the claims", exc)
@@ -398,7 +411,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
     try:
         flagged = result.lines[C.CLAIM_ID].isin(set(checked.findings[C.CLAIM_ID].dropna()))
         return Scrubbed(summary, checked.findings, result.lines[flagged], result.issues,
-                        night_sessions(checked.claims, result.lines, salt))
+                        night_sessions(checked.claims, result.lines, salt, keys))
     except Exception as exc:  # noqa: BLE001 - a bug after the outputs: keep the file (a re-run replaces them)
         failure = ScrubFailure("listing the injection sessions", exc)
         return failure.code, failure.reason, True

@@ -257,3 +257,22 @@ def test_history_read_for_a_file_is_its_patients_in_the_dates_that_matter(tmp_pa
     assert "HFS-030" in set(full["rule"])
     pd.testing.assert_frame_equal(full, part)
     assert nightly.history_scope(lines.iloc[0:0], salt) == {"keys": []}
+
+
+def test_session_keys_cover_every_session_of_the_file():
+    """It hashes each patient once per file: every session's key is among them and the sessions are unchanged."""
+    import pandas as pd
+
+    from pipeline.validate import find_violations
+    from tests.conftest import lines_frame
+
+    lines = lines_frame(clean_claim() + clean_claim("CLM-2", "MBR-000002", "2024-05-20")
+                        + [dict(x, **{"claim_id": "CLM-3", "patient_id": "MBR-000003"})
+                           for x in clean_claim() if x["procedure_code"] != "64612"])
+    lines["source_row"] = range(2, len(lines) + 2)
+    claims = find_violations(lines, AS_OF, salt="s").claims
+    keys, window = nightly.session_keys(lines, "s")
+    assert set(keys) == {"MBR-000001", "MBR-000002"} and window == {"since": "2023-05-14", "until": "2024-05-20"}
+    plain = nightly.night_sessions(claims, lines, "s")
+    pd.testing.assert_frame_equal(nightly.night_sessions(claims, lines, "s", keys), plain)
+    assert set(plain["patient_key"]) <= set(keys.values())
