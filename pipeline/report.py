@@ -163,15 +163,17 @@ def _header(ws, names) -> None:
 
 
 def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
-                   ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False) -> Path:
-    """Write the exceptions workbook atomically; returns the final path."""
+                   ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False,
+                   ids: list[str] | None = None) -> Path:
+    """Write the exceptions workbook atomically; returns the final path. ``ids``: the findings'
+    exception ids in sheet order, when the caller has them already (see exception_ids)."""
     path = Path(path)
 
     def build() -> Workbook:
         wb = Workbook(write_only=True)
         _summary_sheet(wb, summary, generated_at)
         claim_rows = _claims_row_map(lines, findings)
-        _exceptions_sheet(wb, findings, claim_rows, source_file_column)
+        _exceptions_sheet(wb, findings, claim_rows, source_file_column, ids)
         _claims_sheet(wb, lines, findings, claim_rows, source_file_column)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
@@ -279,7 +281,7 @@ def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
         ["_o", C.CLAIM_ID, C.LINE_NO, "rule"], na_position="first", kind="stable").drop(columns="_o")
 
 
-def _in_order(findings: pd.DataFrame) -> pd.DataFrame:
+def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     """The findings as given when already in sheet order (validate's contract), so no copy is made."""
     rank = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
@@ -367,7 +369,8 @@ def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) 
     return Column([_value(ws, v) for v in s.tolist()])
 
 
-def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool) -> None:
+def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
+                      ids: list[str] | None = None) -> None:
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
     for i, h in enumerate(headers, start=1):
@@ -387,9 +390,9 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         return
     wrap = _proto(ws, alignment=Alignment(wrap_text=True, vertical="top"))
     link = _proto(ws, font=Font(color="0563C1", underline="single"))
-    f = _in_order(findings)
+    f = in_sheet_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
-    ids, id_styles, links = exception_ids(f), [None] * n, {}
+    ids, id_styles, links = (exception_ids(f) if ids is None else ids), [None] * n, {}
     for i, (src, srow) in enumerate(zip(files, f[C.SOURCE_ROW], strict=True)):
         target = claim_rows.get((src, srow))
         if target:
@@ -484,11 +487,12 @@ def _rules_sheet(wb) -> None:
                    _text(ws, r.message.replace("{value}", "…")), _text(ws, r.fix), _text(ws, r.source)])
 
 
-def write_findings_csv(findings: pd.DataFrame, path: Path) -> Path:
-    """The same findings as plain data, with their exception ids (atomic write)."""
+def write_findings_csv(findings: pd.DataFrame, path: Path, ids: list[str] | None = None) -> Path:
+    """The same findings as plain data, with their exception ids (``ids``: already computed, in sheet
+    order), written atomically."""
     path = Path(path)
-    out = _in_order(findings).copy()
-    out.insert(0, "exception_id", exception_ids(out))
+    out = in_sheet_order(findings).copy()
+    out.insert(0, "exception_id", exception_ids(out) if ids is None else ids)
     fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)  # mode 0600
     os.close(fd)
     try:

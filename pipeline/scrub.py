@@ -55,8 +55,9 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
         workbook.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         raise OutputError("E_OUTPUT_UNWRITABLE", "the output folder cannot be created") from None
-    report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated)
-    report.write_findings_csv(checked.findings, csv_path)
+    ids = report.exception_ids(report.in_sheet_order(checked.findings))  # once, for both outputs
+    report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated, ids=ids)
+    report.write_findings_csv(checked.findings, csv_path, ids)
     return summary
 
 

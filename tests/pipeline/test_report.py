@@ -236,3 +236,17 @@ def test_ingest_and_rules_sheets_keep_their_layout(tmp_path):
     assert rows and all(isinstance(r[2], int) for r in rows if r[2] is not None)
     assert any(r[2] == 11 for r in rows)  # the row the ingest command names for messy.xlsx
     assert wb["Rules"].column_dimensions["D"].width == 70
+
+
+def test_workbook_and_csv_carry_the_same_exception_ids(mixed):
+    """It writes each finding's stable id, row for row, to the Exceptions sheet and the findings CSV."""
+    import pandas as pd
+
+    from pipeline.report import exception_id
+
+    sheet = [r[0] for r in load_workbook(mixed.workbook)["Exceptions"].iter_rows(min_row=2, values_only=True)]
+    csv = pd.read_csv(mixed.findings_csv, dtype=str, keep_default_na=False)
+    assert sheet == csv["exception_id"].tolist() and len(set(sheet)) == len(sheet)
+    line = csv[C.LINE_NO].map(lambda v: int(float(v)) if v else None)
+    assert csv["exception_id"].tolist() == [exception_id(c or None, ln, r, v or None) for c, ln, r, v in zip(
+        csv[C.CLAIM_ID], line, csv["rule"], csv["value"], strict=True)]
