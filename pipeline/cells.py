@@ -91,14 +91,29 @@ def special_cells(path: Path, sheet: str) -> list[tuple[int, int, str, str]]:
         return []
 
 
-def special_cells_by_sheet(path: Path) -> dict[str, list[tuple[int, int, str, str]]]:
-    """``special_cells`` of every sheet named in the workbook (ingest runs this beside calamine's read,
-    before it knows which sheet holds the claims)."""
+def sheet_names(path: Path) -> list[str]:
+    """The sheet names ``xl/workbook.xml`` lists, in order ([] when it cannot be read)."""
     try:
         with zipfile.ZipFile(path) as z:
             parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
             book = etree.fromstring(z.read("xl/workbook.xml"), parser)
-            names = [node.get("name") for node in book.iter(f"{_NS}sheet") if node.get("name")]
+    except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
+        return []
+    return [node.get("name") for node in book.iter(f"{_NS}sheet") if node.get("name")]
+
+
+def sheet_parts(path: Path) -> dict[str, str]:
+    """Sheet name -> its part in the zip, for the sheets whose part exists."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            parts = {name: _sheet_part(z, name) for name in sheet_names(path)}
     except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
         return {}
-    return {name: special_cells(path, name) for name in names}
+    return {name: part for name, part in parts.items() if part in names}
+
+
+def special_cells_by_sheet(path: Path, skip: tuple[str, ...] = ()) -> dict[str, list[tuple[int, int, str, str]]]:
+    """``special_cells`` of every sheet named in the workbook but ``skip`` (ingest runs this beside calamine's
+    read, before it knows which sheet holds the claims)."""
+    return {name: special_cells(path, name) for name in sheet_names(path) if name not in skip}

@@ -232,8 +232,12 @@ def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dic
     return header, found[1], frame
 
 
-def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
+def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
+                   ) -> tuple[list[tuple[str, list[list[Any]]]], Any]:
+    """Every visible worksheet's rows; with a ``xlsxsplit.Plan``, also its split read (None if not split)."""
     from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
+
+    from pipeline import xlsxsplit
 
     if kind == "cfb" and cfb_is_encrypted(path):
         raise IngestError("E_ENCRYPTED", "FILE-001",
@@ -248,7 +252,7 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
         raise IngestError(code, "FILE-001",
                           f"the workbook is damaged or not a spreadsheet ({type(exc).__name__})",
                           path.name) from None
-    sheets = []
+    sheets, split = [], None
     try:
         for meta in wb.sheets_metadata:
             if meta.visible != SheetVisibleEnum.Visible:
@@ -256,7 +260,12 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
                 continue
             if meta.typ != SheetTypeEnum.WorkSheet:
                 continue
-            rows = wb.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
+            rows = None
+            if plan is not None and meta.name == plan.sheet:
+                split = xlsxsplit.read_split(path, plan)
+                rows = split.rows if split is not None else None
+            if rows is None:
+                rows = wb.get_sheet_by_name(meta.name).to_python(skip_empty_area=False)
             sheets.append((meta.name, rows))
     except BaseException as exc:  # including a Rust panic inside calamine
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -265,7 +274,7 @@ def _read_workbook(path: Path, kind: str, notes: list[str]) -> list[tuple[str, l
                           f"a sheet could not be read ({type(exc).__name__})", path.name) from None
     finally:
         wb.close()
-    return sheets
+    return sheets, split
 
 
 # --- header and sheet detection ---------------------------------------------------------------
@@ -385,14 +394,19 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
         return _build(path, file_sha256(path), path.name, header, frame, 2, mapping, None, notes)
     if kind == "text":
         return _read_sheets(path, kind, _read_text(path, notes), {}, user_map, notes)
-    from pipeline.cells import special_cells_by_sheet
+    from pipeline import cells, xlsxsplit
 
-    # Error cells and value-less formulas (calamine shows them as blanks) are found in the sheet XML by a
-    # second thread while calamine reads the same sheets: zlib releases the GIL.
+    # A large sheet is parsed in row pieces on every core (``xlsxsplit``). Error cells and value-less formulas
+    # (calamine shows them as blanks) are found in the sheet XML: the split read looks for them in its
+    # pieces, a second thread scans the other sheets while calamine reads (zlib releases the GIL).
+    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" else None
+    skip = (plan.sheet,) if plan else ()
     with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-cells") as pool:
-        scan = pool.submit(special_cells_by_sheet, path) if kind == "zip" else None
-        sheets = _read_workbook(path, kind, notes)
+        scan = pool.submit(cells.special_cells_by_sheet, path, skip) if kind == "zip" else None
+        sheets, split = _read_workbook(path, kind, notes, plan)
         special = scan.result() if scan is not None else {}
+    if plan and (split is None or split.special_suspected):
+        special[plan.sheet] = cells.special_cells(path, plan.sheet)
     return _read_sheets(path, kind, sheets, special, user_map, notes)
 
 
