@@ -255,7 +255,8 @@ def write_results(report: dict) -> None:
     for name, r in report["cases"].items():
         lines.append(
             f"| {name} | {r['lines']:,.0f} | {r['findings']:,.0f} | {r['read_total']:.2f} | ({r['floor_read']:.2f} "
-            f"{r['read_beyond_floor']:+.2f}) | {r['validate_total']:.2f} | ({r['derive']:.2f}) | {r['write']:.2f} | "
+            f"{'-' if r['read_beyond_floor'] < 0 else '+'} {abs(r['read_beyond_floor']):.2f}) | "
+            f"{r['validate_total']:.2f} | ({r['derive']:.2f}) | {r['write']:.2f} | "
             f"{r['end_to_end']:.2f} | {r['floor']:.2f} | {r['ratio']:.2f} | {r['cli_wall']:.2f} | "
             f"{r['lines_per_s']:,.0f} | {r['us_per_line']:.1f} | {r['validate_share_of_floor']:.0%} | "
             f"{r['peak_rss_mb']:.0f} |")

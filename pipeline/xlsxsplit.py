@@ -14,6 +14,7 @@ At most ``workers + 1`` pieces are held in memory at a time. While it inflates t
 also looks for error cells and formulas (see ``pipeline.cells``), so that sheet need not be inflated twice.
 """
 
+import logging
 import os
 import re
 import tempfile
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 MIN_SPLIT_BYTES = 8 << 20  # inflated sheet XML; about 6,000 lines of a typical export
 PIECE_BYTES = 16 << 20  # at most; a smaller sheet is cut into two pieces per worker, of at least MIN_PIECE_BYTES
@@ -102,12 +105,15 @@ def read_split(path: Path, p: Plan) -> SplitRead | None:
     try:
         return _read_split(path, p)
     except _Unsplittable:
+        log.info("the sheet's XML cannot be cut on rows here; it is read whole")
         return None
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError):
-        return None  # the whole read reports the damage with the usual reason
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+        log.info("split read stopped (%s); the sheet is read whole", type(exc).__name__)
+        return None  # the whole read reports any damage with the usual reason
     except BaseException as exc:  # a calamine error or a Rust panic in one piece: read the sheet whole
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
+        log.warning("split read failed (%s); the sheet is read whole", type(exc).__name__)
         return None
 
 
