@@ -40,7 +40,8 @@ _BLOCK = 4 << 20
 _MAX_HEAD = 32 << 20  # sheet XML before <sheetData> (columns, views, formats), and the longest row
 _EMPTY_SHEET = (b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
                 b"<sheetData/></worksheet>")
-_SKIP_PARTS = ("xl/media/", "xl/embeddings/", "xl/drawings/", "xl/printerSettings/", "customXml/", "docProps/")
+_NEEDED = ("workbook.xml", "styles.xml", "sharedStrings.xml", ".rels", "[Content_Types].xml")
+_SMALL_PART = 64 << 10
 _SHEET_DATA = re.compile(rb"<sheetData(\s[^>]*)?>")
 _ROOT = re.compile(rb"<([A-Za-z_][\w.:-]*)[\s>]")
 _DIMENSION = re.compile(rb"<dimension\b[^>]*/>")
@@ -142,15 +143,16 @@ def _read_split(path: Path, p: Plan) -> SplitRead:
 
 
 def _other_parts(z: zipfile.ZipFile, part: str) -> list[tuple[str, bytes]]:
-    """Every part a piece's workbook needs: worksheets other than ``part`` are left empty, media out."""
+    """The parts a piece's workbook needs: the workbook, its relations, styles and shared strings, and the
+    other small parts; other worksheets are left empty, and large extras (media, macros, pivot caches) out."""
     out = []
     for info in z.infolist():
         name = info.filename
-        if name == part or name.endswith("/") or name.startswith(_SKIP_PARTS):
+        if name == part or name.endswith("/"):
             continue
         if name.startswith("xl/worksheets/") and name.endswith(".xml"):
             out.append((name, _EMPTY_SHEET))
-        else:
+        elif name.endswith(_NEEDED) or info.file_size <= _SMALL_PART:
             out.append((name, z.read(name)))
     return out
 

@@ -232,3 +232,18 @@ def test_lines_keep_their_excel_rows(tmp_path, forced_split):
 def test_error_cells_and_formulas_are_noticed_in_a_piece(xml, expected):
     padded = b"<f" + xml + b't="e"'  # outside the piece: not looked at
     assert xlsxsplit._special(padded, 2, 2 + len(xml)) is expected
+
+
+def test_pieces_carry_what_calamine_needs_and_leave_large_extras_out(tmp_path):
+    src, sheet = _sparse(tmp_path)
+    path = tmp_path / "extras.xlsx"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename, zin.read(item.filename))
+        zout.writestr("xl/media/image1.png", bytes(range(256)) * 2048)  # 512 KB, referenced by nothing here
+    with zipfile.ZipFile(path) as z:
+        names = [name for name, _ in xlsxsplit._other_parts(z, "xl/worksheets/sheet1.xml")]
+    assert "xl/media/image1.png" not in names and "xl/worksheets/sheet1.xml" not in names
+    assert {"xl/workbook.xml", "xl/styles.xml", "xl/sharedStrings.xml", "xl/worksheets/sheet2.xml"} <= set(names)
+    split = _split(path, sheet, 700)
+    assert split is not None and split.rows == _whole(path, sheet)
