@@ -130,7 +130,7 @@ def _read_split(path: Path, p: Plan) -> SplitRead:
         special = False
         with ThreadPoolExecutor(p.workers, thread_name_prefix="claimscrub-split") as pool:
             try:
-                for xml, suspect in _pieces(z, p.part, p.piece_bytes):
+                for xml, suspect in _pieces(z, p.part, p.piece_bytes, p.workers):
                     special = special or suspect
                     slots.acquire()
                     futures.append(pool.submit(_parse_piece, _piece_zip(rest, p.part, xml), p.sheet, slots))
@@ -157,8 +157,17 @@ def _other_parts(z: zipfile.ZipFile, part: str) -> list[tuple[str, bytes]]:
     return out
 
 
-def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int):
+def _target(piece_bytes: int, index: int, done: int, total: int, workers: int) -> int:
+    """The size of the next piece: small for the first one per worker, so that every worker starts at
+    once, then ``piece_bytes``, shrinking near the end so that the workers finish together."""
+    if index < workers:
+        return max(1, piece_bytes // 4)
+    return max(min(piece_bytes, (total - done) // (2 * workers)), min(piece_bytes, MIN_PIECE_BYTES))
+
+
+def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int, workers: int = 2):
     """((head, rows, tail), holds an error cell or formula) for runs of whole rows of the sheet, in order."""
+    total = z.getinfo(part).file_size
     with z.open(part) as fh:
         data = fh.read(_BLOCK)
         while True:  # the head must hold <sheetData>
@@ -177,7 +186,7 @@ def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int):
         head = _DIMENSION.sub(b"", data[:found.end()])  # the whole sheet's size would only mislead a piece
         close = b"</sheetData></" + root.group(1) + b">"
         chunks = [data[found.end():]]
-        have, eof, more, first = len(chunks[0]), False, False, True
+        have, eof, more, index, offset = len(chunks[0]), False, False, 0, found.end()
         del data
         while True:
             while not eof and (more or have < piece_bytes + _BLOCK):  # a piece and room to end its last row
@@ -197,24 +206,26 @@ def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int):
                 if not eof and end - pos < piece_bytes + _BLOCK:
                     break
                 cut = -1
-                if end - pos > piece_bytes:
-                    cut = buf.rfind(b"</row>", pos, pos + piece_bytes)
+                target = _target(piece_bytes, index, offset + pos, total, workers)
+                if end - pos > target:
+                    cut = buf.rfind(b"</row>", pos, pos + target)
                     if cut < 0:
-                        cut = buf.find(b"</row>", pos + piece_bytes, end)
+                        cut = buf.find(b"</row>", pos + target, end)
                 if cut < 0 and not eof:
                     more = True  # a very long row: read on
                     break
                 last = cut < 0
                 cut = end if last else cut + len(b"</row>")
-                if not first:
+                if index:
                     row = _FIRST_ROW.match(buf, pos)
                     if cut > pos and (row is None or not _ROW_NUMBER.search(row.group(1))):
                         raise _Unsplittable
                 suspect = _special(buf, pos, cut)
                 yield (head, memoryview(buf)[pos:cut], buf[end:] if last else close), suspect
-                first, pos = False, cut
+                index, pos = index + 1, cut
                 if last:
                     return
+            offset += pos
             chunks = [buf[pos:]]
             have = len(chunks[0])
             del buf
