@@ -65,6 +65,7 @@ class Plan:
     part: str
     workers: int
     piece_bytes: int
+    shaped: bool = True  # small first and last pieces (not when each piece re-parses shared strings)
 
 
 @dataclass
@@ -98,7 +99,7 @@ def plan(path: Path, sheet_parts: dict[str, str], min_bytes: int | None = None) 
         if most < 2:
             return None
         piece = max(piece, -(-size // most))
-    return Plan(sheet, sheet_parts[sheet], workers, piece)
+    return Plan(sheet, sheet_parts[sheet], workers, piece, shaped=not shared)
 
 
 def read_split(path: Path, p: Plan) -> SplitRead | None:
@@ -130,7 +131,7 @@ def _read_split(path: Path, p: Plan) -> SplitRead:
         special = False
         with ThreadPoolExecutor(p.workers, thread_name_prefix="claimscrub-split") as pool:
             try:
-                for xml, suspect in _pieces(z, p.part, p.piece_bytes, p.workers):
+                for xml, suspect in _pieces(z, p.part, p.piece_bytes, p.workers if p.shaped else 0):
                     special = special or suspect
                     slots.acquire()
                     futures.append(pool.submit(_parse_piece, _piece_zip(rest, p.part, xml), p.sheet, slots))
@@ -159,13 +160,16 @@ def _other_parts(z: zipfile.ZipFile, part: str) -> list[tuple[str, bytes]]:
 
 def _target(piece_bytes: int, index: int, done: int, total: int, workers: int) -> int:
     """The size of the next piece: small for the first one per worker, so that every worker starts at
-    once, then ``piece_bytes``, shrinking near the end so that the workers finish together."""
+    once, then ``piece_bytes``, shrinking near the end so that the workers finish together
+    (``workers`` 0: always ``piece_bytes``)."""
+    if not workers:
+        return piece_bytes
     if index < workers:
         return max(1, piece_bytes // 4)
     return max(min(piece_bytes, (total - done) // (2 * workers)), min(piece_bytes, MIN_PIECE_BYTES))
 
 
-def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int, workers: int = 2):
+def _pieces(z: zipfile.ZipFile, part: str, piece_bytes: int, workers: int):
     """((head, rows, tail), holds an error cell or formula) for runs of whole rows of the sheet, in order."""
     total = z.getinfo(part).file_size
     with z.open(part) as fh:

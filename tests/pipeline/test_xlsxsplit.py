@@ -199,7 +199,7 @@ def test_small_sheets_single_core_and_large_shared_strings_are_not_split(tmp_pat
     monkeypatch.setattr(xlsxsplit, "usable_cores", lambda: 2)
     assert xlsxsplit.plan(path, parts) is None  # under MIN_SPLIT_BYTES
     found = xlsxsplit.plan(path, parts, min_bytes=0)
-    assert found is not None and (found.sheet, found.workers, found.piece_bytes) == (sheet, 2, 2 << 20)
+    assert found is not None and (found.sheet, found.workers, found.piece_bytes, found.shaped) == (sheet, 2, 2 << 20, True)
     monkeypatch.setattr(xlsxsplit, "usable_cores", lambda: 1)
     assert xlsxsplit.plan(path, parts, min_bytes=0) is None
     monkeypatch.setattr(xlsxsplit, "usable_cores", lambda: 2)
@@ -215,7 +215,11 @@ def test_small_sheets_single_core_and_large_shared_strings_are_not_split(tmp_pat
     with zipfile.ZipFile(tmp_path / "shared.xlsx") as z:
         sheet_size, shared = (z.getinfo(n).file_size for n in ("xl/worksheets/sheet1.xml", "xl/sharedStrings.xml"))
     found = xlsxsplit.plan(tmp_path / "shared.xlsx", parts, min_bytes=0)
-    assert found.piece_bytes == -(-sheet_size // int(sheet_size * 4.0 / shared)) > 1
+    most = int(sheet_size * 4.0 / shared)
+    assert found.piece_bytes == -(-sheet_size // most) > 1 and not found.shaped
+    split = xlsxsplit.read_split(tmp_path / "shared.xlsx", found)
+    assert split is not None and 2 <= split.pieces <= most  # no extra small pieces to parse the strings again
+    assert split.rows == _whole(tmp_path / "shared.xlsx", "Sheet")
 
 
 def test_lines_keep_their_excel_rows(tmp_path, forced_split):
