@@ -91,23 +91,25 @@ def special_cells(path: Path, sheet: str) -> list[tuple[int, int, str, str]]:
         return []
 
 
-def sheet_names(path: Path) -> list[str]:
-    """The sheet names ``xl/workbook.xml`` lists, in order ([] when it cannot be read)."""
+def sheet_names(path: Path, visible_only: bool = False) -> list[str]:
+    """The sheet names ``xl/workbook.xml`` lists, in order ([] when it cannot be read); ``visible_only``
+    leaves out hidden and very hidden sheets, which ingest never reads."""
     try:
         with zipfile.ZipFile(path) as z:
             parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
             book = etree.fromstring(z.read("xl/workbook.xml"), parser)
     except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
         return []
-    return [node.get("name") for node in book.iter(f"{_NS}sheet") if node.get("name")]
+    return [node.get("name") for node in book.iter(f"{_NS}sheet") if node.get("name")
+            and not (visible_only and node.get("state") in ("hidden", "veryHidden"))]
 
 
 def sheet_parts(path: Path) -> dict[str, str]:
-    """Sheet name -> its part in the zip, for the sheets whose part exists."""
+    """Visible sheet name -> its part in the zip, for the sheets whose part exists."""
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-            parts = {name: _sheet_part(z, name) for name in sheet_names(path)}
+            parts = {name: _sheet_part(z, name) for name in sheet_names(path, visible_only=True)}
     except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
         return {}
     return {name: part for name, part in parts.items() if part in names}

@@ -405,7 +405,7 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
         scan = pool.submit(cells.special_cells_by_sheet, path, skip) if kind == "zip" else None
         sheets, split = _read_workbook(path, kind, notes, plan)
         special = scan.result() if scan is not None else {}
-    if plan and (split is None or split.special_suspected):
+    if plan and plan.sheet in (name for name, _ in sheets) and (split is None or split.special_suspected):
         special[plan.sheet] = cells.special_cells(path, plan.sheet)
     return _read_sheets(path, kind, sheets, special, user_map, notes)
 

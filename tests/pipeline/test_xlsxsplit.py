@@ -251,3 +251,18 @@ def test_pieces_carry_what_calamine_needs_and_leave_large_extras_out(tmp_path):
     assert {"xl/workbook.xml", "xl/styles.xml", "xl/sharedStrings.xml", "xl/worksheets/sheet2.xml"} <= set(names)
     split = _split(path, sheet, 700)
     assert split is not None and split.rows == _whole(path, sheet)
+
+
+def test_a_large_hidden_sheet_is_not_the_one_split(tmp_path, monkeypatch):
+    monkeypatch.setattr(xlsxsplit, "usable_cores", lambda: 2)
+    wb = Workbook()
+    wb.active.title = "Claims"
+    wb.active.append(HEADER)
+    hidden = wb.create_sheet("Lookup")
+    for i in range(500):
+        hidden.append([i, "lookup value", i * 2])
+    hidden.sheet_state = "hidden"
+    wb.save(tmp_path / "hidden.xlsx")
+    parts = cells.sheet_parts(tmp_path / "hidden.xlsx")
+    assert list(parts) == ["Claims"]
+    assert xlsxsplit.plan(tmp_path / "hidden.xlsx", parts, min_bytes=0).sheet == "Claims"
