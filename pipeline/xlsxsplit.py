@@ -127,19 +127,24 @@ def _read_split(path: Path, p: Plan) -> SplitRead:
     with zipfile.ZipFile(path) as z:
         rest = _other_parts(z, p.part)
         slots = threading.BoundedSemaphore(p.workers + 1)
-        futures = []
+        futures, files = [], []
         special = False
-        with ThreadPoolExecutor(p.workers, thread_name_prefix="claimscrub-split") as pool:
-            try:
-                for xml, suspect in _pieces(z, p.part, p.piece_bytes, p.workers if p.shaped else 0):
-                    special = special or suspect
-                    slots.acquire()
-                    futures.append(pool.submit(_parse_piece, _piece_zip(rest, p.part, xml), p.sheet, slots))
-                    del xml
-                results = [f.result() for f in futures]
-            finally:
-                for f in futures:
-                    f.cancel()
+        try:
+            with ThreadPoolExecutor(p.workers, thread_name_prefix="claimscrub-split") as pool:
+                try:
+                    for xml, suspect in _pieces(z, p.part, p.piece_bytes, p.workers if p.shaped else 0):
+                        special = special or suspect
+                        slots.acquire()
+                        files.append(_piece_zip(rest, p.part, xml))
+                        futures.append(pool.submit(_parse_piece, files[-1], p.sheet, slots))
+                        del xml
+                    results = [f.result() for f in futures]
+                finally:
+                    for f in futures:
+                        f.cancel()
+        finally:
+            for fh in files:  # the pieces a stopped read never parsed
+                fh.close()
     return SplitRead(_assemble(results), special, len(results))
 
 

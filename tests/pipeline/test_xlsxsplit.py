@@ -1,7 +1,9 @@
 """The split read of a large sheet gives exactly calamine's whole-sheet rows, or steps aside."""
 
 import datetime as dt
+import gc
 import re
+import warnings
 import zipfile
 
 import pandas as pd
@@ -138,8 +140,12 @@ def test_prefixed_xml_and_cdata_step_aside(tmp_path):
         b"<t>CLM-", b"<t><![CDATA[</row></c></row><row>CLM-]]></t><t>", 1).replace(
         b"<t><![CDATA[</row></c></row><row>CLM-]]></t><t>", b"<t><![CDATA[</row>CLM-]]></t><t>", 1))
     whole = _whole(cdata, sheet)
-    split = _split(cdata, sheet, 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = _split(cdata, sheet, 1)
+        gc.collect()
     assert split is None or split.rows == whole
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # no piece file left open
 
 
 @pytest.fixture
