@@ -309,3 +309,21 @@ def test_a_rule_check_that_raises_is_reported_not_passed(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="pipeline.validate"):
         find_violations(lines_frame(clean_claim()), AS_OF)
     assert "schema contract problems in ClaimFacts: ['HFS-013']" in caplog.text
+
+
+def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
+    """Each failing rule's error holds one boolean per row (what validate reads) and no per-row
+    failure-case table: pandera is not asked to format the failing rows it would only throw away."""
+    import pandas as pd
+    from pandera.errors import SchemaErrors
+
+    from pipeline.ingest import to_canonical
+    from schemas.claims import ClaimLines, RuleCheck
+
+    assert all(isinstance(c, RuleCheck) for c in ClaimLines.to_schema().checks)
+    frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461"))).assign(as_of=pd.Timestamp(AS_OF))
+    with pytest.raises(SchemaErrors) as caught:
+        ClaimLines.validate(frame, lazy=True)
+    (err,) = [e for e in caught.value.schema_errors if e.check.name == "STR-003"]
+    assert err.check_output.tolist() == [False] + [True] * (len(frame) - 1)
+    assert not isinstance(err.failure_cases, pd.DataFrame | pd.Series)
