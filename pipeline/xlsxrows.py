@@ -2,11 +2,13 @@
 
 openpyxl's write-only worksheet spends 5-10 us per cell in its own Python: a cell object per styled
 value, binding each value, looking up its style, one lxml call per tag. The two large sheets
-(Exceptions, Claims) are built as columns here instead. Each column's cells become their XML text in
-one pass, with style ids taken from the workbook's own style table once per style; the rows go to a
-temporary file. openpyxl writes the sheet's top and tail (columns, panes, filter, data validation,
-hyperlinks) around a marker, which is then replaced by the rows, and it writes the rest of the
-workbook (styles, shared parts, the zip) as usual.
+(Exceptions, Claims) are built as columns here instead. A column of text or of whole numbers becomes
+its cells' XML text in a few pyarrow passes (escaping, then joining the parts of each cell), any other
+column cell by cell; style ids are taken from the workbook's own style table once per style. Rows of
+16k at a time are joined the same way and their bytes go to a temporary file. openpyxl writes the
+sheet's top and tail (columns, panes, filter, data validation, hyperlinks) around a marker, which is
+then replaced by the rows, and it writes the rest of the workbook (styles, shared parts, the zip) as
+usual.
 
 The cells are the ones ``ws.append`` would write for the same values and styles: inline strings,
 numbers as ``%.16g``, dates as serial numbers with their number format, the same style ids. One
@@ -21,12 +23,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from lxml import etree
 from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 
-CHUNK_ROWS = 4000  # rows built and written at once
+CHUNK_ROWS = 16384  # rows built and written at once
 _MARK = "claimscrub-rows"
 # Not allowed in XML 1.0 (libxml2 refuses them): replaced, as control characters are, by U+FFFD.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -145,7 +150,7 @@ class _Cells:
 
 
 def _column_xml(cells: _Cells, letter: str, col: Column, start: int, stop: int, first_row: int) -> list[str]:
-    """The cells of rows ``start:stop`` of one column, as XML text ("" for no cell)."""
+    """The cells of rows ``start:stop`` of one column, as XML text ("" for no cell), one at a time."""
     out = []
     add = out.append
     values = col.values[start:stop]
@@ -164,11 +169,96 @@ def _column_xml(cells: _Cells, letter: str, col: Column, start: int, stop: int, 
             add(f'<c r="{letter}{first_row + k}"{style} t="n"/>' if style else "")
         else:
             add(cells.value(f"{letter}{first_row + k}", v, cells.proto(proto)))
-    if col.links:
-        for i in sorted(col.links):
-            if start <= i < stop:
-                cells.link(f"{letter}{first_row + i - start}", col.links[i])
     return out
+
+
+_ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"))
+_ESCAPED_BYTES = np.zeros(256, dtype=bool)
+_ESCAPED_BYTES[[ord(raw) for raw, _ in _ESCAPES]] = True
+_CONTROL_BYTES = np.zeros(256, dtype=bool)  # the ASCII part of _NOT_XML
+_CONTROL_BYTES[[c for c in range(32) if c not in (9, 10, 13)]] = True
+_PRESERVE = (' t="inlineStr"><is><t>', ' t="inlineStr"><is><t xml:space="preserve">')
+
+
+def _data_bytes(arr: pa.Array) -> np.ndarray:
+    """The UTF-8 bytes of a string array's values, as one numpy view (no copy)."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = arr.buffers()[2]
+    if data is None:
+        return np.zeros(0, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+
+
+def _text_cells(head: str, numbers: pa.Array, text: pa.Array, style) -> pa.Array:
+    """A column of text cells as XML, vectorised with pyarrow: the text ``_column_xml`` writes cell by
+    cell. ``head``: '<c r="' and the column letter; ``numbers``: the row numbers, each with its closing
+    quote; ``style``: "" or one style attribute per row; a null text is no cell, or an empty styled one."""
+    body = text
+    present = _ESCAPED_BYTES[_data_bytes(text)]
+    if present.any():
+        for raw, ref in _ESCAPES:
+            body = pc.replace_substring(body, raw, ref)
+    open_t = pc.if_else(pc.not_equal(pc.utf8_trim_whitespace(text), text), _PRESERVE[1], _PRESERVE[0])
+    cell = pc.binary_join_element_wise(head, numbers, style, open_t, body, "</t></is></c>", "")
+    if isinstance(style, str):
+        return pc.fill_null(cell, "")
+    empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
+    return pc.if_else(pc.is_null(text), empty, cell)
+
+
+def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Array:
+    """A column of whole numbers (below 1e16 in size: ``%.16g`` is their decimal text) as XML."""
+    cell = pc.binary_join_element_wise(head, numbers, style, ' t="n"><v>', pc.cast(values, pa.string()), "</v></c>",
+                                       "")
+    if isinstance(style, str):
+        return pc.fill_null(cell, "")
+    empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
+    return pc.if_else(pc.is_null(values), empty, cell)
+
+
+def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int, numbers: pa.Array) -> pa.Array:
+    """The cells of rows ``start:stop`` of one column as XML ("" for no cell): a column of text or of
+    whole numbers is built vectorised, any other one cell at a time."""
+    values = col.values[start:stop]
+    try:
+        arr = pa.array(values)  # str/None -> string, int/None -> int64; anything else is another type or fails
+    except (pa.ArrowException, UnicodeEncodeError, OverflowError):  # mixed values, objects, a lone surrogate
+        arr = None
+    if arr is not None and (pa.types.is_string(arr.type) or (pa.types.is_int64(arr.type) and _below_1e16(arr))):
+        style = ""
+        if col.styles is not None:
+            protos = col.styles[start:stop]
+            attrs = {id(p): cells.proto(p) for p in {id(p): p for p in protos if p is not None}.values()}
+            attrs[id(None)] = ""
+            style = pa.array(list(map(attrs.__getitem__, map(id, protos))), type=pa.string())
+        build = _text_cells if pa.types.is_string(arr.type) else _int_cells
+        return build(f'<c r="{letter}', numbers, arr, style)
+    xml = _column_xml(cells, letter, col, start, stop, start + 2)
+    try:
+        return pa.array(xml, type=pa.string())
+    except UnicodeEncodeError:  # a lone surrogate (a damaged legacy file), replaced as _write would
+        return pa.array([_NOT_XML.sub("\ufffd", x) for x in xml], type=pa.string())
+
+
+def _below_1e16(arr: pa.Array) -> bool:
+    """Every integer's size is below 1e16 (``%.16g`` writes them in full)."""
+    lo, hi = pc.min_max(arr).values()
+    return lo.as_py() is None or (-(10**16) < lo.as_py() and hi.as_py() < 10**16)
+
+
+def _write_chunk(out, rows: pa.Array) -> None:
+    """A chunk of rows' XML (a string array) to ``out``; characters XML 1.0 does not allow become U+FFFD
+    (markup never holds them; text values may)."""
+    data = _data_bytes(rows)
+    lead = np.flatnonzero(data == 0xEF)  # U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8
+    lead = lead[lead + 2 < len(data)]
+    low = data[data < 32]
+    odd = _CONTROL_BYTES[low].any() or bool(
+        ((data[lead + 1] == 0xBF) & ((data[lead + 2] == 0xBE) | (data[lead + 2] == 0xBF))).any())
+    if odd:
+        _write(out, [data.tobytes().decode()])
+    else:
+        out.write(memoryview(data))
 
 
 def stream_rows(ws, header: list, columns: list[Column]) -> None:
@@ -195,9 +285,13 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
         _write(rows, [f'<row r="1">{head}</row>'])
         for start in range(0, n, CHUNK_ROWS):
             stop = min(start + CHUNK_ROWS, n)
-            parts = [_column_xml(cells, letters[j], col, start, stop, start + 2) for j, col in enumerate(columns)]
-            _write(rows, [f'<row r="{r}">{"".join(row)}</row>'
-                          for r, row in enumerate(zip(*parts, strict=True), start + 2)])
+            numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2)), pa.string())
+            quoted = pc.binary_join_element_wise(numbers, '"', "")
+            parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
+            _write_chunk(rows, pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", ""))
+        for j, col in enumerate(columns):
+            for i in sorted(col.links or ()):
+                cells.link(f"{letters[j]}{i + 2}", col.links[i])
         ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
         ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
         _splice(Path(ws._writer.out), rows)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import re
+import zipfile
 from copy import copy
 
 import pytest
@@ -163,9 +164,11 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
         [(dates[i % 8], None) for i in rows],
         [(dates[i % 8], "fill" if i % 2 else None) for i in rows],
         [(None, "fill" if i % 5 == 0 else None) for i in rows],
+        [(None if i % 6 == 0 else i * 37 - 5000, "money" if i % 4 == 0 else None) for i in rows],  # whole numbers
+        [(texts[i % 8] if i % 7 else None, None) for i in rows],
     ]
     linked = {i: f"'Claims'!A{i + 9}" for i in rows if i % 4 == 0}
-    header = ["One", "Two", "Three", "Four", "Five", "Six", "Seven"]
+    header = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
     wb = Workbook(write_only=True)
     ref, fast = wb.create_sheet("ref"), wb.create_sheet("fast")
@@ -210,6 +213,28 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
     assert [b[f"A{r}"].value for r in (3, 4, 5, 6)] == [" lead", "trail ", "a & b <c> \"d\" 'e'", "cr\rlf\r\nnl\ttab"]
     assert b["C4"].value == 1.234567890123457e16  # 16 significant digits, as openpyxl writes numbers
     assert b["A2"].hyperlink.location == "'Claims'!A9"
+    with zipfile.ZipFile(tmp_path / "both.xlsx") as z:  # Excel keeps edge spaces only when told to
+        xml = z.read("xl/worksheets/sheet2.xml").decode()
+    assert '<c r="A3" t="inlineStr"><is><t xml:space="preserve"> lead</t></is></c>' in xml
+    assert '<c r="A2" t="inlineStr"><is><t>plain</t></is></c>' in xml
+
+
+def test_streamed_rows_replace_characters_xml_cannot_hold(tmp_path):
+    """It writes a text with a control character, U+FFFE/U+FFFF or a lone surrogate (a damaged legacy
+    file) as U+FFFD in its place, and the workbook still opens; the other cells are untouched."""
+    from openpyxl import Workbook
+
+    from pipeline.xlsxrows import Column, stream_rows
+
+    wb = Workbook(write_only=True)
+    odd = ["a\x01b", "end\uffff", "\ufffestart", "lone \ud800 half"]  # the last: not valid Unicode
+    for k, text in enumerate(odd):  # a sheet each: one such character must be enough
+        stream_rows(wb.create_sheet(f"s{k}"), ["text", "n"], [Column([text, "tab\tok", None]), Column([1, 2, 3])])
+    wb.save(tmp_path / "odd.xlsx")
+    back = load_workbook(tmp_path / "odd.xlsx")
+    got = [[[c.value for c in row] for row in back[f"s{k}"].iter_rows(min_row=2)] for k in range(len(odd))]
+    assert [g[0][0] for g in got] == ["a\ufffdb", "end\ufffd", "\ufffdstart", "lone \ufffd half"]
+    assert all(g[1:] == [["tab\tok", 2], [None, 3]] and g[0][1] == 1 for g in got)
 
 
 def test_streamed_sheet_is_closed_after(tmp_path):
