@@ -8,6 +8,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipeline.config import ScrubConfig
 from schemas import codesets as K
@@ -29,8 +30,23 @@ def patient_key(patient_id: str | None, salt: str) -> str | None:
 _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
 
 
-def _has_mod(lines: pd.DataFrame, mod: str) -> pd.Series:
-    return (lines[list(C.MODIFIERS)] == mod).any(axis=1)
+def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> list[np.ndarray]:
+    """Per set of codes in ``wanted``: whether each row holds one of them in any of the columns. The
+    columns are factorised together once (or ``factorized``: codes rows x columns, uniques), each
+    distinct code gets one bit per set, and one pass ORs the bits of each row."""
+    if factorized is None:
+        codes, uniques = pd.factorize(pd.concat([cells[c] for c in cells.columns], ignore_index=True))
+        codes = codes.reshape(cells.shape[1], len(cells)).T
+    else:
+        codes, uniques = factorized
+    bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)  # the last entry: blank (code -1)
+    position = {v: i for i, v in enumerate(uniques.tolist())}
+    for k, group in enumerate(wanted):
+        for code in group:
+            if code in position:
+                bit_of[position[code]] |= 1 << k
+    rows = np.bitwise_or.reduce(bit_of[codes], axis=1) if codes.size else np.zeros(len(cells), dtype=np.int64)
+    return [(rows >> k & 1).astype(bool) for k in range(len(wanted))]
 
 
 def _first_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,27 +159,54 @@ class Groups:
         return _join_codes(self.codes[pos], texts, self.n)
 
 
+_STR = pd.Series(["x"]).dtype  # pandas' text dtype ("str": Arrow-backed from pandas 3)
+
+
+def _text(values) -> pd.Series:
+    """Python texts (None: missing) as a text column, converted by Arrow rather than by pandas' inference."""
+    if not hasattr(_STR, "__from_arrow__"):  # pandas before 3: texts are objects
+        return pd.Series(values, dtype=object)
+    return pd.Series(_STR.__from_arrow__(pa.array(values, type=pa.large_string(), from_pandas=True)))
+
+
+def _pick(codes, labels: list[str], index=None) -> pd.Series:
+    """``labels[codes]`` as a text column: one Arrow take, never a Python string per row."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if not hasattr(_STR, "__from_arrow__"):
+        return pd.Series(np.array(labels, dtype=object)[codes], index=index, dtype=object)
+    taken = pa.array(labels, type=pa.large_string()).take(pa.array(codes))
+    return pd.Series(_STR.__from_arrow__(taken), index=index)
+
+
+def _choose(conditions: list[tuple[object, str]], n: int, index=None) -> pd.Series:
+    """Per row the text of the first condition that holds ("" where none does), like nested np.where."""
+    codes = np.zeros(n, dtype=np.int64)
+    for k, (cond, _) in reversed(list(enumerate(conditions, start=1))):
+        codes[np.asarray(cond, dtype=bool)] = k
+    return _pick(codes, [""] + [text for _, text in conditions], index)
+
+
 def join_flags(flags: dict[str, pd.Series], sep: str = ", ") -> pd.Series:
-    """Row-wise: the labels whose flag is True, joined (vectorised string concatenation)."""
-    out = None
-    for label, flag in flags.items():
-        part = pd.Series(np.where(flag.to_numpy(bool), label, ""), index=flag.index, dtype=object)
-        if out is None:
-            out = part
-        else:
-            both = (out != "") & (part != "")
-            out = out + np.where(both, sep, "") + part
-    return out if out is not None else pd.Series(dtype=object)
+    """Row-wise: the labels whose flag is True, joined (one code per row for the set of flags, then a
+    lookup among the 2**len(flags) joined texts)."""
+    if not flags:
+        return pd.Series(dtype=object)
+    labels = list(flags)
+    index = next(iter(flags.values())).index
+    codes = np.zeros(len(index), dtype=np.int64)
+    for k, flag in enumerate(flags.values()):
+        codes |= np.asarray(flag.to_numpy(bool), dtype=np.int64) << k
+    table = [sep.join(label for k, label in enumerate(labels) if bits >> k & 1) for bits in range(1 << len(labels))]
+    return _pick(codes, table, index)
 
 
 def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
-    """Row-wise: the non-empty texts joined (vectorised)."""
-    out = parts[0].astype(object).fillna("")
-    for part in parts[1:]:
-        part = part.astype(object).fillna("")
-        both = (out != "") & (part != "")
-        out = out + np.where(both, sep, "") + part
-    return out
+    """Row-wise: the non-empty texts joined (in Python only for the rows with any text)."""
+    texts = [part.astype(object).fillna("").to_numpy(dtype=object) for part in parts]
+    rows = np.flatnonzero(np.logical_or.reduce([t != "" for t in texts]))
+    out = np.full(len(texts[0]), "", dtype=object)
+    out[rows] = [sep.join(t for t in row if t) for row in zip(*(t[rows] for t in texts), strict=True)]
+    return pd.Series(out, index=parts[0].index, dtype=object)
 
 
 def line_features(lines: pd.DataFrame) -> pd.DataFrame:
@@ -181,28 +224,26 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     f["is_96372"] = proc == K.THERAPEUTIC_INJECTION
     f["is_surgery"] = proc.isin(K.FACIAL_NERVE_SURGERY)
     f["is_drug"] = proc.str.startswith("J")
-    for mod, name in (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt")):
-        f[name] = _has_mod(lines, mod)
+    mods = (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
+    for name, flag in zip((name for _, name in mods), _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods]),
+                          strict=True):
+        f[name] = flag
     f["admin_toxin"] = f.is_toxin & ~f.jw
     # Diagnosis codes as one integer matrix (lines x 12; -1 blank) over the file's distinct codes.
     n = len(lines)
     dx_codes, dx_uniques = pd.factorize(pd.concat([lines[c] for c in C.DX], ignore_index=True))
     dx_codes = dx_codes.reshape(len(C.DX), n).T
     code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
-
-    def has_dx(*codes: str) -> pd.Series:
-        wanted = [code_of[c] for c in codes if c in code_of]
-        return pd.Series(np.isin(dx_codes, wanted).any(axis=1), index=lines.index)
-
-    f["g5133"] = has_dx(K.G51_33)
-    f["g513"] = has_dx(K.G51_3_HEADER)
-    f["g510"] = has_dx(K.BELLS_PALSY)
-    f["structural"] = has_dx(*K.STRUCTURAL_DX)
+    conflicting = list(K.G51_3_CONFLICTING)
+    has = _carries(lines[list(C.DX)], [[K.G51_33], [K.G51_3_HEADER], [K.BELLS_PALSY], list(K.STRUCTURAL_DX)]
+                   + [[c] for c in conflicting], (dx_codes, dx_uniques))
+    for name, flag in zip(("g5133", "g513", "g510", "structural"), has[:4], strict=True):
+        f[name] = flag
     bits = np.zeros(n, dtype=np.int64)  # which conflicting codes a line carries, one bit each
-    for k, code in enumerate(K.G51_3_CONFLICTING):
-        bits |= has_dx(code).to_numpy().astype(np.int64) << k
-    names = {b: ", ".join(c for k, c in enumerate(K.G51_3_CONFLICTING) if b >> k & 1) for b in np.unique(bits)}
-    f["conflict_dx"] = pd.Series(pd.Series(bits).map(names).to_numpy(dtype=object), index=lines.index, dtype=object)
+    for k, flag in enumerate(has[4:]):
+        bits |= flag.astype(np.int64) << k
+    names = [", ".join(c for k, c in enumerate(conflicting) if b >> k & 1) for b in range(1 << len(conflicting))]
+    f["conflict_dx"] = _pick(bits, names, lines.index)
     # Pointers: letters A-L name dx_1..dx_12 of the same line.
     ptr = lines[C.DX_POINTER].fillna("").astype(str)
     pointed = np.full((n, 4), -1, dtype=np.int64)  # the dx code each of the first 4 letters names
@@ -344,12 +385,12 @@ def derive_claims(
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
     bilateral = cf.m50 | (cf.m_rt & cf.m_lt)
     cf["bilateral_billed"] = bilateral
-    one_side = np.where(cf.m_rt & ~cf.m_lt, "RT only", np.where(cf.m_lt & ~cf.m_rt, "LT only", "no side modifier"))
-    cf["one_side"] = pd.Series(one_side, index=cf.index).where(cf.is_64612 & ~bilateral & ~cf.n_unmod_multi, "")
-    style_why = np.where(
-        (cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1",
-        np.where((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT", ""))
-    cf["why_style"] = style_why
+    billed_one = (cf.is_64612 & ~bilateral & ~cf.n_unmod_multi).to_numpy(bool)
+    cf["one_side"] = _choose([(~billed_one, ""), (cf.m_rt & ~cf.m_lt, "RT only"), (cf.m_lt & ~cf.m_rt, "LT only"),
+                              (billed_one, "no side modifier")], g.n)
+    cf["why_style"] = _choose([
+        ((cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1"),
+        ((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT")], g.n)
 
     del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Pointers and other chemodenervation.
@@ -373,7 +414,13 @@ def derive_claims(
     cf["toxin_code"] = toxin_code.where(toxin_code.notna(), np.nan)
     cf["admin_units"] = g.sum(units, f.admin_toxin)
     cf["waste_units"] = g.sum(units, f.is_toxin & f.jw)
-    cf["billing_unit"] = cf.toxin_code.map(K.TOXIN_BILLING_UNIT).astype(float)
+    tox_codes, tox_uniques = pd.factorize(cf["toxin_code"])  # a handful of codes: look values up per code
+    tox_uniques = tox_uniques.tolist()
+
+    def per_toxin(mapping: dict) -> np.ndarray:
+        return np.array([mapping.get(u, np.nan) for u in tox_uniques] + [np.nan], dtype=float)[tox_codes]
+
+    cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
     cf["why_ndc"] = g.join(lines[C.NDC], f.is_toxin & ~f.ndc_ok, fill="(blank)")
 
     # Waste modifiers.
@@ -414,12 +461,13 @@ def derive_claims(
     only_r = sides.R & ~sides.L
     only_l = sides.L & ~sides.R
     none_sided = ~sides.R & ~sides.L & sides.U
-    side_text = np.where(only_r, "on the right side only", np.where(only_l, "on the left side only",
-                         np.where(none_sided, "all without a side", "")))
-    side_text = pd.Series(side_text, index=cf.index)
-    side_text = side_text.where(~(sides.U & (only_r | only_l)), side_text + " (some sites state no side)")
-    cf["why_sides"] = side_text.where(cf.n_sites > 0, "")
-    cf["sides_severity"] = np.where(sides.U, "warning", "error")
+    some = " (some sites state no side)"
+    no_sites = (cf.n_sites <= 0).to_numpy(bool)
+    cf["why_sides"] = _choose([
+        (no_sites, ""), (only_r & sides.U, "on the right side only" + some), (only_r, "on the right side only"),
+        (only_l & sides.U, "on the left side only" + some), (only_l, "on the left side only"),
+        (none_sided, "all without a side")], g.n)
+    cf["sides_severity"] = _pick(sides.U.to_numpy(bool), ["error", "warning"])
 
     # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
     bu = cf.billing_unit
@@ -433,7 +481,7 @@ def derive_claims(
     vial_check = (cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
     bad = np.zeros(len(cf), dtype=bool)
     for c in K.TOXIN_VIALS:  # a total that no whole number of vials makes (within the code's limit)
-        rows = vial_check & (cf.toxin_code == c).to_numpy(bool)
+        rows = vial_check & (tox_codes == (tox_uniques.index(c) if c in tox_uniques else -2))
         tt = total_toxin[rows]
         whole = np.isfinite(tt) & (np.mod(tt, 1) == 0)
         made = np.zeros(len(tt), dtype=bool)
@@ -445,7 +493,7 @@ def derive_claims(
         _fmtv(cf.admin_units[m] * bu[m]) + " U given + " + _fmtv(cf.waste_units[m] * bu[m]) + " U discarded = "
         + _fmtv(total_toxin[m]) + " U; vials are "
         + cf.toxin_code[m].map(lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ()))) + " U"))
-    div = cf.toxin_code.map(K.BOTOX_EQUIVALENT_DIVISOR).astype(float)
+    div = pd.Series(per_toxin(K.BOTOX_EQUIVALENT_DIVISOR), index=cf.index)
     r_eq, l_eq = cf.r_units / div, cf.l_units / div
     session = (cf.site_units.fillna(cf.admin_units * bu)) / div
     parts = []
@@ -458,10 +506,12 @@ def derive_claims(
             side + " side " + _fmtv(eq[m]) + " U above " + _fmtv(cf.side_max_units[m]))))
     parts.append(_text_where(session > cf.session_cap_units, lambda m: (
         "session " + _fmtv(session[m]) + " U above cap " + _fmtv(cf.session_cap_units[m]))))
-    dose = join_texts(parts)
-    cf["why_dose"] = (dose + " (Botox-equivalent units)").where((dose != "") & cf.toxin_code.notna(), "")
+    dose = join_texts(parts).to_numpy(dtype=object)
+    why_dose = np.full(g.n, "", dtype=object)
+    _put(why_dose, (dose != "") & cf.toxin_code.notna().to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
+    cf["why_dose"] = _text(why_dose)
 
-    del sp, sides, only_r, only_l, none_sided, side_text
+    del sp, sides, only_r, only_l, none_sided
     # Guidance.
     pos = np.flatnonzero((f.is_95873 | f.is_95874 | f.is_chemo).to_numpy())
     gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
@@ -475,13 +525,14 @@ def derive_claims(
     why22 = np.full(len(gl), "", dtype=object)
     why22[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
     why22[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
-    cf["why_guidance"] = g.join_at(pos, why22)
-    cf["why_guidance"] = cf.why_guidance.str.cat(
-        pd.Series(np.where(cf.is_95874 & cf.is_64617, "95874 with 64617 (guidance included)", ""), index=cf.index),
-        sep="; ").str.strip("; ")
-    cf["why_guidance_warn"] = np.where(
-        cf.is_95873 & cf.is_95874, "95873 and 95874 billed together",
-        np.where((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles", ""))
+    why_guidance = g.join_at(pos, why22)
+    larynx = "95874 with 64617 (guidance included)"
+    for i in np.flatnonzero((cf.is_95874 & cf.is_64617).to_numpy(bool)):
+        why_guidance[i] = why_guidance[i] + "; " + larynx if why_guidance[i] else larynx
+    cf["why_guidance"] = _text(why_guidance)
+    cf["why_guidance_warn"] = _choose([
+        (cf.is_95873 & cf.is_95874, "95873 and 95874 billed together"),
+        ((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles")], g.n)
 
     del gl, gk, chemo_same_day, guide_units, guide, why22
     # Documentation flags (a flag documented on any line counts for the claim).
@@ -492,9 +543,9 @@ def derive_claims(
     for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
                        ("why_exam", (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE))):
         cf[name] = join_flags({labels[c]: ~cf[c] for c in cols})
-    cf["imaging_severity"] = np.where(cf.structural | cf.is_surgery, "error", "warning")
-    cf["imaging_context"] = np.where(cf.structural, " and the claim carries a structural-cause diagnosis",
-                                     np.where(cf.is_surgery, " and facial-nerve surgery is billed", ""))
+    cf["imaging_severity"] = _pick((cf.structural | cf.is_surgery).to_numpy(bool), ["warning", "error"])
+    cf["imaging_context"] = _choose([(cf.structural, " and the claim carries a structural-cause diagnosis"),
+                                     (cf.is_surgery, " and facial-nerve surgery is billed")], g.n)
     cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 
     # Setting.
@@ -502,12 +553,14 @@ def derive_claims(
     auth = pd.Series(g.any(lines[C.PRIOR_AUTH].notna()), index=cf.index)
     opd_pa = (pos_.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
               & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
-    cf["why_setting"] = np.where(
-        pos_.isin(K.FACILITY_POS) & cf.is_toxin,
-        "POS " + pos_ + " (facility) with a toxin line: the drug usually belongs on the facility claim", "")
-    cf["why_setting"] = pd.Series(cf["why_setting"], index=cf.index).str.cat(
-        pd.Series(np.where(opd_pa, "POS " + pos_ + " hospital outpatient 64612 + toxin with no prior "
-                           "authorization number (UTN)", ""), index=cf.index), sep="; ").str.strip("; ")
+    facility = (pos_.isin(K.FACILITY_POS) & cf.is_toxin).to_numpy(bool)
+    why_setting = np.full(g.n, "", dtype=object)
+    _put(why_setting, facility, lambda m: (
+        "POS " + pos_[m] + " (facility) with a toxin line: the drug usually belongs on the facility claim"))
+    _put(why_setting, opd_pa, lambda m: (
+        np.where(facility[m], why_setting[m] + "; ", "") + "POS " + pos_[m]
+        + " hospital outpatient 64612 + toxin with no prior authorization number (UTN)"))
+    cf["why_setting"] = _text(why_setting)
     # 64612 vs its toxin line: dates and rendering NPIs (min/max/distinct per claim).
     p_min, p_max = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
     d_min, d_max = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
@@ -556,18 +609,33 @@ def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) 
         key_col = cur[C.PATIENT_ID].map(keys)
     else:
         key_col = cur[C.PATIENT_ID]
-    sessions = pd.DataFrame({"key": key_col, "date": cur.dos_min})
-    pool = sessions
+    dates = cur.dos_min.to_numpy(dtype="datetime64[ns]")
     if has_history:
-        pool = pd.concat([sessions, history.rename(columns={"patient_key": "key", "service_date": "date"})[
-            ["key", "date"]]], ignore_index=True)
-    pool = pool.drop_duplicates().sort_values(["key", "date"])
-    pool["prev"] = pool.groupby("key")["date"].shift(1)
-    prev = sessions.merge(pool, on=["key", "date"], how="left").set_axis(sessions.index)["prev"]
-    days = (sessions.date - prev).dt.days
+        key_col = pd.concat([key_col, history["patient_key"]], ignore_index=True)
+        dates = np.concatenate([dates, pd.to_datetime(history["service_date"]).to_numpy(dtype="datetime64[ns]")])
+    prev = _previous_dates(pd.factorize(key_col)[0], dates.view(np.int64))[:len(cur)]
+    prev = pd.Series(prev.view("datetime64[ns]"), index=cur.index)
+    days = (cur.dos_min - prev).dt.days
     hit = days.notna() & (days > 0) & (days < cur.repeat_interval_days)
     text = pd.Series("", index=cf.index)
     text.loc[hit[hit].index] = (days[hit].astype(int).astype(str) + " days after the session on "
                                 + prev[hit].dt.strftime("%Y-%m-%d") + " (minimum "
                                 + cur.repeat_interval_days[hit].astype(int).astype(str) + ")")
     return text
+
+
+def _previous_dates(keys: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Per (key, date): the key's latest distinct date before it (NaT's integer where none), in numpy."""
+    nat = np.iinfo(np.int64).min
+    order = np.lexsort((dates, keys))
+    k, d = keys[order], dates[order]
+    first = np.ones(len(k), dtype=bool)
+    first[1:] = (k[1:] != k[:-1]) | (d[1:] != d[:-1])  # the first of each distinct (key, date)
+    pair = np.cumsum(first) - 1
+    uk, ud = k[first], d[first]
+    before = np.full(len(uk), nat, dtype=np.int64)
+    same = uk[1:] == uk[:-1]
+    before[1:][same] = ud[:-1][same]
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = before[pair]
+    return out

@@ -84,3 +84,106 @@ def test_validation_does_not_import_dask():
             "print(len(f), 'dask.dataframe' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["0", "False"]
+
+
+def _claim(claim_id: str, edit) -> list[dict]:
+    from pipeline.sample import clean_claim
+
+    lines = clean_claim(claim_id, patient_id=f"MBR-{claim_id}")
+    edit(lines)
+    return lines
+
+
+def _extra(lines, code, **kw):
+    lines.append({**lines[0], C.LINE_NO: len(lines) + 1, C.PROCEDURE_CODE: code, C.MODIFIERS[0]: None,
+                  C.UNITS: 1, C.MUSCLES: None, **kw})
+
+
+def test_reviewer_texts_of_each_branch():
+    """It writes the reviewer's detail of each multi-part rule word for word, for every branch: the
+    combined place-of-service texts, guidance, one-side billing, sides, style, imaging and history."""
+    from pipeline.config import PayerProfile
+
+    def setting_both(ls):  # POS 22 is a facility and a hospital outpatient department; no UTN
+        for line in ls:
+            line[C.PLACE_OF_SERVICE] = "22"
+
+    def setting_facility(ls):
+        for line in ls:
+            line[C.PLACE_OF_SERVICE] = "21"
+
+    def larynx(ls):
+        _extra(ls, "95874")
+        _extra(ls, "64617")
+
+    def larynx_and_units(ls):
+        _extra(ls, "95874", **{C.UNITS: 2})
+        _extra(ls, "64617")
+
+    def left_only(ls):
+        ls[0][C.MODIFIERS[0]] = "LT"
+
+    def unmodified(ls):
+        ls[0][C.MODIFIERS[0]] = None
+
+    def right_and_unsided(ls):
+        ls[0][C.MUSCLES] = "R OO 5u; zygomaticus 5u"
+
+    def unsided(ls):
+        ls[0][C.MUSCLES] = "OO 5u; zygomaticus 5u"
+
+    def rt_lt_lines(ls):
+        ls[0][C.MODIFIERS[0]] = "RT"
+        ls.insert(1, {**ls[0], C.LINE_NO: 3, C.MODIFIERS[0]: "LT"})
+        for line in ls:
+            line[C.PAYER] = "Style50"
+
+    def both_guidance(ls):
+        _extra(ls, "95873")
+        _extra(ls, "95874")
+
+    def structural(ls):
+        for line in ls:
+            line[C.DX[1]] = "D33.3"
+            line[C.DOC_IMAGING] = "N"
+
+    def history(ls):
+        for line in ls:
+            line[C.DOC_ONSET] = line[C.DOC_FREQUENCY] = "N"
+
+    def pairing(ls):
+        ls[1][C.SERVICE_DATE] = "2024-05-15"
+        ls[1][C.RENDERING_NPI] = "1234567893"
+
+    edits = {"SET2": setting_both, "SET1": setting_facility, "LAR": larynx, "LAR2": larynx_and_units,
+             "LT": left_only, "UNMOD": unmodified, "RSOME": right_and_unsided, "NOSIDE": unsided,
+             "STYLE": rt_lt_lines, "GUIDE": both_guidance, "STRUCT": structural, "HIST": history,
+             "PAIR": pairing}
+    lines = lines_frame([line for cid, edit in edits.items() for line in _claim(cid, edit)])
+    config = ScrubConfig(payers={"Style50": PayerProfile(bilateral_style="50")})
+    facts = derive_claims(to_canonical(lines), config).set_index(C.CLAIM_ID)
+    text = {col: {k: v for k, v in facts[col].items() if v} for col in (
+        "why_setting", "why_guidance", "why_guidance_warn", "one_side", "why_sides", "sides_severity", "why_style",
+        "imaging_context", "imaging_severity", "why_history", "why_pairing")}
+    facility = "POS {0} (facility) with a toxin line: the drug usually belongs on the facility claim"
+    outpatient = "POS 22 hospital outpatient 64612 + toxin with no prior authorization number (UTN)"
+    assert text["why_setting"] == {"SET2": facility.format(22) + "; " + outpatient, "SET1": facility.format(21)}
+    larynx_text = "95874 with 64617 (guidance included)"
+    assert text["why_guidance"] == {"LAR": larynx_text,
+                                    "LAR2": "more than 1 unit of guidance on one date; " + larynx_text,
+                                    "GUIDE": "more than 1 unit of guidance on one date"}
+    assert text["why_guidance_warn"] == {"LAR": "guidance billed with 64612 for facial muscles",
+                                         "LAR2": "guidance billed with 64612 for facial muscles",
+                                         "GUIDE": "95873 and 95874 billed together"}
+    assert text["one_side"] == {"LT": "LT only", "UNMOD": "no side modifier"}
+    assert text["why_sides"] == {"RSOME": "on the right side only (some sites state no side)",
+                                 "NOSIDE": "all without a side"}
+    assert {k for k, v in facts["sides_severity"].items() if v == "warning"} == {"RSOME", "NOSIDE"}
+    assert set(facts["sides_severity"]) == {"warning", "error"}
+    assert text["why_style"] == {"STYLE": "one line 64612-50 x1"}
+    assert text["imaging_context"] == {"STRUCT": " and the claim carries a structural-cause diagnosis"}
+    assert {k for k, v in facts["imaging_severity"].items() if v == "error"} == {"STRUCT"}
+    assert text["why_history"] == {"HIST": "onset, frequency of spasms"}
+    assert text["why_pairing"] == {"PAIR": "different dates of service; different rendering NPIs"}
+    for col in text:
+        assert facts[col].dtype == pd.Series(["x"]).dtype, col  # text columns, as validate and the report expect
