@@ -13,8 +13,43 @@ _NDC_STRIP = re.compile(r"^N4|[-\s]")
 
 
 def text_matches(values: pd.Series, pattern: str) -> pd.Series:
-    """True where the text fully matches ``pattern`` (blank is False)."""
-    return values.astype("str").str.fullmatch(pattern).fillna(False).astype(bool)
+    """True where the text fully matches ``pattern`` (blank is False); matched once per distinct text."""
+    codes, uniques = pd.factorize(values.astype("str"))
+    ok = pd.Series(uniques, dtype="str").str.fullmatch(pattern).fillna(False).to_numpy(bool)
+    return pd.Series(np.append(ok, False)[codes], index=values.index)  # code -1 (blank) -> False
+
+
+def group_codes(values: pd.Series) -> np.ndarray:
+    """Integer codes of the values, with every missing value sharing one code of its own (a group-by's
+    ``dropna=False``)."""
+    codes, uniques = pd.factorize(values)
+    return np.where(codes < 0, len(uniques), codes)
+
+
+def several_per_group(groups: np.ndarray, values: pd.Series) -> np.ndarray:
+    """Per row: whether its group (integer ``groups``) holds two or more distinct non-missing ``values``:
+    some value differs from the group's first one (no sort)."""
+    codes, _ = pd.factorize(values)
+    pos = np.flatnonzero(codes >= 0)
+    first = np.full(int(groups.max(initial=-1)) + 1, len(codes), dtype=np.int64)
+    np.minimum.at(first, groups[pos], pos)  # each group's first row with a value
+    found = first < len(codes)
+    first_code = np.full(len(first), -1, dtype=np.int64)
+    first_code[found] = codes[first[found]]
+    several = np.zeros(len(first), dtype=bool)
+    several[groups[pos][codes[pos] != first_code[groups[pos]]]] = True
+    return several[groups]
+
+
+def repeated_keys(*keys: np.ndarray) -> np.ndarray:
+    """True on each row whose combination of integer keys appeared on an earlier row."""
+    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    for k in keys:
+        combined = combined * (int(k.max(initial=0)) + 1) + k
+    _, first = np.unique(combined, return_index=True)
+    out = np.ones(len(combined), dtype=bool)
+    out[first] = False
+    return out
 
 
 def _per_distinct(check):

@@ -3,6 +3,7 @@
 Every business rule is a named check whose name is its catalog id. Severity is not here.
 """
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.backends.pandas.checks import PandasCheckBackend
@@ -15,7 +16,10 @@ from schemas.checks import (
     ICD10_PATTERN,
     MODIFIER_PATTERN,
     POINTER_PATTERN,
+    group_codes,
     npi_is_valid,
+    repeated_keys,
+    several_per_group,
     text_matches,
 )
 
@@ -146,8 +150,10 @@ class ClaimLines(RawClaims):
 
     @rule("STR-008")
     def line_unique(cls, df: pd.DataFrame) -> Series[bool]:
-        keyed = df[C.CLAIM_ID].notna() & df[C.LINE_NO].notna()
-        return ~(keyed & df.duplicated([C.CLAIM_ID, C.LINE_NO], keep="first"))
+        keyed = (df[C.CLAIM_ID].notna() & df[C.LINE_NO].notna()).to_numpy(bool)
+        repeated = np.zeros(len(df), dtype=bool)
+        repeated[keyed] = repeated_keys(group_codes(df[C.CLAIM_ID][keyed]), group_codes(df[C.LINE_NO][keyed]))
+        return pd.Series(~repeated, index=df.index)
 
     @rule("STR-009")
     def charge_valid(cls, df: pd.DataFrame) -> Series[bool]:
@@ -165,8 +171,7 @@ class ClaimLines(RawClaims):
 
     @rule("STR-011")
     def one_patient_per_claim(cls, df: pd.DataFrame) -> Series[bool]:
-        n = df.groupby(C.CLAIM_ID, dropna=False)[C.PATIENT_ID].transform("nunique")
-        return n.fillna(0) <= 1
+        return pd.Series(~several_per_group(group_codes(df[C.CLAIM_ID]), df[C.PATIENT_ID]), index=df.index)
 
     @rule("STR-012")
     def within_timely_filing(cls, df: pd.DataFrame) -> Series[bool]:
