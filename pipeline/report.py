@@ -26,10 +26,9 @@ from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
-from openpyxl.worksheet.hyperlink import Hyperlink
 
 from pipeline.errors import OutputError
-from pipeline.xlsxrows import Column, stream_rows
+from pipeline.xlsxrows import Column, Link, stream_rows
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
 
@@ -289,10 +288,10 @@ def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
 
 def _claims_row_map(lines: pd.DataFrame, findings: pd.DataFrame) -> dict:
     """(source file, source row) -> row number on the Claims sheet, for flagged claims' lines."""
-    flagged = set(findings[C.CLAIM_ID].dropna())
-    sub = lines[lines[C.CLAIM_ID].isin(flagged)]
-    files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
-    return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, sub[C.SOURCE_ROW], strict=True))}
+    flagged = lines[C.CLAIM_ID].isin(set(findings[C.CLAIM_ID].dropna())).to_numpy(bool)
+    rows = lines[C.SOURCE_ROW].to_numpy()[flagged].tolist()  # only the columns it needs, not every line's
+    files = lines["source_file"].to_numpy()[flagged].tolist() if "source_file" in lines else [""] * len(rows)
+    return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, rows, strict=True))}
 
 
 def exception_ids(findings: pd.DataFrame) -> list[str]:
@@ -397,7 +396,7 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         target = claim_rows.get((src, srow))
         if target:
             id_styles[i] = link
-            links[i] = Hyperlink(ref="", location=f"'Claims'!A{target}", tooltip="Go to the claim's lines")
+            links[i] = Link(f"'Claims'!A{target}", "Go to the claim's lines")
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     severity = f["severity"].tolist()
     columns = [

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,7 @@ from lxml import etree
 from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
+from openpyxl.worksheet.hyperlink import Hyperlink
 
 CHUNK_ROWS = 16384  # rows built and written at once
 _MARK = "claimscrub-rows"
@@ -37,12 +39,20 @@ _MARK = "claimscrub-rows"
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
+class Link(NamedTuple):
+    """A link from a cell to a place in the workbook (no relationship needed)."""
+
+    location: str
+    tooltip: str | None = None
+
+
 class Column:
     """One column of a sheet's body.
 
     ``values``: per row None (no cell), a str (always text), an int, a float, a date, or a cell object.
     ``styles``: None, or per row None (the value's own style) or a prototype cell whose style the
-    cell takes. ``links``: row position -> a Hyperlink for that cell.
+    cell takes. ``links``: row position -> a ``Link`` for that cell (or an openpyxl Hyperlink; one with
+    an external target is written by openpyxl, with its relationship).
     """
 
     __slots__ = ("values", "styles", "links")
@@ -289,12 +299,19 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
             quoted = pc.binary_join_element_wise(numbers, '"', "")
             parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
             _write_chunk(rows, pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", ""))
+        internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
         for j, col in enumerate(columns):
             for i in sorted(col.links or ()):
-                cells.link(f"{letters[j]}{i + 2}", col.links[i])
+                link = col.links[i]
+                if getattr(link, "target", None):  # an external link: openpyxl adds its relationship
+                    cells.link(f"{letters[j]}{i + 2}", link)
+                else:
+                    internal.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+        if internal:
+            ws._hyperlinks.append(Hyperlink(ref="A1", location=_MARK))  # where the list goes among the links
         ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
         ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
-        _splice(Path(ws._writer.out), rows)
+        _splice(Path(ws._writer.out), rows, _links_xml(internal) if internal else None)
 
 
 class _Closed:
@@ -314,11 +331,32 @@ def _write(out, rows: list[str]) -> None:
     out.write(_NOT_XML.sub("\ufffd", "".join(rows)).encode())  # markup never holds these; text values may
 
 
-def _splice(sheet: Path, rows) -> None:
-    """Put the rows in place of the marker in the sheet's XML file."""
+def _attr(text: str) -> str:
+    """An attribute value as XML (quoted with double quotes; whitespace kept as references)."""
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+            .replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
+
+
+def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
+    """``<hyperlink>`` elements of (cell, location, tooltip): as openpyxl writes a Hyperlink without a target."""
+    parts = []
+    for ref, location, tooltip in links:
+        tip = f' tooltip="{_attr(tooltip)}"' if tooltip is not None else ""
+        parts.append(f'<hyperlink ref="{ref}" location="{_attr(location)}"{tip}/>')
+    return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
+
+
+def _splice(sheet: Path, rows, links: bytes | None = None) -> None:
+    """Put the rows in place of the marker in the sheet's XML file (and ``links`` in place of the
+    placeholder hyperlink)."""
     head, mark, tail = sheet.read_bytes().partition(f"<!--{_MARK}-->".encode())
-    if not mark or _MARK.encode() in tail:
+    if not mark or _MARK.encode() in tail.replace(f'location="{_MARK}"'.encode(), b"", 1):
         raise RuntimeError("the sheet's row marker was not found exactly once")
+    if links is not None:
+        tail, count = re.subn(rb'<hyperlink ref="A1" location="' + _MARK.encode() + rb'"\s*/>',
+                              lambda _: links, tail)
+        if count != 1:
+            raise RuntimeError("the sheet's hyperlink placeholder was not found exactly once")
     rows.seek(0)
     with sheet.open("wb") as out:
         out.write(head)

@@ -140,7 +140,7 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.worksheet.hyperlink import Hyperlink
 
-    from pipeline.xlsxrows import CHUNK_ROWS, Column, stream_rows
+    from pipeline.xlsxrows import CHUNK_ROWS, Column, Link, stream_rows
 
     texts = ["plain", " lead", "trail ", "a & b <c> \"d\" 'e'", "cr\rlf\r\nnl\ttab", "über ✓ 𝄞", "x" * 300, None]
     numbers = [0, -3, 12345678901234567, 2.5, 1e-9, float("nan"), None, 7]
@@ -168,6 +168,8 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
         [(texts[i % 8] if i % 7 else None, None) for i in rows],
     ]
     linked = {i: f"'Claims'!A{i + 9}" for i in rows if i % 4 == 0}
+    tip = 'say "hi" & <bye>\tnow'
+    external = {1: "https://example.invalid/a?b=1&c=2"}  # a link out of the workbook, in the second column
     header = ["One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 
     wb = Workbook(write_only=True)
@@ -195,11 +197,15 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
             if j == 0 and i in linked:
                 if not isinstance(out[0], Cell):
                     out[0] = WriteOnlyCell(ref, value=out[0])
-                out[0].hyperlink = Hyperlink(ref="", location=linked[i], tooltip="go")
+                out[0].hyperlink = Hyperlink(ref="", location=linked[i], tooltip=tip if i % 8 else "go")
+            if j == 1 and i in external:
+                out[1].hyperlink = Hyperlink(ref="", target=external[i], tooltip="out")
         ref.append(out)
     fast_protos = dict(zip(("wrap", "fill", "money"), protos(fast), strict=True))
     columns = [Column([v for v, _ in col], [fast_protos.get(s) for _, s in col]) for col in spec]
-    columns[0].links = {i: Hyperlink(ref="", location=loc, tooltip="go") for i, loc in linked.items()}
+    columns[0].links = {i: Link(loc, tip) if i % 8 else Hyperlink(ref="", location=loc, tooltip="go")
+                        for i, loc in linked.items()}
+    columns[1].links = {i: Hyperlink(ref="", target=url, tooltip="out") for i, url in external.items()}
     stream_rows(fast, header, columns)
     wb.save(tmp_path / "both.xlsx")
 
@@ -213,6 +219,7 @@ def test_streamed_rows_are_the_cells_openpyxl_writes(tmp_path):
     assert [b[f"A{r}"].value for r in (3, 4, 5, 6)] == [" lead", "trail ", "a & b <c> \"d\" 'e'", "cr\rlf\r\nnl\ttab"]
     assert b["C4"].value == 1.234567890123457e16  # 16 significant digits, as openpyxl writes numbers
     assert b["A2"].hyperlink.location == "'Claims'!A9"
+    assert b["A6"].hyperlink.tooltip == tip and b["B3"].hyperlink.target == external[1]
     with zipfile.ZipFile(tmp_path / "both.xlsx") as z:  # Excel keeps edge spaces only when told to
         xml = z.read("xl/worksheets/sheet2.xml").decode()
     assert '<c r="A3" t="inlineStr"><is><t xml:space="preserve"> lead</t></is></c>' in xml
