@@ -33,6 +33,7 @@ TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
 SUFFIXES = WORKBOOK_SUFFIXES | TEXT_SUFFIXES
 HEADER_SCAN_ROWS = 30
 MAX_CELL_TEXT = 32767  # Excel's cell limit: longer text is truncated in the workbook, and flagged
+PARALLEL_ROWS = 50_000  # columns normalised on two threads from this many rows
 MAX_ROWS = 2_000_000
 MAX_COLUMNS = 1_000
 
@@ -572,15 +573,24 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
     del raw_all, empty
 
     data: dict[str, Any] = {}
-    for pos, canonical in mapping.items():
-        if canonical in {COMBINED_DX, COMBINED_MODIFIERS}:
-            continue
+
+    def normalized(canonical, column, codes):
         max_text = MAX_CELL_TEXT if canonical in C.TEXT_COLUMNS else None
         norm = _NORMALISERS[canonical]
         if date1904 and norm is N.norm_date:
             norm = functools.partial(N.norm_date, date1904=True)
-        values, problems, long_pos = N.normalize_column(raw[pos], norm, max_text, _TYPED.get(canonical),
-                                                        factorized.get(pos))
+        return N.normalize_column(column, norm, max_text, _TYPED.get(canonical), codes)
+
+    plain_columns = [(p, c) for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}]
+    args = ([c for _, c in plain_columns], [raw[p] for p, _ in plain_columns],
+            [factorized.get(p) for p, _ in plain_columns])
+    if len(raw) >= PARALLEL_ROWS:  # two threads: the Arrow passes of one column run while another's Python does
+        with ThreadPoolExecutor(2, thread_name_prefix="claimscrub-normalize") as pool:
+            done = list(pool.map(normalized, *args))
+    else:
+        done = list(map(normalized, *args))
+    del args
+    for (pos, canonical), (values, problems, long_pos) in zip(plain_columns, done, strict=True):
         for p in long_pos:
             issue(source_rows[p], str(header[pos]).strip(), "", f"text of {len(raw[pos].iat[p])} characters is "
                   f"longer than an Excel cell holds ({MAX_CELL_TEXT}); it is truncated in the workbook", "TRUNCATED")

@@ -254,3 +254,18 @@ def test_blank_cells_are_the_same_whether_or_not_a_column_is_factorised():
     assert per_value[:, 0].tolist() == [True, True, False, False, False, False, False, False, False, True, True, False]
     c, uniques = codes[0]
     assert [None if k < 0 else uniques[k] for k in c][8] == "x"
+
+
+@pytest.mark.parametrize("name", ["mixed.csv", "messy.xlsx"])
+def test_columns_normalised_on_two_threads_give_the_same_lines(name, monkeypatch):
+    """It gives the same lines, issues and notes whether a large file's columns are normalised on two
+    threads or one after another."""
+    from pipeline import ingest
+
+    monkeypatch.setattr(ingest, "PARALLEL_ROWS", 10**9)
+    alone = read_claims(SAMPLES / name)
+    monkeypatch.setattr(ingest, "PARALLEL_ROWS", 1)
+    threaded = read_claims(SAMPLES / name)
+    pd.testing.assert_frame_equal(alone.lines, threaded.lines)
+    pd.testing.assert_frame_equal(alone.issues, threaded.issues)
+    assert alone.notes == threaded.notes
