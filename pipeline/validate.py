@@ -73,7 +73,7 @@ def _facts_for_checks(claims: pd.DataFrame) -> pd.DataFrame:
         values = claims[col]
         if col.startswith("why_") or col in ("one_side", "conflict_dx", "nonfacial_muscles", "unknown_muscles",
                                              "sites_without_units"):
-            values = values.astype(bool)
+            values = (values != "") if isinstance(values.dtype, pd.StringDtype) else values.astype(bool)  # = bool(text)
         keep[col] = values
     return pd.DataFrame(keep, index=claims.index)
 
