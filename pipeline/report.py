@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from lxml import etree
 from openpyxl import Workbook
 from openpyxl.cell import Cell, WriteOnlyCell
@@ -326,7 +328,7 @@ def _risky(t: pd.Series) -> np.ndarray:
 
 
 def _text_values(ws, values, proto=None) -> Column:
-    """One column of cells that are always text (vectorised `_text`).
+    """One column of cells that are always text (vectorised `_text`), as an Arrow array of texts.
 
     Blank -> no cell; control characters replaced; over-long text truncated; text that a spreadsheet
     would take for a formula or an error value gets a quote prefix; with ``proto`` every non-blank
@@ -340,16 +342,18 @@ def _text_values(ws, values, proto=None) -> Column:
     long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
     if long.any():
         t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
-    out = [v if v.__class__ is str and v else None for v in t.tolist()]
-    styles = None if proto is None else [None if v is None else proto for v in out]
-    risky = np.flatnonzero(_risky(t))
+    blank = (t.isna() | (t == "")).to_numpy(bool)
+    text = pa.array(t.array)
+    if blank.any():
+        text = pc.if_else(pa.array(blank), pa.scalar(None, text.type), text)
+    styles = None if proto is None else [None if b else proto for b in blank.tolist()]
+    risky = np.flatnonzero(_risky(t) & ~blank)
     if len(risky):
         quoted = _quoted(ws, proto)
-        styles = styles or [None] * len(out)
+        styles = styles or [None] * len(blank)
         for i in risky:
-            if out[i] is not None:
-                styles[i] = quoted
-    return Column(out, styles)
+            styles[i] = quoted
+    return Column(text, styles)
 
 
 def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) -> Column:

@@ -49,7 +49,8 @@ class Link(NamedTuple):
 class Column:
     """One column of a sheet's body.
 
-    ``values``: per row None (no cell), a str (always text), an int, a float, a date, or a cell object.
+    ``values``: per row None (no cell), a str (always text), an int, a float, a date, or a cell object;
+    or a pyarrow array (a null is no cell; a text array is written without a Python object per row).
     ``styles``: None, or per row None (the value's own style) or a prototype cell whose style the
     cell takes. ``links``: row position -> a ``Link`` for that cell (or an openpyxl Hyperlink; one with
     an external target is written by openpyxl, with its relationship).
@@ -192,7 +193,9 @@ _PRESERVE = (' t="inlineStr"><is><t>', ' t="inlineStr"><is><t xml:space="preserv
 
 def _data_bytes(arr: pa.Array) -> np.ndarray:
     """The UTF-8 bytes of a string array's values, as one numpy view (no copy)."""
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width, count=len(arr) + 1,
+                            offset=arr.offset * np.dtype(width).itemsize)
     data = arr.buffers()[2]
     if data is None:
         return np.zeros(0, dtype=np.uint8)
@@ -230,10 +233,17 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
     """The cells of rows ``start:stop`` of one column as XML ("" for no cell): a column of text or of
     whole numbers is built vectorised, any other one cell at a time."""
     values = col.values[start:stop]
-    try:
-        arr = pa.array(values)  # str/None -> string, int/None -> int64; anything else is another type or fails
-    except (pa.ArrowException, UnicodeEncodeError, OverflowError):  # mixed values, objects, a lone surrogate
-        arr = None
+    if isinstance(values, pa.ChunkedArray):
+        arr = values.combine_chunks()
+    elif isinstance(values, pa.Array):
+        arr = values
+    else:
+        try:
+            arr = pa.array(values)  # str/None -> string, int/None -> int64; anything else another type or fails
+        except (pa.ArrowException, UnicodeEncodeError, OverflowError):  # mixed values, objects, a lone surrogate
+            arr = None
+    if arr is not None and pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.string())  # one offset width for the joins (a chunk is far below 2 GB)
     if arr is not None and (pa.types.is_string(arr.type) or (pa.types.is_int64(arr.type) and _below_1e16(arr))):
         style = ""
         if col.styles is not None:
@@ -243,6 +253,8 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
             style = pa.array(list(map(attrs.__getitem__, map(id, protos))), type=pa.string())
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
+    if isinstance(values, pa.Array | pa.ChunkedArray):  # not text or whole numbers: their Python values
+        col, start, stop = Column(values.to_pylist(), col.styles[start:stop] if col.styles else None), 0, stop - start
     xml = _column_xml(cells, letter, col, start, stop, start + 2)
     try:
         return pa.array(xml, type=pa.string())

@@ -244,6 +244,24 @@ def test_streamed_rows_replace_characters_xml_cannot_hold(tmp_path):
     assert all(g[1:] == [["tab\tok", 2], [None, 3]] and g[0][1] == 1 for g in got)
 
 
+def test_streamed_rows_take_arrow_arrays(tmp_path):
+    """It writes columns given as pyarrow arrays as it writes Python values: texts (a null is no cell,
+    large or plain strings), whole numbers, and any other type through its Python values."""
+    import pyarrow as pa
+    from openpyxl import Workbook
+
+    from pipeline.xlsxrows import Column, stream_rows
+
+    wb = Workbook(write_only=True)
+    texts = pa.chunked_array([pa.array(["a & b", None], pa.large_string()), pa.array([" c"], pa.large_string())])
+    stream_rows(wb.create_sheet("s"), ["t", "n", "f", "u"], [
+        Column(texts), Column(pa.array([1, None, 3])), Column(pa.array([1.5, None, 2.0])),
+        Column(pa.array(["x", None, "z"]))])
+    wb.save(tmp_path / "arrow.xlsx")
+    got = [[c.value for c in row] for row in load_workbook(tmp_path / "arrow.xlsx")["s"].iter_rows(min_row=2)]
+    assert got == [["a & b", 1, 1.5, "x"], [None, None, None, None], [" c", 3, 2, "z"]]
+
+
 def test_streamed_sheet_is_closed_after(tmp_path):
     """It refuses a second write of rows to a streamed sheet instead of writing a broken one."""
     from openpyxl import Workbook
