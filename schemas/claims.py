@@ -337,3 +337,9 @@ class ClaimFacts(RuleModel):
     @rule("HFS-032")
     def drug_and_administration_agree(cls, df: pd.DataFrame) -> Series[bool]:
         return _clear(df, "why_pairing")
+
+
+# pandera registers its pandas backends on the first validation in a process (importing its
+# data-synthesis strategies with them, and hypothesis when that is installed): about 0.15 s. Done on
+# import instead, it is paid once: the nightly run's children fork from a process that imported this.
+pa.DataFrameSchema.register_default_backends(pd.DataFrame)
