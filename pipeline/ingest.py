@@ -26,6 +26,7 @@ import pandas as pd
 from pipeline import normalize as N
 from pipeline.errors import IngestError
 from pipeline.gate import cfb_is_encrypted, classify
+from pipeline.isolate import room_for_threads
 from schemas import columns as C
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
@@ -400,12 +401,17 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     # A large sheet is parsed in row pieces on every core (``xlsxsplit``). Error cells and value-less formulas
     # (calamine shows them as blanks) are found in the sheet XML: the split read looks for them in its
     # pieces, a second thread scans the other sheets while calamine reads (zlib releases the GIL).
-    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" else None
+    threads = room_for_threads()
+    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" and threads else None
     skip = (plan.sheet,) if plan else ()
-    with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-cells") as pool:
-        scan = pool.submit(cells.special_cells_by_sheet, path, skip) if kind == "zip" else None
+    if threads:
+        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-cells") as pool:
+            scan = pool.submit(cells.special_cells_by_sheet, path, skip) if kind == "zip" else None
+            sheets, split = _read_workbook(path, kind, notes, plan)
+            special = scan.result() if scan is not None else {}
+    else:  # near a memory limit: no thread (see room_for_threads)
         sheets, split = _read_workbook(path, kind, notes, plan)
-        special = scan.result() if scan is not None else {}
+        special = cells.special_cells_by_sheet(path, skip) if kind == "zip" else {}
     if plan and plan.sheet in (name for name, _ in sheets) and (split is None or split.special_suspected):
         special[plan.sheet] = cells.special_cells(path, plan.sheet)
     return _read_sheets(path, kind, sheets, special, user_map, notes)
@@ -584,7 +590,8 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
     plain_columns = [(p, c) for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}]
     args = ([c for _, c in plain_columns], [raw[p] for p, _ in plain_columns],
             [factorized.get(p) for p, _ in plain_columns])
-    if len(raw) >= PARALLEL_ROWS:  # two threads: the Arrow passes of one column run while another's Python does
+    if len(raw) >= PARALLEL_ROWS and room_for_threads():  # two threads: one column's Arrow passes run while
+        # another's Python does
         with ThreadPoolExecutor(2, thread_name_prefix="claimscrub-normalize") as pool:
             done = list(pool.map(normalized, *args))
     else:

@@ -5,6 +5,7 @@ The parent gets the result or an ``IngestError`` with a reason code. The nightly
 file's work in its child (``run_isolated``), so files of one night also use every core.
 """
 
+import mmap
 import multiprocessing as mp
 import resource
 from pathlib import Path
@@ -23,6 +24,20 @@ def _context():
         # Children fork with pandas, pandera and openpyxl already imported.
         _CTX.set_forkserver_preload(["pipeline.ingest", "pipeline.scrub"])
     return _CTX
+
+
+def room_for_threads(mb: int = 64) -> bool:
+    """Whether ``mb`` MB of address space can still be had (a child runs under a memory limit).
+
+    A thread that runs out of memory while it starts dies before it reports that it started, and
+    Python's ``Thread.start`` then waits for it for ever: so close to the limit, work is done on the
+    calling thread instead (the time limit would otherwise end the read, after minutes).
+    """
+    try:
+        mmap.mmap(-1, mb << 20).close()  # reserves address space, touches no memory
+    except (OSError, MemoryError, ValueError):
+        return False
+    return True
 
 
 def _read(path: str, column_map: dict | None):

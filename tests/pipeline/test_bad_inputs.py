@@ -26,7 +26,7 @@ from pipeline.ingest import read_claims
 from pipeline.ledger import Ledger
 from pipeline.sample import clean_claim, write_csv
 from schemas import columns as C
-from tests.conftest import AS_OF, ROOT
+from tests.conftest import AS_OF, ROOT, SAMPLES
 
 HEADER = ["Claim ID", "Line", "Member ID", "DOS", "CPT", "Units", "Charge", "Dx 1"]
 ROW = ["C1", 1, "M1", "2024-05-01", "64612", 1, 10, "G51.33"]
@@ -432,6 +432,17 @@ def test_row34_kill_at_each_stage_then_converge(tmp_path, stage):
     assert len(list((paths.outbox / "d").glob("*.exceptions.xlsx"))) == 1
     assert [p.name for p in (paths.archive / "d").iterdir()] == ["k.csv"]
     assert list(Ledger(paths.ledger).files().status) == ["scrubbed"]
+
+
+def test_workbook_near_the_memory_limit_fails_fast_not_by_timeout():
+    """It quarantines a workbook whose child has almost no memory left with a reason at once: no
+    helper thread is started that could die while starting and leave the read waiting until the time
+    limit."""
+    from pipeline import isolate
+
+    with pytest.raises(IngestError) as err:
+        isolate.read_isolated(SAMPLES / "messy.xlsx", memory_mb=64, timeout_s=30)
+    assert err.value.code in ("E_TOO_LARGE", "E_READER", "E_READER_CRASH")
 
 
 def test_isolated_reader_survives_a_crashing_child(tmp_path, monkeypatch):
