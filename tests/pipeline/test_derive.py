@@ -104,61 +104,35 @@ def test_reviewer_texts_of_each_branch():
     combined place-of-service texts, guidance, one-side billing, sides, style, imaging and history."""
     from pipeline.config import PayerProfile
 
-    def setting_both(ls):  # POS 22 is a facility and a hospital outpatient department; no UTN
-        for line in ls:
-            line[C.PLACE_OF_SERVICE] = "22"
+    def every(**kw):  # the same fields on every line of the claim
+        return lambda ls: [line.update(kw) for line in ls]
 
-    def setting_facility(ls):
-        for line in ls:
-            line[C.PLACE_OF_SERVICE] = "21"
+    def first(**kw):  # fields of the 64612 line
+        return lambda ls: ls[0].update(kw)
 
-    def larynx(ls):
-        _extra(ls, "95874")
-        _extra(ls, "64617")
+    def extra(*codes, **kw):  # more lines with these codes
+        return lambda ls: [_extra(ls, code, **kw) for code in codes]
 
     def larynx_and_units(ls):
         _extra(ls, "95874", **{C.UNITS: 2})
         _extra(ls, "64617")
 
-    def left_only(ls):
-        ls[0][C.MODIFIERS[0]] = "LT"
-
-    def unmodified(ls):
-        ls[0][C.MODIFIERS[0]] = None
-
-    def right_and_unsided(ls):
-        ls[0][C.MUSCLES] = "R OO 5u; zygomaticus 5u"
-
-    def unsided(ls):
-        ls[0][C.MUSCLES] = "OO 5u; zygomaticus 5u"
-
     def rt_lt_lines(ls):
         ls[0][C.MODIFIERS[0]] = "RT"
         ls.insert(1, {**ls[0], C.LINE_NO: 3, C.MODIFIERS[0]: "LT"})
-        for line in ls:
-            line[C.PAYER] = "Style50"
-
-    def both_guidance(ls):
-        _extra(ls, "95873")
-        _extra(ls, "95874")
-
-    def structural(ls):
-        for line in ls:
-            line[C.DX[1]] = "D33.3"
-            line[C.DOC_IMAGING] = "N"
-
-    def history(ls):
-        for line in ls:
-            line[C.DOC_ONSET] = line[C.DOC_FREQUENCY] = "N"
+        every(**{C.PAYER: "Style50"})(ls)
 
     def pairing(ls):
-        ls[1][C.SERVICE_DATE] = "2024-05-15"
-        ls[1][C.RENDERING_NPI] = "1234567893"
+        ls[1].update({C.SERVICE_DATE: "2024-05-15", C.RENDERING_NPI: "1234567893"})
 
-    edits = {"SET2": setting_both, "SET1": setting_facility, "LAR": larynx, "LAR2": larynx_and_units,
-             "LT": left_only, "UNMOD": unmodified, "RSOME": right_and_unsided, "NOSIDE": unsided,
-             "STYLE": rt_lt_lines, "GUIDE": both_guidance, "STRUCT": structural, "HIST": history,
-             "PAIR": pairing}
+    edits = {  # POS 22 is a facility and a hospital outpatient department; no UTN anywhere
+        "SET2": every(**{C.PLACE_OF_SERVICE: "22"}), "SET1": every(**{C.PLACE_OF_SERVICE: "21"}),
+        "LAR": extra("95874", "64617"), "LAR2": larynx_and_units, "LT": first(**{C.MODIFIERS[0]: "LT"}),
+        "UNMOD": first(**{C.MODIFIERS[0]: None}), "RSOME": first(**{C.MUSCLES: "R OO 5u; zygomaticus 5u"}),
+        "NOSIDE": first(**{C.MUSCLES: "OO 5u; zygomaticus 5u"}), "STYLE": rt_lt_lines,
+        "GUIDE": extra("95873", "95874"), "STRUCT": every(**{C.DX[1]: "D33.3", C.DOC_IMAGING: "N"}),
+        "HIST": every(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: "N"}), "PAIR": pairing,
+    }
     lines = lines_frame([line for cid, edit in edits.items() for line in _claim(cid, edit)])
     config = ScrubConfig(payers={"Style50": PayerProfile(bilateral_style="50")})
     facts = derive_claims(to_canonical(lines), config).set_index(C.CLAIM_ID)
