@@ -30,10 +30,10 @@ def patient_key(patient_id: str | None, salt: str) -> str | None:
 _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
 
 
-def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> list[np.ndarray]:
-    """Per set of codes in ``wanted``: whether each row holds one of them in any of the columns. The
-    columns are factorised together once (or ``factorized``: codes rows x columns, uniques), each
-    distinct code gets one bit per set, and one pass ORs the bits of each row."""
+def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> np.ndarray:
+    """Per row, bit k set when the row holds one of the codes of ``wanted[k]`` in any of the columns.
+    The columns are factorised together once (or ``factorized``: codes rows x columns, uniques), each
+    distinct code gets its bits, and one pass ORs the bits of each row."""
     if factorized is None:
         codes, uniques = pd.factorize(pd.concat([cells[c] for c in cells.columns], ignore_index=True))
         codes = codes.reshape(cells.shape[1], len(cells)).T
@@ -45,8 +45,7 @@ def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> l
         for code in group:
             if code in position:
                 bit_of[position[code]] |= 1 << k
-    rows = np.bitwise_or.reduce(bit_of[codes], axis=1) if codes.size else np.zeros(len(cells), dtype=np.int64)
-    return [(rows >> k & 1).astype(bool) for k in range(len(wanted))]
+    return np.bitwise_or.reduce(bit_of[codes], axis=1) if codes.size else np.zeros(len(cells), dtype=np.int64)
 
 
 def _first_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,9 +224,9 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     f["is_surgery"] = proc.isin(K.FACIAL_NERVE_SURGERY)
     f["is_drug"] = proc.str.startswith("J")
     mods = (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
-    for name, flag in zip((name for _, name in mods), _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods]),
-                          strict=True):
-        f[name] = flag
+    bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods])
+    for k, (_, name) in enumerate(mods):
+        f[name] = (bits >> k & 1).astype(bool)
     f["admin_toxin"] = f.is_toxin & ~f.jw
     # Diagnosis codes as one integer matrix (lines x 12; -1 blank) over the file's distinct codes.
     n = len(lines)
@@ -235,15 +234,12 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     dx_codes = dx_codes.reshape(len(C.DX), n).T
     code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
     conflicting = list(K.G51_3_CONFLICTING)
-    has = _carries(lines[list(C.DX)], [[K.G51_33], [K.G51_3_HEADER], [K.BELLS_PALSY], list(K.STRUCTURAL_DX)]
-                   + [[c] for c in conflicting], (dx_codes, dx_uniques))
-    for name, flag in zip(("g5133", "g513", "g510", "structural"), has[:4], strict=True):
-        f[name] = flag
-    bits = np.zeros(n, dtype=np.int64)  # which conflicting codes a line carries, one bit each
-    for k, flag in enumerate(has[4:]):
-        bits |= flag.astype(np.int64) << k
+    dx_sets = {"g5133": [K.G51_33], "g513": [K.G51_3_HEADER], "g510": [K.BELLS_PALSY], "structural": K.STRUCTURAL_DX}
+    bits = _carries(lines[list(C.DX)], [*dx_sets.values()] + [[c] for c in conflicting], (dx_codes, dx_uniques))
+    for k, name in enumerate(dx_sets):
+        f[name] = (bits >> k & 1).astype(bool)
     names = [", ".join(c for k, c in enumerate(conflicting) if b >> k & 1) for b in range(1 << len(conflicting))]
-    f["conflict_dx"] = _pick(bits, names, lines.index)
+    f["conflict_dx"] = _pick(bits >> len(dx_sets), names, lines.index)  # which conflicting codes, one bit each
     # Pointers: letters A-L name dx_1..dx_12 of the same line.
     ptr = lines[C.DX_POINTER].fillna("").astype(str)
     pointed = np.full((n, 4), -1, dtype=np.int64)  # the dx code each of the first 4 letters names

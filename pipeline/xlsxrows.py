@@ -213,16 +213,18 @@ def _text_cells(head: str, numbers: pa.Array, text: pa.Array, style) -> pa.Array
             body = pc.replace_substring(body, raw, ref)
     open_t = pc.if_else(pc.not_equal(pc.utf8_trim_whitespace(text), text), _PRESERVE[1], _PRESERVE[0])
     cell = pc.binary_join_element_wise(head, numbers, style, open_t, body, "</t></is></c>", "")
-    if isinstance(style, str):
-        return pc.fill_null(cell, "")
-    empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
-    return pc.if_else(pc.is_null(text), empty, cell)
+    return _or_blank(cell, text, head, numbers, style)
 
 
 def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Array:
     """A column of whole numbers (below 1e16 in size: ``%.16g`` is their decimal text) as XML."""
     cell = pc.binary_join_element_wise(head, numbers, style, ' t="n"><v>', pc.cast(values, pa.string()), "</v></c>",
                                        "")
+    return _or_blank(cell, values, head, numbers, style)
+
+
+def _or_blank(cell: pa.Array, values: pa.Array, head: str, numbers: pa.Array, style) -> pa.Array:
+    """The cells, and where a value is null: no cell, or an empty cell that carries its row's style."""
     if isinstance(style, str):
         return pc.fill_null(cell, "")
     empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
@@ -248,8 +250,8 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
         style = ""
         if col.styles is not None:
             protos = col.styles[start:stop]
-            attrs = {id(p): cells.proto(p) for p in {id(p): p for p in protos if p is not None}.values()}
-            attrs[id(None)] = ""
+            distinct = {id(p): p for p in protos}  # a few prototype cells, repeated
+            attrs = {key: "" if p is None else cells.proto(p) for key, p in distinct.items()}
             style = pa.array(list(map(attrs.__getitem__, map(id, protos))), type=pa.string())
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
