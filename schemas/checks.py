@@ -12,13 +12,6 @@ POINTER_PATTERN = r"[A-L]{1,4}"
 _NDC_STRIP = re.compile(r"^N4|[-\s]")
 
 
-def text_matches(values: pd.Series, pattern: str) -> pd.Series:
-    """True where the text fully matches ``pattern`` (blank is False); matched once per distinct text."""
-    codes, uniques = pd.factorize(values.astype("str"))
-    ok = pd.Series(uniques, dtype="str").str.fullmatch(pattern).fillna(False).to_numpy(bool)
-    return pd.Series(np.append(ok, False)[codes], index=values.index)  # code -1 (blank) -> False
-
-
 def group_codes(values: pd.Series) -> np.ndarray:
     """Integer codes of the values, with every missing value sharing one code of its own (a group-by's
     ``dropna=False``)."""
@@ -55,11 +48,18 @@ def repeated_keys(*keys: np.ndarray) -> np.ndarray:
 def _per_distinct(check):
     """Run a text check once per distinct value (exports repeat a few NPIs and NDCs); blank reads as ""."""
     def run(values: pd.Series) -> pd.Series:
-        codes, uniques = pd.factorize(values.astype("str").fillna(""))
-        return pd.Series(check(pd.Series(uniques)).to_numpy(bool)[codes], index=values.index)
+        codes, uniques = pd.factorize(values.astype("str"))  # a blank: code -1, the "" appended last
+        distinct = pd.Series([*uniques.tolist(), ""], dtype="str")
+        return pd.Series(check(distinct).to_numpy(bool)[codes], index=values.index)
 
     run.__doc__ = check.__doc__
     return run
+
+
+def text_matches(values: pd.Series, pattern: str) -> pd.Series:
+    """True where the text fully matches ``pattern`` (a blank reads as "", which none of the patterns
+    here matches); matched once per distinct text."""
+    return _per_distinct(lambda texts: texts.str.fullmatch(pattern).fillna(False))(values)
 
 
 @_per_distinct
