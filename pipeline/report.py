@@ -173,9 +173,10 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
     def build() -> Workbook:
         wb = Workbook(write_only=True)
         _summary_sheet(wb, summary, generated_at)
-        claim_rows = _claims_row_map(lines, findings)
+        flagged = lines[C.CLAIM_ID].isin(set(findings[C.CLAIM_ID].dropna())).to_numpy(bool)  # flagged claims' lines
+        claim_rows = _claims_row_map(lines, flagged)
         _exceptions_sheet(wb, findings, claim_rows, source_file_column, ids)
-        _claims_sheet(wb, lines, findings, claim_rows, source_file_column)
+        _claims_sheet(wb, lines, flagged, findings, claim_rows, source_file_column)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
         return wb
@@ -288,9 +289,8 @@ def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
-def _claims_row_map(lines: pd.DataFrame, findings: pd.DataFrame) -> dict:
-    """(source file, source row) -> row number on the Claims sheet, for flagged claims' lines."""
-    flagged = lines[C.CLAIM_ID].isin(set(findings[C.CLAIM_ID].dropna())).to_numpy(bool)
+def _claims_row_map(lines: pd.DataFrame, flagged: np.ndarray) -> dict:
+    """(source file, source row) -> row number on the Claims sheet, for the ``flagged`` lines."""
     rows = lines[C.SOURCE_ROW].to_numpy()[flagged].tolist()  # only the columns it needs, not every line's
     files = lines["source_file"].to_numpy()[flagged].tolist() if "source_file" in lines else [""] * len(rows)
     return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, rows, strict=True))}
@@ -419,13 +419,12 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
 CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]
 
 
-def _claims_sheet(wb, lines, findings, claim_rows, source_file_column: bool) -> None:
+def _claims_sheet(wb, lines, flagged: np.ndarray, findings, claim_rows, source_file_column: bool) -> None:
     ws = wb.create_sheet("Claims")
     headers = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
         c for c in CLAIM_COLUMNS if c != C.SOURCE_ROW]
     ws.freeze_panes = "B2"
-    flagged = set(findings[C.CLAIM_ID].dropna())
-    sub = lines[lines[C.CLAIM_ID].isin(flagged)]
+    sub = lines[flagged]
     if sub.empty:
         stream_rows(ws, _header_cells(ws, headers), [])
         return
