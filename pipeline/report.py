@@ -98,7 +98,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     in_scope = set(claims.loc[claims["in_scope"], C.CLAIM_ID]) if claims is not None and len(claims) else set()
     err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
     warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
-    charges = lines[lines[C.CLAIM_ID].isin(err)][C.CHARGE].sum()
+    charges = lines[C.CHARGE][lines[C.CLAIM_ID].isin(err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
     return ScrubSummary(
@@ -194,11 +194,15 @@ def _output_error(exc: OSError, what: str) -> OutputError:
 
 
 def check_environment() -> None:
-    """Start-up assertions: openpyxl must parse XML through defusedxml."""
+    """Start-up assertions: openpyxl must parse XML through defusedxml and write it through lxml."""
     import openpyxl
+    from openpyxl.xml import LXML
 
     if not getattr(openpyxl, "DEFUSEDXML", False):
         raise RuntimeError("openpyxl is not using defusedxml; install claimscrub's dependencies")
+    if not LXML:
+        raise RuntimeError("openpyxl is not writing through lxml; install claimscrub's dependencies "
+                           "and leave OPENPYXL_LXML unset")
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -18,6 +19,7 @@ from pandera.errors import SchemaError, SchemaErrors
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
 from pipeline.ingest import release_memory, to_canonical
+from pipeline.isolate import room_for_threads
 from schemas import columns as C
 from schemas.checks import ICD10_PATTERN, text_matches
 from schemas.claims import FACT_COLUMNS, ClaimFacts, ClaimLines
@@ -198,21 +200,37 @@ def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     return [lines[part == k] for k in range(parts)]
 
 
-def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, present: set[str],
-                  history: pd.DataFrame | None, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The line and claim rules' findings (before severities and messages) and the claim facts."""
-    rows: list[pd.DataFrame] = []
-    frame = lines.assign(as_of=pd.Timestamp(as_of))
-    for rule, idx in _failing(ClaimLines, frame).items():
+PARALLEL_LINES = 50_000  # from this many lines, the line rules run on a helper thread beside derive_claims
+
+
+def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date) -> list[pd.DataFrame]:
+    """The line rules' findings (ClaimLines), one frame per failing rule."""
+    rows = []
+    for rule, idx in _failing(ClaimLines, lines.assign(as_of=pd.Timestamp(as_of))).items():
         sub = lines.loc[idx]  # all columns: a line rule's value may come from any of them
         fld, value = _line_values(rule, sub, lines)
         rows.append(pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
             C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
         }))
-    del frame
+    return rows
 
-    claims = derive_claims(lines, config, present, history, salt)
+
+def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, present: set[str],
+                  history: pd.DataFrame | None, salt: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The line and claim rules' findings (before severities and messages) and the claim facts.
+
+    Both only read ``lines``. For a large file the line rules run on a helper thread while the claim
+    facts are derived: most of either is numpy and Arrow work, which releases the GIL.
+    """
+    if len(lines) >= PARALLEL_LINES and room_for_threads():
+        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-lines") as pool:
+            line_rows = pool.submit(_line_rule_findings, lines, as_of)
+            claims = derive_claims(lines, config, present, history, salt)
+            rows = line_rows.result()
+    else:
+        rows = _line_rule_findings(lines, as_of)
+        claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
         at_line = lines[[C.LINE_NO, C.SOURCE_ROW]]  # what a claim finding shows of its anchor line
         for rule, idx in _failing(ClaimFacts, _facts_for_checks(claims)).items():

@@ -5,10 +5,11 @@ value, binding each value, looking up its style, one lxml call per tag. The two 
 (Exceptions, Claims) are built as columns here instead. A column of text or of whole numbers becomes
 its cells' XML text in a few pyarrow passes (escaping, then joining the parts of each cell), any other
 column cell by cell; style ids are taken from the workbook's own style table once per style. Rows of
-16k at a time are joined the same way and their bytes go to a temporary file. openpyxl writes the
-sheet's top and tail (columns, panes, filter, data validation, hyperlinks) around a marker, which is
-then replaced by the rows, and it writes the rest of the workbook (styles, shared parts, the zip) as
-usual.
+4k-16k at a time are joined the same way. openpyxl writes the sheet's top and tail (columns, panes,
+filter, data validation, hyperlinks) around a marker; the top, the rows' bytes and the tail go, in
+that order, to a ``sheetzip.Deflater``, which compresses them on a helper thread while the next rows
+are built, and the workbook's save copies them into the zip. openpyxl writes the rest of the
+workbook (styles, shared parts) as usual.
 
 The cells are the ones ``ws.append`` would write for the same values and styles: inline strings,
 numbers as ``%.16g``, dates as serial numbers with their number format, the same style ids. One
@@ -19,8 +20,6 @@ difference, on purpose: a str is always written as text here, never as a formula
 import datetime as dt
 import math
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,7 +32,10 @@ from openpyxl.utils import get_column_letter
 from openpyxl.utils.datetime import to_excel
 from openpyxl.worksheet.hyperlink import Hyperlink
 
-CHUNK_ROWS = 16384  # rows built and written at once
+from pipeline.sheetzip import Deflater, attach
+
+CHUNK_ROWS = 16384  # at most, rows built and written at once
+MIN_CHUNK_ROWS = 4096  # a sheet comes in about 8 chunks at least, so that compressing it keeps up (sheetzip)
 _MARK = "claimscrub-rows"
 # Not allowed in XML 1.0 (libxml2 refuses them): replaced, as control characters are, by U+FFFD.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -289,8 +291,9 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
     """Write a header row (values or cells), then the body given as columns of equal length, and close the sheet.
 
     It must be the only write of rows to the write-only sheet ``ws``, and its last change: set the
-    sheet's columns, panes, filter and validations before. The rows go to a temporary file; openpyxl
-    writes the sheet's top and tail around a marker, which is then replaced by the rows.
+    sheet's columns, panes, filter and validations before. openpyxl writes the sheet's top and tail
+    around a marker; the top, the rows and the tail are compressed as they come (``sheetzip``), and the
+    workbook's ``save`` becomes ``sheetzip.save_workbook``, which copies them into the zip.
     """
     if ws._rows is not None:
         raise RuntimeError("stream_rows must be the only writer of this sheet's rows")
@@ -304,28 +307,36 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
     with xf.element("sheetData"):
         xf.write(etree.Comment(_MARK))
     ws._writer.xf.send(None)
-    with tempfile.TemporaryFile() as rows:  # in the private temporary folder of report.private_tempdir
-        head = "".join("" if v is None else cells.value(f"{letters[i]}1", v) for i, v in enumerate(header))
-        _write(rows, [f'<row r="1">{head}</row>'])
-        for start in range(0, n, CHUNK_ROWS):
-            stop = min(start + CHUNK_ROWS, n)
-            numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2)), pa.string())
-            quoted = pc.binary_join_element_wise(numbers, '"', "")
-            parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
-            _write_chunk(rows, pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", ""))
-        internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
-        for j, col in enumerate(columns):
-            for i in sorted(col.links or ()):
-                link = col.links[i]
-                if getattr(link, "target", None):  # an external link: openpyxl adds its relationship
-                    cells.link(f"{letters[j]}{i + 2}", link)
-                else:
-                    internal.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
-        if internal:
-            ws._hyperlinks.append(Hyperlink(ref="A1", location=_MARK))  # where the list goes among the links
-        ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
-        ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
-        _splice(Path(ws._writer.out), rows, _links_xml(internal) if internal else None)
+    xf.flush()  # lxml's writer (et_xmlfile's could not write the marker: openpyxl must use lxml)
+    fed = _head(Path(ws._writer.out))
+    deflater = Deflater()  # the sheet's XML is compressed as it comes (see sheetzip)
+    deflater.write(fed)
+    head_cells = "".join("" if v is None else cells.value(f"{letters[i]}1", v) for i, v in enumerate(header))
+    _write(deflater, [f'<row r="1">{head_cells}</row>'])
+    step = min(CHUNK_ROWS, max(MIN_CHUNK_ROWS, -(-n // 8)))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2)), pa.string())
+        quoted = pc.binary_join_element_wise(numbers, '"', "")
+        parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
+        _write_chunk(deflater, pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", ""))
+    internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
+    for j, col in enumerate(columns):
+        for i in sorted(col.links or ()):
+            link = col.links[i]
+            if getattr(link, "target", None):  # an external link: openpyxl adds its relationship
+                cells.link(f"{letters[j]}{i + 2}", link)
+            else:
+                internal.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+    if internal:
+        ws._hyperlinks.append(Hyperlink(ref="A1", location=_MARK))  # where the list goes among the links
+    ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
+    ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
+    head, tail = _parts(Path(ws._writer.out), _links_xml(internal) if internal else None)
+    if head != fed:
+        raise RuntimeError("the sheet's top changed while its rows were written")
+    deflater.write(tail)
+    attach(ws, deflater)
 
 
 class _Closed:
@@ -360,9 +371,17 @@ def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
     return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
 
 
-def _splice(sheet: Path, rows, links: bytes | None = None) -> None:
-    """Put the rows in place of the marker in the sheet's XML file (and ``links`` in place of the
-    placeholder hyperlink)."""
+def _head(sheet: Path) -> bytes:
+    """The sheet's XML before the row marker (as written so far)."""
+    head, mark, _ = sheet.read_bytes().partition(f"<!--{_MARK}-->".encode())
+    if not mark:
+        raise RuntimeError("the sheet's row marker was not found")
+    return head
+
+
+def _parts(sheet: Path, links: bytes | None = None) -> tuple[bytes, bytes]:
+    """The sheet's XML before and after the row marker, with ``links`` in place of the placeholder
+    hyperlink in the part after."""
     head, mark, tail = sheet.read_bytes().partition(f"<!--{_MARK}-->".encode())
     if not mark or _MARK.encode() in tail.replace(f'location="{_MARK}"'.encode(), b"", 1):
         raise RuntimeError("the sheet's row marker was not found exactly once")
@@ -371,8 +390,4 @@ def _splice(sheet: Path, rows, links: bytes | None = None) -> None:
                               lambda _: links, tail)
         if count != 1:
             raise RuntimeError("the sheet's hyperlink placeholder was not found exactly once")
-    rows.seek(0)
-    with sheet.open("wb") as out:
-        out.write(head)
-        shutil.copyfileobj(rows, out, 1 << 20)
-        out.write(tail)
+    return head, tail

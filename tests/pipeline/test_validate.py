@@ -265,6 +265,36 @@ def test_partitioned_check_finds_the_same(tmp_path):
         pd.testing.assert_frame_equal(split, whole)
 
 
+def test_line_rules_beside_the_claim_facts_find_the_same(monkeypatch):
+    """It finds the same when a large file's line rules run on a helper thread while the claim facts
+    are derived, as when they run one after the other."""
+    import threading
+
+    import pandas as pd
+
+    from pipeline import validate
+    from pipeline.ingest import read_claims
+    from tests.conftest import SAMPLES
+
+    ran_on = []
+    line_rules = validate._line_rule_findings
+
+    def spy(*args):
+        ran_on.append(threading.current_thread().name)
+        return line_rules(*args)
+
+    monkeypatch.setattr(validate, "_line_rule_findings", spy)
+    for source in (SAMPLES / "mixed.csv", SAMPLES / "messy.xlsx"):
+        r = read_claims(source)
+        monkeypatch.setattr(validate, "PARALLEL_LINES", 10**9)
+        alone = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues).findings
+        monkeypatch.setattr(validate, "PARALLEL_LINES", 1)
+        beside = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues).findings
+        assert {"STR-002", "HFS-014"} <= set(alone["rule"])  # line and claim rules both fire
+        pd.testing.assert_frame_equal(beside, alone)
+    assert ran_on[0] == "MainThread" and ran_on[1].startswith("claimscrub-lines")
+
+
 def test_outpatient_prior_auth_names_the_right_claim():
     """It flags the hospital-outpatient claim without a UTN, not an office claim listed before it."""
     office = clean_claim("Z-OFFICE", "MBR-1", "2024-05-14")
