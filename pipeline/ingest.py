@@ -6,6 +6,7 @@ A cell that cannot be coerced becomes an ingest issue (ING-001), never a crash o
 A file that cannot be read at all raises ``IngestError`` with a reason code.
 """
 
+import contextlib
 import csv
 import ctypes
 import functools
@@ -391,11 +392,16 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
         notes.append(f"the file is named {suffix} but holds text; read as CSV")
     if kind != "text" and suffix in TEXT_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
-    if kind == "text" and (fast := _read_csv_fast(path, user_map)) is not None:
-        header, mapping, frame = fast
-        return _build(path, file_sha256(path), path.name, header, frame, 2, mapping, None, notes)
-    if kind == "text":
-        return _read_sheets(path, kind, _read_text(path, notes), {}, user_map, notes)
+    if kind == "text":  # the file is hashed on a second thread while pyarrow parses it on one
+        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-hash") if room_for_threads() else (
+                contextlib.nullcontext()) as pool:
+            hashing = pool.submit(file_sha256, path) if pool is not None else None
+            fast = _read_csv_fast(path, user_map)
+            sha = hashing.result() if hashing is not None else file_sha256(path)
+        if fast is not None:
+            header, mapping, frame = fast
+            return _build(path, sha, path.name, header, frame, 2, mapping, None, notes)
+        return _read_sheets(path, kind, _read_text(path, notes), {}, user_map, notes, sha)
     from pipeline import cells, xlsxsplit
 
     # A large sheet is parsed in row pieces on every core (``xlsxsplit``). Error cells and value-less formulas
@@ -418,8 +424,8 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
 
 
 def _read_sheets(path: Path, kind: str, sheets: list, special_by_sheet: dict, user_map: dict[str, str],
-                 notes: list[str]) -> IngestResult:
-    sha = file_sha256(path)
+                 notes: list[str], sha: str | None = None) -> IngestResult:
+    sha = sha or file_sha256(path)
 
     claims_sheets, sites_sheet = [], None
     for name, rows in sheets:
@@ -635,21 +641,21 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         notes.append("columns not used by claimscrub: " + ", ".join(repr(h) for h in unmapped))
     n = rows_read
     frame = {}
-    for col in C.CANONICAL:
+    for col in C.CANONICAL:  # a column the file lacks: typed arrays, no Python object per row
         if col in data:
             frame[col] = data[col]
         elif col in C.DOC_FLAGS:
-            frame[col] = [False] * n
+            frame[col] = np.zeros(n, dtype=bool)
         elif col in C.DATE_COLUMNS:
-            frame[col] = [pd.NaT] * n
+            frame[col] = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
         elif col in C.NUMBER_COLUMNS:
-            frame[col] = [float("nan")] * n
+            frame[col] = np.full(n, np.nan)
         elif col == C.LINE_NO:
-            frame[col] = [pd.NA] * n
+            frame[col] = pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool))
         else:
-            frame[col] = [None] * n
-    frame[C.SOURCE_ROW] = source_rows
-    frame[C.SOURCE_SHEET] = [sheet] * n
+            frame[col] = pd.Series(None, index=pd.RangeIndex(n), dtype="str").array
+    frame[C.SOURCE_ROW] = idx + first_row
+    frame[C.SOURCE_SHEET] = pd.Series(sheet, index=pd.RangeIndex(n), dtype="str").array
     lines = pd.DataFrame(frame)
     lines = _type_lines(lines)
     if C.LINE_NO not in present and n:

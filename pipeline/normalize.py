@@ -217,6 +217,10 @@ def normalize_column(values: pd.Series, norm: Callable[[Any], Result], max_text:
     already computed by the caller (``pd.factorize`` with the NA sentinel).
     """
     index = None
+    if norm is norm_text and typed is not None and isinstance(values.dtype, pd.StringDtype):
+        long_pos = _clean_text_long_positions(values, max_text)
+        if long_pos is not None:  # Arrow text that norm_text would leave as it is: nothing to hash
+            return values.array, {}, long_pos
     if isinstance(values.dtype, pd.StringDtype):  # text read by pyarrow: no Python object per cell
         codes, index = pd.factorize(values, use_na_sentinel=True)
         uniques = index.tolist()
@@ -256,6 +260,22 @@ def _take(normalised: list, codes: np.ndarray, typed: Callable[[list], Any] | No
     lookup = np.empty(len(normalised), dtype=object)
     lookup[:] = normalised
     return lookup[codes]
+
+
+def _clean_text_long_positions(values: pd.Series, max_text: int | None) -> list[int] | None:
+    """For Arrow text with no blank and no whitespace at either end (what ``norm_text`` keeps as it
+    is): the positions longer than ``max_text``. None for any other text. Arrow's trim takes the
+    same characters as whitespace as ``str.strip`` (tests/pipeline/test_normalize.py)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(values.array)
+    if pc.any(pc.equal(arr, "")).as_py() or pc.any(pc.not_equal(pc.utf8_trim_whitespace(arr), arr)).as_py():
+        return None
+    if max_text is None:
+        return []
+    long = pc.fill_null(pc.greater(pc.utf8_length(arr), max_text), False)
+    return np.flatnonzero(long.to_numpy(zero_copy_only=False)).tolist()
 
 
 def _long_positions(codes: np.ndarray, uniques, max_text: int | None) -> list[int]:

@@ -23,7 +23,7 @@ from pipeline.isolate import room_for_threads
 from schemas import columns as C
 from schemas.checks import ICD10_PATTERN, text_matches
 from schemas.claims import FACT_COLUMNS, ClaimFacts, ClaimLines
-from schemas.rules import RULES_BY_ID, SEVERITY_RANK, Level, Severity
+from schemas.rules import RULES_BY_ID, SEVERITY_RANK, Level
 
 log = logging.getLogger(__name__)
 
@@ -304,11 +304,12 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     for col in FINDING_COLUMNS + ["reason"]:
         if col not in findings:
             findings[col] = None
-    default = findings["rule"].map(lambda r: RULES_BY_ID[r].severity.value)
+    default = findings["rule"].map({r: rule.severity.value for r, rule in RULES_BY_ID.items()})
     findings["severity"] = findings["severity"].astype(object).fillna(default)  # catalog or dynamic
     payer = findings[C.PAYER].astype(object).where(findings[C.PAYER].notna(), None)
-    pairs = {(r, p): override_for(r, p, config) for r, p in set(zip(findings["rule"], payer, strict=True))}
-    resolved = [pairs[(r, p)] for r, p in zip(findings["rule"], payer, strict=True)]
+    rules, payers = findings["rule"].tolist(), payer.tolist()  # lists: iterating Arrow text is slow
+    pairs = {(r, p): override_for(r, p, config) for r, p in set(zip(rules, payers, strict=True))}
+    resolved = [pairs[(r, p)] for r, p in zip(rules, payers, strict=True)]
     keep = [not disabled for disabled, _ in resolved]
     override = pd.Series([sev for _, sev in resolved], index=findings.index, dtype=object)
     findings["severity"] = override.fillna(findings["severity"])
@@ -317,16 +318,17 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     findings["message"] = [
         RULES_BY_ID[r].message.format(value=v if v or r in BLANK_OK else "(blank)") + (f" ({why})" if isinstance(why, str) and why
                                                                        else "")
-        for r, v, why in zip(findings["rule"], findings["value"], findings["reason"], strict=True)
+        for r, v, why in zip(findings["rule"].tolist(), findings["value"].tolist(), findings["reason"].tolist(),
+                             strict=True)
     ]
-    findings["fix"] = findings["rule"].map(lambda r: RULES_BY_ID[r].fix)
+    findings["fix"] = findings["rule"].map({r: rule.fix for r, rule in RULES_BY_ID.items()})
     # One dtype per column, whatever was concatenated: exception ids hash these values.
     for col in (C.LINE_NO, C.SOURCE_ROW):
         findings[col] = pd.to_numeric(findings[col], errors="coerce").astype("Int64")
     for col in ("rule", "severity", C.CLAIM_ID, "field", "value", "message", "fix", C.PATIENT_ID, C.PAYER):
         findings[col] = findings[col].astype("str")
-    findings["_sev"] = findings["severity"].map(lambda s: SEVERITY_RANK[Severity(s)])
-    findings["_file"] = findings["rule"].map(lambda r: RULES_BY_ID[r].level == Level.FILE)
+    findings["_sev"] = findings["severity"].map({s.value: rank for s, rank in SEVERITY_RANK.items()})
+    findings["_file"] = findings["rule"].map({r: rule.level == Level.FILE for r, rule in RULES_BY_ID.items()})
     findings = findings.sort_values(["_sev", "_file", C.CLAIM_ID, C.LINE_NO, "rule", C.SOURCE_ROW],
                                     na_position="first", kind="stable")
     return findings[FINDING_COLUMNS].reset_index(drop=True)

@@ -269,3 +269,14 @@ def test_columns_normalised_on_two_threads_give_the_same_lines(name, monkeypatch
     pd.testing.assert_frame_equal(alone.lines, threaded.lines)
     pd.testing.assert_frame_equal(alone.issues, threaded.issues)
     assert alone.notes == threaded.notes
+
+
+@pytest.mark.parametrize("threads", [True, False], ids=["hashed-beside-the-parse", "one-thread"])
+@pytest.mark.parametrize("name", ["mixed.csv", "messy.xlsx"])
+def test_the_file_hash_is_the_sha256_of_its_bytes(name, threads, monkeypatch):
+    import hashlib
+
+    from pipeline import ingest
+
+    monkeypatch.setattr(ingest, "room_for_threads", lambda: threads)
+    assert read_claims(SAMPLES / name).sha256 == hashlib.sha256((SAMPLES / name).read_bytes()).hexdigest()

@@ -75,6 +75,34 @@ def test_a_column_normalises_like_its_cells(cells):
         assert problems == {i: r for i, (_, r) in enumerate(expected) if r is not None}
 
 
+WHITESPACE = "".join(chr(c) for c in range(0x110000) if chr(c).isspace() and not 0xD800 <= c < 0xE000)
+ARROW_TEXT = st.one_of(st.none(), st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+                       st.builds(lambda a, b, c: a + b + c, st.text(WHITESPACE, max_size=2),
+                                 st.text("ab é", max_size=8), st.text(WHITESPACE, max_size=2)))
+
+
+@given(st.lists(ARROW_TEXT, max_size=30), st.sampled_from([None, 3]))
+def test_arrow_text_normalises_like_its_cells(cells, max_text):
+    """Arrow text (CSV columns) normalises as each cell on its own does, whether it is already clean
+    (no blank, no whitespace at either end: kept as it is, nothing hashed) or not."""
+    values, problems, long_pos = N.normalize_column(pd.Series(cells, dtype="str"), N.norm_text, max_text,
+                                                   lambda v: pd.array(v, dtype="str"))
+    assert [None if pd.isna(v) else v for v in values] == [N.norm_text(c)[0] for c in cells]
+    assert problems == {}
+    assert long_pos == ([i for i, c in enumerate(cells) if c is not None and len(c) > max_text] if max_text else [])
+
+
+def test_clean_arrow_text_is_kept_as_it_is():
+    text = pd.Series(["C1", "C2", None, "a b"], dtype="str")
+    values, _, _ = N.normalize_column(text, N.norm_text, None, lambda v: pd.array(v, dtype="str"))
+    assert values is text.array
+    for dirty in ("", " C3", "C3\u3000", "\x1c"):  # \x1c: whitespace to str.strip
+        column = pd.Series(["C1", dirty], dtype="str")
+        values, _, _ = N.normalize_column(column, N.norm_text, None, lambda v: pd.array(v, dtype="str"))
+        assert values is not column.array
+        assert [None if pd.isna(v) else v for v in values] == ["C1", dirty.strip() or None]
+
+
 def test_a_column_with_true_and_1_keeps_them_apart():
     values, _, _ = N.normalize_column(pd.Series([True, 1, 1.0, "1"], dtype=object), N.norm_text)
     assert list(values) == ["TRUE", "1", "1", "1"]
