@@ -6,7 +6,6 @@ A cell that cannot be coerced becomes an ingest issue (ING-001), never a crash o
 A file that cannot be read at all raises ``IngestError`` with a reason code.
 """
 
-import contextlib
 import csv
 import ctypes
 import functools
@@ -27,7 +26,7 @@ import pandas as pd
 from pipeline import normalize as N
 from pipeline.errors import IngestError
 from pipeline.gate import cfb_is_encrypted, classify
-from pipeline.isolate import room_for_threads
+from pipeline.isolate import beside, room_for_threads
 from schemas import columns as C
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
@@ -393,11 +392,9 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     if kind != "text" and suffix in TEXT_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
     if kind == "text":  # the file is hashed on a second thread while pyarrow parses it on one
-        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-hash") if room_for_threads() else (
-                contextlib.nullcontext()) as pool:
-            hashing = pool.submit(file_sha256, path) if pool is not None else None
+        with beside(file_sha256, path, name="claimscrub-hash") as hashed:
             fast = _read_csv_fast(path, user_map)
-            sha = hashing.result() if hashing is not None else file_sha256(path)
+            sha = hashed()
         if fast is not None:
             header, mapping, frame = fast
             return _build(path, sha, path.name, header, frame, 2, mapping, None, notes)
@@ -407,17 +404,13 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     # A large sheet is parsed in row pieces on every core (``xlsxsplit``). Error cells and value-less formulas
     # (calamine shows them as blanks) are found in the sheet XML: the split read looks for them in its
     # pieces, a second thread scans the other sheets while calamine reads (zlib releases the GIL).
-    threads = room_for_threads()
-    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" and threads else None
+    # Near a memory limit, no thread (see room_for_threads): no split, and the scan runs after the read.
+    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" and room_for_threads() else None
     skip = (plan.sheet,) if plan else ()
-    if threads:
-        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-cells") as pool:
-            scan = pool.submit(cells.special_cells_by_sheet, path, skip) if kind == "zip" else None
-            sheets, split = _read_workbook(path, kind, notes, plan)
-            special = scan.result() if scan is not None else {}
-    else:  # near a memory limit: no thread (see room_for_threads)
+    scan = (lambda: cells.special_cells_by_sheet(path, skip)) if kind == "zip" else dict
+    with beside(scan, name="claimscrub-cells") as scanned:
         sheets, split = _read_workbook(path, kind, notes, plan)
-        special = cells.special_cells_by_sheet(path, skip) if kind == "zip" else {}
+        special = scanned()
     if plan and plan.sheet in (name for name, _ in sheets) and (split is None or split.special_suspected):
         special[plan.sheet] = cells.special_cells(path, plan.sheet)
     return _read_sheets(path, kind, sheets, special, user_map, notes)

@@ -8,6 +8,9 @@ file's work in its child (``run_isolated``), so files of one night also use ever
 import mmap
 import multiprocessing as mp
 import resource
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import IngestError
@@ -38,6 +41,18 @@ def room_for_threads(mb: int = 64) -> bool:
     except (OSError, MemoryError, ValueError):
         return False
     return True
+
+
+@contextmanager
+def beside(fn: Callable, *args, name: str = "claimscrub-beside") -> Iterator[Callable]:
+    """Run ``fn(*args)`` on a helper thread while the ``with`` block runs; the block gets a callable that
+    returns its result (waiting for it). Without room for a thread (``room_for_threads``), ``fn`` runs
+    on the calling thread when the result is asked for."""
+    if not room_for_threads():
+        yield lambda: fn(*args)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
+        yield pool.submit(fn, *args).result
 
 
 def _read(path: str, column_map: dict | None):

@@ -9,7 +9,6 @@ import datetime as dt
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -19,7 +18,7 @@ from pandera.errors import SchemaError, SchemaErrors
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
 from pipeline.ingest import release_memory, to_canonical
-from pipeline.isolate import room_for_threads
+from pipeline.isolate import beside
 from schemas import columns as C
 from schemas.checks import ICD10_PATTERN, text_matches
 from schemas.claims import FACT_COLUMNS, ClaimFacts, ClaimLines
@@ -223,11 +222,10 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     Both only read ``lines``. For a large file the line rules run on a helper thread while the claim
     facts are derived: most of either is numpy and Arrow work, which releases the GIL.
     """
-    if len(lines) >= PARALLEL_LINES and room_for_threads():
-        with ThreadPoolExecutor(1, thread_name_prefix="claimscrub-lines") as pool:
-            line_rows = pool.submit(_line_rule_findings, lines, as_of)
+    if len(lines) >= PARALLEL_LINES:
+        with beside(_line_rule_findings, lines, as_of, name="claimscrub-lines") as line_rows:
             claims = derive_claims(lines, config, present, history, salt)
-            rows = line_rows.result()
+            rows = line_rows()
     else:
         rows = _line_rule_findings(lines, as_of)
         claims = derive_claims(lines, config, present, history, salt)
