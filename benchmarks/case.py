@@ -68,13 +68,18 @@ def floor(path: Path) -> dict:
     from pipeline.report import EXCEPTION_HEADERS
     from pipeline.validate import find_violations
 
+    # The read first, in a fresh process, as claimscrub's own read is measured (``pipeline``): its memory
+    # is new to the process. The same read once more after the findings shows what a warm process gives.
+    t0 = time.perf_counter()
+    _raw_read(path)
+    t_read = time.perf_counter() - t0
     result = ingest.read_claims(path)  # only to know the findings to write; not timed
     findings = find_violations(result.lines, AS_OF, None, result.present, None, "", result.issues).findings
     rows = [[str(v) if v is not None else None for v in rec] for rec in findings.itertuples(index=False)]
     del result
     t0 = time.perf_counter()
     _raw_read(path)
-    t_read = time.perf_counter() - t0
+    t_read_warm = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         wb = Workbook(write_only=True)
@@ -84,7 +89,7 @@ def floor(path: Path) -> dict:
             ws.append(row[:16])
         wb.save(Path(out) / "floor.xlsx")
         t_write = time.perf_counter() - t0
-    return {"floor_read": t_read, "floor_write": t_write, "floor": t_read + t_write}
+    return {"floor_read": t_read, "floor_read_warm": t_read_warm, "floor_write": t_write, "floor": t_read + t_write}
 
 
 if __name__ == "__main__":
