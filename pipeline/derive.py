@@ -56,25 +56,26 @@ def _first_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[first], b[first]
 
 
-def _join_codes(codes: np.ndarray, texts, n: int, fill: str = "") -> np.ndarray:
+def _join_codes(codes: np.ndarray, texts, n: int, fill: str = "") -> pd.Series:
     """Per group 0..n-1: the distinct non-empty texts (in order of appearance) joined with '; ';
     a null text reads as ``fill``. Works on integer codes of the texts; only groups with two or more
-    distinct texts are joined in Python."""
-    out = np.full(n, "", dtype=object)
+    distinct texts are joined in Python. A text column (``_pick``): no Python string per group."""
     tcodes, uniques = pd.factorize(texts if isinstance(texts, pd.Series) else pd.Series(texts, dtype=object))
     labels = np.array([str(u) for u in uniques] + [fill], dtype=object)
     tcodes = np.where(tcodes < 0, len(uniques), tcodes)
     keep = (labels != "")[tcodes]
-    if not keep.any():
-        return out
-    k, t = _first_pairs(np.asarray(codes)[keep], tcodes[keep])  # each (group, text) once, first seen
-    single = np.bincount(k, minlength=n)[k] == 1
-    out[k[single]] = labels[t[single]]
-    if not single.all():
-        multi = pd.DataFrame({"k": k[~single], "v": labels[t[~single]]})
-        joined = multi.groupby("k", sort=False)["v"].agg("; ".join)
-        out[joined.index.to_numpy()] = joined.to_numpy(dtype=object)
-    return out
+    table = [*labels.tolist(), ""]  # the last entry: a group with no text
+    out = np.full(n, len(table) - 1, dtype=np.int64)
+    if keep.any():
+        k, t = _first_pairs(np.asarray(codes)[keep], tcodes[keep])  # each (group, text) once, first seen
+        single = np.bincount(k, minlength=n)[k] == 1
+        out[k[single]] = t[single]
+        if not single.all():
+            multi = pd.DataFrame({"k": k[~single], "v": labels[t[~single]]})
+            joined = multi.groupby("k", sort=False)["v"].agg("; ".join)
+            out[joined.index.to_numpy()] = len(table) + np.arange(len(joined))
+            table += joined.tolist()
+    return _pick(out, table)
 
 
 class Groups:
@@ -147,13 +148,13 @@ class Groups:
         claims, _ = _first_pairs(self.codes[ok], vcodes[ok])
         return np.bincount(claims, minlength=self.n)
 
-    def join(self, values: pd.Series, mask=None, fill: str = "") -> np.ndarray:
+    def join(self, values: pd.Series, mask=None, fill: str = "") -> pd.Series:
         """Per claim: the distinct non-empty texts of the lines where ``mask`` holds, joined with '; '
         (nulls read as ``fill``)."""
         pos = np.flatnonzero(self._mask(mask))
         return _join_codes(self.codes[pos], values.iloc[pos], self.n, fill)
 
-    def join_at(self, pos: np.ndarray, texts) -> np.ndarray:
+    def join_at(self, pos: np.ndarray, texts) -> pd.Series:
         """Like ``join`` for texts already taken at line positions ``pos``."""
         return _join_codes(self.codes[pos], texts, self.n)
 
@@ -406,11 +407,12 @@ def derive_claims(
         "pharm|patient|specialty|white|brown", regex=True).to_numpy(bool)
     cf["drug_supplied"] = g.any((src_codes >= 0) & supplied_src[np.maximum(src_codes, 0)]
                                 if len(sources) else np.zeros(len(src_codes), dtype=bool))
-    toxin_code = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin).astype(object)
-    cf["toxin_code"] = toxin_code.where(toxin_code.notna(), np.nan)
+    toxin = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin)  # text; missing where no administered toxin
+    has_toxin = toxin.notna()  # on the text column: cheap, unlike on the object column below
+    cf["toxin_code"] = toxin.astype(object).where(has_toxin.to_numpy(bool), np.nan)
     cf["admin_units"] = g.sum(units, f.admin_toxin)
     cf["waste_units"] = g.sum(units, f.is_toxin & f.jw)
-    tox_codes, tox_uniques = pd.factorize(cf["toxin_code"])  # a handful of codes: look values up per code
+    tox_codes, tox_uniques = pd.factorize(toxin)  # a handful of codes: look values up per code
     tox_uniques = tox_uniques.tolist()
 
     def per_toxin(mapping: dict) -> np.ndarray:
@@ -422,7 +424,7 @@ def derive_claims(
     # Waste modifiers.
     pos = np.flatnonzero((f.is_toxin | f.jw).to_numpy())
     t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
-        cc=g.codes[pos], code=lines[C.PROCEDURE_CODE].iloc[pos].to_numpy(),
+        cc=g.codes[pos], code=lines[C.PROCEDURE_CODE].array.take(pos),
         date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
     grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
     is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
@@ -468,13 +470,13 @@ def derive_claims(
     # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
     bu = cf.billing_unit
     expected = np.ceil(np.round(cf.site_units / bu, 6))
-    has_doc = cf.site_units.notna() & (cf.site_units > 0) & cf.toxin_code.notna()
+    has_doc = cf.site_units.notna() & (cf.site_units > 0) & has_toxin
     mismatch = has_doc & (expected != cf.admin_units)
     cf["why_units"] = _text_where(mismatch, lambda m: (
         "billed " + _fmtv(cf.admin_units[m]) + " units of " + cf.toxin_code[m].fillna("") + "; documented "
         + _fmtv(cf.site_units[m]) + " U = " + _fmtv(expected[m]) + " billing units"))
     total_toxin = ((cf.admin_units + cf.waste_units) * bu).to_numpy()
-    vial_check = (cf.toxin_code.notna() & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
+    vial_check = (has_toxin & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
     bad = np.zeros(len(cf), dtype=bool)
     for c in K.TOXIN_VIALS:  # a total that no whole number of vials makes (within the code's limit)
         rows = vial_check & (tox_codes == (tox_uniques.index(c) if c in tox_uniques else -2))
@@ -504,7 +506,7 @@ def derive_claims(
         "session " + _fmtv(session[m]) + " U above cap " + _fmtv(cf.session_cap_units[m]))))
     dose = join_texts(parts).to_numpy(dtype=object)
     why_dose = np.full(g.n, "", dtype=object)
-    _put(why_dose, (dose != "") & cf.toxin_code.notna().to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
+    _put(why_dose, (dose != "") & has_toxin.to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
     cf["why_dose"] = _text(why_dose)
 
     del sp, sides, only_r, only_l, none_sided
@@ -521,7 +523,7 @@ def derive_claims(
     why22 = np.full(len(gl), "", dtype=object)
     why22[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
     why22[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
-    why_guidance = g.join_at(pos, why22)
+    why_guidance = g.join_at(pos, why22).to_numpy(dtype=object)
     larynx = "95874 with 64617 (guidance included)"
     for i in np.flatnonzero((cf.is_95874 & cf.is_64617).to_numpy(bool)):
         why_guidance[i] = why_guidance[i] + "; " + larynx if why_guidance[i] else larynx
