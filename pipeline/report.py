@@ -93,21 +93,40 @@ def exception_id(claim: object, line: object, rule: str, value: object) -> str:
 def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findings: pd.DataFrame,
               claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
               version: str) -> ScrubSummary:
-    """Counts for one scrubbed file."""
-    claim_ids = lines[C.CLAIM_ID].dropna()
-    in_scope = set(claims.loc[claims["in_scope"], C.CLAIM_ID]) if claims is not None and len(claims) else set()
+    """Counts for one scrubbed file. The claim facts (``claims``) hold one row per claim id of ``lines``."""
     err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
     warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
-    charges = lines[C.CHARGE][lines[C.CLAIM_ID].isin(err)].sum()  # one column, not every line's
+    if claims is not None and len(claims):
+        scope = claims["in_scope"].to_numpy(bool)
+        g5133, clean = int(scope.sum()), int((scope & ~_in_set(claims[C.CLAIM_ID], err)).sum())
+    else:
+        g5133 = clean = 0
+    charges = lines[C.CHARGE][_in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
     return ScrubSummary(
-        file=file, sha256=sha256, rows_read=rows_read, claims=claim_ids.nunique(),
-        g5133_claims=len(in_scope), clean_claims=len(in_scope - err),
+        file=file, sha256=sha256, rows_read=rows_read,
+        claims=len(claims) if claims is not None else lines[C.CLAIM_ID].nunique(),
+        g5133_claims=g5133, clean_claims=clean,
         claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
         not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
     )
+
+
+def _in_set(values: pd.Series, keys: set) -> np.ndarray:
+    """Per row: whether the value is one of ``keys`` (text). Arrow text is looked up by Arrow, which for
+    thousands of keys is several times faster than ``Series.isin``."""
+    data = values.array
+    if isinstance(values.dtype, pd.StringDtype) and hasattr(data, "__arrow_array__") and keys:
+        arrow = data.__arrow_array__()
+        try:
+            found = pc.is_in(arrow, value_set=pa.array(list(keys), type=arrow.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # keys that are not text: pandas compares them
+            pass
+        else:
+            return found.to_numpy(zero_copy_only=False).astype(bool)
+    return values.isin(keys).to_numpy(bool)
 
 
 def _text(ws, value, **style):

@@ -300,3 +300,29 @@ def test_workbook_and_csv_carry_the_same_exception_ids(mixed):
     line = csv[C.LINE_NO].map(lambda v: int(float(v)) if v else None)
     assert csv["exception_id"].tolist() == [exception_id(c or None, ln, r, v or None) for c, ln, r, v in zip(
         csv[C.CLAIM_ID], line, csv["rule"], csv["value"], strict=True)]
+
+
+@pytest.mark.parametrize("id_dtype", ["str", object])
+def test_summary_counts_claims_as_set_arithmetic_does(id_dtype):
+    """It counts claims, G51.33 claims, clean ones and the charges of claims with errors as plain sets of
+    claim ids give them, whether the ids are Arrow text or Python objects."""
+    import pandas as pd
+
+    from pipeline.report import summarize
+
+    lines = pd.DataFrame({C.CLAIM_ID: pd.Series(["A", "A", "B", "C", None, "D", "E"], dtype=id_dtype),
+                          C.CHARGE: [10.0, 5.0, 7.0, 1.0, 100.0, 2.0, float("nan")]})
+    findings = pd.DataFrame({"rule": ["HFS-007", "HFS-025", "HFS-011", "HFS-023", "FILE-003", "HFS-011"],
+                             "severity": ["error", "warning", "error", "warning", "warning", "error"],
+                             C.CLAIM_ID: pd.Series(["A", "B", "C", "A", None, "E"], dtype="str"),
+                             C.PAYER: ["Aetna", "Aetna", None, "Aetna", None, "Cigna"]})
+    claims = pd.DataFrame({C.CLAIM_ID: pd.Series(["A", "B", "C", "D", "E"], dtype=id_dtype),
+                           "in_scope": [True, True, False, True, True]})
+    s = summarize("f.csv", "0" * 64, 7, lines, findings, claims, {}, "2024-06-30", "r", "v")
+    err, scope = {"A", "C", "E"}, {"A", "B", "D", "E"}
+    assert (s.claims, s.g5133_claims, s.clean_claims) == (5, len(scope), len(scope - err))
+    assert (s.claims_with_errors, s.claims_with_warnings) == (3, 1)
+    assert s.at_risk == 10.0 + 5.0 + 1.0  # E's charge is missing
+    assert s.by_payer == {"Aetna": 2, "(none)": 1, "Cigna": 1}
+    no_facts = summarize("f.csv", "0" * 64, 7, lines, findings, None, {}, "2024-06-30", "r", "v")
+    assert (no_facts.claims, no_facts.g5133_claims, no_facts.at_risk) == (5, 0, 16.0)
