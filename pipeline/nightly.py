@@ -409,7 +409,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
         failure = ScrubFailure("writing the outputs", exc)
         return failure.code, failure.reason, False
     try:
-        flagged = result.lines[C.CLAIM_ID].isin(set(checked.findings[C.CLAIM_ID].dropna()))
+        flagged = report.in_set(result.lines[C.CLAIM_ID], set(checked.findings[C.CLAIM_ID].dropna()))
         return Scrubbed(summary, checked.findings, result.lines[flagged], result.issues,
                         night_sessions(checked.claims, result.lines, salt, keys))
     except Exception as exc:  # noqa: BLE001 - a bug after the outputs: keep the file (a re-run replaces them)
@@ -456,8 +456,8 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
     lines = pd.concat([o.lines.assign(source_file=o.name) for o in done], ignore_index=True)
     issues = pd.concat([o.issues for o in done], ignore_index=True)
     total = lambda k: int(sum(o.counts.get(k, 0) for o in done))  # noqa: E731
-    at_risk = float(lines[lines[C.CLAIM_ID].isin(set(findings.loc[findings.severity == "error", C.CLAIM_ID]))][
-        C.CHARGE].sum())
+    at_risk = float(lines[C.CHARGE][report.in_set(lines[C.CLAIM_ID],
+                                                  set(findings.loc[findings.severity == "error", C.CLAIM_ID]))].sum())
     summary = report.ScrubSummary(
         file=f"nightly review {day}: {len(done)} file(s)", sha256="", rows_read=total("rows"),
         claims=total("claims"), g5133_claims=total("g5133_claims"),

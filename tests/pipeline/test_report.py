@@ -326,3 +326,15 @@ def test_summary_counts_claims_as_set_arithmetic_does(id_dtype):
     assert s.by_payer == {"Aetna": 2, "(none)": 1, "Cigna": 1}
     no_facts = summarize("f.csv", "0" * 64, 7, lines, findings, None, {}, "2024-06-30", "r", "v")
     assert (no_facts.claims, no_facts.g5133_claims, no_facts.at_risk) == (5, 0, 16.0)
+
+
+@pytest.mark.parametrize("keys", [set(), {"A"}, {"A", None}, {"B", float("nan")}, {"A", 3}, {"zz"}])
+@pytest.mark.parametrize("id_dtype", ["str", object])
+def test_in_set_is_series_isin(keys, id_dtype):
+    """It flags the same rows as pandas' isin, missing keys and values and non-text keys included."""
+    import pandas as pd
+
+    from pipeline.report import in_set
+
+    values = pd.Series(["A", None, "B", "A", "C", None], dtype=id_dtype)
+    assert in_set(values, keys).tolist() == values.isin(keys).tolist()
