@@ -332,7 +332,7 @@ def derive_claims(
     f = line_features(lines)
     g = Groups(lines[C.CLAIM_ID])
     cf = pd.DataFrame(index=pd.RangeIndex(g.n))
-    cf[C.CLAIM_ID] = pd.Series(np.asarray(g.ids, dtype=object), dtype=object)
+    cf[C.CLAIM_ID] = pd.Series(g.ids.array)  # text (Arrow) as in the lines: pandera checks its type by dtype
     for col in (C.PATIENT_ID, C.PAYER, C.PLACE_OF_SERVICE):
         cf[col] = g.first_value(lines[col])
     cf["dos_min"], cf["dos_max"] = g.date_range(lines[C.SERVICE_DATE])
