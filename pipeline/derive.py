@@ -350,12 +350,10 @@ def derive_claims(
     payer_codes, payers = pd.factorize(cf[C.PAYER])
     profiles = [config.profile_for(p) for p in payers] + [config.default]  # code -1 -> the default
 
-    def per_payer(get) -> np.ndarray:
-        return np.array([get(prof) for prof in profiles], dtype=object)[payer_codes]
-
-    cf["profile_style"] = pd.Series(per_payer(lambda p: p.bilateral_style.value)).astype("str")
+    which = np.arange(len(profiles))[payer_codes]  # each claim's profile (-1 picks the last: the default)
+    cf["profile_style"] = _pick(which, [p.bilateral_style.value for p in profiles])
     for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
-        cf[attr] = per_payer(lambda p, a=attr: getattr(p, a)).astype(float)
+        cf[attr] = np.array([getattr(p, attr) for p in profiles], dtype=float)[which]
 
     # Diagnosis.
     cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")

@@ -277,7 +277,8 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
     if issues is not None and len(issues):
         cells = issues[issues["rule"] == "ING-001"]
         if len(cells):
-            by_row = lines.drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)
+            shown = [C.SOURCE_ROW, C.CLAIM_ID, C.LINE_NO, C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
+            by_row = lines[shown].drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)  # not every column
             hit = by_row.reindex(cells["row"].astype("int64"))
             parts.append(pd.DataFrame({
                 "rule": "ING-001", C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
