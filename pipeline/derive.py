@@ -30,15 +30,26 @@ def patient_key(patient_id: str | None, salt: str) -> str | None:
 _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
 
 
+def _code_matrix(cells: pd.DataFrame) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
+    """The columns' values as one integer matrix over their distinct values (factorised together; -1
+    blank), rows x (filled columns + 1). A column with no value at all (most of dx_3..dx_12, say) is
+    left out: it reads as the last matrix column, blank everywhere. Returns the codes, the distinct
+    values and each column's matrix column."""
+    n = len(cells)
+    filled = [c for c in cells.columns if cells[c].notna().any()]
+    codes = np.full((n, len(filled) + 1), -1, dtype=np.intp)
+    uniques = pd.Index([], dtype=object)
+    if filled:
+        flat, uniques = pd.factorize(pd.concat([cells[c] for c in filled], ignore_index=True))
+        codes[:, :len(filled)] = flat.reshape(len(filled), n).T
+    return codes, uniques, {c: filled.index(c) if c in filled else len(filled) for c in cells.columns}
+
+
 def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> np.ndarray:
     """Per row, bit k set when the row holds one of the codes of ``wanted[k]`` in any of the columns.
-    The columns are factorised together once (or ``factorized``: codes rows x columns, uniques), each
-    distinct code gets its bits, and one pass ORs the bits of each row."""
-    if factorized is None:
-        codes, uniques = pd.factorize(pd.concat([cells[c] for c in cells.columns], ignore_index=True))
-        codes = codes.reshape(cells.shape[1], len(cells)).T
-    else:
-        codes, uniques = factorized
+    The columns are factorised together once (``_code_matrix``, or ``factorized``: codes rows x columns,
+    uniques), each distinct code gets its bits, and one pass ORs the bits of each row."""
+    codes, uniques = _code_matrix(cells)[:2] if factorized is None else factorized
     bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)  # the last entry: blank (code -1)
     position = {v: i for i, v in enumerate(uniques.tolist())}
     for k, group in enumerate(wanted):
@@ -211,28 +222,28 @@ def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
 
 def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     """Per-line booleans used by the claim rules (codes, modifiers, pointers)."""
-    proc = lines[C.PROCEDURE_CODE].fillna("").astype(str)
     f = pd.DataFrame(index=lines.index)
     f["claim"] = lines[C.CLAIM_ID]
-    f["is_64612"] = proc == K.CHEMO_FACIAL
-    f["is_toxin"] = proc.isin(K.TOXIN_CODES)
-    f["is_other_chemo"] = proc.isin(K.OTHER_CHEMO)
-    f["is_chemo"] = proc.isin(K.CHEMO_ALL)
-    f["is_95873"] = proc == K.GUIDANCE_ESTIM
-    f["is_95874"] = proc == K.GUIDANCE_EMG
-    f["is_64617"] = proc == K.LARYNX_CHEMO
-    f["is_96372"] = proc == K.THERAPEUTIC_INJECTION
-    f["is_surgery"] = proc.isin(K.FACIAL_NERVE_SURGERY)
-    f["is_drug"] = proc.str.startswith("J")
+    # Procedure codes: each flag decided once per distinct code, then looked up per line.
+    proc_codes, procs = pd.factorize(lines[C.PROCEDURE_CODE])
+    procs = [str(p) for p in procs.tolist()] + [""]  # code -1 (blank) reads as ""
+    for name, test in (
+        ("is_64612", lambda p: p == K.CHEMO_FACIAL), ("is_toxin", lambda p: p in K.TOXIN_CODES),
+        ("is_other_chemo", lambda p: p in K.OTHER_CHEMO), ("is_chemo", lambda p: p in K.CHEMO_ALL),
+        ("is_95873", lambda p: p == K.GUIDANCE_ESTIM), ("is_95874", lambda p: p == K.GUIDANCE_EMG),
+        ("is_64617", lambda p: p == K.LARYNX_CHEMO), ("is_96372", lambda p: p == K.THERAPEUTIC_INJECTION),
+        ("is_surgery", lambda p: p in K.FACIAL_NERVE_SURGERY), ("is_drug", lambda p: p.startswith("J")),
+    ):
+        f[name] = np.array([test(p) for p in procs], dtype=bool)[proc_codes]
     mods = (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
     bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods])
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
     f["admin_toxin"] = f.is_toxin & ~f.jw
-    # Diagnosis codes as one integer matrix (lines x 12; -1 blank) over the file's distinct codes.
+    # Diagnosis codes as one integer matrix (lines x filled dx columns; -1 blank) over the file's codes.
     n = len(lines)
-    dx_codes, dx_uniques = pd.factorize(pd.concat([lines[c] for c in C.DX], ignore_index=True))
-    dx_codes = dx_codes.reshape(len(C.DX), n).T
+    dx_codes, dx_uniques, dx_column = _code_matrix(lines[list(C.DX)])
+    f["dx_count"] = (dx_codes >= 0).sum(axis=1)
     code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
     conflicting = list(K.G51_3_CONFLICTING)
     dx_sets = {"g5133": [K.G51_33], "g513": [K.G51_3_HEADER], "g510": [K.BELLS_PALSY], "structural": K.STRUCTURAL_DX}
@@ -247,16 +258,22 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     ptr_codes, ptr_uniques = pd.factorize(ptr)
     per_pointer = np.array([[ord(c) - 65 if "A" <= c <= "L" else -1 for c in (u + "....")[:4]]
                             for u in ptr_uniques.tolist()], dtype=np.int64).reshape(-1, 4)
+    matrix_column = np.array([dx_column[c] for c in C.DX], dtype=np.int64)  # letter -> column of dx_codes
     for k in range(4):
         col = per_pointer[ptr_codes, k] if n else np.empty(0, dtype=np.int64)
         ok = col >= 0
-        pointed[ok, k] = dx_codes[np.flatnonzero(ok), col[ok]]
+        pointed[ok, k] = dx_codes[np.flatnonzero(ok), matrix_column[col[ok]]]
     has_ptr = ptr != ""
     f["has_pointer"] = has_ptr
     g513x = [code_of[c] for c in (*K.G51_3X, K.G51_3_HEADER) if c in code_of]
-    f["points_g513x"] = np.isin(pointed, g513x).any(axis=1)
-    g5133 = code_of.get(K.G51_33, -2)
-    f["points_only_g5133"] = ((pointed == -1) | (pointed == g5133)).all(axis=1) & (pointed != -1).any(axis=1)
+    is_g513x = np.zeros(len(dx_uniques) + 1, dtype=bool)  # per dx code; the last entry: none (-1)
+    is_g513x[g513x] = True
+    f["points_g513x"] = is_g513x[pointed].any(axis=1)
+    g5133_or_none = np.zeros(len(dx_uniques) + 1, dtype=bool)
+    g5133_or_none[-1] = True
+    if K.G51_33 in code_of:
+        g5133_or_none[code_of[K.G51_33]] = True
+    f["points_only_g5133"] = g5133_or_none[pointed].all(axis=1) & (pointed != -1).any(axis=1)
     f["ndc_ok"] = ndc_is_valid(lines[C.NDC])
     return f
 
@@ -392,7 +409,7 @@ def derive_claims(
     bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
     cf["why_pointer"] = g.join(lines[C.PROCEDURE_CODE], bad_ptr)
     cf["idx_pointer"] = g.first_label(bad_ptr)
-    dx_count = lines[list(C.DX)].notna().sum(axis=1).to_numpy()
+    dx_count = f["dx_count"].to_numpy()
     only_g5133_claim = (g.max(dx_count) == 1) & cf.g5133.to_numpy()
     other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & only_g5133_claim[g.codes]))
     cf["why_other_chemo"] = g.join(lines[C.PROCEDURE_CODE], other)

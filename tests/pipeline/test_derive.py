@@ -161,3 +161,19 @@ def test_reviewer_texts_of_each_branch():
     assert text["why_pairing"] == {"PAIR": "different dates of service; different rendering NPIs"}
     for col in text:
         assert facts[col].dtype == pd.Series(["x"]).dtype, col  # text columns, as validate and the report expect
+
+
+def test_code_matrix_leaves_out_empty_columns_and_reads_them_as_blank():
+    """It codes every filled cell as its value and every empty one as -1, also for columns with no value."""
+    from pipeline.derive import _carries, _code_matrix
+
+    cells = pd.DataFrame({"a": ["X", "Y", None, "X"], "b": [None] * 4, "c": [None, "Y", "Z", None]}, dtype="str")
+    codes, uniques, column = _code_matrix(cells)
+    assert codes.shape == (4, 3) and column == {"a": 0, "b": 2, "c": 1}
+    for name in cells.columns:
+        got = [None if k < 0 else uniques[k] for k in codes[:, column[name]]]
+        assert got == [None if pd.isna(v) else v for v in cells[name]]
+    assert _carries(cells, [["X"], ["Z"], ["W"]]).tolist() == [0b001, 0, 0b010, 0b001]
+    empty = pd.DataFrame({"a": [None, None], "b": [None, None]}, dtype="str")
+    assert _carries(empty, [["X"]]).tolist() == [0, 0]
+    assert _code_matrix(empty)[0].tolist() == [[-1], [-1]]
