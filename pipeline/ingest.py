@@ -672,7 +672,11 @@ def _spread(data, series, targets, norm, n, overflow=None):
                                   else series.to_numpy(dtype=object), use_na_sentinel=True)
     split = [[norm(v)[0] for v in N.split_list(u)] for u in uniques] + [[]]
     at = np.where(codes < 0, len(split) - 1, codes)  # blank takes the last (empty) entry
+    width = max(map(len, split))
     for k, t in enumerate(targets):
+        if k >= width:  # no cell has this many items (dx_3..dx_12, mostly): a column of blanks
+            data[t] = _no_text(n)
+            continue
         data[t] = _as_text([items[k] if k < len(items) else None for items in split]).take(at)
     if overflow:
         data[overflow] = _as_text([",".join(items[len(targets):]) if len(items) > len(targets) else None
@@ -695,6 +699,16 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _as_text(values: list) -> pd.api.extensions.ExtensionArray:
     return pd.array(values, dtype="str")
+
+
+def _no_text(n: int) -> pd.api.extensions.ExtensionArray:
+    """``n`` missing texts: as ``_as_text`` gives them, built without a Python value per row."""
+    dtype = _as_text([]).dtype
+    if hasattr(dtype, "__from_arrow__"):
+        import pyarrow as pa
+
+        return dtype.__from_arrow__(pa.nulls(n, pa.large_string()))
+    return _as_text([None] * n)
 
 
 def _as_dates(values: list) -> pd.api.extensions.ExtensionArray:
