@@ -300,16 +300,27 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
         ws.append([_text(ws, payer), _value(ws, int(count))])
 
 
+_RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
+
+
+def _severity_rank(findings: pd.DataFrame) -> pd.Series:
+    """Each finding's severity rank (error first); a value that is no severity raises ValueError."""
+    rank = findings["severity"].map(_RANK_OF)
+    if rank.isna().any():
+        Severity(findings["severity"][rank.isna()].iloc[0])  # raises, naming the value
+    return rank
+
+
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
     """Severity, then claim, then line: the order of the Exceptions sheet (a new, sorted frame)."""
-    order = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
+    order = _severity_rank(findings)
     return findings.assign(_o=order).sort_values(
         ["_o", C.CLAIM_ID, C.LINE_NO, "rule"], na_position="first", kind="stable").drop(columns="_o")
 
 
 def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     """The findings as given when already in sheet order (validate's contract), so no copy is made."""
-    rank = findings["severity"].map(lambda v: SEVERITY_RANK[Severity(v)])
+    rank = _severity_rank(findings)
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
