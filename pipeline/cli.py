@@ -67,18 +67,22 @@ def scrub(
         _fail("--fail-on takes error or warning")
     day = _date(as_of)
     cfg, cmap = _load(config, columns)
-    single = len(inputs) == 1
+    plans = S.plan_outputs(inputs, out, cfg)
     use_prefect = record or bool(os.environ.get("PREFECT_API_URL"))
     worst = set()
     failed = False
-    with typer.progressbar(inputs, label="Scrubbing", file=sys.stderr) as bar:
-        for path in bar:
+    with typer.progressbar(plans, label="Scrubbing", file=sys.stderr) as bar:
+        for plan in bar:
+            path = plan.input
             started = time.perf_counter()
+            if plan.note:
+                typer.echo(f"\n{path}: {plan.note}", err=True)
             try:
                 if use_prefect:
-                    summary = _scrub_recorded(path, out, single, day, cfg, cmap)
+                    summary = _scrub_recorded(plan, day, cfg, cmap)
                 else:
-                    summary = S.scrub_file(path, out, cfg, day, cmap, single=single).summary.__dict__
+                    summary = S.scrub_file(path, None, cfg, day, cmap,
+                                           outputs=(plan.workbook, plan.findings_csv)).summary.__dict__
             except IngestError as exc:
                 typer.echo(f"\n{path}: cannot be read: {exc.reason} [{exc.code}]", err=True)
                 failed = True
@@ -92,6 +96,7 @@ def scrub(
                 failed = True
                 continue
             typer.echo("\n" + _summary_text(summary, time.perf_counter() - started))
+            typer.echo(f"  workbook: {plan.workbook}")
             worst |= _severities(summary)
     if failed:
         raise typer.Exit(2)
@@ -99,17 +104,15 @@ def scrub(
         raise typer.Exit(1)
 
 
-def _scrub_recorded(path, out, single, day, cfg, cmap) -> dict:
+def _scrub_recorded(plan, day, cfg, cmap) -> dict:
     import uuid
 
-    from pipeline import scrub as S
     from pipeline.flows import register_job, scrub_file_flow
 
-    workbook, csv_path = S.output_paths(path, out, single)
-    workbook.parent.mkdir(parents=True, exist_ok=True)
-    file_id = register_job(path, workbook, csv_path)
+    plan.workbook.parent.mkdir(parents=True, exist_ok=True)
+    file_id = register_job(plan.input, plan.workbook, plan.findings_csv)
     summary = scrub_file_flow(file_id=file_id, as_of=day, config=cfg, column_map=cmap, run_id=uuid.uuid4().hex[:12])
-    summary["file"] = Path(path).name  # shown on the user's terminal only
+    summary["file"] = Path(plan.input).name  # shown on the user's terminal only
     return summary
 
 

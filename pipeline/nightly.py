@@ -97,6 +97,8 @@ def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> 
             skipped.append((path, "hidden file"))
         elif name.lower().endswith(TEMP_SUFFIXES):
             skipped.append((path, "temporary file"))
+        elif scrub.is_own_output(name):
+            skipped.append((path, "claimscrub output, not an export"))
         elif path.suffix.lower() not in INBOX_SUFFIXES:
             skipped.append((path, "not a claims file type"))
         elif now - path.stat().st_mtime < settle_seconds:

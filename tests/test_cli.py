@@ -63,3 +63,58 @@ def test_recorded_scrub_runs_the_prefect_flow(tmp_path, prefect_harness):
     flow_runs = asyncio.run(runs())
     assert flow_runs and all("clean" not in r.name for r in flow_runs)
     assert any(r.state and r.state.is_completed() for r in flow_runs)
+
+
+def test_scrub_never_overwrites_one_inputs_outputs_with_anothers(tmp_path):
+    """It gives two inputs with one name (other folders, or other extensions) outputs of their own."""
+    import shutil
+
+    for folder, sample in (("d1", "clean.csv"), ("d2", "mixed.csv")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(SAMPLES / sample, tmp_path / folder / "claims.csv")
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["scrub", str(tmp_path / "d1" / "claims.csv"), str(tmp_path / "d2" / "claims.csv"),
+                              "--out", str(out), "--as-of", "2024-06-30"])
+    assert res.exit_code == 0, res.output
+    books = sorted(out.glob("*.exceptions.xlsx"))
+    csvs = sorted(out.glob("*.findings.csv"))
+    assert len(books) == 2 and len(csvs) == 2
+    rules = sorted(len(p.read_text().splitlines()) for p in csvs)
+    assert rules[0] == 1 and rules[1] > 1  # the clean file's CSV holds only its header, the other its findings
+    for book in books:
+        assert f"workbook: {book}" in res.output
+
+    shutil.copy(SAMPLES / "messy.xlsx", tmp_path / "x.xlsx")
+    shutil.copy(SAMPLES / "mixed.csv", tmp_path / "x.csv")
+    res = runner.invoke(app, ["scrub", str(tmp_path / "x.xlsx"), str(tmp_path / "x.csv"), "--as-of", "2024-06-30"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "x.xlsx.exceptions.xlsx").exists() and (tmp_path / "x.csv.exceptions.xlsx").exists()
+    assert not (tmp_path / "x.exceptions.xlsx").exists()
+
+
+def test_scrub_of_an_inbox_file_writes_outside_the_inbox(tmp_path):
+    """It writes an ad hoc scrub of a nightly inbox's file to the outbox's adhoc folder, says so, and the
+    nightly scan leaves claimscrub's own outputs in an inbox alone."""
+    import shutil
+
+    from pipeline.nightly import scan_inbox
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (tmp_path / "ledger.sqlite").write_bytes(b"")  # the --root layout: an inbox beside a ledger
+    shutil.copy(SAMPLES / "mixed.csv", inbox / "x.csv")
+    res = runner.invoke(app, ["scrub", str(inbox / "x.csv"), "--as-of", "2024-06-30"])
+    assert res.exit_code == 0, res.output
+    assert [p.name for p in inbox.iterdir()] == ["x.csv"]
+    adhoc = tmp_path / "outbox" / "adhoc"
+    assert (adhoc / "x.exceptions.xlsx").exists() and (adhoc / "x.findings.csv").exists()
+    assert f"outputs go to {adhoc}" in res.output
+
+    for name in ("x.exceptions.xlsx", "x.findings.csv", "nightly-review-2024-06-30.xlsx"):
+        shutil.copy(adhoc / "x.exceptions.xlsx", inbox / name)
+    ready, skipped = scan_inbox(inbox, settle_seconds=0)
+    assert [p.name for p in ready] == ["x.csv"]
+    assert sorted((p.name, why) for p, why in skipped) == [
+        ("nightly-review-2024-06-30.xlsx", "claimscrub output, not an export"),
+        ("x.exceptions.xlsx", "claimscrub output, not an export"),
+        ("x.findings.csv", "claimscrub output, not an export")]
