@@ -3,13 +3,12 @@
 import re
 from pathlib import Path
 
-import pytest
-
 from schemas import columns as C
 from schemas.claims import ClaimFacts, ClaimLines, RawClaims
 from schemas.rules import RULES, RULES_BY_ID
 
-RULES_MD = Path(__file__).resolve().parents[3] / "shared" / "RULES.md"
+RULES_MD = Path(__file__).resolve().parents[2] / "docs" / "rules-spec.md"  # the spec of record, copied in
+PLANNED = {"HFS-033"}  # in the spec's "Payer edits and code sets" section: issue 19, not built yet
 INGEST_RULES = {"FILE-001", "FILE-002", "FILE-003", "ING-001"}  # raised by ingest, not pandera checks
 
 
@@ -26,11 +25,12 @@ def test_catalog_ids_unique_and_match_check_names():
     assert checks == set(ids) - INGEST_RULES
 
 
-@pytest.mark.skipif(not RULES_MD.exists(), reason="shared/RULES.md is not beside this checkout")
 def test_every_rules_md_id_is_implemented():
-    """It implements every rule id of the specification, with its default severity."""
+    """It implements every rule id of the specification but the planned ones, with its default severity."""
     spec = dict(re.findall(r"^\| ((?:FILE|ING|STR|HFS)-\d{3}) \| (\w+) \|", RULES_MD.read_text(), re.M))
-    assert set(spec) == set(RULES_BY_ID)
+    assert set(spec) - PLANNED == set(RULES_BY_ID)
+    assert not PLANNED & set(RULES_BY_ID), "a planned rule is built: take it out of PLANNED"
+    spec = {k: v for k, v in spec.items() if k not in PLANNED}
     assert {k: RULES_BY_ID[k].severity.value for k in spec} == spec
 
 
