@@ -290,7 +290,8 @@ def ledger_check(
     except LedgerUnusable as exc:
         _fail(exc.line, exc.exit_code)
     if not state.exists:
-        typer.echo(f"ledger {path}: none yet (the first night creates it); the archive is empty")
+        beside = "the archive is empty" if archive_dir is not None else "give --archive to compare with the archive"
+        typer.echo(f"ledger {path}: none yet (the first night creates it); {beside}")
         return
     typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: {SCHEMA_VERSION})")
     files = ", ".join(f"{n} {s}" for s, n in sorted(state.files.items())) or "none"

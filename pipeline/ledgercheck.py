@@ -356,6 +356,8 @@ def restore_ledger(path: Path, lock: Path, backup: Path | None = None,
     except RunInProgress:
         raise LedgerUnusable("RESTORE_BUSY", "a nightly run holds the run lock; restore after it ends",
                              path) from None
+    except (OSError, sqlite3.Error) as exc:  # read-only or full disk: nothing was moved, or see .bad-*
+        raise unusable_from(exc, path) from None
 
 
 def _restore_locked(path: Path, backup: Path | None, now: dt.datetime | None) -> tuple[Path, Path | None]:
@@ -373,6 +375,14 @@ def _restore_locked(path: Path, backup: Path | None, now: dt.datetime | None) ->
     if version > SCHEMA_VERSION:
         raise LedgerUnusable("LEDGER_TOO_NEW", f"backup {chosen.name}: " + too_new_help(version), path)
     stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    tmp = path.with_name(f".{path.name}.restore.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        _copy(chosen, tmp, "WAL")  # first the copy: a full disk fails here, before anything is moved
+        os.chmod(tmp, 0o600)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     aside = None
     if path.exists() or path.is_symlink():
         aside = path.with_name(f"{path.name}.bad-{stamp}")
@@ -381,14 +391,7 @@ def _restore_locked(path: Path, backup: Path | None, now: dt.datetime | None) ->
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.replace(side, path.with_name(f"{path.name}.bad-{stamp}{suffix}"))
-    tmp = path.with_name(f".{path.name}.restore.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        _copy(chosen, tmp, "WAL")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    os.replace(tmp, path)
     return chosen, aside
 
 

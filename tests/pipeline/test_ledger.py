@@ -415,3 +415,15 @@ def test_reconcile_records_each_archived_file_once_and_hashes_only_unnamed_ones(
     assert book.files().archived_at.notna().all()
     assert ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, "again") == {
         "archived_at_set": 0, "recorded": 0}
+
+
+def test_restore_moves_a_directory_in_the_ledgers_place_aside(tmp_path):
+    """It restores over a directory standing where the ledger was, keeping the directory and what is in it."""
+    path = tmp_path / "ledger.sqlite"
+    _ledger_with_rows(path, 5)
+    backup = ledgercheck.backup_ledger(path)
+    path.unlink()
+    _directory(tmp_path)
+    used, aside = ledgercheck.restore_ledger(path, tmp_path / "ledger.sqlite.lock")
+    assert used == backup and (aside / "x").read_text() == "x"
+    assert ledgercheck.check_ledger(path, tmp_path / "archive").files == {"scrubbed": 5}
