@@ -210,14 +210,28 @@ def nightly(
     partition_lines: Annotated[int, typer.Option(
         min=1, help="With --runner dask: validate a file with more lines in parts across the cluster")] = PARTITION_LINES,
 ) -> None:
-    """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined."""
-    _load(config, None)
+    """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined,
+    4 if any failed, 5 if the ledger cannot be used (nothing scrubbed)."""
+    from pipeline import ledgercheck
+    from pipeline.ledger import LedgerUnusable
+    from pipeline.nightly import resolve_paths
+
+    cfg, _ = _load(config, None)
     if runner not in ("default", "dask"):
         _fail("--runner takes default or dask")
-    summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
-                           ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of), config_path=config,
-                           runner=runner, dask_address=dask_address, dask_workers=dask_workers,
-                           partition_lines=partition_lines)
+    try:
+        paths = resolve_paths(cfg, root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
+                              ledger=ledger)
+    except OSError as exc:
+        _fail(f"cannot create the folder {exc.filename}: {exc.strerror}; nothing was scrubbed")
+    try:
+        ledgercheck.preflight(paths)
+        summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
+                               ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of),
+                               config_path=config, runner=runner, dask_address=dask_address,
+                               dask_workers=dask_workers, partition_lines=partition_lines)
+    except LedgerUnusable as exc:
+        _fail(exc.line, exc.exit_code)
     if summary["status"] == "locked":
         typer.echo("a nightly run is already in progress; nothing done")
         return
@@ -244,6 +258,78 @@ def _print_night(summary: dict) -> None:
     if summary["review_workbook"]:
         typer.echo(f"review workbook: {Path(summary['review_workbook']).resolve()}")
     typer.echo(f"outputs: {Path(summary['outbox']).resolve()}")
+
+
+ledger_app = typer.Typer(no_args_is_help=True, help="Check or restore the nightly run's SQLite ledger.")
+app.add_typer(ledger_app, name="ledger")
+_ROOT_HELP = "Nightly root folder (DIR/ledger.sqlite, DIR/archive)"
+
+
+def _ledger_paths(root: Path | None, ledger: Path | None, archive: Path | None,
+                  config: Path | None) -> tuple[Path, Path | None]:
+    """The ledger and archive the nightly run with the same options would use (no folder is created)."""
+    cfg, _ = _load(config, None)
+    if root is not None:
+        return ledger or root / "ledger.sqlite", archive or root / "archive"
+    if ledger is not None:
+        return ledger, archive
+    return cfg.ledger, archive or cfg.archive
+
+
+@ledger_app.command("check")
+def ledger_check(
+    root: Annotated[Path | None, typer.Option(help=_ROOT_HELP)] = None,
+    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    archive: Annotated[Path | None, typer.Option(help="Archive folder (default: beside the ledger's root)")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Integrity (quick_check), schema version, counts and backups of the ledger. Exit 5 if a night would refuse it."""
+    from pipeline import ledgercheck
+    from pipeline.ledger import SCHEMA_VERSION, LedgerUnusable
+
+    path, archive_dir = _ledger_paths(root, ledger, archive, config)
+    try:
+        state = ledgercheck.check_ledger(path, archive_dir)
+    except LedgerUnusable as exc:
+        _fail(exc.line, exc.exit_code)
+    if not state.exists:
+        beside = "the archive is empty" if archive_dir is not None else "give --archive to compare with the archive"
+        typer.echo(f"ledger {path}: none yet (the first night creates it); {beside}")
+        return
+    typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: {SCHEMA_VERSION})")
+    files = ", ".join(f"{n} {s}" for s, n in sorted(state.files.items())) or "none"
+    last = f", last started {state.last_run[0]} ({state.last_run[1] or 'not ended'})" if state.last_run else ""
+    typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}")
+    if state.unmatched_archive:
+        typer.echo(f"archive: {state.unmatched_archive} file(s) no ledger row names; the next night records them")
+    if state.backups:
+        newest = state.backups[0]
+        good = "passes quick_check" if ledgercheck.quick_check(newest) is None else "FAILS quick_check"
+        typer.echo(f"backups: {len(state.backups)} in {newest.parent}; newest {newest.name} ({good})")
+    else:
+        typer.echo(f"backups: none yet in {ledgercheck.backups_dir(path)} (one is made after every night)")
+
+
+@ledger_app.command("restore")
+def ledger_restore(
+    root: Annotated[Path | None, typer.Option(help=_ROOT_HELP)] = None,
+    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    from_: Annotated[Path | None, typer.Option("--from", help="Backup to restore (default: newest good one)")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Put a good backup in the ledger's place; the old ledger is moved aside, never deleted. Exit 5 if refused."""
+    from pipeline import ledgercheck
+    from pipeline.ledger import LedgerUnusable
+
+    path, _ = _ledger_paths(root, ledger, None, config)
+    try:
+        used, aside = ledgercheck.restore_ledger(path, path.with_name(path.name + ".lock"), from_)
+    except LedgerUnusable as exc:
+        _fail(exc.line, exc.exit_code)
+    typer.echo(f"ledger {path}: restored from {used}")
+    if aside is not None:
+        typer.echo(f"the ledger that was there is kept at {aside}")
+    typer.echo("files archived after that backup get their rows back at the next night (README: recovering the ledger)")
 
 
 @app.command()

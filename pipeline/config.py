@@ -61,6 +61,7 @@ class ScrubConfig(BaseModel):
     schedule: str = Field("0 2 * * *", description="Cron schedule of the nightly run")
     timezone: str = Field("America/New_York", description="Time zone of the schedule")
     settle_seconds: float = Field(60, ge=0, description="Skip files modified this recently")
+    ledger_backups: int = Field(7, ge=1, description="Ledger backups kept after each night (<ledger>.backups/)")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description="Payer name -> profile")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")
@@ -92,7 +93,8 @@ def load_config(path: Path | str | None = None) -> ScrubConfig:
             raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    for key in ("inbox", "outbox", "archive", "quarantine", "ledger", "schedule", "timezone", "settle_seconds"):
+    for key in ("inbox", "outbox", "archive", "quarantine", "ledger", "schedule", "timezone", "settle_seconds",
+                "ledger_backups"):
         env = os.environ.get(f"CLAIMSCRUB_{key.upper()}")
         if env:
             data[key] = env

@@ -131,9 +131,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipeline import logsafe, nightly, report
+    from pipeline import ledgercheck, logsafe, nightly, report
     from pipeline.config import load_config
-    from pipeline.ledger import Ledger
 
     report.check_environment()
     logsafe.install()
@@ -152,7 +151,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     try:
         run_id = uuid.uuid4().hex[:12]
         nightly.clean_stale_temps(paths.outbox)
-        book = Ledger(paths.ledger)
+        book = ledgercheck.open_for_night(paths.ledger, paths.archive)  # refuses a lost or damaged ledger
+        ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, run_id)  # rows a crash lost
         book.start_run(run_id)
         ready, skipped = nightly.scan_inbox(paths.inbox, settle)
         logger.info("inbox: %d file(s) ready, %d left alone", len(ready), len(skipped))
@@ -175,6 +175,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         quarantined = sum(o.status == "quarantined" for o in outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
         book.end_run(run_id, len(outcomes), "failed" if failed else "quarantined" if quarantined else "ok")
+        ledgercheck.backup_after_night(paths.ledger, config.ledger_backups)
     finally:
         lock.__exit__(None, None, None)
     files = [o.public() for o in outcomes]

@@ -37,7 +37,34 @@ _MIGRATIONS = {
 }
 
 
+def too_new_help(version: int) -> str:
+    return (f"schema version {version} is newer than this claimscrub knows ({SCHEMA_VERSION}): "
+            "run the claimscrub that wrote it, or upgrade")
+
+
 _KEYS_PER_QUERY = 900  # under SQLite's oldest limit of 999 bound parameters per statement
+
+
+class LedgerUnusable(Exception):
+    """The ledger cannot be used; the night refuses rather than start a new one or write into a damaged one.
+
+    ``str()`` is generic (it may become a Prefect state message or log line); ``line`` names the ledger's
+    path for the terminal. ``code`` is one of the LEDGER_* reason codes the README lists.
+    """
+
+    exit_code = 5
+
+    def __init__(self, code: str, detail: str, path: Path | str):
+        self.code, self.detail, self.path = code, detail, Path(path)
+        super().__init__(f"the ledger cannot be used [{code}]; run `claimscrub ledger check`")
+
+    @property
+    def line(self) -> str:
+        """One line for the terminal: the ledger's path (never a claims file's), what is wrong and what to do."""
+        return f"ledger {self.path}: {self.detail} [{self.code}]"
+
+
+TRUNCATED_HELP = "it is empty (0 bytes): it was truncated; restore it with `claimscrub ledger restore`"
 
 
 def _now() -> str:
@@ -50,6 +77,8 @@ class Ledger:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file() and self.path.stat().st_size == 0:  # never a new salt in a truncated ledger
+            raise LedgerUnusable("LEDGER_TRUNCATED", TRUNCATED_HELP, self.path)
         with closing(self._connect()) as con:
             con.execute("PRAGMA journal_mode=WAL")
             self._migrate(con)
@@ -62,6 +91,12 @@ class Ledger:
 
     def _migrate(self, con: sqlite3.Connection) -> None:
         version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LedgerUnusable("LEDGER_TOO_NEW", too_new_help(version), self.path)
+        if version == 0 and con.execute("SELECT EXISTS (SELECT 1 FROM sqlite_master)").fetchone()[0]:
+            raise LedgerUnusable("LEDGER_FOREIGN", "it holds tables but no ledger schema version: not a "
+                                 "claimscrub ledger (or a damaged one); restore it or point --ledger elsewhere",
+                                 self.path)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             con.execute("BEGIN IMMEDIATE")
             try:

@@ -367,6 +367,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         return FileOutcome(fid, path.name, "failed", "E_LEDGER_UNWRITABLE", reason)
     _fault("after_ledger")
     _move(path, paths.archive / day, sha256)
+    _fault("after_archive")
     ledger.mark_archived(row)
     log.info("file %s: scrubbed, %d findings", fid, counts["findings"])
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
