@@ -395,7 +395,9 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
         # session of every earlier night once per file.
         keys, window = session_keys(result.lines, salt)
         book = Ledger(ledger_path)
-        history = (book.injection_history(keys=keys.values(), **window)
+        # Not this run's sessions: what other files of tonight recorded depends on which ran first;
+        # repeats within the night are found by the night-level pass (``cross_file_repeats``).
+        history = (book.injection_history(exclude_run=run_id, keys=keys.values(), **window)
                    if keys and book.holds_injections() else None)
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
