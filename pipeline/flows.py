@@ -194,10 +194,10 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     except nightly.RunInProgress:
         logger.warning("a nightly run is already in progress; this run does nothing")
         return {"status": "locked", "files": []}
+    isolate.reset_stop()  # a stop asked of an earlier run in this process (tests, serve) is not this one's
     stopping = isolate.stop_on_signals()
     stopping.__enter__()  # from here on a signal leaves every file in a known state
     try:
-        isolate.reset_stop()
         run_id = uuid.uuid4().hex[:12]
         nightly.clean_stale_temps(paths.outbox)
         book = Ledger(paths.ledger)

@@ -409,27 +409,33 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
                                                                              "prev_file"]],
                            on="date", by="patient_key", allow_exact_matches=False, direction="backward")
     days = (merged["date"] - merged["prev_date"]).dt.days
-    already = {(o.name, c) for o in outcomes if o.findings is not None
-               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]}
+    flagged = [(o.name, c) for o in outcomes if o.findings is not None
+               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]]
+    already = pd.MultiIndex.from_arrays([merged["source_file"], merged[C.CLAIM_ID]]).isin(flagged) \
+        if flagged else np.zeros(len(merged), dtype=bool)
     hit = (merged["in_scope"].astype(bool) & days.notna() & (days > 0) & (days < merged["interval"])
            & merged["prev_file"].notna() & (merged["prev_file"] != merged["source_file"])
-           & (merged["prev_file"] != "(earlier run)")
-           & ~pd.Series([(f, c) in already for f, c in zip(merged["source_file"], merged[C.CLAIM_ID], strict=True)],
-                        index=merged.index))
-    rows = merged[hit]
+           & (merged["prev_file"] != "(earlier run)") & ~already)
+    rows, days = merged[hit], days[hit]
+    # Column by column: a night of files that share their patients can hold hundreds of thousands.
+    by_payer: dict = {}
+    severity = [by_payer[p] if p in by_payer else by_payer.setdefault(
+        p, severity_for("HFS-030", p if isinstance(p, str) else None, config)) for p in rows[C.PAYER]]
+    keep = np.array([sev is not None for sev in severity], dtype=bool)
+    rows, days = rows[keep], days[keep]
+    severity = [sev for sev in severity if sev is not None]
+    if not len(rows):
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "source_file"])
     rule = RULES_BY_ID["HFS-030"]
-    out = []
-    for rec, d in zip(rows.to_dict("records"), days[hit], strict=True):
-        severity = severity_for("HFS-030", rec[C.PAYER] if isinstance(rec[C.PAYER], str) else None, config)
-        if severity is None:
-            continue
-        value = (f"{int(d)} days after the session on {rec['prev_date']:%Y-%m-%d} in {rec['prev_file']} "
-                 f"(minimum {int(rec['interval'])})")
-        out.append({"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rec[C.CLAIM_ID], C.LINE_NO: rec[C.LINE_NO],
-                    C.SOURCE_ROW: rec[C.SOURCE_ROW], "field": rule.field, "value": value,
-                    "message": rule.message.format(value=value), "fix": rule.fix, C.PATIENT_ID: rec[C.PATIENT_ID],
-                    C.SERVICE_DATE: rec[C.SERVICE_DATE], C.PAYER: rec[C.PAYER], C.CHARGE: rec[C.CHARGE],
-                    "source_file": rec["source_file"]})
+    value = (days.astype(int).astype(str) + " days after the session on " + rows["prev_date"].dt.strftime("%Y-%m-%d")
+             + " in " + rows["prev_file"].astype(str) + " (minimum " + rows["interval"].astype(int).astype(str)
+             + ")").tolist()
+    out = {"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rows[C.CLAIM_ID].to_numpy(),
+           C.LINE_NO: rows[C.LINE_NO].to_numpy(), C.SOURCE_ROW: rows[C.SOURCE_ROW].to_numpy(), "field": rule.field,
+           "value": value, "message": [rule.message.format(value=v) for v in value], "fix": rule.fix,
+           C.PATIENT_ID: rows[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: rows[C.SERVICE_DATE].to_numpy(),
+           C.PAYER: rows[C.PAYER].to_numpy(), C.CHARGE: rows[C.CHARGE].to_numpy(),
+           "source_file": rows["source_file"].to_numpy()}
     return pd.DataFrame(out, columns=[*FINDING_COLUMNS, "source_file"])
 
 

@@ -393,3 +393,26 @@ def _parent(pid: int) -> int:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def test_io_error_of_one_file_is_masked_and_retry_finishes_it(tmp_path):
+    """An I/O error after the outputs and ledger (here the archive cannot be made) comes back without the
+    file's name or folder, as an ``OSError`` the task may retry; the retry finishes the archiving."""
+    from pipeline.config import ScrubConfig
+
+    root = tmp_path / f"{PHI_NAME} root"
+    paths = nightly.resolve_paths(ScrubConfig(), root)
+    f = write_csv(clean_claim("A1", "MBR-000777", "2024-05-14"), paths.inbox / f"{PHI_NAME}.csv")
+    sha = nightly.inbox_sha256(f)
+    (paths.archive / DAY).write_text("a file where the day's archive folder should be")
+    with pytest.raises(OSError) as caught:
+        nightly.scrub_inbox_entry(f, sha, paths, paths.ledger, ScrubConfig(), AS_OF, DAY, "run-1")
+    assert isinstance(caught.value, nightly.MaskedOSError)
+    text = str(caught.value) + repr(caught.value.args)
+    assert "Testperson" not in text and "MBR" not in text and str(tmp_path) not in text
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    (paths.archive / DAY).unlink()
+    again = nightly.scrub_inbox_entry(f, sha, paths, paths.ledger, ScrubConfig(), AS_OF, DAY, "run-1")
+    assert again.status == "scrubbed" and (paths.archive / DAY / f.name).exists()
+    files = Ledger(paths.ledger).files()
+    assert list(files.status) == ["scrubbed"] and files.archived_at.notna().all()
