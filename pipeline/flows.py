@@ -251,9 +251,10 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         f"{failed} failed (left in the inbox).\n\n"
         f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
         key="nightly-summary")
-    return {"status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files, "by_rule": by_rule,
-            "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
-            "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started, "cross_file_repeats": len(cross),
+    return {"status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
+            "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
+            "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
+            "cross_file_repeats": len(cross),
             "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
 
 

@@ -197,6 +197,10 @@ def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "readi
                 raise Interrupted from None
             raise IngestError("E_READER_CRASH", "FILE-001",
                               f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
+    except BaseException:  # e.g. a second Ctrl-C while waiting: the child ignores it, so end it here
+        if proc.is_alive():
+            proc.kill()
+        raise
     finally:
         parent.close()
         proc.join(5)
