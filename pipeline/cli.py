@@ -209,11 +209,16 @@ def nightly(
     dask_workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster")] = 2,
     partition_lines: Annotated[int, typer.Option(
         min=1, help="With --runner dask: validate a file with more lines in parts across the cluster")] = PARTITION_LINES,
+    max_files: Annotated[int | None, typer.Option(
+        min=1, help="Files scrubbed at once (default: max_files_in_flight in the config, else the cores)")] = None,
 ) -> None:
     """Scrub every settled file in the inbox (the nightly-scrub Prefect flow). Exit 3 if any was quarantined,
-    4 if any failed, 5 if the ledger cannot be used (nothing scrubbed)."""
-    from pipeline import ledgercheck
+    4 if any failed, 5 if the ledger cannot be used (nothing scrubbed), 130/143 when stopped by SIGINT/SIGTERM."""
+    import signal
+
+    from pipeline import isolate, ledgercheck
     from pipeline.ledger import LedgerUnusable
+    from pipeline.localapi import temporary_api
     from pipeline.nightly import resolve_paths
 
     cfg, _ = _load(config, None)
@@ -224,14 +229,34 @@ def nightly(
                               ledger=ledger)
     except OSError as exc:
         _fail(f"cannot create the folder {exc.filename}: {exc.strerror}; nothing was scrubbed")
+
+    def stop(signum, frame):  # before and after the flow (which handles them itself while it runs)
+        isolate.request_stop(signum)
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
         ledgercheck.preflight(paths)
-        summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
-                               ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of),
-                               config_path=config, runner=runner, dask_address=dask_address,
-                               dask_workers=dask_workers, partition_lines=partition_lines)
+        with temporary_api():  # its own session: a signal to this process group leaves the API to this run
+            summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
+                                   ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of),
+                                   config_path=config, runner=runner, dask_address=dask_address,
+                                   dask_workers=dask_workers, partition_lines=partition_lines,
+                                   max_files_in_flight=max_files)
     except LedgerUnusable as exc:
         _fail(exc.line, exc.exit_code)
+    except KeyboardInterrupt:
+        signum = isolate.stop_signal() or signal.SIGINT
+        typer.echo(f"claimscrub: stopped by {signal.Signals(signum).name}; files not done stay in the inbox",
+                   err=True)
+        raise typer.Exit(128 + signum) from None
+    if summary["status"] == "interrupted":
+        _print_night(summary)
+        signum = isolate.stop_signal() or signal.SIGINT
+        typer.echo(f"claimscrub: stopped by {signal.Signals(signum).name}; {summary['not_started']} file(s) not "
+                   "started and the ones interrupted stay in the inbox for the next run", err=True)
+        raise typer.Exit(128 + signum)
     if summary["status"] == "locked":
         typer.echo("a nightly run is already in progress; nothing done")
         return
@@ -253,6 +278,7 @@ def _print_night(summary: dict) -> None:
                f"{summary['skipped']} left in the inbox")
     for f in summary["files"]:
         extra = f" [{f['reason_code']}]" if f["reason_code"] else ""
+        extra += " (left in the inbox for the next run)" if f["status"] == "deferred" else ""
         counts = f" {f.get('claims', 0)} claims, {f.get('findings', 0)} findings" if f["status"] == "scrubbed" else ""
         typer.echo(f"  file {f['file_id']}: {f['status']}{extra}{counts}")
     if summary["review_workbook"]:

@@ -62,6 +62,8 @@ class ScrubConfig(BaseModel):
     timezone: str = Field("America/New_York", description="Time zone of the schedule")
     settle_seconds: float = Field(60, ge=0, description="Skip files modified this recently")
     ledger_backups: int = Field(7, ge=1, description="Ledger backups kept after each night (<ledger>.backups/)")
+    max_files_in_flight: int | None = Field(
+        None, ge=1, description="Nightly: files scrubbed at once, each in its own child (default: the number of cores)")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description="Payer name -> profile")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")

@@ -74,12 +74,53 @@ def _retry_on_io(task, task_run, state) -> bool:
       persist_result=False, task_run_name="scrub-inbox-file-{sha256:.12}")
 def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: ScrubConfig, as_of: dt.date,
                      day: str, run_id: str, partition_lines: int | None = None):
-    """Scrub, de-duplicate or quarantine one inbox file."""
+    """Scrub, de-duplicate or quarantine one inbox file (what it raises never names the file: Prefect
+    stores task states and logs; task-run parameters are not sent to the API)."""
     from pipeline import nightly
-    from pipeline.ledger import Ledger
 
     check = scrub.check_file if not partition_lines else functools.partial(dask_check, partition_lines=partition_lines)
-    return nightly.process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id, check=check)
+    return nightly.scrub_inbox_entry(path, sha256, paths, ledger_path, config, as_of, day, run_id, check=check)
+
+
+def _scrub_bounded(items: list, args: tuple, limit: int) -> list:
+    """``scrub_inbox_file`` for each (path, sha256) with at most ``limit`` in flight, whatever the task
+    runner: the next file is submitted when one finishes. Outcomes in the items' order; none for a file
+    not started because a stop was asked for (it stays in the inbox)."""
+    import queue
+
+    from pipeline import isolate
+
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    outcomes: list = [None] * len(items)
+    running: dict = {}
+    todo = list(enumerate(items))[::-1]
+    while todo or running:
+        while todo and len(running) < limit and not isolate.stop_requested():
+            i, (path, sha) = todo.pop()
+            future = scrub_inbox_file.submit(path, sha, *args)
+            running[future] = i
+            future.add_done_callback(finished.put)
+        if not running:
+            break
+        try:
+            future = finished.get(timeout=0.5)  # wakes to see a stop asked for by a signal
+        except queue.Empty:
+            continue
+        i = running.pop(future)
+        outcomes[i] = _outcome(future, *items[i])
+    return outcomes
+
+
+def _outcome(future, path: Path, sha256: str):
+    """The task's outcome; a task that failed (an I/O error after its retries, already masked) costs
+    its file alone."""
+    from pipeline import nightly
+
+    value = future.result(raise_on_failure=False)
+    if isinstance(value, nightly.FileOutcome):
+        return value
+    reason = f"the file's task failed ({type(value).__name__}); it stays in the inbox"
+    return nightly.FileOutcome(nightly.file_id(sha256), Path(path).name, "failed", "E_IO", reason)
 
 
 def dask_check(result, as_of: dt.date, config: ScrubConfig, history, salt: str, partition_lines: int):
@@ -121,17 +162,20 @@ def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, r
 def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
                        archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
                        settle_seconds: float | None = None, as_of: dt.date | None = None,
-                       config_path: Path | None = None, partition_lines: int | None = None) -> dict:
+                       config_path: Path | None = None, partition_lines: int | None = None,
+                       max_files_in_flight: int | None = None) -> dict:
     """Scrub every settled file in the inbox; returns a PHI-free summary of the night.
 
     ``partition_lines`` (with the Dask runner): a file with more lines is validated in parts across
-    the cluster."""
+    the cluster. ``max_files_in_flight``: files scrubbed at once (default: the config's, else the
+    number of cores). SIGINT/SIGTERM during the night stop it cleanly (status ``interrupted``)."""
+    import os
     import uuid
 
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipeline import ledgercheck, logsafe, nightly, report
+    from pipeline import isolate, ledgercheck, logsafe, nightly, report
     from pipeline.config import load_config
 
     report.check_environment()
@@ -143,11 +187,15 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     paths = nightly.resolve_paths(config, root, inbox=inbox, outbox=outbox, archive=archive,
                                   quarantine=quarantine, ledger=ledger)
     settle = config.settle_seconds if settle_seconds is None else settle_seconds
+    limit = max_files_in_flight or config.max_files_in_flight or os.cpu_count() or 1
     try:
         lock = nightly.RunLock(paths.lock).__enter__()
     except nightly.RunInProgress:
         logger.warning("a nightly run is already in progress; this run does nothing")
         return {"status": "locked", "files": []}
+    isolate.reset_stop()  # a stop asked of an earlier run in this process (tests, serve) is not this one's
+    stopping = isolate.stop_on_signals()
+    stopping.__enter__()  # from here on a signal leaves every file in a known state
     try:
         run_id = uuid.uuid4().hex[:12]
         nightly.clean_stale_temps(paths.outbox)
@@ -155,16 +203,21 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, run_id)  # rows a crash lost
         book.start_run(run_id)
         ready, skipped = nightly.scan_inbox(paths.inbox, settle)
-        logger.info("inbox: %d file(s) ready, %d left alone", len(ready), len(skipped))
-        hashed = [(p, ingest.file_sha256(p)) for p in ready]
+        logger.info("inbox: %d file(s) ready, %d left alone; up to %d at once", len(ready), len(skipped), limit)
+        hashed, faults = nightly.hash_inbox(ready, book, run_id)
         first, later, seen = [], [], set()
         for path, sha in hashed:
             (later if sha in seen else first).append((path, sha))
             seen.add(sha)
         args = (paths, paths.ledger, config, as_of, day, run_id, partition_lines)
-        futures = [scrub_inbox_file.submit(p, sha, *args) for p, sha in first]
-        outcomes = [f.result() for f in futures]
-        outcomes += [scrub_inbox_file(p, sha, *args) for p, sha in later]  # after their twin is recorded
+        outcomes = _scrub_bounded(first, args, limit)
+        outcomes += _scrub_bounded(later, args, 1)  # after their twin is recorded
+        interrupted = isolate.stop_requested()
+        not_started = sum(o is None for o in outcomes)
+        outcomes = [o for o in outcomes if o is not None] + faults
+        if interrupted:
+            logger.warning("stopped by a signal: %d file(s) not started and %d interrupted stay in the inbox",
+                           not_started, sum(o.status == "interrupted" for o in outcomes))
         try:
             cross = find_cross_file_repeats(
                 outcomes, book.injection_history(exclude_run=run_id, **nightly.night_scope(outcomes)), config)
@@ -174,9 +227,11 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross)
         quarantined = sum(o.status == "quarantined" for o in outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
-        book.end_run(run_id, len(outcomes), "failed" if failed else "quarantined" if quarantined else "ok")
+        book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed
+                     else "quarantined" if quarantined else "ok")
         ledgercheck.backup_after_night(paths.ledger, config.ledger_backups)
     finally:
+        stopping.__exit__(None, None, None)
         lock.__exit__(None, None, None)
     files = [o.public() for o in outcomes]
     by_rule: dict[str, int] = {}
@@ -197,8 +252,10 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         f"{failed} failed (left in the inbox).\n\n"
         f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
         key="nightly-summary")
-    return {"status": "done", "run_id": run_id, "day": day, "files": files, "by_rule": by_rule,
-            "quarantined": quarantined, "failed": failed, "skipped": len(skipped), "cross_file_repeats": len(cross),
+    return {"status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
+            "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
+            "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
+            "cross_file_repeats": len(cross),
             "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
 
 

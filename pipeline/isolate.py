@@ -3,11 +3,17 @@
 A native reader can abort or run away on a crafted file; in a child that costs the file only.
 The parent gets the result or an ``IngestError`` with a reason code. The nightly run does a whole
 file's work in its child (``run_isolated``), so files of one night also use every core.
+
+Stopping: children ignore SIGINT and SIGTERM (a signal to the process group must not look like a
+reader crash); ``request_stop`` (the nightly run's signal handler) marks the stop and kills them, and
+the waiting parent raises ``Interrupted``: the file was not scrubbed and stays where it is.
 """
 
 import mmap
 import multiprocessing as mp
 import resource
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,6 +24,69 @@ from pipeline.errors import IngestError
 DEFAULT_MEMORY_MB = 6144
 DEFAULT_TIMEOUT_S = 900
 _CTX = None
+_STOP = threading.Event()
+_STOP_SIGNAL: list[int] = []
+_LIVE: set = set()  # children started and not yet reaped
+_LIVE_LOCK = threading.Lock()
+
+
+class Interrupted(Exception):
+    """The run was asked to stop (SIGINT/SIGTERM) while this file's child worked: nothing was done."""
+
+    def __init__(self):
+        super().__init__("stopped by a signal before the file was done [E_INTERRUPTED]")
+
+
+def request_stop(signum: int | None = None) -> None:
+    """Stop: no new child starts, and the running ones are killed (their files are left untouched)."""
+    if signum is not None and not _STOP_SIGNAL:
+        _STOP_SIGNAL.append(signum)
+    _STOP.set()
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        try:
+            proc.kill()
+        except (OSError, ValueError, AttributeError):  # already reaped or never started
+            pass
+
+
+@contextmanager
+def stop_on_signals(signals: tuple = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM ask for a stop (``request_stop``) instead of ending the
+    process where it stands, so the caller can leave every file in a known state; a second signal
+    raises ``KeyboardInterrupt``. Off the main thread (where no handler can be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        again = _STOP.is_set()
+        request_stop(signum)
+        if again:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def stop_signal() -> int | None:
+    """The first signal that asked to stop, if any."""
+    return _STOP_SIGNAL[0] if _STOP_SIGNAL else None
+
+
+def reset_stop() -> None:
+    """Forget an earlier stop (a new run in the same process, e.g. a test or ``serve``)."""
+    _STOP.clear()
+    _STOP_SIGNAL.clear()
 
 
 def _context():
@@ -75,6 +144,10 @@ def read_isolated(path: Path, column_map: dict | None = None, memory_mb: int = D
 
 
 def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = "reading the file") -> None:
+    # The parent decides when a child stops (it kills it): a signal to the whole process group (Ctrl-C,
+    # systemd, timeout) must not end the child first, or the parent would take it for a reader crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
@@ -102,23 +175,40 @@ def run_isolated(work, args: tuple, name: str, memory_mb: int = DEFAULT_MEMORY_M
 
 
 def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "reading the file"):
-    proc.start()
+    with _LIVE_LOCK:
+        if _STOP.is_set():
+            parent.close()
+            child.close()
+            raise Interrupted
+        proc.start()
+        _LIVE.add(proc)
     child.close()
     try:
         if not parent.poll(timeout_s):
             proc.kill()
+            if _STOP.is_set():
+                raise Interrupted
             raise IngestError("E_TIMEOUT", "FILE-001", f"{doing} took longer than {timeout_s:g} s", name)
         try:
             kind, payload = parent.recv()
         except (EOFError, OSError):
             proc.join(5)
+            if _STOP.is_set():  # killed by ``request_stop``: not the file's fault
+                raise Interrupted from None
             raise IngestError("E_READER_CRASH", "FILE-001",
                               f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
+    except BaseException:  # e.g. a second Ctrl-C while waiting: the child ignores it, so end it here
+        if proc.is_alive():
+            proc.kill()
+        raise
     finally:
         parent.close()
         proc.join(5)
         if proc.is_alive():
             proc.kill()
+            proc.join(5)
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
     if kind == "ok":
         return payload
     raise IngestError(*payload)

@@ -7,12 +7,15 @@ archiving if it was. Logs and the returned summaries carry file ids (hash prefix
 """
 
 import datetime as dt
+import errno
 import fcntl
+import hashlib
 import logging
 import multiprocessing as mp
 import os
 import shutil
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +27,7 @@ from pipeline import ingest, report, scrub
 from pipeline.config import MAX_REPEAT_INTERVAL_DAYS, ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
-from pipeline.isolate import read_isolated, run_isolated
+from pipeline.isolate import Interrupted, read_isolated, run_isolated
 from pipeline.ledger import Ledger
 from schemas import codesets as K
 from schemas import columns as C
@@ -33,6 +36,11 @@ log = logging.getLogger(__name__)
 INBOX_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods", ".csv", ".tsv"}
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", "~")
 FAULT_ENV = "CLAIMSCRUB_FAULT_STAGE"  # test hook: kill the process at a named stage
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+OUTPUT_STEM_MAX = 230  # room for ".exceptions.xlsx" and the writers' temporary names (".~<stem>…tmp")
+# Statuses of a file the night could not take; it stays in the inbox. "deferred": picked up next night
+# with nothing to do (changed while read, or gone); "failed": someone must look (reason code).
+LEFT_CODES = {"E_CHANGED": "deferred", "E_VANISHED": "deferred"}
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,14 @@ def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> 
     ready, skipped = [], []
     for path in sorted(Path(inbox).iterdir()):
         name = path.name
-        if not path.is_file():
+        try:
+            st = path.stat()
+        except OSError:  # vanished since the listing (or a dangling link): nothing to take
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: opening it could block the night
+            skipped.append((path, "not a regular file"))
             continue
         if name.startswith("~$"):
             skipped.append((path, "office lock file"))
@@ -101,7 +116,7 @@ def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> 
             skipped.append((path, "claimscrub output, not an export"))
         elif path.suffix.lower() not in INBOX_SUFFIXES:
             skipped.append((path, "not a claims file type"))
-        elif now - path.stat().st_mtime < settle_seconds:
+        elif now - st.st_mtime < settle_seconds:
             skipped.append((path, "still being written"))
         else:
             ready.append(path)
@@ -161,15 +176,38 @@ def _fault(stage: str) -> None:
         os._exit(137)
 
 
+def fit_name(stem: str, tail: str, limit: int = NAME_MAX) -> str:
+    """``stem + tail`` in at most ``limit`` bytes: the stem is cut, never the tail (an id, a suffix)."""
+    room = max(limit - len(os.fsencode(tail)), 1)
+    raw = os.fsencode(stem)
+    if len(raw) <= room:
+        return stem + tail
+    try:  # on a character boundary when the name is text (a cut character is dropped whole)
+        raw.decode("utf-8")
+        return raw[:room].decode("utf-8", "ignore") + tail
+    except UnicodeDecodeError:  # a name that is not UTF-8 stays bytes, as the file system gave it
+        return os.fsdecode(raw[:room]) + tail
+
+
 def _unique(folder: Path, name: str, sha256: str) -> Path:
     """``folder/name``, or ``name`` with the file id inserted when another file already has it."""
     target = folder / name
     stem, suffix = Path(name).stem, Path(name).suffix
     n = 1
     while target.exists():  # never overwrite: an archive or quarantine keeps every file it was given
-        target = folder / f"{stem}.{file_id(sha256)}{'' if n == 1 else f'-{n}'}{suffix}"
+        target = folder / fit_name(stem, f".{file_id(sha256)}{'' if n == 1 else f'-{n}'}{suffix}")
         n += 1
     return target
+
+
+def sidecar_for(target: Path) -> Path:
+    """``<name>.error.txt`` beside a quarantined file; a name too long for it is cut and made unique
+    again with a hash of the whole name."""
+    name = target.name + ".error.txt"
+    if len(os.fsencode(name)) > NAME_MAX:
+        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:12]
+        name = fit_name(target.name, f".{digest}.error.txt")
+    return target.with_name(name)
 
 
 def _move(path: Path, folder: Path, sha256: str) -> Path:
@@ -179,9 +217,96 @@ def _move(path: Path, folder: Path, sha256: str) -> Path:
     return target
 
 
+class FileFault(Exception):
+    """An inbox file the night cannot take (gone, unreadable, not a regular file). Its text never names
+    the file: it can reach logs and Prefect state messages."""
+
+    def __init__(self, code: str, reason: str):
+        self.code, self.reason = code, reason
+        super().__init__(f"{reason} [{code}]")
+
+    @classmethod
+    def from_os(cls, exc: OSError, doing: str) -> "FileFault":
+        if isinstance(exc, FileNotFoundError):
+            return cls("E_VANISHED", f"the file was gone when {doing}")
+        if isinstance(exc, PermissionError):
+            return cls("E_UNREADABLE", f"no permission ({doing}): fix the file's permissions")
+        return cls("E_IO", f"{errno.errorcode.get(exc.errno or 0, 'I/O error')} while {doing}")
+
+
+class MaskedOSError(OSError):
+    """An ``OSError`` raised again without its file names (a retryable I/O failure of one file)."""
+
+    def __init__(self, exc: OSError, fid: str):
+        super().__init__(exc.errno, f"{errno.errorcode.get(exc.errno or 0, 'I/O error')} on file {fid}")
+
+
+def inbox_sha256(path: Path) -> str:
+    """The content hash of an inbox file, opened without blocking (a FIFO put in its place must not hang
+    the night); raises ``FileFault``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileFault.from_os(exc, "opening it") from None
+    try:
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileFault("E_NOT_A_FILE", "not a regular file (a pipe, socket or device)")
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise FileFault.from_os(exc, "hashing it") from None
+
+
+def hash_inbox(ready: list[Path], ledger: Ledger, run_id: str) -> tuple[list[tuple[Path, str]], list[FileOutcome]]:
+    """(path, sha256) of each ready file, and the outcome of each one that could not be hashed (it costs
+    that file alone: recorded with its reason code and left where it is)."""
+    hashed, faults = [], []
+    for path in ready:
+        try:
+            hashed.append((path, inbox_sha256(path)))
+        except FileFault as fault:
+            faults.append(_leave(path, "", 0, ledger, run_id, fault.code, fault.reason))
+    return hashed, faults
+
+
+def _leave(path: Path, sha256: str, size: int, ledger: Ledger, run_id: str, code: str, reason: str) -> FileOutcome:
+    """A file this night does not take: recorded with its reason code, left in the inbox."""
+    status = LEFT_CODES.get(code, "failed")
+    fid = file_id(sha256) if sha256 else "-" * 12
+    ledger.record_file(sha256, path.name, size, status, run_id, reason_code=code)
+    log.warning("file %s: %s [%s]; left in the inbox", fid, reason, code)
+    return FileOutcome(fid, path.name, status, code, reason)
+
+
+def _same_file(path: Path, before: os.stat_result) -> bool:
+    """Whether the file is still the one stat'ed before (same inode, size and modification time)."""
+    try:
+        now = path.stat()
+    except OSError:
+        return False
+    return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+def scrub_inbox_entry(path: Path, sha256: str, paths: NightlyPaths, ledger_path: Path, config: ScrubConfig,
+                      as_of: dt.date, day: str, run_id: str, check=scrub.check_file) -> FileOutcome:
+    """``process_file`` for the nightly task: nothing it raises names the file. An ``OSError`` (a share
+    hiccup, a full archive) comes back as a ``MaskedOSError`` the task may retry (a retry finishes what
+    the first try recorded); anything else is a failed outcome, and the file stays in the inbox."""
+    fid = file_id(sha256)
+    try:
+        return process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id, check=check)
+    except OSError as exc:
+        log.error("file %s: %s", fid, errno.errorcode.get(exc.errno or 0, type(exc).__name__))
+        raise MaskedOSError(exc, fid) from None
+    except Exception as exc:  # noqa: BLE001 - reduced to a safe reason; the file stays in the inbox
+        failure = ScrubFailure("scrubbing the file", exc)
+        log.error("file %s: %s [%s]; the file stays in the inbox", fid, failure.reason, failure.code)
+        return FileOutcome(fid, Path(path).name, "failed", failure.code, failure.reason)
+
+
 def output_names(outbox_day: Path, name: str, sha256: str) -> tuple[Path, Path]:
     """Deterministic per content, so a re-run replaces its own outputs instead of adding copies."""
-    stem = f"{Path(name).stem}.{file_id(sha256)}"
+    stem = fit_name(Path(name).stem, f".{file_id(sha256)}", OUTPUT_STEM_MAX)
     return outbox_day / f"{stem}.exceptions.xlsx", outbox_day / f"{stem}.findings.csv"
 
 
@@ -286,27 +411,33 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
                                                                              "prev_file"]],
                            on="date", by="patient_key", allow_exact_matches=False, direction="backward")
     days = (merged["date"] - merged["prev_date"]).dt.days
-    already = {(o.name, c) for o in outcomes if o.findings is not None
-               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]}
+    flagged = [(o.name, c) for o in outcomes if o.findings is not None
+               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]]
+    already = pd.MultiIndex.from_arrays([merged["source_file"], merged[C.CLAIM_ID]]).isin(flagged) \
+        if flagged else np.zeros(len(merged), dtype=bool)
     hit = (merged["in_scope"].astype(bool) & days.notna() & (days > 0) & (days < merged["interval"])
            & merged["prev_file"].notna() & (merged["prev_file"] != merged["source_file"])
-           & (merged["prev_file"] != "(earlier run)")
-           & ~pd.Series([(f, c) in already for f, c in zip(merged["source_file"], merged[C.CLAIM_ID], strict=True)],
-                        index=merged.index))
-    rows = merged[hit]
+           & (merged["prev_file"] != "(earlier run)") & ~already)
+    rows, days = merged[hit], days[hit]
+    # Column by column: a night of files that share their patients can hold hundreds of thousands.
+    by_payer: dict = {}
+    severity = [by_payer[p] if p in by_payer else by_payer.setdefault(
+        p, severity_for("HFS-030", p if isinstance(p, str) else None, config)) for p in rows[C.PAYER]]
+    keep = np.array([sev is not None for sev in severity], dtype=bool)
+    rows, days = rows[keep], days[keep]
+    severity = [sev for sev in severity if sev is not None]
+    if not len(rows):
+        return pd.DataFrame(columns=[*FINDING_COLUMNS, "source_file"])
     rule = RULES_BY_ID["HFS-030"]
-    out = []
-    for rec, d in zip(rows.to_dict("records"), days[hit], strict=True):
-        severity = severity_for("HFS-030", rec[C.PAYER] if isinstance(rec[C.PAYER], str) else None, config)
-        if severity is None:
-            continue
-        value = (f"{int(d)} days after the session on {rec['prev_date']:%Y-%m-%d} in {rec['prev_file']} "
-                 f"(minimum {int(rec['interval'])})")
-        out.append({"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rec[C.CLAIM_ID], C.LINE_NO: rec[C.LINE_NO],
-                    C.SOURCE_ROW: rec[C.SOURCE_ROW], "field": rule.field, "value": value,
-                    "message": rule.message.format(value=value), "fix": rule.fix, C.PATIENT_ID: rec[C.PATIENT_ID],
-                    C.SERVICE_DATE: rec[C.SERVICE_DATE], C.PAYER: rec[C.PAYER], C.CHARGE: rec[C.CHARGE],
-                    "source_file": rec["source_file"]})
+    value = (days.astype(int).astype(str) + " days after the session on " + rows["prev_date"].dt.strftime("%Y-%m-%d")
+             + " in " + rows["prev_file"].astype(str) + " (minimum " + rows["interval"].astype(int).astype(str)
+             + ")").tolist()
+    out = {"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rows[C.CLAIM_ID].to_numpy(),
+           C.LINE_NO: rows[C.LINE_NO].to_numpy(), C.SOURCE_ROW: rows[C.SOURCE_ROW].to_numpy(), "field": rule.field,
+           "value": value, "message": [rule.message.format(value=v) for v in value], "fix": rule.fix,
+           C.PATIENT_ID: rows[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: rows[C.SERVICE_DATE].to_numpy(),
+           C.PAYER: rows[C.PAYER].to_numpy(), C.CHARGE: rows[C.CHARGE].to_numpy(),
+           "source_file": rows["source_file"].to_numpy()}
     return pd.DataFrame(out, columns=[*FINDING_COLUMNS, "source_file"])
 
 
@@ -319,7 +450,12 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     that spreads a large file's claims over the cluster)."""
     path = Path(path)
     fid = file_id(sha256)
-    size = path.stat().st_size
+    try:
+        before = path.stat()
+    except OSError as exc:
+        fault = FileFault.from_os(exc, "its task started")
+        return _leave(path, sha256, 0, ledger, run_id, fault.code, fault.reason)
+    size = before.st_size
     _fault("claimed")
     done = ledger.scrubbed(sha256)
     if done is not None:
@@ -337,16 +473,28 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
     workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-    work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id)
+    work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id, sha256)
     try:
         if isolate and check is scrub.check_file:  # the whole file's work in a child: files use every core
             done = run_isolated(scrub_one, work, path.name)
         else:
             done = scrub_one(*work, check=check, read=read_isolated if isolate else ingest.read_claims)
+    except Interrupted as exc:  # a stop was asked for: nothing recorded, the file stays for the next run
+        log.warning("file %s: stopped before it was done; it stays in the inbox [E_INTERRUPTED]", fid)
+        return FileOutcome(fid, path.name, "interrupted", "E_INTERRUPTED", str(exc))
     except ingest.IngestError as exc:
+        if exc.code == "E_MISSING" or not _same_file(path, before):  # gone or replaced: not the file's fault
+            code = "E_VANISHED" if exc.code == "E_MISSING" else "E_CHANGED"
+            return _leave(path, sha256, size, ledger, run_id, code, "the file was gone or changed while it was read")
         return _quarantine(path, sha256, size, paths, ledger, run_id, exc.code, exc.reason)
+    if isinstance(done, Scrubbed) and not _same_file(path, before):  # written to while it was scrubbed
+        for out in (workbook, csv_path):
+            out.unlink(missing_ok=True)
+        done = ("E_CHANGED", "the file changed while it was scrubbed (still being written?)", False)
     if not isinstance(done, Scrubbed):
         code, reason, outputs_written = done
+        if code in LEFT_CODES:
+            return _leave(path, sha256, size, ledger, run_id, code, reason)
         ledger.record_file(sha256, path.name, size, "failed", run_id, reason_code=code)
         log.error("file %s: %s [%s]; the file stays in the inbox", fid,
                   "outputs not written" if outputs_written is False else reason, code)
@@ -386,19 +534,24 @@ class Scrubbed:
 
 
 def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, ledger_path: Path,
-              salt: str, workbook: Path, csv_path: Path, run_id: str, check=scrub.check_file,
-              read=ingest.read_claims) -> "Scrubbed | tuple[str, str, bool | None]":
+              salt: str, workbook: Path, csv_path: Path, run_id: str, sha256: str | None = None,
+              check=scrub.check_file, read=ingest.read_claims) -> "Scrubbed | tuple[str, str, bool | None]":
     """Read, check and write one file (in the nightly run's child process, or in-process).
 
     A file that cannot be read raises ``IngestError`` (it is quarantined); a failure after that comes
-    back as (reason code, reason, outputs written?) and the file stays in the inbox."""
+    back as (reason code, reason, outputs written?) and the file stays in the inbox. ``sha256``: the
+    hash the night took; content read that differs (a file still being written) is not scrubbed."""
     result = read(path, column_map)
+    if sha256 and result.sha256 != sha256:
+        return "E_CHANGED", "the file changed after it was listed (still being written?)", False
     try:
         # The ledger's history is read here, where it is used: handing it to a child would pickle every
         # session of every earlier night once per file.
         keys, window = session_keys(result.lines, salt)
         book = Ledger(ledger_path)
-        history = (book.injection_history(keys=keys.values(), **window)
+        # Not this run's sessions: what other files of tonight recorded depends on which ran first;
+        # repeats within the night are found by the night-level pass (``cross_file_repeats``).
+        history = (book.injection_history(exclude_run=run_id, keys=keys.values(), **window)
                    if keys and book.holds_injections() else None)
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
@@ -423,7 +576,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
 def _quarantine(path, sha256, size, paths, ledger, run_id, code, reason) -> FileOutcome:
     fid = file_id(sha256)
     target = _move(path, paths.quarantine, sha256)
-    sidecar = target.with_name(target.name + ".error.txt")
+    sidecar = sidecar_for(target)
     sidecar.write_text(
         f"File: {target.name}\nFile id: {fid}\nReason code: {code}\nWhy: {reason}\n"
         f"What to do: {REASON_HELP.get(code, 'export the claims again and drop the new file in the inbox')}\n",
