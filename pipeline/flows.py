@@ -82,18 +82,25 @@ def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: 
     return nightly.scrub_inbox_entry(path, sha256, paths, ledger_path, config, as_of, day, run_id, check=check)
 
 
+STOP_GRACE_S = 5  # after a stop, how long files in flight may take to end (their children are killed)
+
+
 def _scrub_bounded(items: list, args: tuple, limit: int) -> list:
     """``scrub_inbox_file`` for each (path, sha256) with at most ``limit`` in flight, whatever the task
     runner: the next file is submitted when one finishes. Outcomes in the items' order; none for a file
-    not started because a stop was asked for (it stays in the inbox)."""
+    not started because a stop was asked for (it stays in the inbox). After a stop, a file still in
+    flight ``STOP_GRACE_S`` later (a Dask worker the signal ended, or one elsewhere that never heard of
+    it) is given up as interrupted: its outputs -> ledger -> archive order keeps it recoverable."""
     import queue
+    import time
 
-    from pipeline import isolate
+    from pipeline import isolate, nightly
 
     finished: queue.SimpleQueue = queue.SimpleQueue()
     outcomes: list = [None] * len(items)
     running: dict = {}
     todo = list(enumerate(items))[::-1]
+    given_up_at = None
     while todo or running:
         while todo and len(running) < limit and not isolate.stop_requested():
             i, (path, sha) = todo.pop()
@@ -102,6 +109,14 @@ def _scrub_bounded(items: list, args: tuple, limit: int) -> list:
             future.add_done_callback(finished.put)
         if not running:
             break
+        if isolate.stop_requested():
+            given_up_at = given_up_at or time.monotonic() + STOP_GRACE_S
+            if time.monotonic() > given_up_at:
+                for i in running.values():
+                    path, sha = items[i]
+                    outcomes[i] = nightly.FileOutcome(nightly.file_id(sha), Path(path).name, "interrupted",
+                                                      "E_INTERRUPTED", "still in flight when the run stopped")
+                break
         try:
             future = finished.get(timeout=0.5)  # wakes to see a stop asked for by a signal
         except queue.Empty:
