@@ -304,3 +304,18 @@ def _harness_url() -> str:
     from prefect.settings import PREFECT_API_URL
 
     return PREFECT_API_URL.value()
+
+
+@pytest.mark.parametrize("quarantined, failed, state_type, name", [
+    (0, 0, "COMPLETED", "Completed"), (1, 0, "FAILED", "Quarantined"), (1, 2, "FAILED", "Failed")])
+def test_night_state_names_the_outcome_with_counts_only(quarantined, failed, state_type, name):
+    """It maps a night's counts to its final state; the summary is the state's result, the message counts."""
+    from pipeline.runstate import night_state
+
+    files = [{"file_id": "abc", "status": "scrubbed"}, {"file_id": "def", "status": "duplicate"}]
+    summary = {"files": files, "quarantined": quarantined, "failed": failed, "skipped": 4}
+    state = night_state(summary)
+    assert (state.type.value, state.name) == (state_type, name)
+    assert state.message == (f"2 file(s): 1 scrubbed, 1 duplicate, {quarantined} quarantined, {failed} failed "
+                             "(left in the inbox); 4 left alone")
+    assert state.data is summary
