@@ -31,15 +31,29 @@ def night_message(summary: dict) -> str:
             f"{summary.get('skipped', 0)} left alone")
 
 
+class NightNotClean(Exception):
+    """A night that quarantined or failed files: its counts as the message, the summary for the CLI.
+
+    A failed state's result must be an exception (Prefect raises it where the run ends); the summary
+    rides on it in memory only (results are not persisted)."""
+
+    def __init__(self, message: str, summary: dict | None = None):
+        super().__init__(message)
+        self.summary = summary or {}
+
+    def __reduce__(self):
+        return type(self), (str(self),)  # a pickled copy carries the counts, never the summary's paths
+
+
 def night_state(summary: dict):
-    """The final state of a night: Completed, Failed named Quarantined, or Failed; the summary is its result."""
+    """The final state of a night: Completed, Failed named Quarantined, or Failed; counts as the message."""
     from prefect.states import Completed, Failed
 
     message = night_message(summary)
     if summary.get("failed"):
-        return Failed(message=message, data=summary)
+        return Failed(message=message, data=NightNotClean(message, summary))
     if summary.get("quarantined"):
-        return Failed(name=QUARANTINED, message=message, data=summary)
+        return Failed(name=QUARANTINED, message=message, data=NightNotClean(message, summary))
     return Completed(message=message, data=summary)
 
 
@@ -48,6 +62,8 @@ def summary_of(state) -> dict:
     result = state.result(raise_on_failure=False)
     if isinstance(result, dict):
         return result
+    if isinstance(result, NightNotClean) and result.summary:
+        return result.summary
     if isinstance(result, BaseException):
         raise result
     return state.result()  # raises for a failed state without a summary

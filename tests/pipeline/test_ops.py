@@ -192,11 +192,18 @@ def test_deploy_creates_the_pool_and_a_worker_runs_one_night_at_a_time(tmp_path,
 
 def test_prefect_yaml_deploys_as_the_readme_says(tmp_path, server, worker):
     """It deploys the bundled prefect.yaml with `prefect deploy --all` (no extra environment) as
-    nightly-scrub/nightly-yaml beside nightly, and the worker runs it with the root given per run."""
+    nightly-scrub/nightly-yaml beside nightly; the worker runs it with the root given per run, and a
+    night that quarantined a file ends Failed named Quarantined, its logs free of file names."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
     api_url, home = server
     root = tmp_path / "root"
     _inbox(root, "clean.csv")
+    (root / "inbox" / "broken.xlsx").write_bytes(b"PK\x03\x04garbage")
+    os.utime(root / "inbox" / "broken.xlsx", (time.time() - 3600,) * 2)
     env = _env(home, api_url)
+    with _client(api_url) as c:
+        before = {d.name for d in c.read_deployments()}
     res = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -204,10 +211,21 @@ def test_prefect_yaml_deploys_as_the_readme_says(tmp_path, server, worker):
         dep = c.read_deployment_by_name("nightly-scrub/nightly-yaml")
         names = {d.name for d in c.read_deployments()}
     assert dep.parameters == {"root": "/srv/claimscrub"} and dep.global_concurrency_limit.limit == 1
-    assert {"nightly", "nightly-yaml"} <= names  # neither replaced the other
+    assert before | {"nightly-yaml"} == names  # nightly (claimscrub deploy), when there, is not replaced
     run = _final(api_url, _run(api_url, "nightly-yaml", root=str(root)).id)
-    assert run.state.type.value == "COMPLETED", run.state
+    assert (run.state.type.value, run.state.name) == ("FAILED", "Quarantined"), run.state
+    assert run.state.message.startswith("2 file(s): 1 scrubbed, 0 duplicate, 1 quarantined")
     assert _scrubbed(root, "clean.csv", dt.date.today().isoformat())
+    assert (root / "quarantine" / "broken.xlsx").exists()
+
+    def logged():  # the pipeline logger's warning, from the worker's run (shipped in batches)
+        with _client(api_url) as c:
+            logs = c.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        text = " ".join(log.message for log in logs)
+        return text if "quarantined [E_CORRUPT_ZIP]" in text and "Finished in state" in text else None
+
+    text = _wait(logged, 30, what="the run's logs on the server")
+    assert not any(needle in text for needle in PHI) and str(root) not in text
 
 
 def test_serve_fires_on_its_schedule_with_no_server_configured(tmp_path):
@@ -318,4 +336,6 @@ def test_night_state_names_the_outcome_with_counts_only(quarantined, failed, sta
     assert (state.type.value, state.name) == (state_type, name)
     assert state.message == (f"2 file(s): 1 scrubbed, 1 duplicate, {quarantined} quarantined, {failed} failed "
                              "(left in the inbox); 4 left alone")
-    assert state.data is summary
+    assert (state.data if state_type == "COMPLETED" else state.data.summary) is summary
+    if state_type == "FAILED":  # what Prefect raises where the run ends (a worker logs it): counts only
+        assert str(state.data) == state.message and "abc" not in repr(state.data)
