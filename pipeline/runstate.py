@@ -6,6 +6,7 @@ only, never file names. The project's own log records (logger ``pipeline``) are 
 Prefect API during a run, masked by ``logsafe`` first.
 """
 
+import copy
 import datetime as dt
 import logging
 
@@ -77,7 +78,6 @@ class _ProjectLogHandler(logging.Handler):
         from prefect.logging.handlers import APILogHandler
 
         self._api = APILogHandler()
-        self.addFilter(logsafe.MaskingFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
         from prefect.context import get_run_context
@@ -87,7 +87,10 @@ class _ProjectLogHandler(logging.Handler):
             get_run_context()
         except MissingContextError:
             return  # an in-process ad hoc scrub: nothing to ship it to
-        self._api.emit(record)
+        shipped = copy.copy(record)  # masked for the server only; other handlers see the record as made
+        shipped.msg, shipped.args = logsafe.mask(record.getMessage()), ()
+        shipped.exc_info = shipped.exc_text = None  # a traceback's text can carry paths
+        self._api.emit(shipped)
 
 
 def ship_project_logs(*_hook_args) -> None:

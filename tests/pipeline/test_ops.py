@@ -292,7 +292,15 @@ def test_a_quarantining_night_ends_failed_with_counts_and_masked_project_logs(tm
     def probe():
         logging.getLogger("pipeline.probe").warning("member MBR-000123 born 1961-04-02")
 
-    probe()
+    seen = []
+    spy = logging.Handler()
+    spy.emit = lambda record: seen.append(record.getMessage())
+    logging.getLogger("pipeline").addHandler(spy)
+    try:
+        probe()
+    finally:
+        logging.getLogger("pipeline").removeHandler(spy)
+    assert seen == ["member MBR-000123 born 1961-04-02"]  # masked for the server only, the record unchanged
 
     def shipped():  # the API log worker sends records in batches, shortly after they are made
         with _client(_harness_url()) as c:
@@ -301,7 +309,7 @@ def test_a_quarantining_night_ends_failed_with_counts_and_masked_project_logs(tm
 
     logs = _wait(shipped, 20, every=0.5, what="the probe's log record on the server")
     with _client(_harness_url()) as c:
-        run = [r for r in c.read_flow_runs() if r.name == "nightly-2024-06-30"][-1]
+        run = max((r for r in c.read_flow_runs() if r.name == "nightly-2024-06-30"), key=lambda r: r.created)
     assert run.state.type.value == "FAILED" and run.state.name == "Quarantined"
     assert run.state.message.startswith("2 file(s): 1 scrubbed, 0 duplicate, 1 quarantined, 0 failed")
     assert any(re.fullmatch(r"file \w+: quarantined \[E_CORRUPT_ZIP\]", m) for m in logs), logs
