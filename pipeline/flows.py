@@ -11,9 +11,7 @@ from prefect import flow, get_run_logger, task
 from pipeline import ingest, runstate, scrub
 from pipeline.config import PARTITION_LINES, ScrubConfig
 
-SERVE_DEPLOYMENT = "nightly-serve"  # `claimscrub serve`
-WORKER_DEPLOYMENT = "nightly"  # `claimscrub deploy` (prefect.yaml registers "nightly-yaml")
-WORK_POOL = "claimscrub-process"
+SERVE_DEPLOYMENT = "nightly-serve"  # `claimscrub serve`; `claimscrub deploy`: nightly; prefect.yaml: nightly-yaml
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=None, persist_result=False)
