@@ -68,7 +68,7 @@ def scrub(
     day = _date(as_of)
     cfg, cmap = _load(config, columns)
     plans = S.plan_outputs(inputs, out, cfg)
-    use_prefect = record or bool(os.environ.get("PREFECT_API_URL"))
+    use_prefect = _prefect_reachable(record)
     worst = set()
     failed = False
     with typer.progressbar(plans, label="Scrubbing", file=sys.stderr) as bar:
@@ -102,6 +102,20 @@ def scrub(
         raise typer.Exit(2)
     if fail_on == "error" and "error" in worst or fail_on == "warning" and worst & {"error", "warning"}:
         raise typer.Exit(1)
+
+
+def _prefect_reachable(record: bool) -> bool:
+    """Whether to record the scrub in Prefect: a configured API that answers (else one warning line), or --record."""
+    from pipeline.localserver import api_healthy
+
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return record
+    if api_healthy(url, timeout=2.0):
+        return True
+    typer.echo(f"claimscrub: warning: the Prefect API at {url} does not answer; scrubbing in-process, "
+               "not recorded", err=True)
+    return False
 
 
 def _scrub_recorded(plan, day, cfg, cmap) -> dict:
@@ -362,13 +376,52 @@ def ledger_restore(
 def serve(
     root: Annotated[Path | None, typer.Option(help="Nightly root folder")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+    port: Annotated[int, typer.Option(help="Port of the local Prefect server (default: a free one)")] = 0,
 ) -> None:
-    """Serve the nightly deployment on its cron schedule (default 0 2 * * * in the configured time zone)."""
+    """Serve the nightly deployment on its cron schedule (default 0 2 * * * in the configured time zone).
+
+    With no PREFECT_API_URL, a local Prefect server (its scheduler included) is started on 127.0.0.1,
+    its database in PREFECT_HOME, and stopped when serve stops."""
+    import signal
+
+    from pipeline import localserver
+
+    cfg, _ = _load(config, None)
+    url = os.environ.get("PREFECT_API_URL")
+    if url:
+        if not localserver.api_healthy(url, timeout=2.0):
+            _fail(f"the Prefect API at {url} does not answer; start it, or unset PREFECT_API_URL to let "
+                  "serve start a local server")
+        _serve(cfg, root, config)
+        return
+    # Until Prefect's runner takes SIGTERM over, it stops serve through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    home.mkdir(parents=True, exist_ok=True)
+    server = localserver.LocalServer(port or None, home=home, log=home / "claimscrub-server.log")
+    typer.echo(f"claimscrub: starting a local Prefect server at {server.api_url} (database and log "
+               f"claimscrub-server.log in {home})", err=True)
+    try:
+        server.start()
+    except localserver.ServerStartError as exc:
+        _fail(f"{exc}; see {home / 'claimscrub-server.log'}")
+    try:
+        typer.echo(f"claimscrub: local Prefect server ready; UI and API at {server.api_url[:-4]}", err=True)
+        os.environ["PREFECT_API_URL"] = server.api_url
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            _serve(cfg, root, config)
+    finally:
+        server.stop()
+        typer.echo("claimscrub: local Prefect server stopped", err=True)
+
+
+def _serve(cfg, root: Path | None, config: Path | None) -> None:
     from prefect import serve as prefect_serve
 
     from pipeline.flows import build_deployment
 
-    cfg, _ = _load(config, None)
     prefect_serve(build_deployment(cfg, root, config))
 
 
@@ -376,17 +429,35 @@ def serve(
 def deploy(
     root: Annotated[Path | None, typer.Option(help="Nightly root folder")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
-    work_pool: Annotated[str, typer.Option(help="Prefect process work pool")] = "claimscrub-process",
+    work_pool: Annotated[str, typer.Option(help="Prefect process work pool (created if missing)")] = "claimscrub-process",
+    name: Annotated[str, typer.Option(help="Deployment name")] = "nightly",
 ) -> None:
     """Register the nightly deployment with a Prefect server's process work pool (run a worker there)."""
-    from pipeline.flows import build_deployment
+    from pipeline.localserver import api_healthy
 
     cfg, _ = _load(config, None)
-    dep = build_deployment(cfg, root, config)
-    dep.work_pool_name = work_pool
-    dep_id = dep.apply(work_pool_name=work_pool)
-    typer.echo(f"deployment nightly-scrub/nightly registered ({dep_id}); start a worker with: "
-               f"prefect worker start --pool {work_pool}")
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        _fail("deploy needs a Prefect server: start one (prefect server start) and set PREFECT_API_URL, "
+              "e.g. export PREFECT_API_URL=http://127.0.0.1:4200/api")
+    if not api_healthy(url, timeout=2.0):
+        _fail(f"the Prefect API at {url} does not answer")
+    if root is None and config is None:
+        _fail("deploy needs --root DIR (or --config FILE naming absolute folders)")
+    from pipeline.deployments import deploy_nightly, other_nightly_deployments
+
+    try:
+        dep_id, created = deploy_nightly(cfg, root, config, work_pool, name)
+    except ValueError as exc:
+        _fail(str(exc))
+    if created:
+        typer.echo(f"work pool {work_pool} created (type process)")
+    typer.echo(f"deployment nightly-scrub/{name} registered ({dep_id}): {cfg.schedule} {cfg.timezone}, "
+               f"one run at a time; start a worker with: prefect worker start --pool {work_pool}")
+    others = other_nightly_deployments(name)
+    if others:
+        typer.echo("note: this server has other nightly-scrub deployments, each on its own schedule: "
+                   + ", ".join(others), err=True)
 
 
 @app.command()

@@ -8,8 +8,10 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
-from pipeline import ingest, scrub
+from pipeline import ingest, runstate, scrub
 from pipeline.config import PARTITION_LINES, ScrubConfig
+
+SERVE_DEPLOYMENT = "nightly-serve"  # `claimscrub serve`; `claimscrub deploy`: nightly; prefect.yaml: nightly-yaml
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=None, persist_result=False)
@@ -42,7 +44,8 @@ def register_job(input_path: Path, workbook: Path, csv_path: Path) -> str:
     return fid
 
 
-@flow(name="scrub-file", flow_run_name="scrub-{file_id}", persist_result=False)
+@flow(name="scrub-file", flow_run_name="scrub-{file_id}", persist_result=False,
+      on_running=[runstate.ship_project_logs])
 def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = None,
                     column_map: dict[str, str] | None = None, run_id: str = "") -> dict:
     """Ingest, validate and report one claims file; returns the PHI-free summary."""
@@ -173,7 +176,8 @@ def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, r
     return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra)
 
 
-@flow(name="nightly-scrub", flow_run_name="nightly-{as_of}", persist_result=False)
+@flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False,
+      on_running=[runstate.ship_project_logs])
 def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
                        archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
                        settle_seconds: float | None = None, as_of: dt.date | None = None,
@@ -267,11 +271,12 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         f"{failed} failed (left in the inbox).\n\n"
         f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
         key="nightly-summary")
-    return {"status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
-            "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
-            "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
-            "cross_file_repeats": len(cross),
-            "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)}
+    return runstate.night_state({
+        "status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
+        "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
+        "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
+        "cross_file_repeats": len(cross),
+        "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)})
 
 
 def task_runner_for(runner: str, dask_address: str | None = None, dask_workers: int = 2):
@@ -301,14 +306,21 @@ def run_nightly(runner: str = "default", dask_address: str | None = None, dask_w
     if chosen is not None:
         flow_ = nightly_scrub_flow.with_options(task_runner=chosen)
         params["partition_lines"] = partition_lines
-    return flow_(**params)
+    return runstate.summary_of(flow_(**params, return_state=True))
 
 
-def build_deployment(config: ScrubConfig, root: Path | None = None, config_path: Path | None = None):
-    """The nightly deployment on the configured cron schedule and time zone (for ``serve``)."""
+def build_deployment(config: ScrubConfig, root: Path | None = None, config_path: Path | None = None,
+                     name: str = SERVE_DEPLOYMENT):
+    """The nightly deployment on the configured cron schedule and time zone: absolute paths, a module
+    entrypoint (runs wherever claimscrub is installed), one run at a time (a second night waits)."""
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    params = {k: str(v) for k, v in {"root": root, "config_path": config_path}.items() if v is not None}
+    params = {k: str(Path(v).expanduser().resolve()) for k, v in {"root": root, "config_path": config_path}.items()
+              if v is not None}
     return nightly_scrub_flow.to_deployment(
-        name="nightly", schedules=[Cron(config.schedule, timezone=config.timezone)], parameters=params,
-        tags=["claimscrub"], description="Scrub the claims inbox every night")
+        name=name, schedules=[Cron(config.schedule, timezone=config.timezone)], parameters=params,
+        tags=["claimscrub"], description="Scrub the claims inbox every night",
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+        entrypoint_type=EntrypointType.MODULE_PATH)

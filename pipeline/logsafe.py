@@ -10,8 +10,8 @@ import re
 _PATTERNS = (
     re.compile(r"\b\d{4}-\d{2}-\d{2}\b"),  # ISO dates (dates of birth, dates of service)
     re.compile(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b"),  # US dates
+    re.compile(r"\b[A-Za-z]{1,5}-\d{3,}\b"),  # ids like MBR-000123 (before bare numbers: masked whole)
     re.compile(r"\b\d{6,}\b"),  # member ids, MRNs, phone numbers
-    re.compile(r"\b[A-Za-z]{1,5}-\d{3,}\b"),  # ids like MBR-000123
 )
 
 

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.flows import nightly_scrub_flow
+from pipeline.flows import run_nightly
 from pipeline.sample import clean_claim, write_xlsx
 from schemas import columns as C
 from tests.conftest import AS_OF
@@ -77,7 +77,7 @@ def test_canary_values_only_reach_the_workbook(tmp_path, prefect_harness, caplog
     broken = night / "inbox" / "Smith_John_1980-03-04-copy.xlsx"
     broken.write_bytes(b"PK\x03\x04 " + CANARIES[C.PATIENT_ID].encode())
     os.utime(broken, (time.time() - 3600,) * 2)
-    summary = nightly_scrub_flow(root=night, settle_seconds=0, as_of=AS_OF)
+    summary = run_nightly(root=night, settle_seconds=0, as_of=AS_OF)  # ends Failed (Quarantined)
     assert summary["quarantined"] == 1
 
     # Positive control: the canaries did flow through to the workbooks.

@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 
 from pipeline import nightly
 from pipeline.config import ScrubConfig
-from pipeline.flows import build_deployment, nightly_scrub_flow
+from pipeline.flows import build_deployment, nightly_scrub_flow, run_nightly
 from pipeline.ledger import Ledger
 from pipeline.sample import clean_claim, write_csv
 from tests.conftest import ROOT, SAMPLES
@@ -55,7 +55,7 @@ def test_nightly_inbox_run(tmp_path, prefect_harness):
     (inbox / "~$mixed.xlsx").write_bytes(b"lock")
     (inbox / "arriving.csv").write_text("Claim ID,DOS\n")  # modified just now: still being copied
 
-    s = nightly_scrub_flow(root=tmp_path, settle_seconds=60, as_of=AS_OF)
+    s = run_nightly(root=tmp_path, settle_seconds=60, as_of=AS_OF)  # the night ends Failed (Quarantined)
 
     status = sorted(f["status"] for f in s["files"])
     assert status == ["duplicate", "quarantined", "scrubbed", "scrubbed", "scrubbed"]
@@ -176,7 +176,7 @@ def test_serve_registers_the_cron_deployment(prefect_harness):
 
     dep = asyncio.run(_client_read(read))
     (sched,) = dep.schedules
-    assert dep.name == "nightly" and sched.schedule.cron == "30 1 * * *"
+    assert dep.name == "nightly-serve" and sched.schedule.cron == "30 1 * * *"
     assert sched.schedule.timezone == "America/Chicago"
     assert build_deployment(ScrubConfig()).schedules[0].schedule.cron == "0 2 * * *"
 
