@@ -29,11 +29,14 @@ def night_message(summary: dict) -> str:
     """The night's counts (no names): files by outcome and files left alone."""
     files = summary.get("files", [])
     count = {s: sum(f.get("status") == s for f in files) for s in ("scrubbed", "duplicate")}
-    return (f"{len(files)} file(s): {count['scrubbed']} scrubbed, {count['duplicate']} duplicate, "
-            f"{summary.get('quarantined', 0)} quarantined, {summary.get('failed', 0)} failed (left in the inbox), "
-            f"{summary.get('deferred', 0)} deferred to the next night; {summary.get('skipped', 0)} left alone"
-            + ("; stopped by a signal, " f"{summary.get('not_started', 0)} file(s) not started"
-               if summary.get("status") == "interrupted" else ""))
+    message = (f"{len(files)} file(s): {count['scrubbed']} scrubbed, {count['duplicate']} duplicate, "
+               f"{summary.get('quarantined', 0)} quarantined, {summary.get('failed', 0)} failed (left in the inbox)")
+    if summary.get("deferred"):
+        message += f", {summary['deferred']} deferred to the next night"
+    message += f"; {summary.get('skipped', 0)} left alone"
+    if summary.get("status") == "interrupted":
+        message += f"; stopped by a signal, {summary.get('not_started', 0)} file(s) not started"
+    return message
 
 
 class NightNotClean(Exception):

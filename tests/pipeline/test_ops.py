@@ -332,18 +332,21 @@ def _harness_url() -> str:
     return PREFECT_API_URL.value()
 
 
-@pytest.mark.parametrize("quarantined, failed, state_type, name", [
-    (0, 0, "COMPLETED", "Completed"), (1, 0, "FAILED", "Quarantined"), (1, 2, "FAILED", "Failed")])
-def test_night_state_names_the_outcome_with_counts_only(quarantined, failed, state_type, name):
+@pytest.mark.parametrize("quarantined, failed, status, state_type, name, tail", [
+    (0, 0, "done", "COMPLETED", "Completed", ""), (1, 0, "done", "FAILED", "Quarantined", ""),
+    (1, 2, "done", "FAILED", "Failed", ""),
+    (0, 0, "interrupted", "FAILED", "Interrupted", "; stopped by a signal, 3 file(s) not started")])
+def test_night_state_names_the_outcome_with_counts_only(quarantined, failed, status, state_type, name, tail):
     """It maps a night's counts to its final state; the summary is the state's result, the message counts."""
     from pipeline.runstate import night_state
 
     files = [{"file_id": "abc", "status": "scrubbed"}, {"file_id": "def", "status": "duplicate"}]
-    summary = {"files": files, "quarantined": quarantined, "failed": failed, "skipped": 4}
+    summary = {"files": files, "quarantined": quarantined, "failed": failed, "skipped": 4, "status": status,
+               "not_started": 3}
     state = night_state(summary)
     assert (state.type.value, state.name) == (state_type, name)
     assert state.message == (f"2 file(s): 1 scrubbed, 1 duplicate, {quarantined} quarantined, {failed} failed "
-                             "(left in the inbox); 4 left alone")
+                             "(left in the inbox); 4 left alone" + tail)
     assert (state.data if state_type == "COMPLETED" else state.data.summary) is summary
     if state_type == "FAILED":  # what Prefect raises where the run ends (a worker logs it): counts only
         assert str(state.data) == state.message and "abc" not in repr(state.data)
