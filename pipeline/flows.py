@@ -44,14 +44,14 @@ def register_job(input_path: Path, workbook: Path, csv_path: Path) -> str:
     return fid
 
 
-@flow(name="scrub-file", flow_run_name="scrub-{file_id}", persist_result=False,
-      on_running=[runstate.ship_project_logs])
+@flow(name="scrub-file", flow_run_name="scrub-{file_id}", persist_result=False)
 def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = None,
                     column_map: dict[str, str] | None = None, run_id: str = "") -> dict:
     """Ingest, validate and report one claims file; returns the PHI-free summary."""
     from pipeline import logsafe
 
     logsafe.install()
+    runstate.ship_project_logs()  # the project's own records reach the Prefect API, masked
     input_path, workbook, csv_path = _JOBS[file_id]
     config = config or ScrubConfig()
     result = read_claims(input_path, column_map)
@@ -176,8 +176,7 @@ def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, r
     return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra)
 
 
-@flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False,
-      on_running=[runstate.ship_project_logs])
+@flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False)
 def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
                        archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
                        settle_seconds: float | None = None, as_of: dt.date | None = None,
@@ -199,6 +198,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
 
     report.check_environment()
     logsafe.install()
+    runstate.ship_project_logs()  # the project's own records reach the Prefect API, masked
     logger = get_run_logger()
     config = load_config(config_path)
     as_of = as_of or dt.date.today()

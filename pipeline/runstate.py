@@ -102,8 +102,8 @@ class _ProjectLogHandler(logging.Handler):
         self._api.emit(shipped)
 
 
-def ship_project_logs(*_hook_args) -> None:
-    """Send the ``pipeline`` loggers' records to the Prefect API (a flow ``on_running`` hook; idempotent)."""
+def ship_project_logs() -> None:
+    """Send the ``pipeline`` loggers' records to the Prefect API (called where a flow starts; idempotent)."""
     logger = logging.getLogger("pipeline")
     if not any(isinstance(h, _ProjectLogHandler) for h in logger.handlers):
         logger.addHandler(_ProjectLogHandler())
