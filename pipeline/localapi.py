@@ -8,19 +8,14 @@ ends, and the server ends itself if the command dies without stopping it (SIGKIL
 """
 
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 
-
-def _free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from pipeline.localserver import api_healthy, free_port
 
 
 def _configured() -> bool:
@@ -35,11 +30,10 @@ def temporary_api(timeout_s: float = 120) -> Iterator[str | None]:
     if _configured():
         yield None
         return
-    import httpx
     import prefect
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
            "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     env.pop("PREFECT_API_URL", None)
@@ -51,18 +45,12 @@ def temporary_api(timeout_s: float = 120) -> Iterator[str | None]:
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + timeout_s
-        with httpx.Client() as client:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the temporary Prefect API exited at start (exit {proc.returncode})")
-                try:
-                    if client.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the temporary Prefect API did not start in {timeout_s:g} s")
-                time.sleep(0.1)
+        while not api_healthy(url, timeout=2):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the temporary Prefect API exited at start (exit {proc.returncode})")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the temporary Prefect API did not start in {timeout_s:g} s")
+            time.sleep(0.1)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
