@@ -106,15 +106,21 @@ def scrub(
 
 def _prefect_reachable(record: bool) -> bool:
     """Whether to record the scrub in Prefect: a configured API that answers (else one warning line), or --record."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return record
+    return _configured_api_answers("scrubbing in-process, not recorded")
+
+
+def _configured_api_answers(fallback: str) -> bool:
+    """Whether the configured PREFECT_API_URL answers within 2 s; if not, one warning line saying ``fallback``
+    and the URL is dropped for this process (what runs next uses no server or a temporary one)."""
     from pipeline.localserver import api_healthy
 
     url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        return record
-    if api_healthy(url, timeout=2.0):
+    if not url or api_healthy(url, timeout=2.0):
         return True
-    typer.echo(f"claimscrub: warning: the Prefect API at {url} does not answer; scrubbing in-process, "
-               "not recorded", err=True)
+    typer.echo(f"claimscrub: warning: the Prefect API at {url} does not answer; {fallback}", err=True)
+    os.environ.pop("PREFECT_API_URL")
     return False
 
 
@@ -250,9 +256,13 @@ def nightly(
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    answers = _configured_api_answers("the night runs on a temporary local API, not recorded there")
     try:
         ledgercheck.preflight(paths)
-        with temporary_api():  # its own session: a signal to this process group leaves the API to this run
+        # The temporary API runs in its own session: a signal to this process group leaves it to this run.
+        with temporary_settings(restore_defaults=set() if answers else {PREFECT_API_URL}), temporary_api():
             summary = _run_nightly(root=root, inbox=inbox, outbox=outbox, archive=archive, quarantine=quarantine,
                                    ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of),
                                    config_path=config, runner=runner, dask_address=dask_address,

@@ -272,6 +272,21 @@ def test_scrub_falls_back_in_process_when_the_api_does_not_answer(tmp_path):
     assert took < 20
 
 
+
+def test_nightly_runs_on_a_temporary_api_when_the_configured_one_does_not_answer(tmp_path):
+    """It runs the night with one warning line when PREFECT_API_URL names a server that is down."""
+    api_url = f"http://127.0.0.1:{free_port()}/api"
+    inbox = tmp_path / "root" / "inbox"
+    inbox.mkdir(parents=True)
+    shutil.copy(SAMPLES / "clean.csv", inbox / "clean.csv")
+    res = _cli("nightly", "--root", tmp_path / "root", "--settle-seconds", "0", "--as-of", "2024-06-30",
+               env=_env(tmp_path / "home", api_url), timeout=180)
+    assert res.returncode == 0, res.stderr
+    warnings = [line for line in res.stderr.splitlines() if "warning: the prefect api" in line.lower()]
+    assert len(warnings) == 1 and "temporary local API" in warnings[0]
+    assert "Traceback" not in res.stderr and "scrubbed 6 claims" in res.stdout
+    assert (tmp_path / "root" / "archive" / "2024-06-30" / "clean.csv").exists()
+
 def test_a_quarantining_night_ends_failed_with_counts_and_masked_project_logs(tmp_path, prefect_harness):
     """It ends a night that quarantined a file in Failed named Quarantined, with counts only, ships the
     `pipeline` log records to the server masked, and `nightly` still prints its summary and exits 3."""
