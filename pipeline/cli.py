@@ -299,7 +299,7 @@ def _run_nightly(**params) -> dict:
 
 def _print_night(summary: dict) -> None:
     typer.echo(f"nightly scrub {summary['day']} (run {summary['run_id']}): {len(summary['files'])} file(s), "
-               f"{summary['skipped']} left in the inbox")
+               f"{summary['skipped']} left alone in the inbox (lock, hidden, temporary, unsettled or not exports)")
     for f in summary["files"]:
         extra = f" [{f['reason_code']}]" if f["reason_code"] else ""
         extra += " (left in the inbox for the next run)" if f["status"] == "deferred" else ""
