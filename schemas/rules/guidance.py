@@ -1,0 +1,56 @@
+"""Guidance and bundled-code rules for G51.33 claims (95873/95874 guidance, 96372)."""
+
+import pandas as pd
+
+from schemas import columns as C
+from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
+
+E, W = Severity.ERROR, Severity.WARNING
+_GUIDANCE = "AMA CPT 95873/95874 (add-on codes: report with a chemodenervation code, 1 unit per session)"
+
+
+@claim_rule(
+    "HFS-022", E, field=C.PROCEDURE_CODE, reads=("in_scope", "why_guidance"), value="why_guidance",
+    title="Guidance billed incorrectly",
+    checks="Guidance (95873/95874) is billed only with a chemodenervation code on the same date, at most 1 unit "
+           "per date, and 95874 never with 64617 (which includes it).",
+    message="Guidance: {value}.",
+    fix="Bill at most 1 unit of 95873 or 95874 per date, only with a chemodenervation code, never "
+        "95874 with 64617.",
+    source=f"{_GUIDANCE}; CMS NCCI add-on code edits; NCCI Policy Manual for Medicare Services Ch. XI",
+    examples=examples(fires=[add(procedure_code="95874", units=2)],
+                      quiet=[add(line_no=3, procedure_code="95874")],
+                      value="more than 1 unit of guidance on one date"))
+def guidance_valid(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["why_guidance"])
+
+
+@claim_rule(
+    "HFS-023", W, field=C.PROCEDURE_CODE, reads=("in_scope", "why_guidance_warn"), value="why_guidance_warn",
+    title="Guidance needs justification",
+    checks="Guidance is not billed as both 95873 and 95874, and guidance with 64612 (facial muscles are easily "
+           "targeted) has its medical necessity documented.",
+    message="Guidance: {value}.",
+    fix="Document why guidance was medically necessary for easily targeted facial muscles, or remove it.",
+    source=f"{_GUIDANCE}; LCD L38809 (guidance for easily targeted muscles not covered); Billing and Coding article "
+           "A57474 (EMG guidance only when needed to identify injection sites)",
+    examples=examples(fires=[add(procedure_code="95874", units=1)], quiet=[],
+                      value="guidance billed with 64612 for facial muscles"))
+def guidance_justified(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["why_guidance_warn"])
+
+
+@claim_rule(
+    "HFS-024", E, field=C.PROCEDURE_CODE, reads=("in_scope", "is_96372", "is_64612"), anchor="idx_64612",
+    title="96372 billed with 64612",
+    checks="96372 (therapeutic injection) is not billed with 64612: the chemodenervation code includes the "
+           "injection.",
+    message="96372 is billed with 64612; the chemodenervation code includes the injection.",
+    fix="Remove the 96372 line.",
+    source="NCCI Policy Manual for Medicare Services Ch. XI (injection included in the procedure); CMS NCCI "
+           "procedure-to-procedure edits 64612/96372",
+    examples=examples(fires=[add(procedure_code="96372", units=1)],
+                      quiet=[on(0, procedure_code="99214", modifier_1=None, muscles=None), keep(0),
+                             add(line_no=2, procedure_code="96372", charge=180.0)]))
+def no_96372_with_64612(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["is_96372"] & df["is_64612"])

@@ -1,0 +1,104 @@
+"""Procedure and bilateral-billing rules for G51.33 claims (64612 and the other chemodenervation codes)."""
+
+import pandas as pd
+
+from schemas import columns as C
+from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
+
+E, W = Severity.ERROR, Severity.WARNING
+M1 = C.MODIFIERS[0]
+_BILATERAL = "CMS Pub. 100-04 Ch. 12, Sec. 40.7 (bilateral procedures: one line, modifier 50, 1 unit)"
+_SITES = "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; L OO 2.5u x4; L ZM 5u; L OOr 5u; L FR 5u"
+_BOTH_SIDES = (on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT", muscles=_SITES))
+
+
+@claim_rule(
+    "HFS-005", E, field=C.PROCEDURE_CODE, reads=("in_scope", "is_toxin", "n_sites", "is_64612"),
+    value="toxin_code", anchor="idx_toxin",
+    title="Toxin or sites without 64612",
+    checks="A G51.33 claim that bills a toxin drug line (J0585-J0589) or documents injection sites also bills "
+           "the 64612 administration: drug and administration belong on the same claim.",
+    message="The claim bills a toxin or documents injection sites ({value}) but has no 64612.",
+    fix="Add the 64612 administration line to the same claim as the drug.",
+    source="Billing and Coding article A58423 (Botulinum Toxins: drug and administration on one claim)",
+    examples=examples(fires=[keep(1)], quiet=[on(0, procedure_code="99214", modifier_1=None, muscles=None),
+                                             keep(0)], value="J0585"))
+def drug_with_administration(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, (df["is_toxin"] | (df["n_sites"] > 0)) & ~df["is_64612"])
+
+
+@claim_rule(
+    "HFS-006", E, field=C.PROCEDURE_CODE, reads=("in_scope", "why_other_chemo"), value="why_other_chemo",
+    anchor="idx_other_chemo",
+    title="Other chemodenervation supported only by G51.33",
+    checks="No other chemodenervation code (64615-64617, 64642-64647, 64650, 64653, 67345) is supported only by "
+           "G51.33: by its pointer, or, without pointers, because G51.33 is the claim's only diagnosis.",
+    message="Chemodenervation code {value} is supported only by G51.33; hemifacial spasm is treated with "
+            "64612.",
+    fix="Bill 64612 for facial muscles, or add the diagnosis that supports this code.",
+    source="AMA CPT descriptors 64612-64617, 64642-64647; LCD L33458 (Palmetto GBA, Chemodenervation: facial-nerve "
+           "muscles for hemifacial spasm)",
+    examples=examples(fires=[on(0, procedure_code="64615", modifier_1=None),
+                             add(procedure_code="64612", modifier_1="50", muscles=_SITES, units=1)],
+                      quiet=[add(line_no=3, procedure_code="64615", dx_2="G43.709", dx_pointer="B")],
+                      value="64615"))
+def other_chemo_supported(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["why_other_chemo"])
+
+
+@claim_rule(
+    "HFS-007", W, field=M1, reads=("in_scope", "one_side"), value="one_side", anchor="idx_64612",
+    title="Bilateral diagnosis, one side billed",
+    checks="When G51.33 (bilateral) is coded, 64612 is billed for both sides: not only RT, only LT, or one "
+           "unmodified line of 1 unit.",
+    message="G51.33 is bilateral but 64612 is billed for one side only ({value}).",
+    fix="Bill both sides (64612-50 x1, or 64612-RT and 64612-LT) if both were injected; otherwise "
+        "check the diagnosis.",
+    source=f"{_BILATERAL}; ICD-10-CM Official Guidelines Sec. I.B.13 (laterality)",
+    examples=examples(fires=[on(0, modifier_1="RT")], quiet=list(_BOTH_SIDES), value="RT only"))
+def both_sides_billed(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["one_side"])
+
+
+@claim_rule(
+    "HFS-008", E, field=M1, reads=("in_scope", "why_bilateral"), value="why_bilateral", anchor="idx_64612",
+    title="Malformed bilateral billing",
+    checks="64612 bilateral billing is well formed: 64612-50 has 1 unit; no line has 50 with RT or LT; no "
+           "64612-50 beside a 64612-RT/LT line on the same date; no unmodified 64612 line of 2+ units; no two "
+           "64612 lines for the same side and date.",
+    message="64612 bilateral billing is malformed: {value}.",
+    fix="Bill one line 64612-50 with 1 unit, or one 64612-RT and one 64612-LT line of 1 unit each.",
+    source=f"{_BILATERAL}; CMS Physician Fee Schedule bilateral surgery indicator for 64612",
+    examples=examples(fires=[on(0, modifier_1=None, units=2)], quiet=list(_BOTH_SIDES),
+                      value="64612 without side modifier billed with 2+ units"))
+def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["why_bilateral"])
+
+
+@claim_rule(
+    "HFS-009", W, field=M1, reads=("in_scope", "why_style"), value="why_style", anchor="idx_64612",
+    title="Bilateral style differs from payer profile",
+    checks="The bilateral billing style matches the payer profile: '50' expects one 64612-50 line, 'RT_LT' two "
+           "lines; the default profile 'any' accepts both.",
+    message="The payer expects {value}.",
+    fix="Re-bill the bilateral service in the style this payer expects.",
+    source=f"{_BILATERAL}; the payer's own bilateral billing policy (commercial payers may require RT/LT lines)",
+    examples=examples(fires=list(_BOTH_SIDES), quiet=[], value="one line 64612-50 x1",
+                      fires_profile={"bilateral_style": "50"}, quiet_profile={"bilateral_style": "RT_LT"}))
+def bilateral_style_matches_payer(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["why_style"])
+
+
+@claim_rule(
+    "HFS-010", E, field=C.DX_POINTER, needs=(C.DX_POINTER,),
+    reads=("file_has_pointers", "in_scope", "why_pointer"), value="why_pointer", anchor="idx_pointer",
+    title="64612 or toxin line does not point at G51.3x",
+    checks="When the file has diagnosis pointers, the 64612 line and the toxin line point at a G51.3x diagnosis.",
+    message="Line with {value} does not point at a G51.3x diagnosis.",
+    fix="Point the 64612 and toxin lines at the G51.33 diagnosis.",
+    source="CMS Pub. 100-04 Ch. 26, Sec. 10.4 item 24E (diagnosis pointer); Billing and Coding article A58423 "
+           "(ICD-10-CM codes that support medical necessity)",
+    examples=examples(fires=[on(1, dx_2="G24.5", dx_pointer="B")],
+                      quiet=[on(0, dx_pointer=None), on(1, dx_pointer=None)], value="J0585"))
+def lines_point_at_g513x(df: pd.DataFrame) -> pd.Series:
+    return ~(df["file_has_pointers"] & df["in_scope"] & df["why_pointer"])
