@@ -97,6 +97,25 @@ def _chain(*steps):
     return apply
 
 
+def apply_edits(edits, claim_id: str, patient_id: str, dos: str = "2024-05-14") -> list[Line]:
+    """The clean claim with a rule example's edits (``schemas.rules.core.Edit``) applied in order."""
+    lines = clean_claim(claim_id, patient_id, dos)
+    for edit in edits:
+        if edit.kind == "set":
+            lines[edit.line].update(edit.values)
+        elif edit.kind == "all":
+            lines = _all(**edit.values)(lines)
+        elif edit.kind == "add":
+            lines = _add(**edit.values)(lines)
+        elif edit.kind == "keep":
+            lines = [lines[i] for i in edit.line]
+        elif edit.kind == "prior":
+            lines = clean_claim(claim_id + "-PREV", patient_id, edit.values[C.SERVICE_DATE]) + lines
+        else:
+            raise ValueError(f"unknown edit {edit.kind!r}")
+    return lines
+
+
 M1 = C.MODIFIERS[0]
 M2 = C.MODIFIERS[1]
 MUTATIONS: dict[str, Callable[[list[Line]], list[Line]]] = {

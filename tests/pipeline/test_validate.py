@@ -1,5 +1,6 @@
 """Every rule: a claim that must fire it and a near-miss that must not (small inline frames)."""
 
+import copy
 import datetime as dt
 
 import pytest
@@ -25,12 +26,14 @@ STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT
 
 
 def _edit(lines, i, **kw):
+    lines = copy.deepcopy(lines)  # never the caller's claim: _near's entries share one
     for k, v in kw.items():
         lines[i][k] = v
     return lines
 
 
 def _both_sides(lines):
+    lines = copy.deepcopy(lines)
     lines[0][M1] = "RT"
     left = dict(lines[0], **{M1: "LT", C.LINE_NO: 3, C.MUSCLES: SITES})
     return lines + [left]
@@ -61,7 +64,7 @@ def _near(rule):
                                       C.DX_POINTER: "B", C.MUSCLES: None})],
         "HFS-007": _both_sides(c),
         "HFS-008": _both_sides(c),
-        "HFS-009": c,
+        "HFS-009": _both_sides(c),  # RT + LT lines, scrubbed with the RT_LT profile
         "HFS-010": [dict(x, **{C.DX_POINTER: None}) for x in c],
         "HFS-011": [dict(c[0], **{C.DRUG_SOURCE: "Pharmacy supplied"})],
         "HFS-012": _edit(c, 1, **{C.PROCEDURE_CODE: "J0586", C.UNITS: 10, C.NDC: "15054-0530-06"}),
