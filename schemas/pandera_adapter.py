@@ -2,8 +2,9 @@
 
 A catalog rule's failing rows are the False entries of its check output, which each pandera error carries
 (``check_output``) and ``pipeline.validate`` reads. pandera's check backend would also select every failing
-row, reshape it per column and format it into the error message, once per failing check (about 2 ms each
-plus the rows, measured on the 500k-line benchmark: see ``benchmarks/RESULTS.md``), and nothing reads them.
+row, reshape it per column and format it into the error message, once per failing check, and nothing reads them. Measured on a 40k-line
+``claimscrub sample`` file (3 runs each, 2 shared cores): ``find_violations`` 0.42-0.55 s with this hook,
+0.59-0.69 s with pandera's own backend.
 ``_get_series_failure_cases`` is private: ``tests/schemas/test_pandera_adapter.py`` fails loudly when a pandera
 upgrade removes or reshapes it.
 """

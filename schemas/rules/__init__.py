@@ -34,5 +34,37 @@ def family_of(rule_id: str) -> str:
     return module.rsplit(".", 1)[-1]
 
 
+_FAMILY_TITLES = {
+    "file": "File and cell (raised by ingest)", "structure": "Structure (every line)",
+    "diagnosis": "G51.33 claims: diagnosis", "procedure": "G51.33 claims: procedure and bilateral billing",
+    "toxin": "G51.33 claims: toxin drug lines", "sites": "G51.33 claims: injection sites",
+    "guidance": "G51.33 claims: guidance and bundled codes", "documentation": "G51.33 claims: documentation flags",
+    "history": "G51.33 claims: history and setting",
+}
+
+
+def catalog_markdown() -> str:
+    """The catalog as the Markdown of ``docs/RULES.md`` (``python -m schemas.rules > docs/RULES.md``)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    out = [f"# claimscrub rule catalog {CATALOG_VERSION}", "",
+           "Generated from `schemas/rules/` by `python -m schemas.rules > docs/RULES.md`; do not edit by hand "
+           "(a test fails when this file is stale). Severity is the default; a configuration or payer profile "
+           "may override it. *Needs*: without these columns the rule is reported as not checked for the file.",
+           ""]
+    for family in FAMILIES:
+        name = family.__name__.rsplit(".", 1)[-1]
+        rules = [r for r in RULES if family_of(r.id) == name]
+        out += [f"## {_FAMILY_TITLES[name]}", "", f"Module: `schemas/rules/{name}.py`", "",
+                "| id | severity | title | what it checks | fix | needs | source |", "|---|---|---|---|---|---|---|"]
+        for r in rules:
+            needs = ", ".join(f"`{c}`" for c in r.needs)
+            out.append(f"| {r.id} | {r.severity.value} | {cell(r.title)} | {cell(r.checks)} | {cell(r.fix)} | "
+                       f"{needs} | {cell(r.source)} |")
+        out.append("")
+    return "\n".join(out)
+
+
 __all__ = ["CATALOG_VERSION", "CLAIM_RULES", "FAMILIES", "LINE_RULES", "RULES", "RULES_BY_ID", "SEVERITY_RANK",
-           "Level", "Rule", "Severity", "family_of"]
+           "Level", "Rule", "Severity", "catalog_markdown", "family_of"]

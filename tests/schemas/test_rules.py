@@ -57,3 +57,22 @@ def test_every_entry_is_complete_and_cites_a_public_source():
         assert not re.search(r"RULES\.md|\bref \d|domain-rules|reference/", rule.source), rule.id
         if rule.level.value in ("line", "claim"):
             assert rule.predicate is not None and rule.examples is not None, rule.id
+
+
+def test_docs_rules_md_is_generated_from_the_catalog():
+    """It fails when docs/RULES.md is stale: regenerate with ``python -m schemas.rules > docs/RULES.md``."""
+    from schemas.rules import catalog_markdown
+
+    generated = Path(__file__).resolve().parents[2] / "docs" / "RULES.md"
+    assert generated.read_text() == catalog_markdown(), "docs/RULES.md is stale: python -m schemas.rules > docs/RULES.md"
+    for rule in RULES:
+        assert f"| {rule.id} | {rule.severity.value} |" in generated.read_text()
+
+
+def test_catalog_entries_live_in_their_family_module():
+    """It keeps each rule's predicate in the family module it is catalogued under."""
+    from schemas.rules import family_of
+
+    for rule in RULES:
+        if rule.predicate is not None:
+            assert rule.predicate.__module__ == f"schemas.rules.{family_of(rule.id)}"
