@@ -1,7 +1,7 @@
 """Validate canonical claim lines against the rule catalog and return findings (pure, never raises).
 
 ``find_violations`` runs the pandera models lazily, maps their failure cases to one finding per
-(line or claim, rule), adds ingest findings (ING-001, FILE-003), and lists the rules that could not
+(line or claim, rule), adds ingest findings (the unreadable cells, and FILE-003), and lists the rules that could not
 be evaluated for this file as *not checked*.
 """
 
@@ -221,19 +221,22 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     return findings.drop(columns="_line"), claims
 
 
+_CELL_RULES = {r.id for r in RULES if r.level == Level.CELL}
+
+
 def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: set[str]) -> pd.DataFrame:
     parts = []
     absent = [c for c in C.DOC_FLAGS if c not in present]
     if absent:
         parts.append(pd.DataFrame([{"rule": "FILE-003", "field": "documentation", "value": ", ".join(absent)}]))
     if issues is not None and len(issues):
-        cells = issues[issues["rule"] == "ING-001"]
+        cells = issues[issues["rule"].isin(_CELL_RULES)]
         if len(cells):
             shown = [C.SOURCE_ROW, C.CLAIM_ID, C.LINE_NO, C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
             by_row = lines[shown].drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)  # not every column
             hit = by_row.reindex(cells["row"].astype("int64"))
             parts.append(pd.DataFrame({
-                "rule": "ING-001", C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
+                "rule": cells["rule"].to_numpy(), C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
                 C.SOURCE_ROW: cells["row"].to_numpy(), "field": cells["column"].to_numpy(),
                 "value": cells["value"].to_numpy(), "reason": cells["reason"].to_numpy(),
                 C.PATIENT_ID: hit[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: hit[C.SERVICE_DATE].to_numpy(),

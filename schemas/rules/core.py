@@ -56,7 +56,7 @@ def keep(*lines: int) -> Edit:
 
 
 def prior(**values) -> Edit:
-    """Put an earlier clean claim of the same patient before this one (history rules)."""
+    """Put an earlier clean claim of the same patient (claim id + "-PREV") before this one (history rules)."""
     return Edit("prior", None, values)
 
 
@@ -71,12 +71,13 @@ class Examples:
     value: str | None = None
     fires_profile: dict = field(default_factory=dict)  # payer-profile settings the firing claim is scrubbed with
     quiet_profile: dict = field(default_factory=dict)
+    sampled: bool = True  # ``claimscrub sample`` may plant the firing edits in a synthetic file
 
 
 def examples(fires, quiet, value: str | None = None, fires_profile: dict | None = None,
-             quiet_profile: dict | None = None) -> Examples:
+             quiet_profile: dict | None = None, sampled: bool = True) -> Examples:
     """``Examples`` from lists of edits (an empty list: the clean claim itself)."""
-    return Examples(tuple(fires), tuple(quiet), value, fires_profile or {}, quiet_profile or {})
+    return Examples(tuple(fires), tuple(quiet), value, fires_profile or {}, quiet_profile or {}, sampled)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def claim_rule(rule_id: str, severity: Severity, *, title: str, checks: str, mes
 
 
 def file_rule(rule_id: str, severity: Severity, level: Level, *, title: str, checks: str, message: str, fix: str,
-              source: str, field: str | None = None) -> Rule:
+              source: str, field: str | None = None, examples: Examples | None = None) -> Rule:
     """A file or cell rule: raised by ingest, so the entry has no predicate here."""
     return _register(Rule(rule_id, severity, level, title=title, checks=checks, message=message, fix=fix,
-                          source=source, field=field))
+                          source=source, field=field, examples=examples))

@@ -1,6 +1,6 @@
 """File and cell rules: raised by ingest (``pipeline.ingest``), catalogued here."""
 
-from schemas.rules.core import Level, Severity, file_rule
+from schemas.rules.core import Level, Severity, examples, file_rule, on
 
 E, W = Severity.ERROR, Severity.WARNING
 _CLAIM_FORM = "CMS Pub. 100-04 (Medicare Claims Processing Manual) Ch. 26, Sec. 10 (Form CMS-1500 items); ASC X12 837P"
@@ -30,4 +30,5 @@ file_rule(
     "ING-001", E, Level.CELL, title="Cell could not be read",
     checks="Every cell reads as its type: dates as dates, numbers as numbers, codes as codes.",
     message="The cell value {value} could not be read as the expected type.",
-    fix="Correct the cell in the source system and re-export.", source=_CLAIM_FORM)
+    fix="Correct the cell in the source system and re-export.", source=_CLAIM_FORM,
+    examples=examples(fires=[on(1, charge="12.3.4")], quiet=[on(1, charge="12.34")], value="12.3.4"))

@@ -18,7 +18,7 @@ E, W = Severity.ERROR, Severity.WARNING
     fix="Check the interval; most payers allow one session every 12 weeks.",
     source="LCD L34635 (Noridian) and L39835/L39856 (treatments at least 12 weeks apart)",
     examples=examples(fires=[prior(service_date="2024-03-26")], quiet=[prior(service_date="2024-02-20")],
-                      value="49 days after the session on 2024-03-26 (minimum 84)"))
+                      value="49 days after the session on 2024-03-26 (minimum 84)", sampled=False))
 def repeat_interval(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["why_repeat"])
 

@@ -83,7 +83,8 @@ def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
     message="The payer expects {value}.",
     fix="Re-bill the bilateral service in the style this payer expects.",
     source=f"{_BILATERAL}; the payer's own bilateral billing policy (commercial payers may require RT/LT lines)",
-    examples=examples(fires=list(_BOTH_SIDES), quiet=list(_BOTH_SIDES), value="one line 64612-50 x1",
+    examples=examples(fires=[on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT")],
+                      quiet=list(_BOTH_SIDES), value="one line 64612-50 x1",
                       fires_profile={"bilateral_style": "50"}, quiet_profile={"bilateral_style": "RT_LT"}))
 def bilateral_style_matches_payer(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["why_style"])

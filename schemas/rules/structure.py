@@ -29,7 +29,7 @@ _ITEMS = "CMS Pub. 100-04 (Medicare Claims Processing Manual) Ch. 26, Sec. 10.2-
     message="This line has data but no claim id.",
     fix="Enter the claim id on every line.",
     source=f"{_ITEMS} 26 (patient account / claim number)",
-    examples=examples(fires=[on(1, claim_id=None)], quiet=[]))
+    examples=examples(fires=[on(1, claim_id=None)], quiet=[], sampled=False))  # would split a sample claim
 def claim_id_present(df: pd.DataFrame) -> pd.Series:
     return df[C.CLAIM_ID].notna()
 
@@ -41,7 +41,7 @@ def claim_id_present(df: pd.DataFrame) -> pd.Series:
     fix="Enter the actual date the service was performed.",
     source=f"{_ITEMS} 24A (dates of service)",
     examples=examples(fires=[every(service_date="2031-01-01")], quiet=[every(service_date="2024-06-30")],
-                      value="2031-01-01"))
+                      value="2031-01-01", sampled=False))  # a sample file's as-of date is the run's
 def service_date_valid(df: pd.DataFrame) -> pd.Series:
     return df[C.SERVICE_DATE].notna() & (df[C.SERVICE_DATE] <= df["as_of"])
 
