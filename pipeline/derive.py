@@ -8,13 +8,16 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from pipeline.config import ScrubConfig
 from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid, vial_totals
 from schemas.sites import parse_sites
+from schemas.text import choose as _choose
+from schemas.text import join_flags, join_texts
+from schemas.text import pick as _pick
+from schemas.text import text as _text
 
 _VIAL_LIMIT = {code: 40000 if code == "J0587" else 4000 for code in K.TOXIN_CODES}
 VIAL_TOTALS = {code: vial_totals(v, _VIAL_LIMIT[code]) for code, v in K.TOXIN_VIALS.items()}
@@ -168,56 +171,6 @@ class Groups:
     def join_at(self, pos: np.ndarray, texts) -> pd.Series:
         """Like ``join`` for texts already taken at line positions ``pos``."""
         return _join_codes(self.codes[pos], texts, self.n)
-
-
-_STR = pd.Series(["x"]).dtype  # pandas' text dtype ("str": Arrow-backed from pandas 3)
-
-
-def _text(values) -> pd.Series:
-    """Python texts (None: missing) as a text column, converted by Arrow rather than by pandas' inference."""
-    if not hasattr(_STR, "__from_arrow__"):  # pandas before 3: texts are objects
-        return pd.Series(values, dtype=object)
-    return pd.Series(_STR.__from_arrow__(pa.array(values, type=pa.large_string(), from_pandas=True)))
-
-
-def _pick(codes, labels: list[str], index=None) -> pd.Series:
-    """``labels[codes]`` as a text column: one Arrow take, never a Python string per row."""
-    codes = np.asarray(codes, dtype=np.int64)
-    if not hasattr(_STR, "__from_arrow__"):
-        return pd.Series(np.array(labels, dtype=object)[codes], index=index, dtype=object)
-    taken = pa.array(labels, type=pa.large_string()).take(pa.array(codes))
-    return pd.Series(_STR.__from_arrow__(taken), index=index)
-
-
-def _choose(conditions: list[tuple[object, str]], n: int, index=None) -> pd.Series:
-    """Per row the text of the first condition that holds ("" where none does), like nested np.where."""
-    codes = np.zeros(n, dtype=np.int64)
-    for k, (cond, _) in reversed(list(enumerate(conditions, start=1))):
-        codes[np.asarray(cond, dtype=bool)] = k
-    return _pick(codes, [""] + [text for _, text in conditions], index)
-
-
-def join_flags(flags: dict[str, pd.Series], sep: str = ", ") -> pd.Series:
-    """Row-wise: the labels whose flag is True, joined (one code per row for the set of flags, then a
-    lookup among the 2**len(flags) joined texts)."""
-    if not flags:
-        return pd.Series(dtype=object)
-    labels = list(flags)
-    index = next(iter(flags.values())).index
-    codes = np.zeros(len(index), dtype=np.int64)
-    for k, flag in enumerate(flags.values()):
-        codes |= np.asarray(flag.to_numpy(bool), dtype=np.int64) << k
-    table = [sep.join(label for k, label in enumerate(labels) if bits >> k & 1) for bits in range(1 << len(labels))]
-    return _pick(codes, table, index)
-
-
-def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
-    """Row-wise: the non-empty texts joined (in Python only for the rows with any text)."""
-    texts = [part.astype(object).fillna("").to_numpy(dtype=object) for part in parts]
-    rows = np.flatnonzero(np.logical_or.reduce([t != "" for t in texts]))
-    out = np.full(len(texts[0]), "", dtype=object)
-    out[rows] = [sep.join(t for t in row if t) for row in zip(*(t[rows] for t in texts), strict=True)]
-    return pd.Series(out, index=parts[0].index, dtype=object)
 
 
 def line_features(lines: pd.DataFrame) -> pd.DataFrame:
@@ -551,14 +504,6 @@ def derive_claims(
     # Documentation flags (a flag documented on any line counts for the claim).
     for col in C.DOC_FLAGS:
         cf[col] = g.any(lines[col]) | (col not in present)
-    labels = {C.DOC_ONSET: "onset", C.DOC_DURATION: "duration", C.DOC_FREQUENCY: "frequency of spasms",
-              C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
-    for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
-                       ("why_exam", (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE))):
-        cf[name] = join_flags({labels[c]: ~cf[c] for c in cols})
-    cf["imaging_severity"] = _pick((cf.structural | cf.is_surgery).to_numpy(bool), ["warning", "error"])
-    cf["imaging_context"] = _choose([(cf.structural, " and the claim carries a structural-cause diagnosis"),
-                                     (cf.is_surgery, " and facial-nerve surgery is billed")], g.n)
     cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 
     # Setting.

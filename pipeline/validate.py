@@ -198,17 +198,23 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
         for rule, idx in _failing(CLAIM_SCHEMA, _facts_for_checks(claims)).items():
             entry = RULES_BY_ID[rule]
             value_col, anchor_col = entry.value, entry.anchor
-            wanted = [C.CLAIM_ID, "first_index", anchor_col, value_col, entry.severity_from]
+            wanted = [C.CLAIM_ID, "first_index", anchor_col, value_col, entry.severity_from, *entry.detail_columns,
+                      *entry.severity_columns]
             sub = claims.loc[idx, list(dict.fromkeys(c for c in wanted if c))]
             anchor = sub[anchor_col].fillna(sub["first_index"]).astype("int64")
             at = at_line.loc[anchor]
-            value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
+            if entry.detail:  # the rule's own detail, for its failing claims only
+                value = pd.Series(entry.detail(sub), index=sub.index).astype(object)
+            else:
+                value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
             part = pd.DataFrame({
                 "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
                 C.SOURCE_ROW: at[C.SOURCE_ROW].to_numpy(), "field": RULES_BY_ID[rule].field or "",
                 "value": value.to_numpy(), "_line": anchor.to_numpy(),
             })
-            if entry.severity_from:  # the catalog entry says the severity depends on the claim
+            if entry.severity_of:  # the catalog entry says the severity depends on the claim
+                part["severity"] = pd.Series(entry.severity_of(sub), index=sub.index).to_numpy()
+            elif entry.severity_from:
                 part["severity"] = sub[entry.severity_from].to_numpy()
             rows.append(part)
 

@@ -83,6 +83,14 @@ class ClaimFacts(pa.DataFrameModel):
     toxin_code: Series[object] = pa.Field(nullable=True, description="J-code of the first administered toxin line")
     drug_supplied: Series[bool] = pa.Field(description="Drug source says pharmacy or patient supplied")
     file_has_pointers: Series[bool] = pa.Field(description="The file has diagnosis pointers on any line")
+    doc_onset: Series[bool] = pa.Field(description="Onset of spasms documented on any line (or the column absent)")
+    doc_duration: Series[bool] = pa.Field(description="Duration of spasms documented on any line (or the column absent)")
+    doc_frequency: Series[bool] = pa.Field(
+        description="Frequency of spasms documented on any line (or the column absent)")
+    doc_neuro_exam: Series[bool] = pa.Field(
+        description="Neurological examination documented on any line (or the column absent)")
+    doc_facial_nerve: Series[bool] = pa.Field(
+        description="Facial nerve function documented on any line (or the column absent)")
     doc_imaging: Series[bool] = pa.Field(description="Imaging documented on any line (or the column absent)")
     doc_surgical_notes: Series[bool] = pa.Field(
         description="Surgical notes documented on any line (or the column absent)")
@@ -103,8 +111,6 @@ class ClaimFacts(pa.DataFrameModel):
     why_sides: Series[bool] = pa.Field(description="Documented sites not on both sides")
     why_guidance: Series[bool] = pa.Field(description="Guidance billed without chemodenervation, twice, or with 64617")
     why_guidance_warn: Series[bool] = pa.Field(description="Guidance that needs justification")
-    why_history: Series[bool] = pa.Field(description="Onset, duration or frequency not documented")
-    why_exam: Series[bool] = pa.Field(description="Neurological exam or facial nerve function not documented")
     why_repeat: Series[bool] = pa.Field(description="A 64612 session too soon after the patient's previous one")
     why_setting: Series[bool] = pa.Field(description="Facility place of service with a toxin line, or no OPD prior auth")
     why_pairing: Series[bool] = pa.Field(description="64612 and its toxin line on different dates or NPIs")

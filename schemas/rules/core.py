@@ -100,8 +100,10 @@ class Rule:
     anchor: str = "first_index"  # claim rules: the fact column naming the line a finding points at
     severity_from: str | None = None  # a fact column holding a row-dependent severity (catalog says so)
     blank_ok: bool = False  # an empty value is part of the sentence, not a missing value
-    detail: Callable | None = None  # line rules: (failing rows, lines) -> (field, value)
-    detail_columns: tuple[str, ...] = ()
+    detail: Callable | None = None  # line rules: (rows, lines) -> (field, value); claim rules: rows -> value
+    detail_columns: tuple[str, ...] = ()  # the columns of the failing rows the detail reads
+    severity_of: Callable | None = None  # claim rules: failing rows -> severity per row (catalog says so)
+    severity_columns: tuple[str, ...] = ()
     examples: Examples | None = None
 
 
@@ -131,9 +133,17 @@ class RuleFunction:
         return self.fn(frame)
 
     def detail(self, columns: tuple[str, ...] = ()):
-        """Register how a failing line is shown: ``fn(rows, lines) -> (field, value)``, run on failing rows only."""
+        """Register how a failing row is shown, run on the failing rows only (their ``columns``): a line rule's
+        ``fn(rows, lines) -> (field, value)``, a claim rule's ``fn(rows) -> value``."""
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], detail=fn, detail_columns=tuple(columns))
+            return fn
+        return wrap
+
+    def severity(self, columns: tuple[str, ...] = ()):
+        """Register a row-dependent severity, ``fn(rows) -> severity per failing row`` (where the catalog says so)."""
+        def wrap(fn: Callable) -> Callable:
+            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], severity_of=fn, severity_columns=tuple(columns))
             return fn
         return wrap
 

@@ -4,14 +4,29 @@ import pandas as pd
 
 from schemas import columns as C
 from schemas.rules.core import Severity, add, claim_rule, every, examples, passes_unless
+from schemas.text import choose, join_flags, pick
 
 E, W = Severity.ERROR, Severity.WARNING
 _LCD_DOCS = "LCD L33274 (First Coast) and L34635 (Noridian), Documentation Requirements"
+_HISTORY = {C.DOC_ONSET: "onset", C.DOC_DURATION: "duration", C.DOC_FREQUENCY: "frequency of spasms"}
+_EXAM = {C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
+
+
+def _all_documented(df: pd.DataFrame, items: dict) -> pd.Series:
+    ok = pd.Series(True, index=df.index)
+    for col in items:
+        ok &= df[col]
+    return ok
+
+
+def _missing(rows: pd.DataFrame, items: dict) -> pd.Series:
+    """The items not documented, named in the record's order."""
+    return join_flags({label: ~rows[col].astype(bool) for col, label in items.items()})
 
 
 @claim_rule(
     "HFS-025", E, field="documentation", needs=(C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY),
-    reads=("in_scope", "why_history"), value="why_history",
+    reads=("in_scope", *_HISTORY),
     title="Spasm history not documented",
     checks="The record documents the onset, duration and frequency of the spasms (one finding naming each "
            "missing item).",
@@ -20,12 +35,17 @@ _LCD_DOCS = "LCD L33274 (First Coast) and L34635 (Noridian), Documentation Requi
     source=f"{_LCD_DOCS} (history of the condition)",
     examples=examples(fires=[every(doc_onset="N", doc_frequency="")], quiet=[], value="onset, frequency of spasms"))
 def spasm_history_documented(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_history"])
+    return passes_unless(df, ~_all_documented(df, _HISTORY))
+
+
+@spasm_history_documented.detail(columns=tuple(_HISTORY))
+def _(rows: pd.DataFrame) -> pd.Series:
+    return _missing(rows, _HISTORY)
 
 
 @claim_rule(
     "HFS-026", E, field="documentation", needs=(C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE),
-    reads=("in_scope", "why_exam"), value="why_exam",
+    reads=("in_scope", *_EXAM),
     title="Neurological exam not documented",
     checks="The record documents a neurological examination and a facial nerve function assessment.",
     message="Not documented: {value}.",
@@ -33,12 +53,16 @@ def spasm_history_documented(df: pd.DataFrame) -> pd.Series:
     source=f"{_LCD_DOCS} (examination findings supporting the diagnosis)",
     examples=examples(fires=[every(doc_neuro_exam="N")], quiet=[], value="neurological examination"))
 def exam_documented(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_exam"])
+    return passes_unless(df, ~_all_documented(df, _EXAM))
+
+
+@exam_documented.detail(columns=tuple(_EXAM))
+def _(rows: pd.DataFrame) -> pd.Series:
+    return _missing(rows, _EXAM)
 
 
 @claim_rule(
-    "HFS-027", W, field=C.DOC_IMAGING, needs=(C.DOC_IMAGING,), reads=("in_scope", C.DOC_IMAGING),
-    value="imaging_context", severity_from="imaging_severity", blank_ok=True,
+    "HFS-027", W, field=C.DOC_IMAGING, needs=(C.DOC_IMAGING,), reads=("in_scope", C.DOC_IMAGING), blank_ok=True,
     title="Imaging not documented",
     checks="The record documents imaging (e.g. MRI). An error when the claim also carries a structural-cause "
            "diagnosis (D33.3, D43.3, C72.5, D32.0, Q28.2, Q28.3, I67.1) or a facial-nerve surgery code.",
@@ -49,6 +73,19 @@ def exam_documented(df: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[every(doc_imaging="N")], quiet=[], value=""))
 def imaging_documented(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, ~df[C.DOC_IMAGING])
+
+
+@imaging_documented.detail(columns=("structural", "is_surgery"))
+def _(rows: pd.DataFrame) -> pd.Series:
+    """Why imaging is mandatory here, as the end of the message ("" when it is only expected)."""
+    return choose([(rows["structural"], " and the claim carries a structural-cause diagnosis"),
+                   (rows["is_surgery"], " and facial-nerve surgery is billed")], len(rows), rows.index)
+
+
+@imaging_documented.severity(columns=("structural", "is_surgery"))
+def _(rows: pd.DataFrame) -> pd.Series:
+    """An error when a structural cause or facial-nerve surgery makes imaging mandatory."""
+    return pick((rows["structural"] | rows["is_surgery"]).to_numpy(bool), ["warning", "error"], rows.index)
 
 
 @claim_rule(
