@@ -417,23 +417,9 @@ def derive_claims(
     for col in ("n_sites", "site_units", "r_units", "l_units"):
         cf[col] = sp[col]
     cf["sites_without_units"] = sp["no_units"]
-    cf["why_sites_missing"] = cf["sites_without_units"].where(
-        cf.n_sites > 0, "no injection sites documented").where(cf.is_64612, "")
-    cf["why_sites_missing"] = ("entries without units: " + cf["why_sites_missing"]).where(
-        (cf.n_sites > 0) & (cf["why_sites_missing"] != ""), cf["why_sites_missing"])
     cf["nonfacial_muscles"] = sp["nonfacial"]
     cf["unknown_muscles"] = sp["unknown"]
-    sides = sp[["R", "L", "U"]]
-    only_r = sides.R & ~sides.L
-    only_l = sides.L & ~sides.R
-    none_sided = ~sides.R & ~sides.L & sides.U
-    some = " (some sites state no side)"
-    no_sites = (cf.n_sites <= 0).to_numpy(bool)
-    cf["why_sides"] = _choose([
-        (no_sites, ""), (only_r & sides.U, "on the right side only" + some), (only_r, "on the right side only"),
-        (only_l & sides.U, "on the left side only" + some), (only_l, "on the left side only"),
-        (none_sided, "all without a side")], g.n)
-    cf["sides_severity"] = _pick(sides.U.to_numpy(bool), ["error", "warning"])
+    cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
 
     # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
     bu = cf.billing_unit
@@ -477,7 +463,7 @@ def derive_claims(
     _put(why_dose, (dose != "") & has_toxin.to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
     cf["why_dose"] = _text(why_dose)
 
-    del sp, sides, only_r, only_l, none_sided
+    del sp
     # Guidance.
     pos = np.flatnonzero((f.is_95873 | f.is_95874 | f.is_chemo).to_numpy())
     gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(

@@ -4,6 +4,7 @@ import pandas as pd
 
 from schemas import columns as C
 from schemas.rules.core import Severity, claim_rule, examples, on, passes_unless
+from schemas.text import choose, pick
 
 E, W = Severity.ERROR, Severity.WARNING
 _SITES = "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; L OO 2.5u x4; L ZM 5u; L OOr 5u; L FR 5u"
@@ -15,7 +16,7 @@ _DOCUMENTED = ("LCD L35170 (Noridian) and L33274 (First Coast), Documentation Re
 @claim_rule(
     "HFS-018", E, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "is_64612", "n_sites",
                                                               "sites_without_units"),
-    value="why_sites_missing", anchor="idx_64612",
+    anchor="idx_64612",
     title="64612 without documented sites or units",
     checks="A G51.33 claim billing 64612 documents its injection sites, each with units.",
     message="64612 is billed but the injection sites are incomplete: {value}.",
@@ -24,6 +25,13 @@ _DOCUMENTED = ("LCD L35170 (Noridian) and L33274 (First Coast), Documentation Re
     examples=examples(fires=[on(0, muscles=None)], quiet=[], value="no injection sites documented"))
 def sites_documented(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["is_64612"] & ((df["n_sites"] == 0) | df["sites_without_units"]))
+
+
+@sites_documented.detail(columns=("n_sites", "sites_without_units"))
+def _(rows: pd.DataFrame) -> pd.Series:
+    """No sites at all, or the entries written without units."""
+    entries = "entries without units: " + rows["sites_without_units"].astype(str)
+    return entries.where(rows["n_sites"] > 0, "no injection sites documented")
 
 
 @claim_rule(
@@ -56,8 +64,8 @@ def muscles_recognised(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-021", E, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "why_sides"), value="why_sides",
-    anchor="idx_64612", severity_from="sides_severity",
+    "HFS-021", E, field=C.MUSCLES, needs=(C.MUSCLES,),
+    reads=("in_scope", "n_sites", "site_on_right", "site_on_left", "site_without_side"), anchor="idx_64612",
     title="Bilateral claim injected on one side",
     checks="A G51.33 (bilateral) claim documents sites on both sides. An error when every site is on one side; "
            "a warning (same rule) when some sites state no side.",
@@ -68,4 +76,25 @@ def muscles_recognised(df: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[on(0, muscles="R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; R CS 5u; R PR 5u; R PLAT 15u")],
                       quiet=[on(0, muscles="B OO 10u each; B ZM 15u each")], value="on the right side only"))
 def sites_on_both_sides(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_sides"])
+    right, left, unsided = df["site_on_right"], df["site_on_left"], df["site_without_side"]
+    one_side = right != left  # sites on exactly one side
+    return passes_unless(df, (df["n_sites"] > 0) & (one_side | (~right & ~left & unsided)))
+
+
+_SIDES = ("site_on_right", "site_on_left", "site_without_side")
+
+
+@sites_on_both_sides.detail(columns=_SIDES)
+def _(rows: pd.DataFrame) -> pd.Series:
+    """Which side the sites are on, and whether some state no side."""
+    right, left, unsided = (rows[c].to_numpy(bool) for c in _SIDES)
+    some = " (some sites state no side)"
+    return choose([(right & unsided, "on the right side only" + some), (right, "on the right side only"),
+                   (left & unsided, "on the left side only" + some), (left, "on the left side only"),
+                   (unsided, "all without a side")], len(rows), rows.index)
+
+
+@sites_on_both_sides.severity(columns=_SIDES)
+def _(rows: pd.DataFrame) -> pd.Series:
+    """A warning, not an error, when some sites state no side (they may be on the other side)."""
+    return pick(rows["site_without_side"].to_numpy(bool), ["error", "warning"], rows.index)
