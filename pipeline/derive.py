@@ -15,7 +15,7 @@ from schemas import columns as C
 from schemas.checks import ndc_is_valid, vial_totals
 from schemas.sites import parse_sites
 from schemas.text import choose as _choose
-from schemas.text import join_flags, join_texts
+from schemas.text import join_texts
 from schemas.text import pick as _pick
 from schemas.text import text as _text
 
@@ -492,30 +492,13 @@ def derive_claims(
         cf[col] = g.any(lines[col]) | (col not in present)
     cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 
-    # Setting.
-    pos_ = cf[C.PLACE_OF_SERVICE].fillna("")
-    auth = pd.Series(g.any(lines[C.PRIOR_AUTH].notna()), index=cf.index)
-    opd_pa = (pos_.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
-              & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
-    facility = (pos_.isin(K.FACILITY_POS) & cf.is_toxin).to_numpy(bool)
-    why_setting = np.full(g.n, "", dtype=object)
-    _put(why_setting, facility, lambda m: (
-        "POS " + pos_[m] + " (facility) with a toxin line: the drug usually belongs on the facility claim"))
-    _put(why_setting, opd_pa, lambda m: (
-        np.where(facility[m], why_setting[m] + "; ", "") + "POS " + pos_[m]
-        + " hospital outpatient 64612 + toxin with no prior authorization number (UTN)"))
-    cf["why_setting"] = _text(why_setting)
-    # 64612 vs its toxin line: dates and rendering NPIs (min/max/distinct per claim).
-    p_min, p_max = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
-    d_min, d_max = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
-    both = cf.is_64612 & cf.admin_toxin
-    diff_dates = both & ((p_min != d_min) | (p_max != d_max)) & p_min.notna() & d_min.notna()
-    npi_n = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
-    why32 = join_flags({"different dates of service": diff_dates,
-                        "different rendering NPIs": both & (npi_n > 1)}, sep="; ")
-    cf["why_pairing"] = why32
+    # Setting, and the 64612 lines beside the administered toxin lines (dates, rendering NPIs).
+    cf["prior_auth_given"] = g.any(lines[C.PRIOR_AUTH].notna())
+    cf["admin_first_date"], cf["admin_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
+    cf["drug_first_date"], cf["drug_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
+    cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
 
-    del p_min, p_max, d_min, d_max, npi_n, f
+    del f
     # History: repeat sessions within the batch and against the ledger.
     cf["why_repeat"] = _repeat_sessions(cf, salt, history)
     for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:

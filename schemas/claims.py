@@ -114,8 +114,15 @@ class ClaimFacts(pa.DataFrameModel):
     why_guidance: Series[bool] = pa.Field(description="Guidance billed without chemodenervation, twice, or with 64617")
     why_guidance_warn: Series[bool] = pa.Field(description="Guidance that needs justification")
     why_repeat: Series[bool] = pa.Field(description="A 64612 session too soon after the patient's previous one")
-    why_setting: Series[bool] = pa.Field(description="Facility place of service with a toxin line, or no OPD prior auth")
-    why_pairing: Series[bool] = pa.Field(description="64612 and its toxin line on different dates or NPIs")
+    place_of_service: Series[str] = pa.Field(nullable=True, description="Place of service of the claim's first line")
+    admin_toxin: Series[bool] = pa.Field(description="An administered toxin line (a toxin J-code without JW)")
+    prior_auth_given: Series[bool] = pa.Field(description="A prior-authorization number (UTN) on any line")
+    admin_first_date: Series[pa.DateTime] = pa.Field(nullable=True, description="Earliest date of a 64612 line")
+    admin_last_date: Series[pa.DateTime] = pa.Field(nullable=True, description="Latest date of a 64612 line")
+    drug_first_date: Series[pa.DateTime] = pa.Field(
+        nullable=True, description="Earliest date of an administered toxin line")
+    drug_last_date: Series[pa.DateTime] = pa.Field(nullable=True, description="Latest date of an administered toxin line")
+    admin_drug_npis: Series[int] = pa.Field(description="Distinct rendering NPIs on the 64612 and administered toxin lines")
 
     class Config:
         strict = False

@@ -2,10 +2,36 @@
 
 import pandas as pd
 
+from schemas import codesets as K
 from schemas import columns as C
 from schemas.rules.core import Severity, claim_rule, every, examples, on, passes_unless, prior
+from schemas.text import join_flags
 
 E, W = Severity.ERROR, Severity.WARNING
+_POS = C.PLACE_OF_SERVICE
+_OPD_PA_EFFECTIVE = pd.Timestamp(K.OPD_PA_EFFECTIVE)
+_SETTING = (_POS, "is_toxin", "is_64612", "toxin_code", "dos_min", "prior_auth_given")
+_PAIRING = ("is_64612", "admin_toxin", "admin_first_date", "admin_last_date", "drug_first_date", "drug_last_date",
+            "admin_drug_npis")
+
+
+def _facility_with_drug(df: pd.DataFrame) -> pd.Series:
+    return df[_POS].fillna("").isin(K.FACILITY_POS) & df["is_toxin"]
+
+
+def _outpatient_without_auth(df: pd.DataFrame) -> pd.Series:
+    return (df[_POS].fillna("").isin(K.OPD_POS) & df["is_64612"] & df["toxin_code"].isin(K.TOXIN_OPD_PA)
+            & (df["dos_min"] >= _OPD_PA_EFFECTIVE) & ~df["prior_auth_given"])
+
+
+def _dates_differ(df: pd.DataFrame) -> pd.Series:
+    both = df["is_64612"] & df["admin_toxin"]
+    moved = (df["admin_first_date"] != df["drug_first_date"]) | (df["admin_last_date"] != df["drug_last_date"])
+    return both & moved & df["admin_first_date"].notna() & df["drug_first_date"].notna()
+
+
+def _npis_differ(df: pd.DataFrame) -> pd.Series:
+    return df["is_64612"] & df["admin_toxin"] & (df["admin_drug_npis"] > 1)
 
 
 @claim_rule(
@@ -24,8 +50,8 @@ def repeat_interval(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-031", W, field=C.PLACE_OF_SERVICE, needs=(C.PLACE_OF_SERVICE,), reads=("in_scope", "why_setting"),
-    value="why_setting", anchor="idx_toxin",
+    "HFS-031", W, field=C.PLACE_OF_SERVICE, needs=(C.PLACE_OF_SERVICE,), reads=("in_scope", *_SETTING),
+    anchor="idx_toxin",
     title="Facility setting with toxin line",
     checks="A professional claim in a facility place of service (19, 21, 22, 23, 24) carries no toxin line, and "
            "64612 with J0585-J0588 in a hospital outpatient department (POS 19/22) from 2020-07-01 has a "
@@ -37,11 +63,22 @@ def repeat_interval(df: pd.DataFrame) -> pd.Series:
            "Ch. 12, Sec. 20.4.2 (site of service: facility and non-facility)",
     examples=examples(fires=[every(place_of_service="22")], quiet=[every(place_of_service="11")]))
 def setting_fits_drug(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_setting"])
+    return passes_unless(df, _facility_with_drug(df) | _outpatient_without_auth(df))
+
+
+@setting_fits_drug.detail(columns=_SETTING)
+def _(rows: pd.DataFrame) -> pd.Series:
+    """The facility text, the outpatient prior-authorization text, or both."""
+    pos = rows[_POS].fillna("").astype(str)
+    facility, outpatient = _facility_with_drug(rows).to_numpy(bool), _outpatient_without_auth(rows).to_numpy(bool)
+    drug = ("POS " + pos + " (facility) with a toxin line: the drug usually belongs on the facility claim").astype(object)
+    auth = ("POS " + pos + " hospital outpatient 64612 + toxin with no prior authorization number (UTN)").astype(object)
+    out = drug.where(facility, auth)
+    return out.where(~(facility & outpatient), drug + "; " + auth)
 
 
 @claim_rule(
-    "HFS-032", W, field=C.SERVICE_DATE, reads=("in_scope", "why_pairing"), value="why_pairing", anchor="idx_64612",
+    "HFS-032", W, field=C.SERVICE_DATE, reads=("in_scope", *_PAIRING), anchor="idx_64612",
     title="64612 and toxin line disagree",
     checks="64612 and its toxin line share the date of service and the rendering NPI.",
     message="64612 and its toxin line differ: {value}.",
@@ -50,4 +87,10 @@ def setting_fits_drug(df: pd.DataFrame) -> pd.Series:
            "Ch. 26, Sec. 10.4 items 24A and 24J",
     examples=examples(fires=[on(1, service_date="2024-05-15")], quiet=[], value="different dates of service"))
 def drug_and_administration_agree(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_pairing"])
+    return passes_unless(df, _dates_differ(df) | _npis_differ(df))
+
+
+@drug_and_administration_agree.detail(columns=_PAIRING)
+def _(rows: pd.DataFrame) -> pd.Series:
+    return join_flags({"different dates of service": _dates_differ(rows),
+                       "different rendering NPIs": _npis_differ(rows)}, sep="; ")
