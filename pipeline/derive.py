@@ -14,7 +14,6 @@ from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid, vial_totals
 from schemas.sites import parse_sites
-from schemas.text import choose as _choose
 from schemas.text import join_texts
 from schemas.text import pick as _pick
 from schemas.text import text as _text
@@ -348,14 +347,6 @@ def derive_claims(
     _put(why8, twice & (why8 == ""), lambda m: "two 64612 lines for the same side on the same date")
     cf["why_bilateral"] = g.join_at(pos, why8)
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
-    bilateral = cf.m50 | (cf.m_rt & cf.m_lt)
-    cf["bilateral_billed"] = bilateral
-    billed_one = (cf.is_64612 & ~bilateral & ~cf.n_unmod_multi).to_numpy(bool)
-    cf["one_side"] = _choose([(~billed_one, ""), (cf.m_rt & ~cf.m_lt, "RT only"), (cf.m_lt & ~cf.m_rt, "LT only"),
-                              (billed_one, "no side modifier")], g.n)
-    cf["why_style"] = _choose([
-        ((cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1"),
-        ((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT")], g.n)
 
     del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Pointers and other chemodenervation.
@@ -482,9 +473,6 @@ def derive_claims(
     for i in np.flatnonzero((cf.is_95874 & cf.is_64617).to_numpy(bool)):
         why_guidance[i] = why_guidance[i] + "; " + larynx if why_guidance[i] else larynx
     cf["why_guidance"] = _text(why_guidance)
-    cf["why_guidance_warn"] = _choose([
-        (cf.is_95873 & cf.is_95874, "95873 and 95874 billed together"),
-        ((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles")], g.n)
 
     del gl, gk, chemo_same_day, guide_units, guide, why22
     # Documentation flags (a flag documented on any line counts for the claim).
@@ -501,7 +489,7 @@ def derive_claims(
     del f
     # History: repeat sessions within the batch and against the ledger.
     cf["why_repeat"] = _repeat_sessions(cf, salt, history)
-    for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
+    for col in [c for c in cf.columns if c.startswith("why_")] + ["conflict_dx", "surgery_codes"]:
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf

@@ -1,11 +1,16 @@
 """Guidance and bundled-code rules for G51.33 claims (95873/95874 guidance, 96372)."""
 
+import numpy as np
 import pandas as pd
 
 from schemas import columns as C
 from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
+from schemas.text import choose
 
 E, W = Severity.ERROR, Severity.WARNING
+_BOTH = "95873 and 95874 billed together"
+_WITH_64612 = "guidance billed with 64612 for facial muscles"
+_GUIDE = ("is_95873", "is_95874", "is_64612")
 _GUIDANCE = "AMA CPT 95873/95874 (add-on codes: report with a chemodenervation code, 1 unit per session)"
 
 
@@ -26,7 +31,7 @@ def guidance_valid(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-023", W, field=C.PROCEDURE_CODE, reads=("in_scope", "why_guidance_warn"), value="why_guidance_warn",
+    "HFS-023", W, field=C.PROCEDURE_CODE, reads=("in_scope", *_GUIDE),
     title="Guidance needs justification",
     checks="Guidance is not billed as both 95873 and 95874, and guidance with 64612 (facial muscles are easily "
            "targeted) has its medical necessity documented.",
@@ -35,9 +40,16 @@ def guidance_valid(df: pd.DataFrame) -> pd.Series:
     source=f"{_GUIDANCE}; LCD L38809 (guidance for easily targeted muscles not covered); Billing and Coding article "
            "A57474 (EMG guidance only when needed to identify injection sites)",
     examples=examples(fires=[add(procedure_code="95874", units=1)], quiet=[],
-                      value="guidance billed with 64612 for facial muscles"))
+                      value=_WITH_64612))
 def guidance_justified(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_guidance_warn"])
+    emg, estim = df["is_95874"], df["is_95873"]
+    return passes_unless(df, (emg & estim) | ((emg | estim) & df["is_64612"]))
+
+
+@guidance_justified.detail(columns=_GUIDE)
+def _(rows: pd.DataFrame) -> pd.Series:
+    return choose([(rows["is_95873"] & rows["is_95874"], _BOTH), (np.ones(len(rows), dtype=bool), _WITH_64612)],
+                  len(rows), rows.index)
 
 
 @claim_rule(

@@ -1,14 +1,18 @@
 """Procedure and bilateral-billing rules for G51.33 claims (64612 and the other chemodenervation codes)."""
 
+import numpy as np
 import pandas as pd
 
 from schemas import columns as C
 from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
+from schemas.text import choose
 
 E, W = Severity.ERROR, Severity.WARNING
 M1 = C.MODIFIERS[0]
 _BILATERAL = "CMS Pub. 100-04 Ch. 12, Sec. 40.7 (bilateral procedures: one line, modifier 50, 1 unit)"
 _SITES = "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; L OO 2.5u x4; L ZM 5u; L OOr 5u; L FR 5u"
+_SIDES = ("is_64612", "m50", "m_rt", "m_lt", "n_unmod_multi")
+_STYLE = ("profile_style", "m50", "m_rt", "m_lt")
 _BOTH_SIDES = (on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT", muscles=_SITES))
 
 
@@ -47,7 +51,7 @@ def other_chemo_supported(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-007", W, field=M1, reads=("in_scope", "one_side"), value="one_side", anchor="idx_64612",
+    "HFS-007", W, field=M1, reads=("in_scope", *_SIDES), anchor="idx_64612",
     title="Bilateral diagnosis, one side billed",
     checks="When G51.33 (bilateral) is coded, 64612 is billed for both sides: not only RT, only LT, or one "
            "unmodified line of 1 unit.",
@@ -57,7 +61,15 @@ def other_chemo_supported(df: pd.DataFrame) -> pd.Series:
     source=f"{_BILATERAL}; ICD-10-CM Official Guidelines Sec. I.B.13 (laterality)",
     examples=examples(fires=[on(0, modifier_1="RT")], quiet=list(_BOTH_SIDES), value="RT only"))
 def both_sides_billed(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["one_side"])
+    bilateral = df["m50"] | (df["m_rt"] & df["m_lt"])
+    return passes_unless(df, df["is_64612"] & ~bilateral & ~df["n_unmod_multi"])
+
+
+@both_sides_billed.detail(columns=_SIDES)
+def _(rows: pd.DataFrame) -> pd.Series:
+    rt, lt = rows["m_rt"].to_numpy(bool), rows["m_lt"].to_numpy(bool)
+    return choose([(rt & ~lt, "RT only"), (lt & ~rt, "LT only"), (np.ones(len(rows), dtype=bool), "no side modifier")],
+                  len(rows), rows.index)
 
 
 @claim_rule(
@@ -76,7 +88,7 @@ def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-009", W, field=M1, reads=("in_scope", "why_style"), value="why_style", anchor="idx_64612",
+    "HFS-009", W, field=M1, reads=("in_scope", *_STYLE), anchor="idx_64612",
     title="Bilateral style differs from payer profile",
     checks="The bilateral billing style matches the payer profile: '50' expects one 64612-50 line, 'RT_LT' two "
            "lines; the default profile 'any' accepts both.",
@@ -87,7 +99,22 @@ def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
                       quiet=list(_BOTH_SIDES), value="one line 64612-50 x1",
                       fires_profile={"bilateral_style": "50"}, quiet_profile={"bilateral_style": "RT_LT"}))
 def bilateral_style_matches_payer(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_style"])
+    return passes_unless(df, _rt_lt_where_50_expected(df) | _50_where_rt_lt_expected(df))
+
+
+def _rt_lt_where_50_expected(df: pd.DataFrame) -> pd.Series:
+    return (df["profile_style"] == "50") & df["m_rt"] & df["m_lt"] & ~df["m50"]
+
+
+def _50_where_rt_lt_expected(df: pd.DataFrame) -> pd.Series:
+    return (df["profile_style"] == "RT_LT") & df["m50"]
+
+
+@bilateral_style_matches_payer.detail(columns=_STYLE)
+def _(rows: pd.DataFrame) -> pd.Series:
+    """What the payer expects instead."""
+    return choose([(_rt_lt_where_50_expected(rows), "one line 64612-50 x1"),
+                   (_50_where_rt_lt_expected(rows), "two lines, 64612-RT and 64612-LT")], len(rows), rows.index)
 
 
 @claim_rule(
