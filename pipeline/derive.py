@@ -15,6 +15,7 @@ from schemas import columns as C
 from schemas.checks import ndc_is_valid, vial_totals
 from schemas.sites import parse_sites
 from schemas.text import join_texts
+from schemas.text import numbers as _fmtv
 from schemas.text import pick as _pick
 from schemas.text import text as _text
 
@@ -414,12 +415,6 @@ def derive_claims(
 
     # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
     bu = cf.billing_unit
-    expected = np.ceil(np.round(cf.site_units / bu, 6))
-    has_doc = cf.site_units.notna() & (cf.site_units > 0) & has_toxin
-    mismatch = has_doc & (expected != cf.admin_units)
-    cf["why_units"] = _text_where(mismatch, lambda m: (
-        "billed " + _fmtv(cf.admin_units[m]) + " units of " + cf.toxin_code[m].fillna("") + "; documented "
-        + _fmtv(cf.site_units[m]) + " U = " + _fmtv(expected[m]) + " billing units"))
     total_toxin = ((cf.admin_units + cf.waste_units) * bu).to_numpy()
     vial_check = (has_toxin & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
     bad = np.zeros(len(cf), dtype=bool)
@@ -502,15 +497,6 @@ def _text_where(mask: pd.Series, make) -> pd.Series:
     if m.any():
         out[m] = make(m).to_numpy(dtype=object)
     return out
-
-
-def _fmtv(values: pd.Series) -> pd.Series:
-    """Numbers as short text, vectorised: 10.0 -> "10", 2.5 -> "2.5", NaN -> "?"."""
-    v = pd.to_numeric(values, errors="coerce").astype(float)
-    whole = v.notna() & (v % 1 == 0) & (v.abs() < 1e15)
-    text = v.astype(object).astype(str)
-    text = text.where(~whole, v.where(whole, 0).astype(np.int64).astype(str))
-    return text.where(v.notna(), "?").astype(object)
 
 
 def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:

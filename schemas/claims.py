@@ -108,7 +108,10 @@ class ClaimFacts(pa.DataFrameModel):
     why_other_chemo: Series[bool] = pa.Field(description="Another chemodenervation code supported only by G51.33")
     why_bilateral: Series[bool] = pa.Field(description="A malformed 64612 bilateral line or pair of lines")
     why_pointer: Series[bool] = pa.Field(description="A 64612 or toxin line not pointing at G51.3x")
-    why_units: Series[bool] = pa.Field(description="Billed toxin units differ from the documented dose")
+    site_units: Series[float] = pa.Field(nullable=True, description="Toxin units documented over the claim's sites")
+    billing_unit: Series[float] = pa.Field(
+        nullable=True, description="Toxin units per billing unit of the claim's toxin code (e.g. Dysport 5)")
+    admin_units: Series[float] = pa.Field(description="Billing units on the administered toxin lines (not JW)")
     why_waste: Series[bool] = pa.Field(description="A JW/JZ waste-modifier problem")
     why_vials: Series[bool] = pa.Field(description="Given + discarded units are not whole vials")
     why_dose: Series[bool] = pa.Field(description="Dose outside the profile's plausible range")

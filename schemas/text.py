@@ -56,3 +56,12 @@ def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
     out = np.full(len(texts[0]), "", dtype=object)
     out[rows] = [sep.join(t for t in row if t) for row in zip(*(t[rows] for t in texts), strict=True)]
     return pd.Series(out, index=parts[0].index, dtype=object)
+
+
+def numbers(values: pd.Series) -> pd.Series:
+    """Numbers as short text, vectorised: 10.0 -> "10", 2.5 -> "2.5", NaN -> "?"."""
+    v = pd.to_numeric(values, errors="coerce").astype(float)
+    whole = v.notna() & (v % 1 == 0) & (v.abs() < 1e15)
+    text = v.astype(object).astype(str)
+    text = text.where(~whole, v.where(whole, 0).astype(np.int64).astype(str))
+    return text.where(v.notna(), "?").astype(object)

@@ -1,14 +1,24 @@
 """Toxin drug-line rules for G51.33 claims: the J-code, its units, waste modifiers, vials, dose and NDC."""
 
+import numpy as np
 import pandas as pd
 
 from schemas import codesets as K
 from schemas import columns as C
 from schemas.rules.core import Severity, add, claim_rule, every, examples, keep, on, passes_unless
+from schemas.text import numbers
 
 E, W = Severity.ERROR, Severity.WARNING
 M1 = C.MODIFIERS[0]
 _BOTOX_NDC = "00023-1145-01"
+_DOSE = ("site_units", "billing_unit", "admin_units", "toxin_code")
+
+
+def expected_units(df: pd.DataFrame) -> pd.Series:
+    """The documented toxin units in the code's billing units, rounded up (after rounding away float noise)."""
+    return np.ceil(np.round(df["site_units"] / df["billing_unit"], 6))
+
+
 _JWJZ = ("CMS Pub. 100-04 Ch. 17, Sec. 40 (discarded drugs: JW and JZ modifiers, JZ required from 2023-07-01); "
          "Billing and Coding article A53024 (Noridian, JW/JZ)")
 
@@ -43,8 +53,7 @@ def toxin_on_lcd_list(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-013", E, field=C.UNITS, needs=(C.MUSCLES,), reads=("in_scope", "why_units"), value="why_units",
-    anchor="idx_toxin",
+    "HFS-013", E, field=C.UNITS, needs=(C.MUSCLES,), reads=("in_scope", *_DOSE), anchor="idx_toxin",
     title="Billed drug units differ from documented dose",
     checks="The administered toxin units billed (not the JW line) equal the units documented per muscle, "
            "converted to the code's billing unit and rounded up.",
@@ -56,7 +65,14 @@ def toxin_on_lcd_list(df: pd.DataFrame) -> pd.Series:
                       quiet=[on(0, muscles="R OO 2.5u x4; R ZM 15u; L OO 2.5u x4; L ZM 15u")],
                       value="billed 40 units of J0585; documented 50 U = 50 billing units"))
 def billed_units_match_dose(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_units"])
+    documented = df["site_units"].notna() & (df["site_units"] > 0) & df["toxin_code"].notna()
+    return passes_unless(df, documented & (expected_units(df) != df["admin_units"]))
+
+
+@billed_units_match_dose.detail(columns=_DOSE)
+def _(rows: pd.DataFrame) -> pd.Series:
+    return ("billed " + numbers(rows["admin_units"]) + " units of " + rows["toxin_code"].fillna("") + "; documented "
+            + numbers(rows["site_units"]) + " U = " + numbers(expected_units(rows)) + " billing units")
 
 
 @claim_rule(

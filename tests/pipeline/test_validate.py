@@ -338,7 +338,7 @@ def test_a_rule_check_that_raises_is_reported_not_passed(monkeypatch, caplog):
     from pipeline import validate
 
     facts = validate._facts_for_checks
-    monkeypatch.setattr(validate, "_facts_for_checks", lambda claims: facts(claims).drop(columns=["why_units"]))
+    monkeypatch.setattr(validate, "_facts_for_checks", lambda claims: facts(claims).drop(columns=["site_units"]))
     with caplog.at_level("WARNING", logger="pipeline.validate"):
         find_violations(lines_frame(clean_claim()), AS_OF)
     # the rule that could not run by id, and the missing declared fact column by pandera's check name
