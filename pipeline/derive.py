@@ -12,15 +12,11 @@ import pandas as pd
 from pipeline.config import ScrubConfig
 from schemas import codesets as K
 from schemas import columns as C
-from schemas.checks import ndc_is_valid, vial_totals
+from schemas.checks import ndc_is_valid
 from schemas.sites import parse_sites
-from schemas.text import join_texts
 from schemas.text import numbers as _fmtv
 from schemas.text import pick as _pick
 from schemas.text import text as _text
-
-_VIAL_LIMIT = {code: 40000 if code == "J0587" else 4000 for code in K.TOXIN_CODES}
-VIAL_TOTALS = {code: vial_totals(v, _VIAL_LIMIT[code]) for code, v in K.TOXIN_VIALS.items()}
 
 
 def patient_key(patient_id: str | None, salt: str) -> str | None:
@@ -413,41 +409,7 @@ def derive_claims(
     cf["unknown_muscles"] = sp["unknown"]
     cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
 
-    # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
-    bu = cf.billing_unit
-    total_toxin = ((cf.admin_units + cf.waste_units) * bu).to_numpy()
-    vial_check = (has_toxin & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
-    bad = np.zeros(len(cf), dtype=bool)
-    for c in K.TOXIN_VIALS:  # a total that no whole number of vials makes (within the code's limit)
-        rows = vial_check & (tox_codes == (tox_uniques.index(c) if c in tox_uniques else -2))
-        tt = total_toxin[rows]
-        whole = np.isfinite(tt) & (np.mod(tt, 1) == 0)
-        made = np.zeros(len(tt), dtype=bool)
-        made[whole] = np.isin(tt[whole].astype(np.int64), np.fromiter(VIAL_TOTALS[c], dtype=np.int64))
-        bad[rows] = ~(np.isnan(tt) | made | (tt > _VIAL_LIMIT[c]))
-    vial_bad = pd.Series(bad, index=cf.index)
-    total_toxin = pd.Series(total_toxin, index=cf.index)
-    cf["why_vials"] = _text_where(vial_bad, lambda m: (
-        _fmtv(cf.admin_units[m] * bu[m]) + " U given + " + _fmtv(cf.waste_units[m] * bu[m]) + " U discarded = "
-        + _fmtv(total_toxin[m]) + " U; vials are "
-        + cf.toxin_code[m].map(lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ()))) + " U"))
-    div = pd.Series(per_toxin(K.BOTOX_EQUIVALENT_DIVISOR), index=cf.index)
-    r_eq, l_eq = cf.r_units / div, cf.l_units / div
-    session = (cf.site_units.fillna(cf.admin_units * bu)) / div
-    parts = []
-    for side, eq in (("right", r_eq), ("left", l_eq)):
-        low = (eq > 0) & (eq < cf.side_min_units)
-        high = eq > cf.side_max_units
-        parts.append(_text_where(low, lambda m, side=side, eq=eq: (
-            side + " side " + _fmtv(eq[m]) + " U below " + _fmtv(cf.side_min_units[m]))))
-        parts[-1] = parts[-1].where(~high, _text_where(high, lambda m, side=side, eq=eq: (
-            side + " side " + _fmtv(eq[m]) + " U above " + _fmtv(cf.side_max_units[m]))))
-    parts.append(_text_where(session > cf.session_cap_units, lambda m: (
-        "session " + _fmtv(session[m]) + " U above cap " + _fmtv(cf.session_cap_units[m]))))
-    dose = join_texts(parts).to_numpy(dtype=object)
-    why_dose = np.full(g.n, "", dtype=object)
-    _put(why_dose, (dose != "") & has_toxin.to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
-    cf["why_dose"] = _text(why_dose)
+    cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit
 
     del sp
     # Guidance.
@@ -488,15 +450,6 @@ def derive_claims(
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf
-
-
-def _text_where(mask: pd.Series, make) -> pd.Series:
-    """Text where ``mask`` holds, "" elsewhere; ``make(mask)`` builds the texts of those rows only."""
-    out = pd.Series("", index=mask.index, dtype=object)
-    m = mask.fillna(False).to_numpy(bool)
-    if m.any():
-        out[m] = make(m).to_numpy(dtype=object)
-    return out
 
 
 def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:

@@ -5,8 +5,9 @@ import pandas as pd
 
 from schemas import codesets as K
 from schemas import columns as C
+from schemas.checks import vial_totals
 from schemas.rules.core import Severity, add, claim_rule, every, examples, keep, on, passes_unless
-from schemas.text import numbers
+from schemas.text import join_texts, numbers
 
 E, W = Severity.ERROR, Severity.WARNING
 M1 = C.MODIFIERS[0]
@@ -17,6 +18,48 @@ _DOSE = ("site_units", "billing_unit", "admin_units", "toxin_code")
 def expected_units(df: pd.DataFrame) -> pd.Series:
     """The documented toxin units in the code's billing units, rounded up (after rounding away float noise)."""
     return np.ceil(np.round(df["site_units"] / df["billing_unit"], 6))
+
+
+_VIAL_LIMIT = {code: 40000 if code == "J0587" else 4000 for code in K.TOXIN_CODES}
+VIAL_TOTALS = {code: np.fromiter(vial_totals(v, _VIAL_LIMIT[code]), dtype=np.int64)
+               for code, v in K.TOXIN_VIALS.items()}
+_VIALS = ("admin_units", "waste_units", "billing_unit", "toxin_code", "uses_jz")
+_DOSES = ("r_units", "l_units", "site_units", "admin_units", "billing_unit", "botox_divisor", "toxin_code",
+          "side_min_units", "side_max_units", "session_cap_units")
+
+
+def _total_toxin(df: pd.DataFrame) -> pd.Series:
+    """Administered plus discarded units, in toxin units."""
+    return (df["admin_units"] + df["waste_units"]) * df["billing_unit"]
+
+
+def _not_whole_vials(df: pd.DataFrame) -> np.ndarray:
+    """Claims with waste (or JZ) whose total no whole number of the product's vials makes (within its limit)."""
+    total = _total_toxin(df).to_numpy()
+    checked = (df["toxin_code"].notna() & ((df["waste_units"] > 0) | df["uses_jz"])).to_numpy(bool)
+    code = df["toxin_code"].to_numpy(dtype=object)
+    bad = np.zeros(len(df), dtype=bool)
+    for c, totals in VIAL_TOTALS.items():
+        rows = checked & (code == c)
+        tt = total[rows]
+        whole = np.isfinite(tt) & (np.mod(tt, 1) == 0)
+        made = np.zeros(len(tt), dtype=bool)
+        made[whole] = np.isin(tt[whole].astype(np.int64), totals)
+        bad[rows] = ~(np.isnan(tt) | made | (tt > _VIAL_LIMIT[c]))
+    return bad
+
+
+def _dose_parts(df: pd.DataFrame) -> list[tuple[pd.Series, pd.Series, str]]:
+    """(faulty, Botox-equivalent units, what) for each side too low or too high, and the session over its cap."""
+    div = df["botox_divisor"]
+    parts = []
+    for side, col in (("right", "r_units"), ("left", "l_units")):
+        eq = df[col] / div
+        parts.append(((eq > 0) & (eq < df["side_min_units"]), eq, f"{side} side {{}} U below", "side_min_units"))
+        parts.append((eq > df["side_max_units"], eq, f"{side} side {{}} U above", "side_max_units"))
+    session = df["site_units"].fillna(df["admin_units"] * df["billing_unit"]) / div
+    parts.append((session > df["session_cap_units"], session, "session {} U above cap", "session_cap_units"))
+    return parts
 
 
 _JWJZ = ("CMS Pub. 100-04 Ch. 17, Sec. 40 (discarded drugs: JW and JZ modifiers, JZ required from 2023-07-01); "
@@ -91,7 +134,7 @@ def waste_modifiers_valid(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-015", W, field=C.UNITS, reads=("in_scope", "why_vials"), value="why_vials", anchor="idx_toxin",
+    "HFS-015", W, field=C.UNITS, reads=("in_scope", *_VIALS), anchor="idx_toxin",
     title="Administered + wasted units are not whole vials",
     checks="Administered plus discarded units (in toxin units) add up to a whole combination of the product's "
            "single-dose vial sizes; a JZ line must itself be such a combination.",
@@ -104,12 +147,19 @@ def waste_modifiers_valid(df: pd.DataFrame) -> pd.Series:
                                                          units=50, ndc=_BOTOX_NDC, dx_pointer="A")],
                       value="50 U given + 45 U discarded = 95 U; vials are 50/100/200 U"))
 def whole_vials(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_vials"])
+    return passes_unless(df, pd.Series(_not_whole_vials(df), index=df.index))
+
+
+@whole_vials.detail(columns=_VIALS)
+def _(rows: pd.DataFrame) -> pd.Series:
+    bu = rows["billing_unit"]
+    vials = rows["toxin_code"].map(lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ())))
+    return (numbers(rows["admin_units"] * bu) + " U given + " + numbers(rows["waste_units"] * bu) + " U discarded = "
+            + numbers(_total_toxin(rows)) + " U; vials are " + vials + " U")
 
 
 @claim_rule(
-    "HFS-016", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "why_dose"), value="why_dose",
-    anchor="idx_64612",
+    "HFS-016", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", *_DOSES), anchor="idx_64612",
     title="Implausible toxin dose",
     checks="The dose is plausible for hemifacial spasm: per side 5 to 100 Botox-equivalent units (Dysport / 2.5, "
            "Myobloc / 40) and a session under the configured cap (default 200).",
@@ -119,7 +169,25 @@ def whole_vials(df: pd.DataFrame) -> pd.Series:
            "information (maximum doses)",
     examples=examples(fires=[on(0, muscles="R OO 150u; L OO 150u")], quiet=[on(0, muscles="R OO 5u; L OO 45u")]))
 def dose_plausible(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_dose"])
+    faulty = pd.Series(False, index=df.index)
+    for fault, *_ in _dose_parts(df):
+        faulty |= fault
+    return passes_unless(df, faulty & df["toxin_code"].notna())
+
+
+@dose_plausible.detail(columns=_DOSES)
+def _(rows: pd.DataFrame) -> pd.Series:
+    """Each side too low or too high, and the session over its cap, in Botox-equivalent units."""
+    texts = []
+    for fault, units, what, limit in _dose_parts(rows):
+        text = pd.Series("", index=rows.index, dtype=object)
+        m = fault.fillna(False).to_numpy(bool)
+        if m.any():
+            head, tail = what.split("{}")
+            text[m] = (head + numbers(units[m]) + tail + " " + numbers(rows[limit][m])).to_numpy(dtype=object)
+        texts.append(text)
+    sides = [texts[0].where(texts[1] == "", texts[1]), texts[2].where(texts[3] == "", texts[3]), texts[4]]
+    return join_texts(sides) + " (Botox-equivalent units)"
 
 
 @claim_rule(

@@ -342,7 +342,7 @@ def test_a_rule_check_that_raises_is_reported_not_passed(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="pipeline.validate"):
         find_violations(lines_frame(clean_claim()), AS_OF)
     # the rule that could not run by id, and the missing declared fact column by pandera's check name
-    assert "schema contract problems in ClaimFacts: ['HFS-013', 'column_in_dataframe']" in caplog.text
+    assert "schema contract problems in ClaimFacts: ['HFS-013', 'HFS-016', 'column_in_dataframe']" in caplog.text
 
 
 def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
