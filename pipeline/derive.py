@@ -445,18 +445,21 @@ def derive_claims(
 
     del f
     # History: repeat sessions within the batch and against the ledger.
-    cf["why_repeat"] = _repeat_sessions(cf, salt, history)
+    cf["previous_session"] = _previous_sessions(cf, salt, history)
     for col in [c for c in cf.columns if c.startswith("why_")] + ["conflict_dx", "surgery_codes"]:
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf
 
 
-def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+    """Per G51.33 64612 claim with a patient and a date: the patient's latest earlier session date, in this
+    batch or in the ledger's history (NaT where none)."""
     mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
-    cur = cf.loc[mask, [C.PATIENT_ID, "dos_min", "repeat_interval_days"]]
+    out = pd.Series(pd.NaT, index=cf.index, dtype="datetime64[ns]")
+    cur = cf.loc[mask, [C.PATIENT_ID, "dos_min"]]
     if cur.empty:
-        return pd.Series("", index=cf.index)
+        return out
     has_history = history is not None and len(history) > 0
     if has_history:  # the ledger holds salted keys: hash this batch's ids to compare (one per patient)
         keys = {pid: patient_key(pid, salt) for pid in cur[C.PATIENT_ID].unique()}
@@ -468,14 +471,8 @@ def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) 
         key_col = pd.concat([key_col, history["patient_key"]], ignore_index=True)
         dates = np.concatenate([dates, pd.to_datetime(history["service_date"]).to_numpy(dtype="datetime64[ns]")])
     prev = _previous_dates(pd.factorize(key_col)[0], dates.view(np.int64))[:len(cur)]
-    prev = pd.Series(prev.view("datetime64[ns]"), index=cur.index)
-    days = (cur.dos_min - prev).dt.days
-    hit = days.notna() & (days > 0) & (days < cur.repeat_interval_days)
-    text = pd.Series("", index=cf.index)
-    text.loc[hit[hit].index] = (days[hit].astype(int).astype(str) + " days after the session on "
-                                + prev[hit].dt.strftime("%Y-%m-%d") + " (minimum "
-                                + cur.repeat_interval_days[hit].astype(int).astype(str) + ")")
-    return text
+    out[mask.to_numpy(bool)] = prev.view("datetime64[ns]")
+    return out
 
 
 def _previous_dates(keys: np.ndarray, dates: np.ndarray) -> np.ndarray:

@@ -270,6 +270,7 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
     """
     from pipeline.validate import FINDING_COLUMNS, severity_for
     from schemas.rules import RULES_BY_ID
+    from schemas.rules.history import too_soon
 
     parts = [o.sessions.assign(source_file=o.name) for o in outcomes if o.sessions is not None and len(o.sessions)]
     if len(parts) < 2:
@@ -288,7 +289,7 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
     days = (merged["date"] - merged["prev_date"]).dt.days
     already = {(o.name, c) for o in outcomes if o.findings is not None
                for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]}
-    hit = (merged["in_scope"].astype(bool) & days.notna() & (days > 0) & (days < merged["interval"])
+    hit = (merged["in_scope"].astype(bool) & too_soon(days, merged["interval"])
            & merged["prev_file"].notna() & (merged["prev_file"] != merged["source_file"])
            & (merged["prev_file"] != "(earlier run)")
            & ~pd.Series([(f, c) in already for f, c in zip(merged["source_file"], merged[C.CLAIM_ID], strict=True)],

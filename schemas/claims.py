@@ -127,7 +127,9 @@ class ClaimFacts(pa.DataFrameModel):
     site_on_left: Series[bool] = pa.Field(description="A documented site on the left (or both) side(s)")
     site_without_side: Series[bool] = pa.Field(description="A documented site that states no side")
     why_guidance: Series[bool] = pa.Field(description="Guidance billed without chemodenervation, twice, or with 64617")
-    why_repeat: Series[bool] = pa.Field(description="A 64612 session too soon after the patient's previous one")
+    previous_session: Series[pa.DateTime] = pa.Field(
+        nullable=True, description="The patient's previous 64612 session (this file or the ledger); G51.33 64612 claims")
+    repeat_interval_days: Series[float] = pa.Field(description="Payer profile: minimum days between sessions")
     place_of_service: Series[str] = pa.Field(nullable=True, description="Place of service of the claim's first line")
     admin_toxin: Series[bool] = pa.Field(description="An administered toxin line (a toxin J-code without JW)")
     prior_auth_given: Series[bool] = pa.Field(description="A prior-authorization number (UTN) on any line")

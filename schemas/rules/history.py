@@ -15,6 +15,19 @@ _PAIRING = ("is_64612", "admin_toxin", "admin_first_date", "admin_last_date", "d
             "admin_drug_npis")
 
 
+_REPEAT = ("dos_min", "previous_session", "repeat_interval_days")
+
+
+def too_soon(days: pd.Series, interval) -> pd.Series:
+    """The repeat-session test, for this file and for the night-level pass over several files: a later
+    session fewer than ``interval`` days after the previous one."""
+    return days.notna() & (days > 0) & (days < interval)
+
+
+def _days_since_previous(df: pd.DataFrame) -> pd.Series:
+    return (df["dos_min"] - df["previous_session"]).dt.days
+
+
 def _facility_with_drug(df: pd.DataFrame) -> pd.Series:
     return df[_POS].fillna("").isin(K.FACILITY_POS) & df["is_toxin"]
 
@@ -35,8 +48,7 @@ def _npis_differ(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-030", W, field=C.SERVICE_DATE, needs=(C.PATIENT_ID,), reads=("in_scope", "why_repeat"), value="why_repeat",
-    anchor="idx_64612",
+    "HFS-030", W, field=C.SERVICE_DATE, needs=(C.PATIENT_ID,), reads=("in_scope", *_REPEAT), anchor="idx_64612",
     title="Repeat injection too soon",
     checks="A patient's 64612 session is at least the payer's interval (default 84 days) after the previous one, "
            "in the same file, another file of the night or the ledger of earlier runs.",
@@ -46,7 +58,14 @@ def _npis_differ(df: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[prior(service_date="2024-03-26")], quiet=[prior(service_date="2024-02-20")],
                       value="49 days after the session on 2024-03-26 (minimum 84)", sampled=False))
 def repeat_interval(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_repeat"])
+    return passes_unless(df, too_soon(_days_since_previous(df), df["repeat_interval_days"]))
+
+
+@repeat_interval.detail(columns=_REPEAT)
+def _(rows: pd.DataFrame) -> pd.Series:
+    return (_days_since_previous(rows).astype(int).astype(str) + " days after the session on "
+            + rows["previous_session"].dt.strftime("%Y-%m-%d") + " (minimum "
+            + rows["repeat_interval_days"].astype(int).astype(str) + ")")
 
 
 @claim_rule(
