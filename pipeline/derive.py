@@ -13,6 +13,7 @@ from pipeline.config import ScrubConfig
 from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid
+from schemas.rules import CLAIM_RULES
 from schemas.sites import parse_sites
 from schemas.text import numbers as _fmtv
 from schemas.text import pick as _pick
@@ -346,17 +347,12 @@ def derive_claims(
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
 
     del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
-    # Pointers and other chemodenervation.
-    bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
-    cf["why_pointer"] = g.join(lines[C.PROCEDURE_CODE], bad_ptr)
-    cf["idx_pointer"] = g.first_label(bad_ptr)
-    dx_count = f["dx_count"].to_numpy()
-    only_g5133_claim = (g.max(dx_count) == 1) & cf.g5133.to_numpy()
-    other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & only_g5133_claim[g.codes]))
-    cf["why_other_chemo"] = g.join(lines[C.PROCEDURE_CODE], other)
-    cf["idx_other_chemo"] = g.first_label(other)
-
-    del bad_ptr, dx_count, other
+    # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
+    for rule in CLAIM_RULES:
+        if rule.offending_lines is not None:
+            at_fault = np.asarray(rule.offending_lines(lines, f, g, cf), dtype=bool)
+            cf[rule.line_fact] = g.join(lines[rule.line_shows], at_fault, fill=rule.line_blank)
+            cf[rule.line_fact + "_at"] = g.first_label(at_fault)
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
@@ -375,7 +371,6 @@ def derive_claims(
         return np.array([mapping.get(u, np.nan) for u in tox_uniques] + [np.nan], dtype=float)[tox_codes]
 
     cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
-    cf["why_ndc"] = g.join(lines[C.NDC], f.is_toxin & ~f.ndc_ok, fill="(blank)")
 
     # Waste modifiers.
     pos = np.flatnonzero((f.is_toxin | f.jw).to_numpy())

@@ -105,9 +105,11 @@ class ClaimFacts(pa.DataFrameModel):
     sites_without_units: Series[bool] = pa.Field(description="A site entry without units")
     nonfacial_muscles: Series[bool] = pa.Field(description="A documented muscle not innervated by CN VII")
     unknown_muscles: Series[bool] = pa.Field(description="A documented muscle name not recognised")
-    why_other_chemo: Series[bool] = pa.Field(description="Another chemodenervation code supported only by G51.33")
+    other_chemo_for_g5133: Series[bool] = pa.Field(
+        description="Other chemodenervation codes supported only by G51.33 (the codes; a flag to the rules)")
     why_bilateral: Series[bool] = pa.Field(description="A malformed 64612 bilateral line or pair of lines")
-    why_pointer: Series[bool] = pa.Field(description="A 64612 or toxin line not pointing at G51.3x")
+    lines_off_g513x: Series[bool] = pa.Field(
+        description="Codes of the 64612 and toxin lines whose pointer names no G51.3x (a flag to the rules)")
     site_units: Series[float] = pa.Field(nullable=True, description="Toxin units documented over the claim's sites")
     billing_unit: Series[float] = pa.Field(
         nullable=True, description="Toxin units per billing unit of the claim's toxin code (e.g. Dysport 5)")
@@ -122,7 +124,8 @@ class ClaimFacts(pa.DataFrameModel):
     side_min_units: Series[float] = pa.Field(description="Payer profile: lowest plausible Botox-equivalent units a side")
     side_max_units: Series[float] = pa.Field(description="Payer profile: highest plausible Botox-equivalent units a side")
     session_cap_units: Series[float] = pa.Field(description="Payer profile: session cap in Botox-equivalent units")
-    why_ndc: Series[bool] = pa.Field(description="A toxin line without a valid NDC")
+    toxin_ndcs_invalid: Series[bool] = pa.Field(
+        description="NDCs of toxin lines missing or not 11 digits in 5-4-2 form (a flag to the rules)")
     site_on_right: Series[bool] = pa.Field(description="A documented site on the right (or both) side(s)")
     site_on_left: Series[bool] = pa.Field(description="A documented site on the left (or both) side(s)")
     site_without_side: Series[bool] = pa.Field(description="A documented site that states no side")

@@ -104,6 +104,10 @@ class Rule:
     detail_columns: tuple[str, ...] = ()  # the columns of the failing rows the detail reads
     severity_of: Callable | None = None  # claim rules: failing rows -> severity per row (catalog says so)
     severity_columns: tuple[str, ...] = ()
+    offending_lines: Callable | None = None  # claim rules: (lines, features, groups, claims) -> line mask
+    line_fact: str | None = None  # the claim fact derive makes of that mask: the offending lines' values
+    line_shows: str | None = None  # the line column whose values the fact joins
+    line_blank: str = ""  # how a blank value reads in that fact
     examples: Examples | None = None
 
 
@@ -137,6 +141,16 @@ class RuleFunction:
         ``fn(rows, lines) -> (field, value)``, a claim rule's ``fn(rows) -> value``."""
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], detail=fn, detail_columns=tuple(columns))
+            return fn
+        return wrap
+
+    def lines(self, fact: str, shows: str, blank: str = ""):
+        """Register the lines at fault, ``fn(lines, features, groups, claims) -> bool per line``. derive makes
+        two claim facts of it, rule-free: ``fact`` (the distinct ``shows`` values of those lines, joined) and
+        ``fact + "_at"`` (the first such line's label)."""
+        def wrap(fn: Callable) -> Callable:
+            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], offending_lines=fn, line_fact=fact,
+                                             line_shows=shows, line_blank=blank)
             return fn
         return wrap
 

@@ -32,8 +32,8 @@ def drug_with_administration(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-006", E, field=C.PROCEDURE_CODE, reads=("in_scope", "why_other_chemo"), value="why_other_chemo",
-    anchor="idx_other_chemo",
+    "HFS-006", E, field=C.PROCEDURE_CODE, reads=("in_scope", "other_chemo_for_g5133"), value="other_chemo_for_g5133",
+    anchor="other_chemo_for_g5133_at",
     title="Other chemodenervation supported only by G51.33",
     checks="No other chemodenervation code (64615-64617, 64642-64647, 64650, 64653, 67345) is supported only by "
            "G51.33: by its pointer, or, without pointers, because G51.33 is the claim's only diagnosis.",
@@ -47,7 +47,16 @@ def drug_with_administration(df: pd.DataFrame) -> pd.Series:
                       quiet=[add(line_no=3, procedure_code="64615", dx_2="G43.709", dx_pointer="B")],
                       value="64615"))
 def other_chemo_supported(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_other_chemo"])
+    return passes_unless(df, df["other_chemo_for_g5133"])
+
+
+@other_chemo_supported.lines(fact="other_chemo_for_g5133", shows=C.PROCEDURE_CODE)
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> np.ndarray:
+    """Other chemodenervation lines whose pointer names only G51.33, or, without a pointer, on a claim whose
+    only diagnosis is G51.33."""
+    only_g5133_claim = (groups.max(f["dx_count"].to_numpy()) == 1) & claims["g5133"].to_numpy()
+    return (f["is_other_chemo"] & (f["points_only_g5133"] | (~f["has_pointer"] & only_g5133_claim[groups.codes]))
+            ).to_numpy(bool)
 
 
 @claim_rule(
@@ -119,7 +128,7 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 @claim_rule(
     "HFS-010", E, field=C.DX_POINTER, needs=(C.DX_POINTER,),
-    reads=("file_has_pointers", "in_scope", "why_pointer"), value="why_pointer", anchor="idx_pointer",
+    reads=("file_has_pointers", "in_scope", "lines_off_g513x"), value="lines_off_g513x", anchor="lines_off_g513x_at",
     title="64612 or toxin line does not point at G51.3x",
     checks="When the file has diagnosis pointers, the 64612 line and the toxin line point at a G51.3x diagnosis.",
     message="Line with {value} does not point at a G51.3x diagnosis.",
@@ -129,4 +138,10 @@ def _(rows: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[on(1, dx_2="G24.5", dx_pointer="B")],
                       quiet=[on(0, dx_pointer=None), on(1, dx_pointer=None)], value="J0585"))
 def lines_point_at_g513x(df: pd.DataFrame) -> pd.Series:
-    return ~(df["file_has_pointers"] & df["in_scope"] & df["why_pointer"])
+    return ~(df["file_has_pointers"] & df["in_scope"] & df["lines_off_g513x"])
+
+
+@lines_point_at_g513x.lines(fact="lines_off_g513x", shows=C.PROCEDURE_CODE)
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> np.ndarray:
+    """64612 and toxin lines whose pointer names no G51.3x diagnosis."""
+    return ((f["is_64612"] | f["is_toxin"]) & ~f["points_g513x"]).to_numpy(bool)

@@ -191,7 +191,8 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-017", W, field=C.NDC, needs=(C.NDC,), reads=("in_scope", "why_ndc"), value="why_ndc", anchor="idx_toxin",
+    "HFS-017", W, field=C.NDC, needs=(C.NDC,), reads=("in_scope", "toxin_ndcs_invalid"), value="toxin_ndcs_invalid",
+    anchor="idx_toxin",
     title="Toxin line without a valid NDC",
     checks="Every toxin line carries an NDC of 11 digits, in 5-4-2 form when hyphenated.",
     message="Toxin line NDC {value} is missing or not 11 digits in 5-4-2 form.",
@@ -199,4 +200,10 @@ def _(rows: pd.DataFrame) -> pd.Series:
     source="ASC X12 837P loop 2410 LIN03 (NDC in 11-digit 5-4-2 format); FDA National Drug Code Directory",
     examples=examples(fires=[on(1, ndc="0023-1145-01")], quiet=[on(1, ndc="00023114501")], value="0023-1145-01"))
 def ndc_present(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_ndc"])
+    return passes_unless(df, df["toxin_ndcs_invalid"])
+
+
+@ndc_present.lines(fact="toxin_ndcs_invalid", shows=C.NDC, blank="(blank)")
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> np.ndarray:
+    """Toxin lines whose NDC is missing or malformed (``schemas.checks.ndc_is_valid``, per line)."""
+    return (f["is_toxin"] & ~f["ndc_ok"]).to_numpy(bool)
