@@ -1,7 +1,9 @@
 """Derive line features and one row of facts per claim from canonical lines (vectorised group-bys).
 
-Pure: no I/O. The claim-level frame is what ``schemas.claims.ClaimFacts`` validates; its ``why_*``
-columns hold the reviewer-facing detail of the multi-part rules (empty string = nothing wrong).
+Pure: no I/O, and rule-free: the claim-level frame holds facts (codes present, dates, units, sites, the
+payer profile's settings) that ``schemas.claims.ClaimFacts`` declares and the rules in ``schemas/rules/``
+check. A rule that names its lines at fault registers that per-line logic in its own module; derive runs
+every such registration the same way.
 """
 
 import hashlib
@@ -15,9 +17,7 @@ from schemas import columns as C
 from schemas.checks import ndc_is_valid
 from schemas.rules import CLAIM_RULES
 from schemas.sites import parse_sites
-from schemas.text import numbers as _fmtv
 from schemas.text import pick as _pick
-from schemas.text import text as _text
 
 
 def patient_key(patient_id: str | None, salt: str) -> str | None:
@@ -276,13 +276,6 @@ def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
     return out
 
 
-def _put(out: np.ndarray, cond, make) -> None:
-    """Set ``out`` to the texts ``make(m)`` where ``cond`` holds (built for those rows only)."""
-    m = np.asarray(cond, dtype=bool)
-    if m.any():
-        out[m] = np.asarray(make(m), dtype=object)
-
-
 def derive_claims(
     lines: pd.DataFrame,
     config: ScrubConfig,
@@ -332,27 +325,17 @@ def derive_claims(
                                                     date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
     p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
     m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
-    why8 = np.full(len(p), "", dtype=object)
-    _put(why8, m50 & (pu != 1), lambda m: "64612-50 billed with " + _fmtv(pd.Series(pu[m])) + " units")
-    _put(why8, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
-    _put(why8, unmod & (pu >= 2), lambda m: "64612 without side modifier billed with 2+ units")
-    _put(why8, (m_rt | m_lt) & ~m50 & (pu != 1),
-         lambda m: "64612-RT/LT billed with " + _fmtv(pd.Series(pu[m])) + " units (1 per side)")
-    per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
-    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy()
-    _put(why8, mixed & (why8 == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
-    twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
-    _put(why8, twice & (why8 == ""), lambda m: "two 64612 lines for the same side on the same date")
-    cf["why_bilateral"] = g.join_at(pos, why8)
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
 
-    del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
+    del p, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
     for rule in CLAIM_RULES:
         if rule.offending_lines is not None:
             at_fault = np.asarray(rule.offending_lines(lines, f, g, cf), dtype=bool)
             cf[rule.line_fact] = g.join(lines[rule.line_shows], at_fault, fill=rule.line_blank)
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
+        if rule.line_texts is not None:
+            cf[rule.line_fact] = g.join_at(*rule.line_texts(lines, f, g, cf))
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
@@ -372,29 +355,8 @@ def derive_claims(
 
     cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
 
-    # Waste modifiers.
-    pos = np.flatnonzero((f.is_toxin | f.jw).to_numpy())
-    t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
-        cc=g.codes[pos], code=lines[C.PROCEDURE_CODE].array.take(pos),
-        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
-    grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
-    is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
-    has_jw = grp["jw"].transform("any").to_numpy(bool) & is_toxin
-    has_jz = grp["jz"].transform("any").to_numpy(bool) & is_toxin
-    has_admin = grp["admin_toxin"].transform("any").to_numpy(bool)
-    code = t["code"]
-    dated = (t.date >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy()
-    why14 = np.full(len(t), "", dtype=object)
-    _put(why14, admin & dated & ~jz & ~has_jw,
-         lambda m: code[m] + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
-    _put(why14, jw & jz, lambda m: "JW and JZ on one line")
-    _put(why14, is_toxin & has_jw & has_jz & ~(jw & jz), lambda m: "a JZ line and a JW line for " + code[m])
-    _put(why14, is_toxin & jw & ~has_admin, lambda m: "JW line for " + code[m] + " with no administered line")
-    _put(why14, jw & ~is_drug, lambda m: "JW on a non-drug line (" + code[m].fillna("") + ")")
-    cf["why_waste"] = g.join_at(pos, why14)
     cf["uses_jz"] = cf.jz & cf.is_toxin
 
-    del t, grp, is_toxin, jw, jz, admin, is_drug, has_jw, has_jz, has_admin, why14, dated
     # Sites.
     sp = _sites_per_claim(lines, g)
     for col in ("n_sites", "site_units", "r_units", "l_units"):
@@ -407,26 +369,7 @@ def derive_claims(
     cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit
 
     del sp
-    # Guidance.
-    pos = np.flatnonzero((f.is_95873 | f.is_95874 | f.is_chemo).to_numpy())
-    gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
-        cc=g.codes[pos], date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy(),
-        units=units.to_numpy()[pos])
-    gl["guide"] = gl.is_95873 | gl.is_95874
-    gk = gl.groupby(["cc", "date"], sort=False)
-    chemo_same_day = gk["is_chemo"].transform("any").to_numpy(bool)
-    guide_units = gl.units.where(gl.guide, 0).groupby([gl.cc, gl.date], sort=False).transform("sum").to_numpy()
-    guide = gl.guide.to_numpy()
-    why22 = np.full(len(gl), "", dtype=object)
-    why22[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
-    why22[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
-    why_guidance = g.join_at(pos, why22).to_numpy(dtype=object)
-    larynx = "95874 with 64617 (guidance included)"
-    for i in np.flatnonzero((cf.is_95874 & cf.is_64617).to_numpy(bool)):
-        why_guidance[i] = why_guidance[i] + "; " + larynx if why_guidance[i] else larynx
-    cf["why_guidance"] = _text(why_guidance)
 
-    del gl, gk, chemo_same_day, guide_units, guide, why22
     # Documentation flags (a flag documented on any line counts for the claim).
     for col in C.DOC_FLAGS:
         cf[col] = g.any(lines[col]) | (col not in present)
@@ -441,7 +384,7 @@ def derive_claims(
     del f
     # History: repeat sessions within the batch and against the ledger.
     cf["previous_session"] = _previous_sessions(cf, salt, history)
-    for col in [c for c in cf.columns if c.startswith("why_")] + ["conflict_dx", "surgery_codes"]:
+    for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf

@@ -107,14 +107,16 @@ class ClaimFacts(pa.DataFrameModel):
     unknown_muscles: Series[bool] = pa.Field(description="A documented muscle name not recognised")
     other_chemo_for_g5133: Series[bool] = pa.Field(
         description="Other chemodenervation codes supported only by G51.33 (the codes; a flag to the rules)")
-    why_bilateral: Series[bool] = pa.Field(description="A malformed 64612 bilateral line or pair of lines")
+    bilateral_faults: Series[bool] = pa.Field(
+        description="What is malformed in the 64612 bilateral billing, per line (a flag to the rules)")
     lines_off_g513x: Series[bool] = pa.Field(
         description="Codes of the 64612 and toxin lines whose pointer names no G51.3x (a flag to the rules)")
     site_units: Series[float] = pa.Field(nullable=True, description="Toxin units documented over the claim's sites")
     billing_unit: Series[float] = pa.Field(
         nullable=True, description="Toxin units per billing unit of the claim's toxin code (e.g. Dysport 5)")
     admin_units: Series[float] = pa.Field(description="Billing units on the administered toxin lines (not JW)")
-    why_waste: Series[bool] = pa.Field(description="A JW/JZ waste-modifier problem")
+    waste_faults: Series[bool] = pa.Field(
+        description="What is wrong with the JW/JZ waste modifiers, per drug line (a flag to the rules)")
     waste_units: Series[float] = pa.Field(description="Billing units on the toxin lines with JW (discarded)")
     uses_jz: Series[bool] = pa.Field(description="A toxin line with JZ (nothing discarded)")
     r_units: Series[float] = pa.Field(description="Toxin units documented on the right side")
@@ -129,7 +131,9 @@ class ClaimFacts(pa.DataFrameModel):
     site_on_right: Series[bool] = pa.Field(description="A documented site on the right (or both) side(s)")
     site_on_left: Series[bool] = pa.Field(description="A documented site on the left (or both) side(s)")
     site_without_side: Series[bool] = pa.Field(description="A documented site that states no side")
-    why_guidance: Series[bool] = pa.Field(description="Guidance billed without chemodenervation, twice, or with 64617")
+    guidance_faults: Series[bool] = pa.Field(
+        description="Guidance lines without chemodenervation on their date, or 2+ units a date (a flag to the rules)")
+    is_64617: Series[bool] = pa.Field(description="A 64617 (laryngeal chemodenervation) line on the claim")
     previous_session: Series[pa.DateTime] = pa.Field(
         nullable=True, description="The patient's previous 64612 session (this file or the ledger); G51.33 64612 claims")
     repeat_interval_days: Series[float] = pa.Field(description="Payer profile: minimum days between sessions")

@@ -65,3 +65,10 @@ def numbers(values: pd.Series) -> pd.Series:
     text = v.astype(object).astype(str)
     text = text.where(~whole, v.where(whole, 0).astype(np.int64).astype(str))
     return text.where(v.notna(), "?").astype(object)
+
+
+def put(out: np.ndarray, cond, make) -> None:
+    """Set ``out`` to the texts ``make(m)`` where ``cond`` holds (built for those rows only)."""
+    m = np.asarray(cond, dtype=bool)
+    if m.any():
+        out[m] = np.asarray(make(m), dtype=object)

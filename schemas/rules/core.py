@@ -108,6 +108,7 @@ class Rule:
     line_fact: str | None = None  # the claim fact derive makes of that mask: the offending lines' values
     line_shows: str | None = None  # the line column whose values the fact joins
     line_blank: str = ""  # how a blank value reads in that fact
+    line_texts: Callable | None = None  # claim rules: (lines, features, groups, claims) -> (positions, texts)
     examples: Examples | None = None
 
 
@@ -151,6 +152,15 @@ class RuleFunction:
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], offending_lines=fn, line_fact=fact,
                                              line_shows=shows, line_blank=blank)
+            return fn
+        return wrap
+
+    def texts(self, fact: str):
+        """Register per-line texts of what is wrong, ``fn(lines, features, groups, claims) -> (positions,
+        texts)`` ("" = nothing wrong). derive makes the claim fact ``fact`` of them, rule-free: each claim's
+        distinct texts in line order, joined with '; '."""
+        def wrap(fn: Callable) -> Callable:
+            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], line_texts=fn, line_fact=fact)
             return fn
         return wrap
 

@@ -15,7 +15,7 @@ _GUIDANCE = "AMA CPT 95873/95874 (add-on codes: report with a chemodenervation c
 
 
 @claim_rule(
-    "HFS-022", E, field=C.PROCEDURE_CODE, reads=("in_scope", "why_guidance"), value="why_guidance",
+    "HFS-022", E, field=C.PROCEDURE_CODE, reads=("in_scope", "guidance_faults", "is_95874", "is_64617"),
     title="Guidance billed incorrectly",
     checks="Guidance (95873/95874) is billed only with a chemodenervation code on the same date, at most 1 unit "
            "per date, and 95874 never with 64617 (which includes it).",
@@ -27,7 +27,35 @@ _GUIDANCE = "AMA CPT 95873/95874 (add-on codes: report with a chemodenervation c
                       quiet=[add(line_no=3, procedure_code="95874")],
                       value="more than 1 unit of guidance on one date"))
 def guidance_valid(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_guidance"])
+    return passes_unless(df, df["guidance_faults"] | (df["is_95874"] & df["is_64617"]))
+
+
+_LARYNX = "95874 with 64617 (guidance included)"
+
+
+@guidance_valid.texts(fact="guidance_faults")
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per guidance line: no chemodenervation code on its date, or more than 1 unit of guidance that date."""
+    pos = np.flatnonzero((f["is_95873"] | f["is_95874"] | f["is_chemo"]).to_numpy())
+    gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
+        cc=groups.codes[pos], date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy(),
+        units=lines[C.UNITS].to_numpy()[pos])
+    gl["guide"] = gl.is_95873 | gl.is_95874
+    chemo_same_day = gl.groupby(["cc", "date"], sort=False)["is_chemo"].transform("any").to_numpy(bool)
+    guide_units = gl.units.where(gl.guide, 0).groupby([gl.cc, gl.date], sort=False).transform("sum").to_numpy()
+    guide = gl.guide.to_numpy()
+    why = np.full(len(gl), "", dtype=object)
+    why[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
+    why[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
+    return pos, why
+
+
+@guidance_valid.detail(columns=("guidance_faults", "is_95874", "is_64617"))
+def _(rows: pd.DataFrame) -> pd.Series:
+    """The guidance lines' faults, then 95874 with 64617 where both are billed."""
+    text = rows["guidance_faults"].astype(object)
+    larynx = (rows["is_95874"] & rows["is_64617"]).to_numpy(bool)
+    return text.where(~larynx, (text + "; " + _LARYNX).where(text != "", _LARYNX))
 
 
 @claim_rule(

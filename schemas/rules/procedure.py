@@ -5,7 +5,7 @@ import pandas as pd
 
 from schemas import columns as C
 from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
-from schemas.text import choose
+from schemas.text import choose, numbers, put
 
 E, W = Severity.ERROR, Severity.WARNING
 M1 = C.MODIFIERS[0]
@@ -82,7 +82,7 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-008", E, field=M1, reads=("in_scope", "why_bilateral"), value="why_bilateral", anchor="idx_64612",
+    "HFS-008", E, field=M1, reads=("in_scope", "bilateral_faults"), value="bilateral_faults", anchor="idx_64612",
     title="Malformed bilateral billing",
     checks="64612 bilateral billing is well formed: 64612-50 has 1 unit; no line has 50 with RT or LT; no "
            "64612-50 beside a 64612-RT/LT line on the same date; no unmodified 64612 line of 2+ units; no two "
@@ -93,7 +93,30 @@ def _(rows: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[on(0, modifier_1=None, units=2)], quiet=list(_BOTH_SIDES),
                       value="64612 without side modifier billed with 2+ units"))
 def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_bilateral"])
+    return passes_unless(df, df["bilateral_faults"])
+
+
+@bilateral_well_formed.texts(fact="bilateral_faults")
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per 64612 line, what is malformed (one text a line; the line's own faults first, then its date's)."""
+    pos = np.flatnonzero(f["is_64612"].to_numpy())
+    p = f.iloc[pos][["m50", "m_rt", "m_lt"]].assign(
+        units=lines[C.UNITS].to_numpy()[pos], cc=groups.codes[pos],
+        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
+    p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
+    m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    why = np.full(len(p), "", dtype=object)
+    put(why, m50 & (pu != 1), lambda m: "64612-50 billed with " + numbers(pd.Series(pu[m])) + " units")
+    put(why, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
+    put(why, unmod & (pu >= 2), lambda m: "64612 without side modifier billed with 2+ units")
+    put(why, (m_rt | m_lt) & ~m50 & (pu != 1),
+        lambda m: "64612-RT/LT billed with " + numbers(pd.Series(pu[m])) + " units (1 per side)")
+    per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
+    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy()
+    put(why, mixed & (why == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
+    twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
+    put(why, twice & (why == ""), lambda m: "two 64612 lines for the same side on the same date")
+    return pos, why
 
 
 @claim_rule(

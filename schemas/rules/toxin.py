@@ -7,7 +7,7 @@ from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import vial_totals
 from schemas.rules.core import Severity, add, claim_rule, every, examples, keep, on, passes_unless
-from schemas.text import join_texts, numbers
+from schemas.text import join_texts, numbers, put
 
 E, W = Severity.ERROR, Severity.WARNING
 M1 = C.MODIFIERS[0]
@@ -119,7 +119,7 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-014", E, field=M1, reads=("in_scope", "why_waste"), value="why_waste", anchor="idx_toxin",
+    "HFS-014", E, field=M1, reads=("in_scope", "waste_faults"), value="waste_faults", anchor="idx_toxin",
     title="JW/JZ waste modifier problem",
     checks="From 2023-07-01 an administered toxin line carries JZ or has a JW line for the discarded units; "
            "and always: no line carries both JW and JZ, no drug and date has both a JZ line and a JW line, "
@@ -130,7 +130,31 @@ def _(rows: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[on(1, modifier_1=None)], quiet=[on(1, modifier_1=None), every(service_date="2023-06-30")],
                       value="J0585 needs JZ or a JW line for discarded units (dates from 2023-07-01)"))
 def waste_modifiers_valid(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["why_waste"])
+    return passes_unless(df, df["waste_faults"])
+
+
+@waste_modifiers_valid.texts(fact="waste_faults")
+def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per toxin or JW line, what is wrong with its waste modifiers (drug lines grouped by code and date)."""
+    pos = np.flatnonzero((f["is_toxin"] | f["jw"]).to_numpy())
+    t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
+        cc=groups.codes[pos], code=lines[C.PROCEDURE_CODE].array.take(pos),
+        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
+    grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
+    is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
+    has_jw = grp["jw"].transform("any").to_numpy(bool) & is_toxin
+    has_jz = grp["jz"].transform("any").to_numpy(bool) & is_toxin
+    has_admin = grp["admin_toxin"].transform("any").to_numpy(bool)
+    code = t["code"]
+    dated = (t.date >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy()
+    why = np.full(len(t), "", dtype=object)
+    put(why, admin & dated & ~jz & ~has_jw,
+        lambda m: code[m] + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
+    put(why, jw & jz, lambda m: "JW and JZ on one line")
+    put(why, is_toxin & has_jw & has_jz & ~(jw & jz), lambda m: "a JZ line and a JW line for " + code[m])
+    put(why, is_toxin & jw & ~has_admin, lambda m: "JW line for " + code[m] + " with no administered line")
+    put(why, jw & ~is_drug, lambda m: "JW on a non-drug line (" + code[m].fillna("") + ")")
+    return pos, why
 
 
 @claim_rule(
