@@ -1,23 +1,23 @@
 """Derive line features and one row of facts per claim from canonical lines (vectorised group-bys).
 
-Pure: no I/O. The claim-level frame is what ``schemas.claims.ClaimFacts`` validates; its ``why_*``
-columns hold the reviewer-facing detail of the multi-part rules (empty string = nothing wrong).
+Pure: no I/O, and rule-free: the claim-level frame holds facts (codes present, dates, units, sites, the
+payer profile's settings) that ``schemas.claims.ClaimFacts`` declares and the rules in ``schemas/rules/``
+check. A rule that names its lines at fault registers that per-line logic in its own module; derive runs
+every such registration the same way.
 """
 
 import hashlib
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from pipeline.config import ScrubConfig
 from schemas import codesets as K
 from schemas import columns as C
-from schemas.checks import ndc_is_valid, vial_totals
+from schemas.checks import ndc_is_valid
+from schemas.rules import CLAIM_RULES
 from schemas.sites import parse_sites
-
-_VIAL_LIMIT = {code: 40000 if code == "J0587" else 4000 for code in K.TOXIN_CODES}
-VIAL_TOTALS = {code: vial_totals(v, _VIAL_LIMIT[code]) for code, v in K.TOXIN_VIALS.items()}
+from schemas.text import pick as _pick
 
 
 def patient_key(patient_id: str | None, salt: str) -> str | None:
@@ -170,56 +170,6 @@ class Groups:
         return _join_codes(self.codes[pos], texts, self.n)
 
 
-_STR = pd.Series(["x"]).dtype  # pandas' text dtype ("str": Arrow-backed from pandas 3)
-
-
-def _text(values) -> pd.Series:
-    """Python texts (None: missing) as a text column, converted by Arrow rather than by pandas' inference."""
-    if not hasattr(_STR, "__from_arrow__"):  # pandas before 3: texts are objects
-        return pd.Series(values, dtype=object)
-    return pd.Series(_STR.__from_arrow__(pa.array(values, type=pa.large_string(), from_pandas=True)))
-
-
-def _pick(codes, labels: list[str], index=None) -> pd.Series:
-    """``labels[codes]`` as a text column: one Arrow take, never a Python string per row."""
-    codes = np.asarray(codes, dtype=np.int64)
-    if not hasattr(_STR, "__from_arrow__"):
-        return pd.Series(np.array(labels, dtype=object)[codes], index=index, dtype=object)
-    taken = pa.array(labels, type=pa.large_string()).take(pa.array(codes))
-    return pd.Series(_STR.__from_arrow__(taken), index=index)
-
-
-def _choose(conditions: list[tuple[object, str]], n: int, index=None) -> pd.Series:
-    """Per row the text of the first condition that holds ("" where none does), like nested np.where."""
-    codes = np.zeros(n, dtype=np.int64)
-    for k, (cond, _) in reversed(list(enumerate(conditions, start=1))):
-        codes[np.asarray(cond, dtype=bool)] = k
-    return _pick(codes, [""] + [text for _, text in conditions], index)
-
-
-def join_flags(flags: dict[str, pd.Series], sep: str = ", ") -> pd.Series:
-    """Row-wise: the labels whose flag is True, joined (one code per row for the set of flags, then a
-    lookup among the 2**len(flags) joined texts)."""
-    if not flags:
-        return pd.Series(dtype=object)
-    labels = list(flags)
-    index = next(iter(flags.values())).index
-    codes = np.zeros(len(index), dtype=np.int64)
-    for k, flag in enumerate(flags.values()):
-        codes |= np.asarray(flag.to_numpy(bool), dtype=np.int64) << k
-    table = [sep.join(label for k, label in enumerate(labels) if bits >> k & 1) for bits in range(1 << len(labels))]
-    return _pick(codes, table, index)
-
-
-def join_texts(parts: list[pd.Series], sep: str = "; ") -> pd.Series:
-    """Row-wise: the non-empty texts joined (in Python only for the rows with any text)."""
-    texts = [part.astype(object).fillna("").to_numpy(dtype=object) for part in parts]
-    rows = np.flatnonzero(np.logical_or.reduce([t != "" for t in texts]))
-    out = np.full(len(texts[0]), "", dtype=object)
-    out[rows] = [sep.join(t for t in row if t) for row in zip(*(t[rows] for t in texts), strict=True)]
-    return pd.Series(out, index=parts[0].index, dtype=object)
-
-
 def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     """Per-line booleans used by the claim rules (codes, modifiers, pointers)."""
     f = pd.DataFrame(index=lines.index)
@@ -326,13 +276,6 @@ def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
     return out
 
 
-def _put(out: np.ndarray, cond, make) -> None:
-    """Set ``out`` to the texts ``make(m)`` where ``cond`` holds (built for those rows only)."""
-    m = np.asarray(cond, dtype=bool)
-    if m.any():
-        out[m] = np.asarray(make(m), dtype=object)
-
-
 def derive_claims(
     lines: pd.DataFrame,
     config: ScrubConfig,
@@ -382,40 +325,17 @@ def derive_claims(
                                                     date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
     p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
     m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
-    why8 = np.full(len(p), "", dtype=object)
-    _put(why8, m50 & (pu != 1), lambda m: "64612-50 billed with " + _fmtv(pd.Series(pu[m])) + " units")
-    _put(why8, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
-    _put(why8, unmod & (pu >= 2), lambda m: "64612 without side modifier billed with 2+ units")
-    _put(why8, (m_rt | m_lt) & ~m50 & (pu != 1),
-         lambda m: "64612-RT/LT billed with " + _fmtv(pd.Series(pu[m])) + " units (1 per side)")
-    per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
-    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy()
-    _put(why8, mixed & (why8 == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
-    twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
-    _put(why8, twice & (why8 == ""), lambda m: "two 64612 lines for the same side on the same date")
-    cf["why_bilateral"] = g.join_at(pos, why8)
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
-    bilateral = cf.m50 | (cf.m_rt & cf.m_lt)
-    cf["bilateral_billed"] = bilateral
-    billed_one = (cf.is_64612 & ~bilateral & ~cf.n_unmod_multi).to_numpy(bool)
-    cf["one_side"] = _choose([(~billed_one, ""), (cf.m_rt & ~cf.m_lt, "RT only"), (cf.m_lt & ~cf.m_rt, "LT only"),
-                              (billed_one, "no side modifier")], g.n)
-    cf["why_style"] = _choose([
-        ((cf.profile_style == "50") & cf.m_rt & cf.m_lt & ~cf.m50, "one line 64612-50 x1"),
-        ((cf.profile_style == "RT_LT") & cf.m50, "two lines, 64612-RT and 64612-LT")], g.n)
 
-    del p, why8, per_date, mixed, twice, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
-    # Pointers and other chemodenervation.
-    bad_ptr = (f.is_64612 | f.is_toxin) & ~f.points_g513x
-    cf["why_pointer"] = g.join(lines[C.PROCEDURE_CODE], bad_ptr)
-    cf["idx_pointer"] = g.first_label(bad_ptr)
-    dx_count = f["dx_count"].to_numpy()
-    only_g5133_claim = (g.max(dx_count) == 1) & cf.g5133.to_numpy()
-    other = f.is_other_chemo & (f.points_only_g5133 | (~f.has_pointer & only_g5133_claim[g.codes]))
-    cf["why_other_chemo"] = g.join(lines[C.PROCEDURE_CODE], other)
-    cf["idx_other_chemo"] = g.first_label(other)
-
-    del bad_ptr, dx_count, other
+    del p, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
+    # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
+    for rule in CLAIM_RULES:
+        if rule.offending_lines is not None:
+            at_fault = np.asarray(rule.offending_lines(lines, f, g, cf), dtype=bool)
+            cf[rule.line_fact] = g.join(lines[rule.line_shows], at_fault, fill=rule.line_blank)
+            cf[rule.line_fact + "_at"] = g.first_label(at_fault)
+        if rule.line_texts is not None:
+            cf[rule.line_fact] = g.join_at(*rule.line_texts(lines, f, g, cf))
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
@@ -434,188 +354,50 @@ def derive_claims(
         return np.array([mapping.get(u, np.nan) for u in tox_uniques] + [np.nan], dtype=float)[tox_codes]
 
     cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
-    cf["why_ndc"] = g.join(lines[C.NDC], f.is_toxin & ~f.ndc_ok, fill="(blank)")
 
-    # Waste modifiers.
-    pos = np.flatnonzero((f.is_toxin | f.jw).to_numpy())
-    t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
-        cc=g.codes[pos], code=lines[C.PROCEDURE_CODE].array.take(pos),
-        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
-    grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
-    is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
-    has_jw = grp["jw"].transform("any").to_numpy(bool) & is_toxin
-    has_jz = grp["jz"].transform("any").to_numpy(bool) & is_toxin
-    has_admin = grp["admin_toxin"].transform("any").to_numpy(bool)
-    code = t["code"]
-    dated = (t.date >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy()
-    why14 = np.full(len(t), "", dtype=object)
-    _put(why14, admin & dated & ~jz & ~has_jw,
-         lambda m: code[m] + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
-    _put(why14, jw & jz, lambda m: "JW and JZ on one line")
-    _put(why14, is_toxin & has_jw & has_jz & ~(jw & jz), lambda m: "a JZ line and a JW line for " + code[m])
-    _put(why14, is_toxin & jw & ~has_admin, lambda m: "JW line for " + code[m] + " with no administered line")
-    _put(why14, jw & ~is_drug, lambda m: "JW on a non-drug line (" + code[m].fillna("") + ")")
-    cf["why_waste"] = g.join_at(pos, why14)
     cf["uses_jz"] = cf.jz & cf.is_toxin
 
-    del t, grp, is_toxin, jw, jz, admin, is_drug, has_jw, has_jz, has_admin, why14, dated
     # Sites.
     sp = _sites_per_claim(lines, g)
     for col in ("n_sites", "site_units", "r_units", "l_units"):
         cf[col] = sp[col]
     cf["sites_without_units"] = sp["no_units"]
-    cf["why_sites_missing"] = cf["sites_without_units"].where(
-        cf.n_sites > 0, "no injection sites documented").where(cf.is_64612, "")
-    cf["why_sites_missing"] = ("entries without units: " + cf["why_sites_missing"]).where(
-        (cf.n_sites > 0) & (cf["why_sites_missing"] != ""), cf["why_sites_missing"])
     cf["nonfacial_muscles"] = sp["nonfacial"]
     cf["unknown_muscles"] = sp["unknown"]
-    sides = sp[["R", "L", "U"]]
-    only_r = sides.R & ~sides.L
-    only_l = sides.L & ~sides.R
-    none_sided = ~sides.R & ~sides.L & sides.U
-    some = " (some sites state no side)"
-    no_sites = (cf.n_sites <= 0).to_numpy(bool)
-    cf["why_sides"] = _choose([
-        (no_sites, ""), (only_r & sides.U, "on the right side only" + some), (only_r, "on the right side only"),
-        (only_l & sides.U, "on the left side only" + some), (only_l, "on the left side only"),
-        (none_sided, "all without a side")], g.n)
-    cf["sides_severity"] = _pick(sides.U.to_numpy(bool), ["error", "warning"])
+    cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
 
-    # Units: documented vs billed, vials, dose plausibility (texts built only for the claims they describe).
-    bu = cf.billing_unit
-    expected = np.ceil(np.round(cf.site_units / bu, 6))
-    has_doc = cf.site_units.notna() & (cf.site_units > 0) & has_toxin
-    mismatch = has_doc & (expected != cf.admin_units)
-    cf["why_units"] = _text_where(mismatch, lambda m: (
-        "billed " + _fmtv(cf.admin_units[m]) + " units of " + cf.toxin_code[m].fillna("") + "; documented "
-        + _fmtv(cf.site_units[m]) + " U = " + _fmtv(expected[m]) + " billing units"))
-    total_toxin = ((cf.admin_units + cf.waste_units) * bu).to_numpy()
-    vial_check = (has_toxin & ((cf.waste_units > 0) | cf.uses_jz)).to_numpy(bool)
-    bad = np.zeros(len(cf), dtype=bool)
-    for c in K.TOXIN_VIALS:  # a total that no whole number of vials makes (within the code's limit)
-        rows = vial_check & (tox_codes == (tox_uniques.index(c) if c in tox_uniques else -2))
-        tt = total_toxin[rows]
-        whole = np.isfinite(tt) & (np.mod(tt, 1) == 0)
-        made = np.zeros(len(tt), dtype=bool)
-        made[whole] = np.isin(tt[whole].astype(np.int64), np.fromiter(VIAL_TOTALS[c], dtype=np.int64))
-        bad[rows] = ~(np.isnan(tt) | made | (tt > _VIAL_LIMIT[c]))
-    vial_bad = pd.Series(bad, index=cf.index)
-    total_toxin = pd.Series(total_toxin, index=cf.index)
-    cf["why_vials"] = _text_where(vial_bad, lambda m: (
-        _fmtv(cf.admin_units[m] * bu[m]) + " U given + " + _fmtv(cf.waste_units[m] * bu[m]) + " U discarded = "
-        + _fmtv(total_toxin[m]) + " U; vials are "
-        + cf.toxin_code[m].map(lambda c: "/".join(str(v) for v in K.TOXIN_VIALS.get(c, ()))) + " U"))
-    div = pd.Series(per_toxin(K.BOTOX_EQUIVALENT_DIVISOR), index=cf.index)
-    r_eq, l_eq = cf.r_units / div, cf.l_units / div
-    session = (cf.site_units.fillna(cf.admin_units * bu)) / div
-    parts = []
-    for side, eq in (("right", r_eq), ("left", l_eq)):
-        low = (eq > 0) & (eq < cf.side_min_units)
-        high = eq > cf.side_max_units
-        parts.append(_text_where(low, lambda m, side=side, eq=eq: (
-            side + " side " + _fmtv(eq[m]) + " U below " + _fmtv(cf.side_min_units[m]))))
-        parts[-1] = parts[-1].where(~high, _text_where(high, lambda m, side=side, eq=eq: (
-            side + " side " + _fmtv(eq[m]) + " U above " + _fmtv(cf.side_max_units[m]))))
-    parts.append(_text_where(session > cf.session_cap_units, lambda m: (
-        "session " + _fmtv(session[m]) + " U above cap " + _fmtv(cf.session_cap_units[m]))))
-    dose = join_texts(parts).to_numpy(dtype=object)
-    why_dose = np.full(g.n, "", dtype=object)
-    _put(why_dose, (dose != "") & has_toxin.to_numpy(bool), lambda m: dose[m] + " (Botox-equivalent units)")
-    cf["why_dose"] = _text(why_dose)
+    cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit
 
-    del sp, sides, only_r, only_l, none_sided
-    # Guidance.
-    pos = np.flatnonzero((f.is_95873 | f.is_95874 | f.is_chemo).to_numpy())
-    gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
-        cc=g.codes[pos], date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy(),
-        units=units.to_numpy()[pos])
-    gl["guide"] = gl.is_95873 | gl.is_95874
-    gk = gl.groupby(["cc", "date"], sort=False)
-    chemo_same_day = gk["is_chemo"].transform("any").to_numpy(bool)
-    guide_units = gl.units.where(gl.guide, 0).groupby([gl.cc, gl.date], sort=False).transform("sum").to_numpy()
-    guide = gl.guide.to_numpy()
-    why22 = np.full(len(gl), "", dtype=object)
-    why22[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
-    why22[guide & (guide_units > 1)] = "more than 1 unit of guidance on one date"
-    why_guidance = g.join_at(pos, why22).to_numpy(dtype=object)
-    larynx = "95874 with 64617 (guidance included)"
-    for i in np.flatnonzero((cf.is_95874 & cf.is_64617).to_numpy(bool)):
-        why_guidance[i] = why_guidance[i] + "; " + larynx if why_guidance[i] else larynx
-    cf["why_guidance"] = _text(why_guidance)
-    cf["why_guidance_warn"] = _choose([
-        (cf.is_95873 & cf.is_95874, "95873 and 95874 billed together"),
-        ((cf.is_95873 | cf.is_95874) & cf.is_64612, "guidance billed with 64612 for facial muscles")], g.n)
+    del sp
 
-    del gl, gk, chemo_same_day, guide_units, guide, why22
     # Documentation flags (a flag documented on any line counts for the claim).
     for col in C.DOC_FLAGS:
         cf[col] = g.any(lines[col]) | (col not in present)
-    labels = {C.DOC_ONSET: "onset", C.DOC_DURATION: "duration", C.DOC_FREQUENCY: "frequency of spasms",
-              C.DOC_NEURO_EXAM: "neurological examination", C.DOC_FACIAL_NERVE: "facial nerve function"}
-    for name, cols in (("why_history", (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY)),
-                       ("why_exam", (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE))):
-        cf[name] = join_flags({labels[c]: ~cf[c] for c in cols})
-    cf["imaging_severity"] = _pick((cf.structural | cf.is_surgery).to_numpy(bool), ["warning", "error"])
-    cf["imaging_context"] = _choose([(cf.structural, " and the claim carries a structural-cause diagnosis"),
-                                     (cf.is_surgery, " and facial-nerve surgery is billed")], g.n)
     cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 
-    # Setting.
-    pos_ = cf[C.PLACE_OF_SERVICE].fillna("")
-    auth = pd.Series(g.any(lines[C.PRIOR_AUTH].notna()), index=cf.index)
-    opd_pa = (pos_.isin(K.OPD_POS) & cf.is_64612 & cf.toxin_code.isin(K.TOXIN_OPD_PA)
-              & (cf.dos_min >= pd.Timestamp(K.OPD_PA_EFFECTIVE)) & ~auth)
-    facility = (pos_.isin(K.FACILITY_POS) & cf.is_toxin).to_numpy(bool)
-    why_setting = np.full(g.n, "", dtype=object)
-    _put(why_setting, facility, lambda m: (
-        "POS " + pos_[m] + " (facility) with a toxin line: the drug usually belongs on the facility claim"))
-    _put(why_setting, opd_pa, lambda m: (
-        np.where(facility[m], why_setting[m] + "; ", "") + "POS " + pos_[m]
-        + " hospital outpatient 64612 + toxin with no prior authorization number (UTN)"))
-    cf["why_setting"] = _text(why_setting)
-    # 64612 vs its toxin line: dates and rendering NPIs (min/max/distinct per claim).
-    p_min, p_max = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
-    d_min, d_max = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
-    both = cf.is_64612 & cf.admin_toxin
-    diff_dates = both & ((p_min != d_min) | (p_max != d_max)) & p_min.notna() & d_min.notna()
-    npi_n = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
-    why32 = join_flags({"different dates of service": diff_dates,
-                        "different rendering NPIs": both & (npi_n > 1)}, sep="; ")
-    cf["why_pairing"] = why32
+    # Setting, and the 64612 lines beside the administered toxin lines (dates, rendering NPIs).
+    cf["prior_auth_given"] = g.any(lines[C.PRIOR_AUTH].notna())
+    cf["admin_first_date"], cf["admin_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
+    cf["drug_first_date"], cf["drug_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
+    cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
 
-    del p_min, p_max, d_min, d_max, npi_n, f
+    del f
     # History: repeat sessions within the batch and against the ledger.
-    cf["why_repeat"] = _repeat_sessions(cf, salt, history)
-    for col in [c for c in cf.columns if c.startswith("why_")] + ["one_side", "conflict_dx", "surgery_codes"]:
+    cf["previous_session"] = _previous_sessions(cf, salt, history)
+    for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf
 
 
-def _text_where(mask: pd.Series, make) -> pd.Series:
-    """Text where ``mask`` holds, "" elsewhere; ``make(mask)`` builds the texts of those rows only."""
-    out = pd.Series("", index=mask.index, dtype=object)
-    m = mask.fillna(False).to_numpy(bool)
-    if m.any():
-        out[m] = make(m).to_numpy(dtype=object)
-    return out
-
-
-def _fmtv(values: pd.Series) -> pd.Series:
-    """Numbers as short text, vectorised: 10.0 -> "10", 2.5 -> "2.5", NaN -> "?"."""
-    v = pd.to_numeric(values, errors="coerce").astype(float)
-    whole = v.notna() & (v % 1 == 0) & (v.abs() < 1e15)
-    text = v.astype(object).astype(str)
-    text = text.where(~whole, v.where(whole, 0).astype(np.int64).astype(str))
-    return text.where(v.notna(), "?").astype(object)
-
-
-def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+    """Per G51.33 64612 claim with a patient and a date: the patient's latest earlier session date, in this
+    batch or in the ledger's history (NaT where none)."""
     mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
-    cur = cf.loc[mask, [C.PATIENT_ID, "dos_min", "repeat_interval_days"]]
+    out = pd.Series(pd.NaT, index=cf.index, dtype="datetime64[ns]")
+    cur = cf.loc[mask, [C.PATIENT_ID, "dos_min"]]
     if cur.empty:
-        return pd.Series("", index=cf.index)
+        return out
     has_history = history is not None and len(history) > 0
     if has_history:  # the ledger holds salted keys: hash this batch's ids to compare (one per patient)
         keys = {pid: patient_key(pid, salt) for pid in cur[C.PATIENT_ID].unique()}
@@ -627,14 +409,8 @@ def _repeat_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) 
         key_col = pd.concat([key_col, history["patient_key"]], ignore_index=True)
         dates = np.concatenate([dates, pd.to_datetime(history["service_date"]).to_numpy(dtype="datetime64[ns]")])
     prev = _previous_dates(pd.factorize(key_col)[0], dates.view(np.int64))[:len(cur)]
-    prev = pd.Series(prev.view("datetime64[ns]"), index=cur.index)
-    days = (cur.dos_min - prev).dt.days
-    hit = days.notna() & (days > 0) & (days < cur.repeat_interval_days)
-    text = pd.Series("", index=cf.index)
-    text.loc[hit[hit].index] = (days[hit].astype(int).astype(str) + " days after the session on "
-                                + prev[hit].dt.strftime("%Y-%m-%d") + " (minimum "
-                                + cur.repeat_interval_days[hit].astype(int).astype(str) + ")")
-    return text
+    out[mask.to_numpy(bool)] = prev.view("datetime64[ns]")
+    return out
 
 
 def _previous_dates(keys: np.ndarray, dates: np.ndarray) -> np.ndarray:

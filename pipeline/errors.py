@@ -2,7 +2,7 @@
 
 
 class IngestError(Exception):
-    """A file that cannot be read at all; ``code`` is a reason code, ``rule`` FILE-001/FILE-002."""
+    """A file that cannot be read at all; ``code`` is a reason code, ``rule`` a file rule id (schemas/rules/file.py)."""
 
     def __init__(self, code: str, rule: str, reason: str, file: str = "", sheet: str = ""):
         self.code, self.rule, self.reason, self.file, self.sheet = code, rule, reason, file, sheet

@@ -510,16 +510,9 @@ def _empty_cells(raw: pd.DataFrame, factorize: set | frozenset = frozenset()) ->
     return out, factorized
 
 
-def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapping, sites_sheet, notes,
-           special=(), date1904=False, ragged=()) -> IngestResult:
-    """Canonical lines from the rows under the header (``first_row``: the Excel row of the first)."""
-    issues: list[dict[str, Any]] = []
-
-    def issue(row, column, value, reason, rule="ING-001"):
-        issues.append({"file": path.name, "sheet": sheet, "row": row, "column": column,
-                       "value": "" if value is None else str(value), "reason": reason, "rule": rule})
-
-    # Duplicate canonical targets: two export columns for one canonical column.
+def _check_mapping(path, sheet, header, mapping) -> tuple[dict, list, set]:
+    """Refuse a mapping with two export columns for one canonical column, or without the required columns;
+    return the export headers used (header -> canonical), those not used, and the canonical columns present."""
     seen: dict[str, int] = {}
     for pos, canonical in sorted(mapping.items()):
         if canonical in seen and canonical not in {COMBINED_DX, COMBINED_MODIFIERS}:
@@ -542,10 +535,12 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         present.update(C.DX)
     if any(c == COMBINED_MODIFIERS for c in mapping.values()):
         present.update(C.MODIFIERS)
+    return mapped, unmapped, present
 
-    for row, message in ragged:
-        issue(row, "", "", message, "FILE-002")
-    # Data rows: keep Excel row numbers; drop blank rows and a trailing totals row (vectorised).
+
+def _data_rows(raw_all: pd.DataFrame, mapping, first_row: int, notes: list) -> tuple[np.ndarray, dict]:
+    """Positions of the data rows (blank rows and a trailing totals row dropped, vectorised) and the
+    plain columns' codes over all rows (``_empty_cells``)."""
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
     plain = {p for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}}
     empty, factorized = _empty_cells(raw_all, plain)
@@ -565,18 +560,13 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         if keep[last] and not empty[last, claim_pos] and isinstance(value, str) and _TOTALS.match(value):
             notes.append(f"totals row {first_row + last} skipped")
             keep[last] = False
-    idx = np.flatnonzero(keep)
-    source_rows = (idx + first_row).tolist()
-    rows_read = len(idx)
-    if rows_read > MAX_ROWS:
-        raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
-                          path.name, sheet)
-    subset = rows_read < len(raw_all)
-    raw = raw_all.iloc[idx].reset_index(drop=True) if subset else raw_all
-    if subset:
-        factorized = {p: (codes[idx], uniques) for p, (codes, uniques) in factorized.items()}
-    del raw_all, empty
+    return np.flatnonzero(keep), factorized
 
+
+def _normalize_columns(raw: pd.DataFrame, mapping, factorized: dict, header, source_rows: list, date1904: bool,
+                       issue) -> dict[str, Any]:
+    """Each mapped column normalised to its canonical type (problems reported through ``issue``), and the
+    combined diagnosis and modifier cells spread over their columns."""
     data: dict[str, Any] = {}
 
     def normalized(canonical, column, codes):
@@ -605,14 +595,14 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
             issue(source_rows[p], str(header[pos]).strip(), raw[pos].iat[p], reason)
     for pos, canonical in mapping.items():
         if canonical == COMBINED_DX:
-            _spread(data, raw[pos], C.DX, N.norm_icd10, rows_read)
+            _spread(data, raw[pos], C.DX, N.norm_icd10, len(raw))
         elif canonical == COMBINED_MODIFIERS:
-            _spread(data, raw[pos], C.MODIFIERS, N.norm_code, rows_read, overflow=C.MODIFIER_EXTRA)
+            _spread(data, raw[pos], C.MODIFIERS, N.norm_code, len(raw), overflow=C.MODIFIER_EXTRA)
+    return data
 
-    dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
-    dob_raw = raw[dob_pos] if dob_pos is not None else None
-    del raw
-    release_memory()  # the raw text is no longer needed: its memory goes back before the frame is built
+
+def _cell_issues(special, header, source_rows: list, data: dict, dob_pos, dob_raw, issue) -> None:
+    """Error values and formulas without a value in kept rows, and dates of birth after the date of service."""
     kept_rows = set(source_rows)
     for row, col, kind, text in special:
         if row in kept_rows and col < len(header):
@@ -628,13 +618,14 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         for p_ in np.flatnonzero((birth > service).to_numpy(bool)):
             issue(source_rows[p_], str(header[dob_pos]).strip(), dob_raw.iat[p_],
                   "the date of birth is after the date of service")
-    if rows_read == 0:
-        notes.append("the file has a header but 0 data rows")
-    if unmapped:
-        notes.append("columns not used by claimscrub: " + ", ".join(repr(h) for h in unmapped))
-    n = rows_read
+
+
+def _lines_frame(data: dict, idx: np.ndarray, first_row: int, sheet: str) -> pd.DataFrame:
+    """The canonical lines frame: every canonical column, typed; a column the file lacks as typed blanks
+    (no Python object per row)."""
+    n = len(idx)
     frame = {}
-    for col in C.CANONICAL:  # a column the file lacks: typed arrays, no Python object per row
+    for col in C.CANONICAL:
         if col in data:
             frame[col] = data[col]
         elif col in C.DOC_FLAGS:
@@ -649,9 +640,46 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
             frame[col] = pd.Series(None, index=pd.RangeIndex(n), dtype="str").array
     frame[C.SOURCE_ROW] = idx + first_row
     frame[C.SOURCE_SHEET] = pd.Series(sheet, index=pd.RangeIndex(n), dtype="str").array
-    lines = pd.DataFrame(frame)
-    lines = _type_lines(lines)
-    if C.LINE_NO not in present and n:
+    return _type_lines(pd.DataFrame(frame))
+
+
+def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapping, sites_sheet, notes,
+           special=(), date1904=False, ragged=()) -> IngestResult:
+    """Canonical lines from the rows under the header (``first_row``: the Excel row of the first)."""
+    issues: list[dict[str, Any]] = []
+
+    def issue(row, column, value, reason, rule="ING-001"):
+        issues.append({"file": path.name, "sheet": sheet, "row": row, "column": column,
+                       "value": "" if value is None else str(value), "reason": reason, "rule": rule})
+
+    mapped, unmapped, present = _check_mapping(path, sheet, header, mapping)
+    for row, message in ragged:
+        issue(row, "", "", message, "FILE-002")
+    idx, factorized = _data_rows(raw_all, mapping, first_row, notes)  # keep Excel row numbers
+    source_rows = (idx + first_row).tolist()
+    rows_read = len(idx)
+    if rows_read > MAX_ROWS:
+        raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
+                          path.name, sheet)
+    subset = rows_read < len(raw_all)
+    raw = raw_all.iloc[idx].reset_index(drop=True) if subset else raw_all
+    if subset:
+        factorized = {p: (codes[idx], uniques) for p, (codes, uniques) in factorized.items()}
+    del raw_all
+
+    data = _normalize_columns(raw, mapping, factorized, header, source_rows, date1904, issue)
+    dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
+    dob_raw = raw[dob_pos] if dob_pos is not None else None
+    del raw, factorized
+    release_memory()  # the raw text is no longer needed: its memory goes back before the frame is built
+    _cell_issues(special, header, source_rows, data, dob_pos, dob_raw, issue)
+    if rows_read == 0:
+        notes.append("the file has a header but 0 data rows")
+    if unmapped:
+        notes.append("columns not used by claimscrub: " + ", ".join(repr(h) for h in unmapped))
+    lines = _lines_frame(data, idx, first_row, sheet)
+    del data
+    if C.LINE_NO not in present and rows_read:
         lines[C.LINE_NO] = (lines.groupby(C.CLAIM_ID, dropna=False).cumcount() + 1).astype("Int64")
         notes.append("no line-number column: lines numbered in file order within each claim")
     if sites_sheet is not None:

@@ -395,6 +395,7 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
     """
     from pipeline.validate import FINDING_COLUMNS, severity_for
     from schemas.rules import RULES_BY_ID
+    from schemas.rules.history import too_soon
 
     parts = [o.sessions.assign(source_file=o.name) for o in outcomes if o.sessions is not None and len(o.sessions)]
     if len(parts) < 2:
@@ -415,7 +416,7 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
                for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]]
     already = pd.MultiIndex.from_arrays([merged["source_file"], merged[C.CLAIM_ID]]).isin(flagged) \
         if flagged else np.zeros(len(merged), dtype=bool)
-    hit = (merged["in_scope"].astype(bool) & days.notna() & (days > 0) & (days < merged["interval"])
+    hit = (merged["in_scope"].astype(bool) & too_soon(days, merged["interval"])
            & merged["prev_file"].notna() & (merged["prev_file"] != merged["source_file"])
            & (merged["prev_file"] != "(earlier run)") & ~already)
     rows, days = merged[hit], days[hit]

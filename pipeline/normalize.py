@@ -77,7 +77,7 @@ def norm_pos(value: Any) -> Result:
 def norm_icd10(value: Any) -> Result:
     """ICD-10-CM: upper case, trimmed, dot restored after the category (``g5133`` -> ``G51.33``).
 
-    A value of the wrong shape is kept as written (upper-cased) so STR-005 can show it.
+    A value of the wrong shape is kept as written (upper-cased) so the diagnosis-shape rule can show it.
     """
     text, _ = norm_text(value)
     if text is None:

@@ -518,10 +518,10 @@ def _rules_sheet(wb) -> None:
     ws = wb.create_sheet("Rules")
     for col, w in zip("ABCDEF", (10, 9, 40, 70, 60, 40), strict=True):
         ws.column_dimensions[col].width = w
-    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Why (source)"))
-    for r in RULES:
+    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Source (public)"))
+    for r in RULES:  # plain-language text and a document the reviewer can look up
         ws.append([_text(ws, r.id), _text(ws, r.severity.value), _text(ws, r.title),
-                   _text(ws, r.message.replace("{value}", "…")), _text(ws, r.fix), _text(ws, r.source)])
+                   _text(ws, r.checks), _text(ws, r.fix), _text(ws, r.source)])
 
 
 def write_findings_csv(findings: pd.DataFrame, path: Path, ids: list[str] | None = None) -> Path:

@@ -1,7 +1,7 @@
 """Synthetic claims (never real patients): a clean G51.33 claim, one defect per rule, and files.
 
-``MUTATIONS[rule_id]`` turns a clean claim into one that must fire that rule; the mixed sample,
-the ``claimscrub sample`` generator and the rule tests all use them.
+``MUTATIONS[rule_id]`` turns a clean claim into one that must fire that rule (the rule's own firing
+example, from its module in ``schemas/rules/``); the ``claimscrub sample`` generator and the tests use them.
 """
 
 import copy
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from schemas import columns as C
+from schemas.rules import RULES
 
 Line = dict
 # Export headers written to sample files (the same aliases a billing system uses).
@@ -66,13 +67,6 @@ def cervical_dystonia_claim(claim_id: str, patient_id: str, dos: str) -> list[Li
     return lines
 
 
-def _set(i: int, **kw) -> Callable[[list[Line]], list[Line]]:
-    def apply(lines):
-        lines[i].update({k.replace("__", ""): v for k, v in kw.items()})
-        return lines
-    return apply
-
-
 def _all(**kw) -> Callable[[list[Line]], list[Line]]:
     def apply(lines):
         for line in lines:
@@ -89,73 +83,43 @@ def _add(**kw) -> Callable[[list[Line]], list[Line]]:
     return apply
 
 
-def _chain(*steps):
-    def apply(lines):
-        for step in steps:
-            lines = step(lines)
+def _apply(edits) -> Callable[[list[Line]], list[Line]]:
+    """A rule example's edits (``schemas.rules.core.Edit``) as a function of the claim's lines."""
+    def apply(lines: list[Line]) -> list[Line]:
+        for edit in edits:
+            if edit.kind == "set":
+                lines[edit.line].update(edit.values)
+            elif edit.kind == "all":
+                lines = _all(**edit.values)(lines)
+            elif edit.kind == "add":
+                lines = _add(**edit.values)(lines)
+            elif edit.kind == "keep":
+                lines = [lines[i] for i in edit.line]
+            elif edit.kind == "prior":
+                first = lines[0]
+                lines = clean_claim(first[C.CLAIM_ID] + "-PREV", first[C.PATIENT_ID],
+                                    edit.values[C.SERVICE_DATE]) + lines
+            else:
+                raise ValueError(f"unknown edit {edit.kind!r}")
         return lines
     return apply
 
 
-M1 = C.MODIFIERS[0]
-M2 = C.MODIFIERS[1]
+def apply_edits(edits, claim_id: str, patient_id: str, dos: str = "2024-05-14") -> list[Line]:
+    """The clean claim with a rule example's edits applied in order."""
+    return _apply(edits)(clean_claim(claim_id, patient_id, dos))
+
+
+# Each rule's firing example (schemas/rules/<family>.py), in catalog order.
 MUTATIONS: dict[str, Callable[[list[Line]], list[Line]]] = {
-    "ING-001": _set(1, **{C.CHARGE: "12.3.4"}),
-    "STR-001": _set(1, **{C.CLAIM_ID: None}),
-    "STR-002": _all(**{C.SERVICE_DATE: "2031-01-01"}),
-    "STR-003": _set(0, **{C.PROCEDURE_CODE: "6461"}),
-    "STR-004": _set(1, **{C.UNITS: 0}),
-    "STR-005": _all(**{C.DX[1]: "G5"}),
-    "STR-006": _all(**{C.RENDERING_NPI: "1993999997"}),
-    "STR-007": _set(0, **{M2: "5"}),
-    "STR-008": _set(1, **{C.LINE_NO: 1}),
-    "STR-009": _set(0, **{C.CHARGE: -5}),
-    "STR-010": _set(0, **{C.DX_POINTER: "AB"}),
-    "STR-011": _set(1, **{C.PATIENT_ID: "MBR-999999"}),
-    "STR-012": _all(**{C.SERVICE_DATE: "2022-01-10"}),
-    "HFS-001": _all(**{C.SERVICE_DATE: "2018-09-30"}),
-    "HFS-002": _all(**{C.DX[1]: "G51.3", C.DX_POINTER: "A"}),
-    "HFS-003": _all(**{C.DX[1]: "G51.31"}),
-    "HFS-004": _all(**{C.DX[1]: "G51.0"}),
-    "HFS-005": lambda lines: [lines[1]],
-    "HFS-006": _chain(_set(0, **{C.PROCEDURE_CODE: "64615", M1: None}), _add(**{C.PROCEDURE_CODE: "64612",
-                      M1: "50", C.MUSCLES: SITES, C.UNITS: 1})),
-    "HFS-007": _set(0, **{M1: "RT", C.MUSCLES: SITES}),
-    "HFS-008": _set(0, **{M1: None, C.UNITS: 2}),
-    "HFS-009": _chain(_set(0, **{M1: "RT"}), _add(**{C.PROCEDURE_CODE: "64612", M1: "LT", C.LINE_NO: 3})),
-    "HFS-010": _set(1, **{C.DX[1]: "G24.5", C.DX_POINTER: "B"}),
-    "HFS-011": lambda lines: [lines[0]],
-    "HFS-012": _set(1, **{C.PROCEDURE_CODE: "J0588", C.NDC: "00259-1605-01"}),
-    "HFS-013": _set(1, **{C.UNITS: 40, M1: None}, ),
-    "HFS-014": _set(1, **{M1: None}),
-    "HFS-015": _chain(_set(1, **{C.UNITS: 50, M1: None}), _add(**{C.PROCEDURE_CODE: "J0585", M1: "JW",
-                      C.UNITS: 45, C.NDC: BOTOX_NDC})),
-    "HFS-016": _set(0, **{C.MUSCLES: "R OO 150u; L OO 150u"}),
-    "HFS-017": _set(1, **{C.NDC: "0023-1145-01"}),
-    "HFS-018": _set(0, **{C.MUSCLES: None}),
-    "HFS-019": _set(0, **{C.MUSCLES: SITES + "; R masseter 0u"}),
-    "HFS-020": _set(0, **{C.MUSCLES: SITES + "; L zygomaticus thing 0u"}),
-    "HFS-021": _set(0, **{C.MUSCLES: "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; R CS 5u; R PR 5u; R PLAT 15u"}),
-    "HFS-022": _add(**{C.PROCEDURE_CODE: "95874", C.UNITS: 2}),
-    "HFS-023": _add(**{C.PROCEDURE_CODE: "95874", C.UNITS: 1}),
-    "HFS-024": _add(**{C.PROCEDURE_CODE: "96372", C.UNITS: 1}),
-    "HFS-025": _all(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: ""}),
-    "HFS-026": _all(**{C.DOC_NEURO_EXAM: "N"}),
-    "HFS-027": _all(**{C.DOC_IMAGING: "N"}),
-    "HFS-028": _add(**{C.PROCEDURE_CODE: "69955", C.UNITS: 1}),
-    "HFS-030": lambda lines: lines,  # needs a second claim: see ``repeat_pair``
-    "HFS-031": _all(**{C.PLACE_OF_SERVICE: "22"}),
-    "HFS-032": _set(1, **{C.SERVICE_DATE: "2024-05-15"}),
+    r.id: _apply(r.examples.fires) for r in RULES if r.examples
 }
+_SAMPLED = [r.id for r in RULES if r.examples and r.examples.sampled]
 
 
 def mutated(rule: str, claim_id: str, patient_id: str, dos: str = "2024-05-14") -> list[Line]:
     """A claim that fires ``rule`` (and as little else as possible)."""
-    lines = MUTATIONS[rule](clean_claim(claim_id, patient_id, dos))
-    if rule == "HFS-030":
-        earlier = clean_claim(claim_id + "-PREV", patient_id, "2024-03-26")
-        lines = earlier + lines
-    return lines
+    return MUTATIONS[rule](clean_claim(claim_id, patient_id, dos))
 
 
 def row_for_file(line: Line) -> dict:
@@ -214,7 +178,7 @@ def generate(n_lines: int, seed: int = 20261124, defect_rate: float = 0.05,
              start: str = "2024-01-02") -> list[Line]:
     """Realistic synthetic lines: mostly clean G51.33 claims, a few with defects, some out of scope."""
     rng = random.Random(seed)
-    rules = [r for r in MUTATIONS if r not in {"HFS-030", "STR-001", "STR-002"}]
+    rules = _SAMPLED
     payers = ("Medicare", "Aetna", "BlueCross", "UnitedHealthcare", "Cigna")
     base = dt.date.fromisoformat(start)
     out: list[Line] = []
@@ -222,7 +186,7 @@ def generate(n_lines: int, seed: int = 20261124, defect_rate: float = 0.05,
     while len(out) < n_lines:
         k += 1
         claim_id = f"CLM-{k:07d}"
-        # One patient per claim (a bijection of k): no chance repeat sessions (HFS-030), so the share of
+        # One patient per claim (a bijection of k): no chance repeat sessions, so the share of
         # flagged claims stays near defect_rate at every file size.
         patient_id = f"MBR-{(k * 104_729) % 9_999_991:07d}"
         dos = (base + dt.timedelta(days=rng.randrange(150))).isoformat()

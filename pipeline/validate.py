@@ -1,7 +1,7 @@
 """Validate canonical claim lines against the rule catalog and return findings (pure, never raises).
 
 ``find_violations`` runs the pandera models lazily, maps their failure cases to one finding per
-(line or claim, rule), adds ingest findings (ING-001, FILE-003), and lists the rules that could not
+(line or claim, rule), adds ingest findings (the unreadable cells, and FILE-003), and lists the rules that could not
 be evaluated for this file as *not checked*.
 """
 
@@ -20,9 +20,8 @@ from pipeline.derive import derive_claims
 from pipeline.ingest import release_memory, to_canonical
 from pipeline.isolate import beside
 from schemas import columns as C
-from schemas.checks import ICD10_PATTERN, text_matches
-from schemas.claims import FACT_COLUMNS, ClaimFacts, ClaimLines
-from schemas.rules import RULES_BY_ID, SEVERITY_RANK, Level
+from schemas.claims import CLAIM_SCHEMA, FACT_COLUMNS, LINE_SCHEMA
+from schemas.rules import RULES, RULES_BY_ID, SEVERITY_RANK, Level, Rule
 
 log = logging.getLogger(__name__)
 
@@ -31,52 +30,20 @@ FINDING_COLUMNS = [
     "patient_id", "service_date", "payer", "charge",
 ]
 
-# Rules that need optional columns; absent columns mean "not checked" for the file, never "passed".
-NEEDS = {
-    "STR-006": (C.RENDERING_NPI,), "STR-009": (C.CHARGE,), "STR-010": (C.DX_POINTER,),
-    "STR-011": (C.PATIENT_ID,), "HFS-010": (C.DX_POINTER,), "HFS-017": (C.NDC,),
-    "HFS-018": (C.MUSCLES,), "HFS-019": (C.MUSCLES,), "HFS-020": (C.MUSCLES,), "HFS-021": (C.MUSCLES,),
-    "HFS-013": (C.MUSCLES,), "HFS-016": (C.MUSCLES,), "HFS-030": (C.PATIENT_ID,),
-    "HFS-031": (C.PLACE_OF_SERVICE,), "HFS-025": (C.DOC_ONSET, C.DOC_DURATION, C.DOC_FREQUENCY),
-    "HFS-026": (C.DOC_NEURO_EXAM, C.DOC_FACIAL_NERVE), "HFS-027": (C.DOC_IMAGING,),
-    "HFS-028": (C.DOC_SURGICAL_NOTES,),
-}
-
-# Claim-level rule -> (value column of the claim facts, anchor line column).
-CLAIM_DETAIL = {
-    "HFS-001": ("dos_min", "first_index"), "HFS-002": ("dos_max", "first_index"),
-    "HFS-003": ("conflict_dx", "first_index"), "HFS-004": (None, "first_index"),
-    "HFS-005": ("toxin_code", "idx_toxin"), "HFS-006": ("why_other_chemo", "idx_other_chemo"),
-    "HFS-007": ("one_side", "idx_64612"), "HFS-008": ("why_bilateral", "idx_64612"),
-    "HFS-009": ("why_style", "idx_64612"), "HFS-010": ("why_pointer", "idx_pointer"),
-    "HFS-011": (None, "idx_64612"), "HFS-012": ("toxin_code", "idx_toxin"),
-    "HFS-013": ("why_units", "idx_toxin"), "HFS-014": ("why_waste", "idx_toxin"),
-    "HFS-015": ("why_vials", "idx_toxin"), "HFS-016": ("why_dose", "idx_64612"),
-    "HFS-017": ("why_ndc", "idx_toxin"), "HFS-018": ("why_sites_missing", "idx_64612"),
-    "HFS-019": ("nonfacial_muscles", "idx_64612"), "HFS-020": ("unknown_muscles", "idx_64612"),
-    "HFS-021": ("why_sides", "idx_64612"), "HFS-022": ("why_guidance", "first_index"),
-    "HFS-023": ("why_guidance_warn", "first_index"), "HFS-024": (None, "idx_64612"),
-    "HFS-025": ("why_history", "first_index"), "HFS-026": ("why_exam", "first_index"),
-    "HFS-027": ("imaging_context", "first_index"), "HFS-028": ("surgery_codes", "first_index"),
-    "HFS-030": ("why_repeat", "idx_64612"), "HFS-031": ("why_setting", "idx_toxin"),
-    "HFS-032": ("why_pairing", "idx_64612"),
-}
-BLANK_OK = {"HFS-027"}  # an empty value is part of the sentence, not a missing value
-DYNAMIC_SEVERITY = {"HFS-021": "sides_severity", "HFS-027": "imaging_severity"}
-
-
 def _facts_for_checks(claims: pd.DataFrame) -> pd.DataFrame:
-    """The claim facts the HFS checks read (``FACT_COLUMNS``), reviewer texts as booleans: pandera
-    post-processes a failing dataframe check over every column of the frame, so it gets a narrow frame
-    of cheap values."""
+    """The claim facts the rules read (``FACT_COLUMNS``), reviewer texts as the flags ``ClaimFacts``
+    declares (``text != ""``): pandera post-processes a failing dataframe check over every column of the
+    frame, so it gets a narrow frame of cheap values."""
     keep = {}
     for col in FACT_COLUMNS:
         values = claims[col]
-        if col.startswith("why_") or col in ("one_side", "conflict_dx", "nonfacial_muscles", "unknown_muscles",
-                                             "sites_without_units"):
+        if col in _FLAGS and values.dtype != bool:
             values = (values != "") if isinstance(values.dtype, pd.StringDtype) else values.astype(bool)  # = bool(text)
         keep[col] = values
     return pd.DataFrame(keep, index=claims.index)
+
+
+_FLAGS = {name for name, column in CLAIM_SCHEMA.columns.items() if str(column.dtype) == "bool"}
 
 
 @dataclass
@@ -88,14 +55,14 @@ class Validation:
     claims: pd.DataFrame | None = None
 
 
-def _failing(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> dict[str, pd.Index]:
+def _failing(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[str, pd.Index]:
     """Rule id -> index labels of the rows that fail it, read from each failing check's output.
 
     A rule check that raised, or whose output is not one boolean per row, and any other schema error
     (a column's type, say) is logged as a contract problem by name; no rows are reported for it.
     """
     try:
-        model.validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         return {}
     except SchemaErrors as exc:
         errors = exc.schema_errors
@@ -112,40 +79,24 @@ def _failing(model: type[pa.DataFrameModel], frame: pd.DataFrame) -> dict[str, p
         if bad.any():
             failing[name] = frame.index[bad]
     if problems:
-        log.warning("schema contract problems in %s: %s", model.__name__, sorted(problems))
+        log.warning("schema contract problems in %s: %s", schema.name, sorted(problems))
     return failing
 
 
-def _line_columns(rule: str, lines: pd.DataFrame) -> list[str]:
+def _line_columns(rule: Rule, lines: pd.DataFrame) -> list[str]:
     """The columns a failing line's finding reads (``_line_values``): taking only these is cheaper than
     taking every column of the failing lines."""
-    cols = [C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW]
-    if rule == "STR-005":
-        cols += list(C.DX)
-    elif rule == "STR-007":
-        cols += [*C.MODIFIERS, C.MODIFIER_EXTRA]
-    elif (RULES_BY_ID[rule].field or "") in lines:
-        cols.append(RULES_BY_ID[rule].field)
+    cols = [C.CLAIM_ID, C.LINE_NO, C.SOURCE_ROW, *rule.detail_columns]
+    if not rule.detail and (rule.field or "") in lines:
+        cols.append(rule.field)
     return list(dict.fromkeys(cols))
 
 
-def _line_values(rule: str, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    """The field and offending value shown for a failing line."""
-    fld = RULES_BY_ID[rule].field or ""
-    if rule == "STR-005":
-        bad = {c: (rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN)).to_numpy(bool) for c in C.DX}
-        raw = {c: rows[c].astype(object).tolist() for c in C.DX}
-        hits = [[c for c in C.DX if bad[c][i]] for i in range(len(rows))]
-        value = [", ".join(str(raw[c][i]) for c in cols) for i, cols in enumerate(hits)]
-        return pd.Series([", ".join(cols) for cols in hits], index=rows.index), pd.Series(value, index=rows.index)
-    if rule == "STR-007":
-        mods = rows[list(C.MODIFIERS) + [C.MODIFIER_EXTRA]].astype(object)
-        value = [", ".join(str(v) for v in row if pd.notna(v)) for row in mods.itertuples(index=False)]
-        return pd.Series("modifiers", index=rows.index), pd.Series(value, index=rows.index)
-    if rule == "STR-011":
-        sub = lines[lines[C.CLAIM_ID].isin(set(rows[C.CLAIM_ID]))].dropna(subset=[C.PATIENT_ID])
-        ids = sub.drop_duplicates([C.CLAIM_ID, C.PATIENT_ID]).groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(", ".join)
-        return pd.Series(fld, index=rows.index), rows[C.CLAIM_ID].map(ids).fillna("")
+def _line_values(rule: Rule, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """The field and offending value shown for a failing line (the rule's own detail, or its field)."""
+    if rule.detail:
+        return rule.detail(rows, lines)
+    fld = rule.field or ""
     if fld in rows:
         return pd.Series(fld, index=rows.index), rows[fld].map(_show)
     return pd.Series(fld, index=rows.index), pd.Series("", index=rows.index)
@@ -182,8 +133,8 @@ def find_violations(
     lines = to_canonical(lines)
     present = set(C.CANONICAL) if present is None else set(present)
     not_checked = {
-        rule: "column(s) absent from the file: " + ", ".join(c for c in cols if c not in present)
-        for rule, cols in NEEDS.items() if any(c not in present for c in cols)
+        r.id: "column(s) absent from the file: " + ", ".join(c for c in r.needs if c not in present)
+        for r in RULES if any(c not in present for c in r.needs)
     }
     for rule in config.disabled:
         not_checked.setdefault(rule, "disabled in the configuration")
@@ -204,7 +155,7 @@ def find_violations(
 
 def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     """``parts`` frames of lines: a claim is never split, and all claims of one patient (the patient of
-    the claim's first line, as HFS-030 counts them) fall in the same part."""
+    the claim's first line, as the repeat-session rule counts them) fall in the same part."""
     claim = lines[C.CLAIM_ID]
     patient = lines[C.PATIENT_ID].groupby(claim, sort=False).transform("first")
     key = patient.astype(object).where(patient.notna(), claim.astype(object)).fillna("")
@@ -218,9 +169,9 @@ PARALLEL_LINES = 50_000  # from this many lines, the line rules run on a helper 
 def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date) -> list[pd.DataFrame]:
     """The line rules' findings (ClaimLines), one frame per failing rule."""
     rows = []
-    for rule, idx in _failing(ClaimLines, lines.assign(as_of=pd.Timestamp(as_of))).items():
-        sub = lines.loc[idx, _line_columns(rule, lines)]
-        fld, value = _line_values(rule, sub, lines)
+    for rule, idx in _failing(LINE_SCHEMA, lines.assign(as_of=pd.Timestamp(as_of))).items():
+        sub = lines.loc[idx, _line_columns(RULES_BY_ID[rule], lines)]
+        fld, value = _line_values(RULES_BY_ID[rule], sub, lines)
         rows.append(pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
             C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
@@ -244,20 +195,27 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
         claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
         at_line = lines[[C.LINE_NO, C.SOURCE_ROW]]  # what a claim finding shows of its anchor line
-        for rule, idx in _failing(ClaimFacts, _facts_for_checks(claims)).items():
-            value_col, anchor_col = CLAIM_DETAIL[rule]
-            wanted = [C.CLAIM_ID, "first_index", anchor_col, value_col, DYNAMIC_SEVERITY.get(rule)]
+        for rule, idx in _failing(CLAIM_SCHEMA, _facts_for_checks(claims)).items():
+            entry = RULES_BY_ID[rule]
+            value_col, anchor_col = entry.value, entry.anchor
+            wanted = [C.CLAIM_ID, "first_index", anchor_col, value_col, entry.severity_from, *entry.detail_columns,
+                      *entry.severity_columns]
             sub = claims.loc[idx, list(dict.fromkeys(c for c in wanted if c))]
             anchor = sub[anchor_col].fillna(sub["first_index"]).astype("int64")
             at = at_line.loc[anchor]
-            value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
+            if entry.detail:  # the rule's own detail, for its failing claims only
+                value = pd.Series(entry.detail(sub), index=sub.index).astype(object)
+            else:
+                value = sub[value_col].map(_show) if value_col else pd.Series("", index=sub.index)
             part = pd.DataFrame({
                 "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID].to_numpy(), C.LINE_NO: at[C.LINE_NO].to_numpy(),
                 C.SOURCE_ROW: at[C.SOURCE_ROW].to_numpy(), "field": RULES_BY_ID[rule].field or "",
                 "value": value.to_numpy(), "_line": anchor.to_numpy(),
             })
-            if rule in DYNAMIC_SEVERITY:
-                part["severity"] = sub[DYNAMIC_SEVERITY[rule]].to_numpy()
+            if entry.severity_of:  # the catalog entry says the severity depends on the claim
+                part["severity"] = pd.Series(entry.severity_of(sub), index=sub.index).to_numpy()
+            elif entry.severity_from:
+                part["severity"] = sub[entry.severity_from].to_numpy()
             rows.append(part)
 
     findings = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
@@ -269,19 +227,22 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     return findings.drop(columns="_line"), claims
 
 
+_CELL_RULES = {r.id for r in RULES if r.level == Level.CELL}
+
+
 def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: set[str]) -> pd.DataFrame:
     parts = []
     absent = [c for c in C.DOC_FLAGS if c not in present]
     if absent:
         parts.append(pd.DataFrame([{"rule": "FILE-003", "field": "documentation", "value": ", ".join(absent)}]))
     if issues is not None and len(issues):
-        cells = issues[issues["rule"] == "ING-001"]
+        cells = issues[issues["rule"].isin(_CELL_RULES)]
         if len(cells):
             shown = [C.SOURCE_ROW, C.CLAIM_ID, C.LINE_NO, C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
             by_row = lines[shown].drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)  # not every column
             hit = by_row.reindex(cells["row"].astype("int64"))
             parts.append(pd.DataFrame({
-                "rule": "ING-001", C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
+                "rule": cells["rule"].to_numpy(), C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
                 C.SOURCE_ROW: cells["row"].to_numpy(), "field": cells["column"].to_numpy(),
                 "value": cells["value"].to_numpy(), "reason": cells["reason"].to_numpy(),
                 C.PATIENT_ID: hit[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: hit[C.SERVICE_DATE].to_numpy(),
@@ -328,7 +289,7 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     findings = findings[keep]
     findings["value"] = findings["value"].fillna("").astype(str)
     findings["message"] = [
-        RULES_BY_ID[r].message.format(value=v if v or r in BLANK_OK else "(blank)") + (f" ({why})" if isinstance(why, str) and why
+        RULES_BY_ID[r].message.format(value=v if v or RULES_BY_ID[r].blank_ok else "(blank)") + (f" ({why})" if isinstance(why, str) and why
                                                                        else "")
         for r, v, why in zip(findings["rule"].tolist(), findings["value"].tolist(), findings["reason"].tolist(),
                              strict=True)

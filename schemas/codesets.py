@@ -13,7 +13,7 @@ G51_3_CONFLICTING = ("G51.31", "G51.32", "G51.39")
 BELLS_PALSY = "G51.0"
 LATERALITY_EFFECTIVE = dt.date(2018, 10, 1)
 
-# Structural causes of hemifacial spasm that make imaging mandatory [RULES.md HFS-027].
+# Structural causes of hemifacial spasm that make imaging mandatory (the imaging rule in schemas/rules/documentation.py).
 STRUCTURAL_DX = ("D33.3", "D43.3", "C72.5", "D32.0", "Q28.2", "Q28.3", "I67.1")
 
 # Chemodenervation and related CPT [ref 2.1: S-AAPC-FACENECK, S-AAPC-2014, S-SURGISTRAT].
@@ -28,7 +28,7 @@ GUIDANCE_ESTIM = "95873"
 GUIDANCE_EMG = "95874"
 GUIDANCE = (GUIDANCE_ESTIM, GUIDANCE_EMG)
 THERAPEUTIC_INJECTION = "96372"  # bundled into chemodenervation [ref 2.2: S-AAPC-SITE]
-FACIAL_NERVE_SURGERY = ("61458", "69720", "69725", "69955")  # [RULES.md HFS-027/028]
+FACIAL_NERVE_SURGERY = ("61458", "69720", "69725", "69955")  # imaging and surgical-notes rules (documentation.py)
 
 # Botulinum toxins: billing unit (toxin units per HCPCS unit) and single-dose vials [ref 3.1].
 TOXIN_BILLING_UNIT = {"J0585": 1, "J0586": 5, "J0587": 100, "J0588": 1, "J0589": 1}
@@ -64,7 +64,7 @@ JZ_REQUIRED = dt.date(2023, 7, 1)
 FACILITY_POS = ("19", "21", "22", "23", "24")
 OPD_POS = ("19", "22")
 
-# Drug supplied by someone else: no drug line expected [RULES.md HFS-011].
+# Drug supplied by someone else: no drug line expected (the missing-toxin-line rule in schemas/rules/toxin.py).
 DRUG_NOT_BILLED_SOURCES = ("pharmacy", "patient")
 
 # Timely filing: Medicare 12 months [ref 7: S-FCSO-TIMELY].

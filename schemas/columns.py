@@ -88,7 +88,7 @@ CANONICAL = (
     SOURCE_SHEET,
 )
 
-# Columns a file must have (FILE-002). "At least one diagnosis" is checked separately.
+# Columns a file must have (else the file is refused: schemas/rules/file.py). "At least one diagnosis" is checked separately.
 REQUIRED = (CLAIM_ID, SERVICE_DATE, PROCEDURE_CODE, UNITS)
 
 # PHI: never logged, never in Prefect artifacts; only the workbook shows them.

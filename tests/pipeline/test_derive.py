@@ -100,8 +100,9 @@ def _extra(lines, code, **kw):
 
 
 def test_reviewer_texts_of_each_branch():
-    """It writes the reviewer's detail of each multi-part rule word for word, for every branch: the
-    combined place-of-service texts, guidance, one-side billing, sides, style, imaging and history."""
+    """It shows the reviewer's detail of each multi-part rule word for word, for every branch, with its
+    severity: the combined place-of-service texts, guidance, one-side billing, sides, style, imaging and
+    history (findings: rule, claim, value, severity)."""
     from pipeline.config import PayerProfile
 
     def every(**kw):  # the same fields on every line of the claim
@@ -129,38 +130,40 @@ def test_reviewer_texts_of_each_branch():
         "SET2": every(**{C.PLACE_OF_SERVICE: "22"}), "SET1": every(**{C.PLACE_OF_SERVICE: "21"}),
         "LAR": extra("95874", "64617"), "LAR2": larynx_and_units, "LT": first(**{C.MODIFIERS[0]: "LT"}),
         "UNMOD": first(**{C.MODIFIERS[0]: None}), "RSOME": first(**{C.MUSCLES: "R OO 5u; zygomaticus 5u"}),
-        "NOSIDE": first(**{C.MUSCLES: "OO 5u; zygomaticus 5u"}), "STYLE": rt_lt_lines,
-        "GUIDE": extra("95873", "95874"), "STRUCT": every(**{C.DX[1]: "D33.3", C.DOC_IMAGING: "N"}),
+        "NOSIDE": first(**{C.MUSCLES: "OO 5u; zygomaticus 5u"}), "RONLY": first(**{C.MUSCLES: "R OO 5u; R ZM 5u"}),
+        "STYLE": rt_lt_lines, "GUIDE": extra("95873", "95874"),
+        "STRUCT": every(**{C.DX[1]: "D33.3", C.DOC_IMAGING: "N"}), "IMG": every(**{C.DOC_IMAGING: "N"}),
         "HIST": every(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: "N"}), "PAIR": pairing,
     }
     lines = lines_frame([line for cid, edit in edits.items() for line in _claim(cid, edit)])
     config = ScrubConfig(payers={"Style50": PayerProfile(bilateral_style="50")})
-    facts = derive_claims(to_canonical(lines), config).set_index(C.CLAIM_ID)
-    text = {col: {k: v for k, v in facts[col].items() if v} for col in (
-        "why_setting", "why_guidance", "why_guidance_warn", "one_side", "why_sides", "sides_severity", "why_style",
-        "imaging_context", "imaging_severity", "why_history", "why_pairing")}
+    found = find_violations(lines, AS_OF, config).findings
+
+    def shown(rule, what="value"):
+        hit = found[found["rule"] == rule]
+        return {c: v for c, v in zip(hit[C.CLAIM_ID], hit[what], strict=True) if v}
+
     facility = "POS {0} (facility) with a toxin line: the drug usually belongs on the facility claim"
     outpatient = "POS 22 hospital outpatient 64612 + toxin with no prior authorization number (UTN)"
-    assert text["why_setting"] == {"SET2": facility.format(22) + "; " + outpatient, "SET1": facility.format(21)}
+    assert shown("HFS-031") == {"SET2": facility.format(22) + "; " + outpatient, "SET1": facility.format(21)}
     larynx_text = "95874 with 64617 (guidance included)"
-    assert text["why_guidance"] == {"LAR": larynx_text,
-                                    "LAR2": "more than 1 unit of guidance on one date; " + larynx_text,
-                                    "GUIDE": "more than 1 unit of guidance on one date"}
-    assert text["why_guidance_warn"] == {"LAR": "guidance billed with 64612 for facial muscles",
-                                         "LAR2": "guidance billed with 64612 for facial muscles",
-                                         "GUIDE": "95873 and 95874 billed together"}
-    assert text["one_side"] == {"LT": "LT only", "UNMOD": "no side modifier"}
-    assert text["why_sides"] == {"RSOME": "on the right side only (some sites state no side)",
-                                 "NOSIDE": "all without a side"}
-    assert {k for k, v in facts["sides_severity"].items() if v == "warning"} == {"RSOME", "NOSIDE"}
-    assert set(facts["sides_severity"]) == {"warning", "error"}
-    assert text["why_style"] == {"STYLE": "one line 64612-50 x1"}
-    assert text["imaging_context"] == {"STRUCT": " and the claim carries a structural-cause diagnosis"}
-    assert {k for k, v in facts["imaging_severity"].items() if v == "error"} == {"STRUCT"}
-    assert text["why_history"] == {"HIST": "onset, frequency of spasms"}
-    assert text["why_pairing"] == {"PAIR": "different dates of service; different rendering NPIs"}
-    for col in text:
-        assert facts[col].dtype == pd.Series(["x"]).dtype, col  # text columns, as validate and the report expect
+    assert shown("HFS-022") == {"LAR": larynx_text, "LAR2": "more than 1 unit of guidance on one date; " + larynx_text,
+                                "GUIDE": "more than 1 unit of guidance on one date"}
+    assert shown("HFS-023") == {"LAR": "guidance billed with 64612 for facial muscles",
+                                "LAR2": "guidance billed with 64612 for facial muscles",
+                                "GUIDE": "95873 and 95874 billed together"}
+    assert shown("HFS-007") == {"LT": "LT only", "UNMOD": "no side modifier"}
+    assert shown("HFS-021") == {"RSOME": "on the right side only (some sites state no side)",
+                                "NOSIDE": "all without a side", "RONLY": "on the right side only"}
+    assert shown("HFS-021", "severity") == {"RSOME": "warning", "NOSIDE": "warning", "RONLY": "error"}
+    assert shown("HFS-009") == {"STYLE": "one line 64612-50 x1"}
+    assert shown("HFS-027") == {"STRUCT": " and the claim carries a structural-cause diagnosis"}
+    assert shown("HFS-027", "severity") == {"STRUCT": "error", "IMG": "warning"}
+    assert set(found.loc[found["rule"] == "HFS-027", "message"]) == {
+        "Imaging (e.g. MRI) is not documented and the claim carries a structural-cause diagnosis.",
+        "Imaging (e.g. MRI) is not documented."}
+    assert shown("HFS-025") == {"HIST": "onset, frequency of spasms"}
+    assert shown("HFS-032") == {"PAIR": "different dates of service; different rendering NPIs"}
 
 
 def test_code_matrix_leaves_out_empty_columns_and_reads_them_as_blank():

@@ -1,5 +1,6 @@
 """Every rule: a claim that must fire it and a near-miss that must not (small inline frames)."""
 
+import copy
 import datetime as dt
 
 import pytest
@@ -25,12 +26,14 @@ STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT
 
 
 def _edit(lines, i, **kw):
+    lines = copy.deepcopy(lines)  # never the caller's claim: _near's entries share one
     for k, v in kw.items():
         lines[i][k] = v
     return lines
 
 
 def _both_sides(lines):
+    lines = copy.deepcopy(lines)
     lines[0][M1] = "RT"
     left = dict(lines[0], **{M1: "LT", C.LINE_NO: 3, C.MUSCLES: SITES})
     return lines + [left]
@@ -61,7 +64,7 @@ def _near(rule):
                                       C.DX_POINTER: "B", C.MUSCLES: None})],
         "HFS-007": _both_sides(c),
         "HFS-008": _both_sides(c),
-        "HFS-009": c,
+        "HFS-009": _both_sides(c),  # RT + LT lines, scrubbed with the RT_LT profile
         "HFS-010": [dict(x, **{C.DX_POINTER: None}) for x in c],
         "HFS-011": [dict(c[0], **{C.DRUG_SOURCE: "Pharmacy supplied"})],
         "HFS-012": _edit(c, 1, **{C.PROCEDURE_CODE: "J0586", C.UNITS: 10, C.NDC: "15054-0530-06"}),
@@ -335,10 +338,11 @@ def test_a_rule_check_that_raises_is_reported_not_passed(monkeypatch, caplog):
     from pipeline import validate
 
     facts = validate._facts_for_checks
-    monkeypatch.setattr(validate, "_facts_for_checks", lambda claims: facts(claims).drop(columns=["why_units"]))
+    monkeypatch.setattr(validate, "_facts_for_checks", lambda claims: facts(claims).drop(columns=["site_units"]))
     with caplog.at_level("WARNING", logger="pipeline.validate"):
         find_violations(lines_frame(clean_claim()), AS_OF)
-    assert "schema contract problems in ClaimFacts: ['HFS-013']" in caplog.text
+    # the rule that could not run by id, and the missing declared fact column by pandera's check name
+    assert "schema contract problems in ClaimFacts: ['HFS-013', 'HFS-016', 'column_in_dataframe']" in caplog.text
 
 
 def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
@@ -348,12 +352,13 @@ def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
     from pandera.errors import SchemaErrors
 
     from pipeline.ingest import to_canonical
-    from schemas.claims import ClaimLines, RuleCheck
+    from schemas.claims import LINE_SCHEMA
+    from schemas.pandera_adapter import RuleCheck
 
-    assert all(isinstance(c, RuleCheck) for c in ClaimLines.to_schema().checks)
+    assert all(isinstance(c, RuleCheck) for c in LINE_SCHEMA.checks)
     frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461"))).assign(as_of=pd.Timestamp(AS_OF))
     with pytest.raises(SchemaErrors) as caught:
-        ClaimLines.validate(frame, lazy=True)
+        LINE_SCHEMA.validate(frame, lazy=True)
     (err,) = [e for e in caught.value.schema_errors if e.check.name == "STR-003"]
     assert err.check_output.tolist() == [False] + [True] * (len(frame) - 1)
     assert not isinstance(err.failure_cases, pd.DataFrame | pd.Series)
