@@ -30,7 +30,7 @@ def _check_rule_ids(value):
     return value
 
 
-MAX_REPEAT_INTERVAL_DAYS = 366  # the longest HFS-030 interval a profile may set: how far back history matters
+MAX_REPEAT_INTERVAL_DAYS = 366  # the longest repeat interval a profile may set: how far back history matters
 
 
 class PayerProfile(BaseModel):
@@ -39,7 +39,7 @@ class PayerProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bilateral_style: BilateralStyle = Field(BilateralStyle.ANY, description="50, RT_LT or any (HFS-009)")
     repeat_interval_days: int = Field(84, ge=1, le=MAX_REPEAT_INTERVAL_DAYS,
-                                      description="Minimum days between sessions (HFS-030)")
+                                      description="Minimum days between sessions (repeat-interval rule)")
     side_min_units: float = Field(5, ge=0, description="Lowest plausible Botox-equivalent units per side")
     side_max_units: float = Field(100, gt=0, description="Highest plausible Botox-equivalent units per side")
     session_cap_units: float = Field(200, gt=0, description="Highest plausible units per session")

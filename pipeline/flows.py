@@ -161,7 +161,7 @@ def dask_check(result, as_of: dt.date, config: ScrubConfig, history, salt: str, 
 
 @task(cache_policy=None, persist_result=False)
 def find_cross_file_repeats(outcomes, history, config: ScrubConfig):
-    """HFS-030 between files of the same night."""
+    """Repeat injections between files of the same night."""
     from pipeline import nightly
 
     return nightly.cross_file_repeats(outcomes, history, config)
@@ -258,7 +258,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         for rule, n in o.by_rule.items():
             by_rule[rule] = by_rule.get(rule, 0) + int(n)
     if len(cross):
-        by_rule["HFS-030"] = by_rule.get("HFS-030", 0) + len(cross)
+        for rule, n in cross["rule"].value_counts().items():
+            by_rule[rule] = by_rule.get(rule, 0) + int(n)
     if files:
         create_table_artifact(files, key="nightly-files", description=f"Files scrubbed on {day} (ids only)")
     if by_rule:

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 from pipeline.errors import IngestError
+from schemas.rules.file import UNREADABLE
 
 ZIP_MAGIC = b"PK\x03\x04"
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -25,18 +26,18 @@ def classify(path: Path) -> str:
     with open(path, "rb") as fh:
         head = fh.read(8)
     if not head:
-        raise IngestError("E_EMPTY", "FILE-001", "the file is empty (0 bytes)", path.name)
+        raise IngestError("E_EMPTY", UNREADABLE.id, "the file is empty (0 bytes)", path.name)
     if head.startswith(ZIP_MAGIC):
         zip_preflight(path)
         return "zip"
     if head.startswith(CFB_MAGIC):
         if cfb_is_encrypted(path):
-            raise IngestError("E_ENCRYPTED", "FILE-001",
+            raise IngestError("E_ENCRYPTED", UNREADABLE.id,
                               "the workbook is password-protected; remove the password and drop it again",
                               path.name)
         return "cfb"
     if path.stat().st_size > MAX_TEXT_BYTES:
-        raise IngestError("E_TOO_LARGE", "FILE-001", "the text file is larger than 1 GiB", path.name)
+        raise IngestError("E_TOO_LARGE", UNREADABLE.id, "the text file is larger than 1 GiB", path.name)
     return "text"
 
 
@@ -52,7 +53,7 @@ def zip_preflight(path: Path) -> None:
     name = Path(path).name
 
     def refuse(code: str, reason: str) -> None:
-        raise IngestError(code, "FILE-001", reason, name)
+        raise IngestError(code, UNREADABLE.id, reason, name)
 
     try:
         with zipfile.ZipFile(path) as z:

@@ -26,8 +26,9 @@ import pandas as pd
 from pipeline import normalize as N
 from pipeline.errors import IngestError
 from pipeline.gate import cfb_is_encrypted, classify
-from pipeline.isolate import beside, room_for_threads
+from pipeline.threads import beside, room_for_threads
 from schemas import columns as C
+from schemas.rules.file import UNREADABLE
 
 WORKBOOK_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt"}
@@ -185,7 +186,7 @@ def _delimiter(path: Path, first_line: str) -> str:
 def _read_text(path: Path, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
     data = path.read_bytes()
     if b"\x00" in data[:4096]:
-        raise IngestError("E_FORMAT", "FILE-001", "the file is binary, not a spreadsheet or CSV", path.name)
+        raise IngestError("E_FORMAT", UNREADABLE.id, "the file is binary, not a spreadsheet or CSV", path.name)
     text = _decode(data, path.name, notes)
     first = next((ln for ln in text.splitlines() if ln.strip()), "")
     delimiter = _delimiter(path, first)
@@ -242,7 +243,7 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
     from pipeline import xlsxsplit
 
     if kind == "cfb" and cfb_is_encrypted(path):
-        raise IngestError("E_ENCRYPTED", "FILE-001",
+        raise IngestError("E_ENCRYPTED", UNREADABLE.id,
                           "the workbook is password-protected; remove the password and drop it again",
                           path.name)
     try:
@@ -251,7 +252,7 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         code = "E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT"
-        raise IngestError(code, "FILE-001",
+        raise IngestError(code, UNREADABLE.id,
                           f"the workbook is damaged or not a spreadsheet ({type(exc).__name__})",
                           path.name) from None
     sheets, split = [], None
@@ -272,7 +273,7 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
     except BaseException as exc:  # including a Rust panic inside calamine
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
-        raise IngestError("E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT", "FILE-001",
+        raise IngestError("E_CORRUPT_ZIP" if kind == "zip" else "E_FORMAT", UNREADABLE.id,
                           f"a sheet could not be read ({type(exc).__name__})", path.name) from None
     finally:
         wb.close()
@@ -384,7 +385,7 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     notes: list[str] = []
     user_map = column_map or {}
     if not path.exists():
-        raise IngestError("E_MISSING", "FILE-001", "the file does not exist", path.name)
+        raise IngestError("E_MISSING", UNREADABLE.id, "the file does not exist", path.name)
     kind = classify(path)
     suffix = path.suffix.lower()
     if kind == "text" and suffix in WORKBOOK_SUFFIXES:
@@ -449,7 +450,7 @@ def _read_sheets(path: Path, kind: str, sheets: list, special_by_sheet: dict, us
         if date1904:
             notes.append("the workbook uses the 1904 date system; date serial numbers read accordingly")
     if len(rows[header_idx]) > MAX_COLUMNS:
-        raise IngestError("E_TOO_LARGE", "FILE-001", f"the claims sheet has more than {MAX_COLUMNS} columns",
+        raise IngestError("E_TOO_LARGE", UNREADABLE.id, f"the claims sheet has more than {MAX_COLUMNS} columns",
                           path.name, sheet)
     raw, ragged = _rectangle(rows, header_idx, kind == "text", path.name, sheet)
     return _build(path, sha, sheet, rows[header_idx], raw, header_idx + 2, mapping, sites_sheet, notes,
@@ -470,7 +471,7 @@ def _rectangle(rows: list[list[Any]], header_idx: int, strict: bool, filename: s
         if len(row) == width:
             continue
         if strict and not _is_blank_row(row) and not (len(row) > width and all(N.is_blank(c) for c in row[width:])):
-            raise IngestError("E_CSV_SHAPE", "FILE-001",
+            raise IngestError("E_CSV_SHAPE", UNREADABLE.id,
                               f"row {header_idx + i + 2} has {len(row)} fields but the header (row {header_idx + 1})"
                               f" has {width}; check the delimiter and quoting", filename, sheet)
         if len(row) > width and not all(N.is_blank(c) for c in row[width:]):
@@ -659,7 +660,7 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
     source_rows = (idx + first_row).tolist()
     rows_read = len(idx)
     if rows_read > MAX_ROWS:
-        raise IngestError("E_TOO_LARGE", "FILE-001", f"{rows_read} rows is more than the limit of {MAX_ROWS}",
+        raise IngestError("E_TOO_LARGE", UNREADABLE.id, f"{rows_read} rows is more than the limit of {MAX_ROWS}",
                           path.name, sheet)
     subset = rows_read < len(raw_all)
     raw = raw_all.iloc[idx].reset_index(drop=True) if subset else raw_all

@@ -9,17 +9,16 @@ reader crash); ``request_stop`` (the nightly run's signal handler) marks the sto
 the waiting parent raises ``Interrupted``: the file was not scrubbed and stays where it is.
 """
 
-import mmap
 import multiprocessing as mp
 import resource
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import IngestError
+from schemas.rules.file import UNREADABLE
 
 DEFAULT_MEMORY_MB = 6144
 DEFAULT_TIMEOUT_S = 900
@@ -98,32 +97,6 @@ def _context():
     return _CTX
 
 
-def room_for_threads(mb: int = 64) -> bool:
-    """Whether ``mb`` MB of address space can still be had (a child runs under a memory limit).
-
-    A thread that runs out of memory while it starts dies before it reports that it started, and
-    Python's ``Thread.start`` then waits for it for ever: so close to the limit, work is done on the
-    calling thread instead (the time limit would otherwise end the read, after minutes).
-    """
-    try:
-        mmap.mmap(-1, mb << 20).close()  # reserves address space, touches no memory
-    except (OSError, MemoryError, ValueError):
-        return False
-    return True
-
-
-@contextmanager
-def beside(fn: Callable, *args, name: str = "claimscrub-beside") -> Iterator[Callable]:
-    """Run ``fn(*args)`` on a helper thread while the ``with`` block runs; the block gets a callable that
-    returns its result (waiting for it). Without room for a thread (``room_for_threads``), ``fn`` runs
-    on the calling thread when the result is asked for."""
-    if not room_for_threads():
-        yield lambda: fn(*args)
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
-        yield pool.submit(fn, *args).result
-
-
 def _read(path: str, column_map: dict | None):
     from pipeline import ingest
 
@@ -155,9 +128,9 @@ def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = 
     except IngestError as exc:
         conn.send(("ingest", (exc.code, exc.rule, exc.reason, exc.file, exc.sheet)))
     except MemoryError:
-        conn.send(("ingest", ("E_TOO_LARGE", "FILE-001", f"{doing} needed more memory than allowed", name, "")))
+        conn.send(("ingest", ("E_TOO_LARGE", UNREADABLE.id, f"{doing} needed more memory than allowed", name, "")))
     except Exception as exc:  # noqa: BLE001 - reduced to a safe reason code
-        conn.send(("ingest", ("E_READER", "FILE-001", f"the reader failed ({type(exc).__name__})", name, "")))
+        conn.send(("ingest", ("E_READER", UNREADABLE.id, f"the reader failed ({type(exc).__name__})", name, "")))
     finally:
         conn.close()
 
@@ -188,14 +161,14 @@ def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "readi
             proc.kill()
             if _STOP.is_set():
                 raise Interrupted
-            raise IngestError("E_TIMEOUT", "FILE-001", f"{doing} took longer than {timeout_s:g} s", name)
+            raise IngestError("E_TIMEOUT", UNREADABLE.id, f"{doing} took longer than {timeout_s:g} s", name)
         try:
             kind, payload = parent.recv()
         except (EOFError, OSError):
             proc.join(5)
             if _STOP.is_set():  # killed by ``request_stop``: not the file's fault
                 raise Interrupted from None
-            raise IngestError("E_READER_CRASH", "FILE-001",
+            raise IngestError("E_READER_CRASH", UNREADABLE.id,
                               f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
     except BaseException:  # e.g. a second Ctrl-C while waiting: the child ignores it, so end it here
         if proc.is_alive():

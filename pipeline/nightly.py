@@ -161,7 +161,7 @@ class FileOutcome:
     by_rule: dict = field(default_factory=dict)
     workbook: str = ""
     lines: pd.DataFrame | None = None  # lines of flagged claims only
-    sessions: pd.DataFrame | None = None  # this file's 64612 sessions, for the night-level HFS-030 pass
+    sessions: pd.DataFrame | None = None  # this file's 64612 sessions, for the night-level repeat pass
     findings: pd.DataFrame | None = None
     issues: pd.DataFrame | None = None
 
@@ -327,7 +327,7 @@ def _window(dates: pd.Series) -> dict:
 
 
 def history_scope(lines: pd.DataFrame, salt: str) -> dict:
-    """The ledger sessions HFS-030 can use for one file: its 64612 claims' patients, in the dates that matter
+    """The ledger sessions the repeat-interval rule can use for one file: its 64612 claims' patients, in the dates that matter
     (``Ledger.injection_history`` keyword arguments)."""
     keys, window = session_keys(lines, salt)
     return {"keys": list(keys.values()), **window} if keys else {"keys": []}
@@ -366,7 +366,7 @@ SESSION_COLUMNS = ["patient_key", "date", "sides", "in_scope", "interval", C.CLA
 def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str, keys: dict | None = None
                    ) -> pd.DataFrame:
     """This file's 64612 sessions (one salted key per session, computed once for the ledger and the
-    night-level HFS-030 pass) with what a finding on them needs (its 64612 line). ``keys``: patient
+    night-level repeat pass) with what a finding on them needs (its 64612 line). ``keys``: patient
     id -> salted key already hashed for this file (``session_keys``)."""
     if claims is None or claims.empty:
         return pd.DataFrame(columns=SESSION_COLUMNS)
@@ -388,14 +388,17 @@ def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str, 
 
 
 def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
-    """HFS-030 between files of the same night, which no file's own check could see (files run concurrently).
+    """The repeat-interval rule between files of the same night, which no file's own check could see (files
+    run concurrently).
 
     A session is flagged when the patient's previous session, within the payer's interval, is in another
-    file of tonight; claims already flagged HFS-030 by their own file are left as they are.
+    file of tonight; claims already flagged by their own file are left as they are.
     """
     from pipeline.validate import FINDING_COLUMNS, severity_for
     from schemas.rules import RULES_BY_ID
-    from schemas.rules.history import too_soon
+    from schemas.rules.history import repeat_interval, too_soon
+
+    rule_id = repeat_interval.rule_id
 
     parts = [o.sessions.assign(source_file=o.name) for o in outcomes if o.sessions is not None and len(o.sessions)]
     if len(parts) < 2:
@@ -413,7 +416,7 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
                            on="date", by="patient_key", allow_exact_matches=False, direction="backward")
     days = (merged["date"] - merged["prev_date"]).dt.days
     flagged = [(o.name, c) for o in outcomes if o.findings is not None
-               for c in o.findings.loc[o.findings["rule"] == "HFS-030", C.CLAIM_ID]]
+               for c in o.findings.loc[o.findings["rule"] == rule_id, C.CLAIM_ID]]
     already = pd.MultiIndex.from_arrays([merged["source_file"], merged[C.CLAIM_ID]]).isin(flagged) \
         if flagged else np.zeros(len(merged), dtype=bool)
     hit = (merged["in_scope"].astype(bool) & too_soon(days, merged["interval"])
@@ -423,17 +426,17 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
     # Column by column: a night of files that share their patients can hold hundreds of thousands.
     by_payer: dict = {}
     severity = [by_payer[p] if p in by_payer else by_payer.setdefault(
-        p, severity_for("HFS-030", p if isinstance(p, str) else None, config)) for p in rows[C.PAYER]]
+        p, severity_for(rule_id, p if isinstance(p, str) else None, config)) for p in rows[C.PAYER]]
     keep = np.array([sev is not None for sev in severity], dtype=bool)
     rows, days = rows[keep], days[keep]
     severity = [sev for sev in severity if sev is not None]
     if not len(rows):
         return pd.DataFrame(columns=[*FINDING_COLUMNS, "source_file"])
-    rule = RULES_BY_ID["HFS-030"]
+    rule = RULES_BY_ID[rule_id]
     value = (days.astype(int).astype(str) + " days after the session on " + rows["prev_date"].dt.strftime("%Y-%m-%d")
              + " in " + rows["prev_file"].astype(str) + " (minimum " + rows["interval"].astype(int).astype(str)
              + ")").tolist()
-    out = {"rule": "HFS-030", "severity": severity, C.CLAIM_ID: rows[C.CLAIM_ID].to_numpy(),
+    out = {"rule": rule_id, "severity": severity, C.CLAIM_ID: rows[C.CLAIM_ID].to_numpy(),
            C.LINE_NO: rows[C.LINE_NO].to_numpy(), C.SOURCE_ROW: rows[C.SOURCE_ROW].to_numpy(), "field": rule.field,
            "value": value, "message": [rule.message.format(value=v) for v in value], "fix": rule.fix,
            C.PATIENT_ID: rows[C.PATIENT_ID].to_numpy(), C.SERVICE_DATE: rows[C.SERVICE_DATE].to_numpy(),

@@ -8,7 +8,7 @@ deflate at zlib's default level: what zipfile's ZIP_DEFLATED writes) on a helper
 compressed bytes go to a temporary file. ``save_workbook`` is openpyxl's save, except that a sheet
 with a ``Deflater`` goes into the zip as those bytes, with their CRC and size.
 
-Near a memory limit, where a helper thread may not start (``isolate.room_for_threads``), the same
+Near a memory limit, where a helper thread may not start (``threads.room_for_threads``), the same
 work is done on the calling thread as the XML comes.
 """
 
@@ -20,7 +20,7 @@ import weakref
 import zlib
 from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
 
-from pipeline.isolate import room_for_threads
+from pipeline.threads import room_for_threads
 
 _STOP = object()
 _BACKLOG = 3  # chunks waiting for the helper thread (a chunk of the Claims sheet is about 20 MB)

@@ -18,7 +18,7 @@ from pandera.errors import SchemaError, SchemaErrors
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
 from pipeline.ingest import release_memory, to_canonical
-from pipeline.isolate import beside
+from pipeline.threads import beside
 from schemas import columns as C
 from schemas.claims import CLAIM_SCHEMA, FACT_COLUMNS, LINE_SCHEMA
 from schemas.rules import RULES, RULES_BY_ID, SEVERITY_RANK, Level, Rule

@@ -276,30 +276,31 @@ def test_columns_normalised_on_two_threads_give_the_same_lines(name, monkeypatch
 def test_the_file_hash_is_the_sha256_of_its_bytes(name, threads, monkeypatch):
     import hashlib
 
-    from pipeline import ingest, isolate
+    from pipeline import ingest
+    from pipeline import threads as threads_module
 
     monkeypatch.setattr(ingest, "room_for_threads", lambda: threads)
-    monkeypatch.setattr(isolate, "room_for_threads", lambda: threads)
+    monkeypatch.setattr(threads_module, "room_for_threads", lambda: threads)
     assert read_claims(SAMPLES / name).sha256 == hashlib.sha256((SAMPLES / name).read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("threads", [True, False], ids=["helper-thread", "no-room-for-a-thread"])
 def test_beside_runs_the_work_on_a_helper_thread_or_when_asked(threads, monkeypatch):
-    """``isolate.beside``: the work runs on a named helper thread while the block runs; without room for
+    """``threads.beside``: the work runs on a named helper thread while the block runs; without room for
     a thread it runs on the calling thread when its result is asked for. An error reaches the caller."""
     import threading
 
-    from pipeline import isolate
+    from pipeline import threads as threads_module
 
-    monkeypatch.setattr(isolate, "room_for_threads", lambda: threads)
+    monkeypatch.setattr(threads_module, "room_for_threads", lambda: threads)
     ran_on = []
 
     def work(x):
         ran_on.append(threading.current_thread().name)
         return x * 2
 
-    with isolate.beside(work, 21, name="claimscrub-test") as result:
+    with threads_module.beside(work, 21, name="claimscrub-test") as result:
         assert result() == 42
     assert ran_on[0].startswith("claimscrub-test") if threads else ran_on == ["MainThread"]
-    with pytest.raises(ZeroDivisionError), isolate.beside(lambda: 1 / 0) as result:
+    with pytest.raises(ZeroDivisionError), threads_module.beside(lambda: 1 / 0) as result:
         result()
