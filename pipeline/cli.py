@@ -201,8 +201,11 @@ def sample(
 
 
 @app.command()
-def rules(config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None) -> None:
-    """Print the rule catalog with the effective severities."""
+def rules(
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+    brief: Annotated[bool, typer.Option("--brief", help="One line per rule: id, severity, title")] = False,
+) -> None:
+    """Print the rule catalog: what each rule checks, its effective severity, the fix and its public source."""
     from schemas.rules import CATALOG_VERSION, RULES
 
     cfg, _ = _load(config, None)
@@ -211,6 +214,12 @@ def rules(config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] =
         sev = cfg.severity.get(r.id, r.severity).value
         state = " (disabled)" if r.id in cfg.disabled else ""
         typer.echo(f"{r.id:9} {sev:8} {r.title}{state}")
+        if brief:
+            continue
+        for label, text in (("checks", r.checks), ("fix", r.fix), ("source", r.source),
+                            ("needs", ", ".join(r.needs))):
+            if text:
+                typer.echo(f"{'':19}{label}: {text}")
 
 
 @app.command()

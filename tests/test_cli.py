@@ -31,7 +31,13 @@ def test_fail_on_and_unreadable_inputs(tmp_path):
 
 def test_rules_and_ingest_commands():
     """It prints the catalog and what a file holds."""
-    assert "HFS-030" in runner.invoke(app, ["rules"]).output
+    from schemas.rules import RULES_BY_ID
+
+    full = runner.invoke(app, ["rules"]).output
+    hfs013 = RULES_BY_ID["HFS-013"]
+    assert "HFS-030" in full and f"checks: {hfs013.checks}" in full and f"source: {hfs013.source}" in full
+    brief = runner.invoke(app, ["rules", "--brief"]).output
+    assert "HFS-030" in brief and "source:" not in brief
     out = runner.invoke(app, ["ingest", str(SAMPLES / "messy.xlsx")]).output
     assert "'Svc Date' -> service_date" in out and "row 11" in out
 
