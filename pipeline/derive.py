@@ -185,7 +185,7 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
         ("is_surgery", lambda p: p in K.FACIAL_NERVE_SURGERY), ("is_drug", lambda p: p.startswith("J")),
     ):
         f[name] = np.array([test(p) for p in procs], dtype=bool)[proc_codes]
-    mods = (("JW", "jw"), ("JZ", "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
+    mods = ((K.JW, "jw"), (K.JZ, "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
     bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods])
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
@@ -339,7 +339,7 @@ def derive_claims(
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
-        "pharm|patient|specialty|white|brown", regex=True).to_numpy(bool)
+        "|".join(K.DRUG_NOT_BILLED_SOURCES), regex=True).to_numpy(bool)
     cf["drug_supplied"] = g.any((src_codes >= 0) & supplied_src[np.maximum(src_codes, 0)]
                                 if len(sources) else np.zeros(len(src_codes), dtype=bool))
     toxin = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin)  # text; missing where no administered toxin

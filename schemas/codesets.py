@@ -65,7 +65,8 @@ FACILITY_POS = ("19", "21", "22", "23", "24")
 OPD_POS = ("19", "22")
 
 # Drug supplied by someone else: no drug line expected (the missing-toxin-line rule in schemas/rules/toxin.py).
-DRUG_NOT_BILLED_SOURCES = ("pharmacy", "patient")
+# Words of a drug-source text that mean so (pharmacy, specialty pharmacy, patient, white or brown bagging).
+DRUG_NOT_BILLED_SOURCES = ("pharm", "patient", "specialty", "white", "brown")
 
 # Timely filing: Medicare 12 months [ref 7: S-FCSO-TIMELY].
 TIMELY_FILING_DAYS = 365
