@@ -303,8 +303,9 @@ def test_a_quarantining_night_ends_failed_with_counts_and_masked_project_logs(tm
     summary = run_nightly(root=tmp_path, settle_seconds=0, as_of=dt.date(2024, 6, 30))
     assert summary["quarantined"] == 1 and len(summary["files"]) == 2
 
-    @flow(name="log-probe", on_running=[runstate.ship_project_logs])
+    @flow(name="log-probe")
     def probe():
+        runstate.ship_project_logs()  # as the claimscrub flows do in their first lines
         logging.getLogger("pipeline.probe").warning("member MBR-000123 born 1961-04-02")
 
     seen = []
