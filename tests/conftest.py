@@ -54,3 +54,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield os.environ["PREFECT_HOME"]
+
+
+async def read_all(read, **filters) -> list:
+    """Every object a Prefect client ``read_*`` method returns, page by page (the API gives 200 at a time,
+    and the session's one server holds every earlier test's runs and logs)."""
+    found, offset = [], 0
+    while True:
+        page = await read(**filters, limit=200, offset=offset)
+        found += page
+        if len(page) < 200:
+            return found
+        offset += 200

@@ -15,7 +15,7 @@ from pipeline.cli import app
 from pipeline.flows import run_nightly
 from pipeline.sample import clean_claim, write_xlsx
 from schemas import columns as C
-from tests.conftest import AS_OF
+from tests.conftest import AS_OF, read_all
 
 pytestmark = pytest.mark.e2e
 FILE_NAME = "Smith_John_1980-03-04.xlsx"
@@ -94,8 +94,8 @@ def test_canary_values_only_reach_the_workbook(tmp_path, prefect_harness, caplog
         from prefect.client.schemas.filters import LogFilter
 
         async with get_client() as client:
-            return (await client.read_logs(LogFilter()), await client.read_artifacts(),
-                    await client.read_flow_runs(), await client.read_task_runs())
+            return (await read_all(client.read_logs, log_filter=LogFilter()), await read_all(client.read_artifacts),
+                    await read_all(client.read_flow_runs), await read_all(client.read_task_runs))
 
     logs, artifacts, flow_runs, task_runs = asyncio.run(stored())
     prefect_text = " ".join(

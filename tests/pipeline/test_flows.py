@@ -17,7 +17,7 @@ from pipeline.config import ScrubConfig
 from pipeline.flows import build_deployment, nightly_scrub_flow, run_nightly
 from pipeline.ledger import Ledger
 from pipeline.sample import clean_claim, write_csv
-from tests.conftest import ROOT, SAMPLES
+from tests.conftest import ROOT, SAMPLES, read_all
 
 pytestmark = pytest.mark.e2e
 AS_OF = dt.date(2024, 6, 30)
@@ -82,9 +82,9 @@ def test_nightly_inbox_run(tmp_path, prefect_harness):
     async def artifacts_and_logs(client):
         from prefect.client.schemas.filters import LogFilter
 
-        arts = await client.read_artifacts()
-        logs = await client.read_logs(LogFilter())
-        runs = await client.read_flow_runs()
+        arts = await read_all(client.read_artifacts)
+        logs = await read_all(client.read_logs, log_filter=LogFilter())
+        runs = await read_all(client.read_flow_runs)
         return arts, logs, runs
 
     arts, logs, runs = asyncio.run(_client_read(artifacts_and_logs))
