@@ -7,7 +7,6 @@ Plain functions: the nightly flow calls ``open_for_night``, ``reconcile_archive`
 
 import datetime as dt
 import errno
-import hashlib
 import logging
 import os
 import re
@@ -210,14 +209,6 @@ def _match_by_name(files: list[Path], rows: list[tuple]) -> tuple[set, list[Path
     return used, left
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def reconcile_archive(ledger: Ledger, archive: Path, outbox: Path, run_id: str) -> dict:
     """Give every archived file its ledger row (after a crash between the move and the ledger write, or a
     lost WAL); returns counts. Cheap: only files no archived row names (by name and size) are hashed.
@@ -229,6 +220,8 @@ def reconcile_archive(ledger: Ledger, archive: Path, outbox: Path, run_id: str) 
     - no row and no outputs: recorded ``unrecorded`` (reason UNRECORDED): the same bytes dropped again
       are scrubbed.
     """
+    from pipeline.ingest import file_sha256  # heavy: only when an archive file has no row
+
     counts = {"archived_at_set": 0, "recorded": 0}
     files = archive_files(archive)
     if not files:
@@ -245,7 +238,7 @@ def reconcile_archive(ledger: Ledger, archive: Path, outbox: Path, run_id: str) 
             by_sha[r["sha256"]].append(r)
     scrubbed_shas = {r["sha256"] for r in rows if r["status"] == "scrubbed"}
     for p in left:
-        sha = _sha256(p)
+        sha = file_sha256(p)
         free = by_sha.get(sha, [])
         done = next((r for r in free if r["archived_at"]), None)
         if done is not None:  # the row exists under another name: nothing to do
