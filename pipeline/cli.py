@@ -71,37 +71,53 @@ def scrub(
     use_prefect = _prefect_reachable(record)
     worst = set()
     failed = False
-    with typer.progressbar(plans, label="Scrubbing", file=sys.stderr) as bar:
-        for plan in bar:
+    said: list[tuple[str, bool]] = []  # (text, to stderr): printed once the bar is done, never through it
+    stages = ("read", "check", "write")
+    with typer.progressbar(length=len(plans) * len(stages), label="Scrubbing", file=sys.stderr,
+                           show_pos=False, item_show_func=lambda stage: stage) as bar:
+        for plan in plans:
             path = plan.input
             started = time.perf_counter()
+            done = []
+            bar.current_item = f"{path.name}: reading"
+            bar.render_progress()
+
+            def step(stage: str, bar=bar, done=done, name=path.name) -> None:
+                done.append(stage)
+                bar.current_item = f"{name}: {_NEXT_STAGE[stage]}"
+                bar.update(1)
+
             if plan.note:
-                typer.echo(f"\n{path}: {plan.note}", err=True)
+                said.append((f"{path}: {plan.note}", True))
             try:
                 if use_prefect:
                     summary = _scrub_recorded(plan, day, cfg, cmap)
                 else:
-                    summary = S.scrub_file(path, None, cfg, day, cmap,
-                                           outputs=(plan.workbook, plan.findings_csv)).summary.__dict__
+                    summary = S.scrub_file(path, None, cfg, day, cmap, outputs=(plan.workbook, plan.findings_csv),
+                                           progress=step).summary.__dict__
             except IngestError as exc:
-                typer.echo(f"\n{path}: cannot be read: {exc.reason} [{exc.code}]", err=True)
+                said.append((f"{path}: cannot be read: {exc.reason} [{exc.code}]", True))
                 failed = True
-                continue
             except OutputError as exc:
-                typer.echo(f"\n{path}: outputs not written: {exc.reason} [{exc.code}]", err=True)
+                said.append((f"{path}: outputs not written: {exc.reason} [{exc.code}]", True))
                 failed = True
-                continue
             except OSError as exc:
-                typer.echo(f"\n{path}: {exc.strerror or exc}", err=True)
+                said.append((f"{path}: {exc.strerror or exc}", True))
                 failed = True
-                continue
-            typer.echo("\n" + _summary_text(summary, time.perf_counter() - started))
-            typer.echo(f"  workbook: {plan.workbook}")
-            worst |= _severities(summary)
+            else:
+                said.append((_summary_text(summary, time.perf_counter() - started), False))
+                said.append((f"  wrote {plan.workbook}\n  wrote {plan.findings_csv}", False))
+                worst |= _severities(summary)
+            bar.update(len(stages) - len(done))
+    for text, err in said:
+        typer.echo(text, err=err)
     if failed:
         raise typer.Exit(2)
     if fail_on == "error" and "error" in worst or fail_on == "warning" and worst & {"error", "warning"}:
         raise typer.Exit(1)
+
+
+_NEXT_STAGE = {"read": "checking", "check": "writing", "write": "written"}
 
 
 def _prefect_reachable(record: bool) -> bool:
@@ -145,14 +161,15 @@ def _severities(summary: dict) -> set[str]:
 
 def _summary_text(s: dict, seconds: float) -> str:
     lines = [
-        f"{s['file']}: {s['rows_read']} rows, {s['claims']} claims, {s['g5133_claims']} G51.33 claims "
-        f"({s['clean_claims']} clean, {s['claims_with_errors']} with errors, "
-        f"{s['claims_with_warnings']} with warnings only); ${s['at_risk']:,.2f} at risk [{seconds:.2f}s]",
+        f"{s['file']}: {s['rows_read']:,} rows, {s['claims']:,} claims ({s['claims_with_errors']:,} with errors, "
+        f"{s['claims_with_warnings']:,} with warnings only, {s.get('claims_checked_in_part', 0):,} checked in part, "
+        f"{s['clean_claims']:,} clean), {s['g5133_claims']:,} G51.33 claims; {s.get('exceptions', 0):,} exceptions; "
+        f"${s['at_risk']:,.2f} at risk [{seconds:.2f}s]",
     ]
     for rule, count in sorted(s["by_rule"].items()):
         lines.append(f"  {rule}: {count}")
-    if s["not_checked"]:
-        lines.append("  not checked: " + ", ".join(sorted(s["not_checked"])))
+    for rule, why in sorted(s["not_checked"].items()):
+        lines.append(f"  not checked: {rule} ({why})")
     return "\n".join(lines)
 
 

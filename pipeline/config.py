@@ -64,12 +64,29 @@ class ScrubConfig(BaseModel):
     ledger_backups: int = Field(7, ge=1, description="Ledger backups kept after each night (<ledger>.backups/)")
     max_files_in_flight: int | None = Field(
         None, ge=1, description="Nightly: files scrubbed at once, each in its own child (default: the number of cores)")
+    output_mode: int = Field(0o640, description="Permissions of the workbooks and CSVs written (octal: 0o640 or "
+                             "\"0640\"): by default the owner writes and the billing team's group reads")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description="Payer name -> profile")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied at all")
 
     _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
+
+    @field_validator("output_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value):
+        """A mode as TOML writes it (0o640), or as octal text ("0640", "640")."""
+        if isinstance(value, str):
+            try:
+                value = int(value.strip().removeprefix("0o"), 8)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an octal file mode such as 0640") from None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0o777:
+            raise ValueError("a file mode is an octal number from 0000 to 0777, such as 0640")
+        if not value & 0o600 == 0o600:
+            raise ValueError("the owner must be able to read and write the outputs (mode 0600 at least)")
+        return value
 
     def profile_for(self, payer: str | None) -> PayerProfile:
         if payer:
@@ -96,7 +113,7 @@ def load_config(path: Path | str | None = None) -> ScrubConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for key in ("inbox", "outbox", "archive", "quarantine", "ledger", "schedule", "timezone", "settle_seconds",
-                "ledger_backups"):
+                "ledger_backups", "output_mode"):
         env = os.environ.get(f"CLAIMSCRUB_{key.upper()}")
         if env:
             data[key] = env

@@ -27,9 +27,9 @@ def check_claims(result: ingest.IngestResult, as_of: dt.date, config: ScrubConfi
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=None, persist_result=False)
-def write_report(result, checked, workbook: Path, csv_path: Path, as_of: dt.date, run_id: str):
+def write_report(result, checked, workbook: Path, csv_path: Path, as_of: dt.date, run_id: str, mode: int):
     """Write the exceptions workbook and findings CSV (I/O)."""
-    return scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    return scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id, mode)
 
 
 # Paths of ad hoc jobs, by file id: flow parameters are stored by Prefect, and file names can carry
@@ -56,7 +56,7 @@ def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = N
     config = config or ScrubConfig()
     result = read_claims(input_path, column_map)
     checked = check_claims(result, as_of, config)
-    summary = write_report(result, checked, workbook, csv_path, as_of, run_id)
+    summary = write_report(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
     public = dict(summary.__dict__)
     public["file"] = file_id
     return public
@@ -169,11 +169,12 @@ def find_cross_file_repeats(outcomes, history, config: ScrubConfig):
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False)
-def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str, extra=None):
+def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str, extra=None,
+                         mode: int = 0o640):
     """Write the combined nightly review workbook."""
     from pipeline import nightly
 
-    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra)
+    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra, mode)
 
 
 @flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False)
@@ -243,7 +244,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
             logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
             cross = pd.DataFrame()
-        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross)
+        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross, config.output_mode)
         quarantined = sum(o.status == "quarantined" for o in outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
         book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed

@@ -164,6 +164,7 @@ class FileOutcome:
     sessions: pd.DataFrame | None = None  # this file's 64612 sessions, for the night-level repeat pass
     findings: pd.DataFrame | None = None
     issues: pd.DataFrame | None = None
+    not_checked: dict = field(default_factory=dict)  # rule -> why (rule ids and column names only)
 
     def public(self) -> dict:
         """What may be shown in logs and Prefect artifacts (no names, no patient data)."""
@@ -507,7 +508,8 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     _fault("after_outputs")
     counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
               "claims_with_errors": summary.claims_with_errors,
-              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(done.findings))}
+              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(done.findings)),
+              "claims_checked_in_part": summary.claims_checked_in_part, "clean_claims": summary.clean_claims}
     try:
         row = ledger.record_scrubbed(
             sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
@@ -523,7 +525,8 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     ledger.mark_archived(row)
     log.info("file %s: scrubbed, %d findings", fid, counts["findings"])
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
-                       lines=done.lines, findings=done.findings, issues=done.issues, sessions=sessions)
+                       lines=done.lines, findings=done.findings, issues=done.issues, sessions=sessions,
+                       not_checked=summary.not_checked)
 
 
 @dataclass
@@ -562,7 +565,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
         failure = ScrubFailure("checking the claims", exc)
         return failure.code, failure.reason, None
     try:
-        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
     except OutputError as exc:
         return exc.code, exc.reason, False
     except Exception as exc:  # noqa: BLE001 - a bug while writing: keep the file, say so
@@ -604,9 +607,9 @@ REASON_HELP = {
 
 
 def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_of: dt.date, run_id: str,
-                   version: str, extra: pd.DataFrame | None = None) -> Path | None:
+                   version: str, extra: pd.DataFrame | None = None, mode: int = report.DEFAULT_MODE) -> Path | None:
     """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones),
-    with a Source File column."""
+    with a Source File column; its Summary says, file by file, which rules were not checked and why."""
     done = [o for o in outcomes if o.status == "scrubbed" and o.findings is not None]
     if not done:
         return None
@@ -618,14 +621,26 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
     total = lambda k: int(sum(o.counts.get(k, 0) for o in done))  # noqa: E731
     at_risk = float(lines[C.CHARGE][report.in_set(lines[C.CLAIM_ID],
                                                   set(findings.loc[findings.severity == "error", C.CLAIM_ID]))].sum())
+    not_checked: dict[str, list[str]] = {}
+    for o in done:
+        for rule, why in sorted(o.not_checked.items()):
+            not_checked.setdefault(rule, []).append(f"{o.name}: {why}")
+    errors = set(zip(findings.loc[findings.severity == "error", "source_file"],
+                     findings.loc[findings.severity == "error", C.CLAIM_ID], strict=True))
+    warned = set(zip(findings.loc[findings.severity == "warning", "source_file"],
+                     findings.loc[findings.severity == "warning", C.CLAIM_ID], strict=True)) - errors
+    # Counted from the night's findings (the night-level pass may add some to a file's claims).
     summary = report.ScrubSummary(
         file=f"nightly review {day}: {len(done)} file(s)", sha256="", rows_read=total("rows"),
         claims=total("claims"), g5133_claims=total("g5133_claims"),
-        clean_claims=total("g5133_claims") - total("claims_with_errors"),
-        claims_with_errors=total("claims_with_errors"), claims_with_warnings=total("claims_with_warnings"),
+        clean_claims=max(total("claims") - len(errors) - len(warned) - total("claims_checked_in_part"), 0),
+        claims_with_errors=len(errors), claims_with_warnings=len(warned),
         at_risk=at_risk, by_rule=findings["rule"].value_counts().sort_index().to_dict(),
         by_payer=findings.drop_duplicates(["source_file", C.CLAIM_ID])[C.PAYER].fillna("(none)").value_counts()
-        .to_dict(), not_checked={}, as_of=as_of.isoformat(), run_id=run_id, version=version)
+        .to_dict(), not_checked={r: "; ".join(w) for r, w in not_checked.items()}, as_of=as_of.isoformat(),
+        run_id=run_id, version=version, claims_checked_in_part=total("claims_checked_in_part"),
+        exceptions=len(findings))
     path = outbox_day / f"nightly-review-{day}.xlsx"
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True)
+    return report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True,
+                                 mode=mode)

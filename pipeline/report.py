@@ -15,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +28,22 @@ from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.page import PageMargins
+from openpyxl.worksheet.properties import PageSetupProperties
 
 from pipeline.errors import OutputError
 from pipeline.xlsxrows import Column, Link, stream_rows
 from schemas import columns as C
-from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
+from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
 
-SHEETS = ("Summary", "Exceptions", "Claims", "Ingest Issues", "Rules")
+SHEETS = ("Summary", "Worklist", "Exceptions", "Claims", "Ingest Issues", "Rules")
 EXCEPTION_HEADERS = (
-    "Exception ID", "Claim ID", "Line", "Source Row", "Patient ID", "Service Date", "Payer", "Rule",
+    "Exception ID", "Claim ID", "Line", "Row in File", "Patient ID", "Service Date", "Payer", "Rule",
     "Severity", "Field", "Value", "Message", "Suggested Fix", "Status", "Reviewer", "Notes",
+)
+WORKLIST_HEADERS = (
+    "Priority", "Claim ID", "Worst Severity", "Rules", "Exceptions", "First Problem", "Charges at Risk", "Payer",
+    "Service Date", "Days Since Service", "Status",
 )
 STATUSES = ("Open", "Fixed", "Not an issue", "Payer confirmed", "Appealed")
 FILLS = {
@@ -50,6 +56,10 @@ HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
 HEADER_FONT = Font(bold=True, color="FFFFFF")
 DATE_FORMAT = "yyyy-mm-dd"
 MONEY_FORMAT = '"$"#,##0.00'
+COUNT_FORMAT = "#,##0"
+DEFAULT_MODE = 0o640  # outputs: the owner writes, the billing team's group reads (config output_mode)
+LINE_POINTS = 15.0  # one line of 11-pt text (Excel's default row height; LibreOffice draws 11-pt Carlito in less)
+WRAP = Alignment(wrap_text=True)
 MAX_CELL = 32767
 # Not allowed in an XML 1.0 text (lxml refuses them): control characters and U+FFFE/U+FFFF. Literal
 # characters for the last two, so that Arrow's regex engine (no \u escapes) reads the pattern too.
@@ -57,10 +67,16 @@ _ILLEGAL = re.compile("[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\ufffe\uffff]")
 _ERROR_VALUES = ("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")  # text starting so is written with a quote prefix
 _FORMULA_START_RE = "[" + re.escape("".join(_FORMULA_START)) + "]"
-WIDTHS = {"Exception ID": 14, "Claim ID": 14, "Line": 6, "Source Row": 10, "Patient ID": 14,
-          "Service Date": 12, "Payer": 14, "Rule": 10, "Severity": 9, "Field": 16, "Value": 30,
-          "Message": 70, "Suggested Fix": 50, "Status": 16, "Reviewer": 14, "Notes": 30}
-FIELD_TO_COLUMN = {"dx": C.DX[0], "modifiers": C.MODIFIERS[0], "documentation": C.DOC_ONSET}
+# Widest a column grows (characters) before its text wraps; columns not named here: MAX_WIDTH.
+CAPS = {"Message": 60, "Suggested Fix": 45, "Value": 28, "First Problem": 50, "Rules": 24, "Title": 40,
+        "What it checks": 60, "Suggested fix": 45, "Source (public)": 40, "Reason": 50, "Raw Value": 24,
+        "Why": 60, "What to do": 70}
+FIXED = {"Status": 16, "Reviewer": 14, "Notes": 30}  # reviewer's columns: room to type
+MAX_WIDTH = 30
+MIN_WIDTH = 6
+# The Claims sheet's columns: several modifier or diagnosis columns read as one.
+MODIFIER_GROUP, DX_GROUP = (*C.MODIFIERS, C.MODIFIER_EXTRA), C.DX
+_GROUP_OF = {**{m: "modifiers" for m in MODIFIER_GROUP}, **{d: "dx" for d in DX_GROUP}, "documentation": C.DOC_ONSET}
 
 
 @dataclass
@@ -82,6 +98,8 @@ class ScrubSummary:
     as_of: str
     run_id: str
     version: str
+    claims_checked_in_part: int = 0  # no errors or warnings, but some rules could not run on them
+    exceptions: int = 0  # findings in the workbook, all severities
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -97,21 +115,51 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
     warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
     if claims is not None and len(claims):
-        scope = claims["in_scope"].to_numpy(bool)
-        g5133, clean = int(scope.sum()), int((scope & ~in_set(claims[C.CLAIM_ID], err)).sum())
+        g5133 = int(claims["in_scope"].to_numpy(bool).sum())
     else:
-        g5133 = clean = 0
+        g5133 = 0
+    total = len(claims) if claims is not None else lines[C.CLAIM_ID].nunique()
+    rest = max(total - len(err) - len(warn), 0)  # claims with no error and no warning
+    partly = rest if any(not why.startswith("disabled") for why in not_checked.values()) else 0
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
     return ScrubSummary(
-        file=file, sha256=sha256, rows_read=rows_read,
-        claims=len(claims) if claims is not None else lines[C.CLAIM_ID].nunique(),
-        g5133_claims=g5133, clean_claims=clean,
+        file=file, sha256=sha256, rows_read=rows_read, claims=total,
+        g5133_claims=g5133, clean_claims=rest - partly,
         claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
         not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
+        claims_checked_in_part=partly, exceptions=len(findings),
     )
+
+
+def labels_for(mapped: dict[str, str] | None) -> dict[str, str]:
+    """Canonical column -> the header a reviewer reads: the input file's own header where the file had
+    one (``mapped``: file header -> canonical, as ingest read it), else the column's display name."""
+    from pipeline.ingest import COMBINED_DX, COMBINED_MODIFIERS
+
+    labels = dict(C.LABELS)
+    for header, canonical in (mapped or {}).items():
+        group = {COMBINED_DX: DX_GROUP, COMBINED_MODIFIERS: MODIFIER_GROUP}.get(canonical, (canonical,))
+        for col in group:
+            labels[col] = header
+    return labels
+
+
+def show_fields(fields: pd.Series, labels: dict[str, str] | None = None) -> pd.Series:
+    """The Field column in the reviewer's words: column names as the input file spelled them."""
+    labels = labels or C.LABELS
+    pseudo = {"modifiers": labels[C.MODIFIERS[0]], "dx": labels[C.DX[0]], "documentation": "Documentation"}
+
+    def one(text: str) -> str:
+        if not text:
+            return text
+        parts = [labels.get(p, pseudo.get(p, p)) for p in text.split(", ")]
+        return ", ".join(dict.fromkeys(parts))
+
+    values = fields.astype(object).where(fields.notna(), "").astype(str)
+    return values.map({v: one(v) for v in values.unique()})
 
 
 def in_set(values: pd.Series, keys: set) -> np.ndarray:
@@ -185,23 +233,29 @@ def _header(ws, names) -> None:
 
 def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
                    ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False,
-                   ids: list[str] | None = None) -> Path:
+                   ids: list[str] | None = None, labels: dict[str, str] | None = None, mode: int = DEFAULT_MODE,
+                   sections: list["Section"] | None = None) -> Path:
     """Write the exceptions workbook atomically; returns the final path. ``ids``: the findings'
-    exception ids in sheet order, when the caller has them already (see exception_ids)."""
+    exception ids in sheet order, when the caller has them already (see exception_ids); ``labels``: the
+    reviewer's name of each column (``labels_for``); ``sections``: the Summary's sections, when the
+    caller adds its own to ``summary_sections``; ``mode``: the file's permission bits."""
     path = Path(path)
+    labels = labels or C.LABELS
 
     def build() -> Workbook:
         wb = Workbook(write_only=True)
-        _summary_sheet(wb, summary, generated_at)
-        flagged = in_set(lines[C.CLAIM_ID], set(findings[C.CLAIM_ID].dropna()))  # flagged claims' lines
+        f = in_sheet_order(findings)
+        _summary_sheet(wb, sections if sections is not None else summary_sections(summary, generated_at))
+        flagged = in_set(lines[C.CLAIM_ID], set(f[C.CLAIM_ID].dropna()))  # flagged claims' lines
         claim_rows = _claims_row_map(lines, flagged)
-        _exceptions_sheet(wb, findings, claim_rows, source_file_column, ids)
-        _claims_sheet(wb, lines, flagged, findings, claim_rows, source_file_column)
+        _worklist_sheet(wb, f, lines, flagged, summary.as_of, source_file_column)
+        _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels)
+        _claims_sheet(wb, lines, flagged, f, source_file_column, labels)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
         return wb
 
-    return _atomic_save(build, path)
+    return _atomic_save(build, path, mode)
 
 
 _TEMP_LOCK = threading.Lock()
@@ -239,7 +293,7 @@ def private_tempdir(folder: Path):
             shutil.rmtree(private, ignore_errors=True)
 
 
-def _atomic_save(build, path: Path) -> Path:
+def _atomic_save(build, path: Path, mode: int = DEFAULT_MODE) -> Path:
     """Build and save the workbook to a private temporary name, then move it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not os.access(path.parent, os.W_OK):
@@ -250,7 +304,7 @@ def _atomic_save(build, path: Path) -> Path:
             wb = build()
             tmp = private / "workbook.xlsx"
             wb.save(tmp)
-            os.chmod(tmp, 0o600)
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
     except OutputError:
         raise
@@ -263,41 +317,220 @@ def _atomic_save(build, path: Path) -> Path:
     return path
 
 
-def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
-    ws = wb.create_sheet("Summary")
-    ws.column_dimensions["A"].width = 34
-    ws.column_dimensions["B"].width = 70
-    ws.column_dimensions["C"].width = 50
-    ws.column_dimensions["D"].width = 10
-    bold = Font(bold=True)
-    rows = [
-        ("Input file", s.file), ("SHA-256", s.sha256), ("Rows read", s.rows_read), ("Claims", s.claims),
-        ("G51.33 claims", s.g5133_claims), ("Clean G51.33 claims", s.clean_claims),
-        ("Claims with errors", s.claims_with_errors), ("Claims with warnings only", s.claims_with_warnings),
-        ("Charges at risk (claims with errors)", s.at_risk), ("Rule catalog version", CATALOG_VERSION),
+@dataclass
+class Section:
+    """One block of the Summary sheet: a title, an optional header row, and rows of up to four values.
+
+    A value is text, a whole number (shown with thousands separators), or a ``(number, format)`` pair.
+    Other parts of claimscrub add their own rows or sections (see ``summary_sections``)."""
+
+    title: str
+    header: tuple[str, ...] | None = None
+    rows: list[tuple] = field(default_factory=list)
+
+
+def _n(count: int) -> str:
+    return f"{count:,}"
+
+
+def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
+    """The Summary sheet as sections: what to do first, the claims (counts that add up), what was not
+    checked and why, findings by rule (rules with findings only), flagged claims by payer, the run."""
+    steps = []
+    if s.claims_with_errors:
+        steps.append(f"Fix the {_n(s.claims_with_errors)} claim(s) with errors first: the Worklist sheet lists "
+                     f"them at the top, the charges at risk largest first (${s.at_risk:,.2f} in all).")
+    if s.claims_with_warnings:
+        steps.append(f"Then review the {_n(s.claims_with_warnings)} claim(s) with warnings only (further down "
+                     "the Worklist).")
+    missing = {r: why for r, why in s.not_checked.items() if not why.startswith("disabled")}
+    if missing:
+        columns = sorted({c for why in missing.values() for c in why.split(": ", 1)[-1].split(", ")})
+        steps.append(f"{_n(len(missing))} rule(s) could not be checked (missing column(s): {', '.join(columns)}): "
+                     "add them to the export and scrub it again. Until then no claim of this file is clean.")
+    if not steps:
+        steps.append("Nothing to fix: every rule was checked and no claim has an error or a warning.")
+    steps.append("Set each exception's Status on the Exceptions sheet as you work it (the Claim ID links "
+                 "go to the claim's lines).")
+    start = Section("Start here", None, [(f"Step {i}", text) for i, text in enumerate(steps, start=1)])
+
+    partly_why = ("no errors or warnings, but some rules could not run (see Not checked)" if s.claims_checked_in_part
+                  else "no errors or warnings, but some rules could not run")
+    claims = Section("Claims", ("Claims", "What it means", "", "Count"), [
+        ("With errors", "fix before the claim goes to the payer", "", s.claims_with_errors),
+        ("With warnings only", "review: may be right, may need a fix", "", s.claims_with_warnings),
+        ("Checked in part", partly_why, "", s.claims_checked_in_part),
+        ("Clean", "every rule ran; no errors or warnings", "", s.clean_claims),
+        ("Total claims", "the four lines above add up to this", "", s.claims),
+        ("G51.33 claims (in scope)", "claims the G51.33 rules apply to (part of the total)", "", s.g5133_claims),
+        ("Exceptions", "rows on the Exceptions sheet, all severities", "", s.exceptions),
+        ("Charges at risk", "billed charges of the claims with errors", "", (s.at_risk, MONEY_FORMAT)),
+        ("Rows read", "claim lines read from the file", "", s.rows_read),
+    ])
+    if s.not_checked:
+        rows = [(r, RULES_BY_ID[r].title if r in RULES_BY_ID else "", s.not_checked[r], "")
+                for r in sorted(s.not_checked)]
+    else:
+        rows = [("All rules were checked.",)]
+    not_checked = Section("Not checked, and why", ("Rule", "Title", "Why", ""), rows)
+
+    order = sorted((r for r in RULES if s.by_rule.get(r.id)),
+                   key=lambda r: (SEVERITY_RANK[r.severity], -int(s.by_rule[r.id]), r.id))
+    rows = [(r.id, r.title, r.severity.value, int(s.by_rule[r.id])) for r in order]
+    quiet = sum(1 for r in RULES if not s.by_rule.get(r.id) and r.id not in s.not_checked)
+    rows.append(("", f"{_n(quiet)} other rule(s) checked: no findings (see the Rules sheet)", "", ""))
+    by_rule = Section("Findings by rule", ("Rule", "Title", "Severity", "Findings"), rows)
+
+    payers = sorted(s.by_payer.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+    by_payer = Section("Flagged claims by payer", ("Payer", "", "", "Claims"),
+                       [(str(p), "", "", int(n)) for p, n in payers] or [("No flagged claims.",)])
+    about = Section("About this run", None, [
+        ("Input file", s.file), ("SHA-256", s.sha256), ("Rule catalog version", CATALOG_VERSION),
         ("claimscrub version", s.version), ("As-of date", s.as_of), ("Run id", s.run_id),
         ("Generated at", generated_at),
-    ]
-    ws.append([_text(ws, "claimscrub exceptions summary", font=Font(bold=True, size=14))])
-    for label, value in rows:
-        fmt = MONEY_FORMAT if label.startswith("Charges") else None
-        ws.append([_text(ws, label, font=bold), _value(ws, value, fmt) if not isinstance(value, str)
-                   else _text(ws, value)])
-    ws.append([])
-    ws.append([_text(ws, "Findings by rule", font=bold)])
-    _header(ws, ("Rule", "Title", "Severity", "Count"))
-    for rule in RULES:
-        if rule.id in s.not_checked:
-            ws.append([_text(ws, rule.id), _text(ws, rule.title), _text(ws, rule.severity.value),
-                       _text(ws, "not checked: " + s.not_checked[rule.id])])
+    ])
+    return [start, claims, not_checked, by_rule, by_payer, about]
+
+
+SUMMARY_WIDTHS = (26, 62, 34, 12)
+
+
+def _summary_sheet(wb, sections: list[Section]) -> None:
+    ws = wb.create_sheet("Summary")
+    for i, w in enumerate(SUMMARY_WIDTHS, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = w
+    _print_setup(ws, landscape=False, title_rows=False)
+    bold, title = Font(bold=True), Font(bold=True, size=13)
+    rows, heights = [], []
+
+    def add(cells: list, texts: list) -> None:
+        rows.append(cells + [None] * (len(SUMMARY_WIDTHS) - len(cells)))
+        lines = max([_lines(len(t), SUMMARY_WIDTHS[i]) for i, t in enumerate(texts) if t] or [1])
+        heights.append(LINE_POINTS * lines + 2 if lines > 1 else None)
+
+    for section in sections:
+        add([], [])
+        add([_text(ws, section.title, font=title)], [])
+        heights[-1] = LINE_POINTS + 5
+        if section.header:
+            add([_text(ws, h, font=HEADER_FONT, fill=HEADER_FILL) if h else _value(ws, "", fill=HEADER_FILL)
+                 for h in section.header], list(section.header))
+        for row in section.rows:
+            cells, texts = [], []
+            for i, v in enumerate(row):
+                if isinstance(v, tuple):
+                    cells.append(_value(ws, v[0], v[1]))
+                    texts.append("")
+                elif isinstance(v, int | float) and not isinstance(v, bool):
+                    cells.append(_value(ws, v, COUNT_FORMAT))
+                    texts.append("")
+                elif i == 0 and len(row) > 1:
+                    cells.append(_text(ws, v, font=bold, alignment=WRAP) if v else None)
+                    texts.append(str(v))
+                else:
+                    cells.append(_text(ws, v, alignment=WRAP) if v else None)
+                    texts.append(str(v))
+            add(cells, texts)
+    columns = [Column([r[j] for r in rows[1:]]) for j in range(len(SUMMARY_WIDTHS))]
+    stream_rows(ws, [_text(ws, "claimscrub: exceptions summary", font=Font(bold=True, size=15))], columns,
+                heights[1:], header_height=24)
+
+
+def _lines(chars: int, width: float) -> int:
+    """Lines a text of ``chars`` characters takes wrapped in a column ``width`` characters wide (words
+    do not break: a line holds somewhat less than the width)."""
+    per_line = max(width * 0.95 - 2, 1)
+    return max(1, int(np.ceil(chars / per_line)))
+
+
+def _print_setup(ws, landscape: bool = True, title_rows: bool = True) -> None:
+    """Printed: fitted to one page wide (as many pages down as it takes), the header row on every page."""
+    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
+    ws.page_margins = PageMargins(left=0.4, right=0.4, top=0.5, bottom=0.5, header=0.3, footer=0.3)
+    ws.print_options.gridLines = True
+    if title_rows:
+        ws.print_title_rows = "1:1"
+
+
+def _text_lengths(col: Column) -> np.ndarray:
+    """Characters each cell of a column shows (0 for none): dates as yyyy-mm-dd, money with its cents."""
+    values = col.values
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            return pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = values.to_pylist()
+    out = np.zeros(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        if v is None:
+            continue
+        if isinstance(v, Cell):
+            v = v.value
+            if v is None:
+                continue
+        if isinstance(v, dt.date):
+            out[i] = 10
+        elif isinstance(v, float):
+            out[i] = len(f"{v:,.2f}") + 1
         else:
-            ws.append([_text(ws, rule.id), _text(ws, rule.title), _text(ws, rule.severity.value),
-                       _value(ws, int(s.by_rule.get(rule.id, 0)))])
-    ws.append([])
-    ws.append([_text(ws, "Flagged claims by payer", font=bold)])
-    _header(ws, ("Payer", "Flagged claims"))
-    for payer, count in sorted(s.by_payer.items()):
-        ws.append([_text(ws, payer), _value(ws, int(count))])
+            out[i] = len(str(v))
+    return out
+
+
+def _fit_columns(ws, headers, columns: list[Column], start: int = 1) -> tuple[list[float], list[int]]:
+    """Each column's width from its longest text (header included), capped (CAPS, MAX_WIDTH; the
+    reviewer's columns FIXED); returns the widths and the positions of columns whose text goes past
+    the cap (to wrap). Set before the rows are written."""
+    widths, wrapped = [], []
+    for j, (h, col) in enumerate(zip(headers, columns, strict=True)):
+        lengths = _text_lengths(col) if len(col) else np.zeros(0, dtype=np.int64)
+        longest = int(lengths.max()) if len(lengths) else 0
+        if h in FIXED:
+            width = FIXED[h]
+        else:
+            cap = CAPS.get(h, MAX_WIDTH)
+            width = min(max(longest, len(h), MIN_WIDTH - 2) + 2, cap)
+            if longest + 2 > cap:
+                wrapped.append(j)
+        widths.append(width)
+        ws.column_dimensions[get_column_letter(start + j)].width = width
+    return widths, wrapped
+
+
+def _row_heights(columns: list[Column], widths: list[float], wrapped: list[int]) -> np.ndarray | None:
+    """Each row's height in points: enough lines for its longest wrapped text (None: all one line)."""
+    if not wrapped or not len(columns[0]):
+        return None
+    lines = np.ones(len(columns[0]), dtype=np.int64)
+    for j in wrapped:
+        per_line = max(widths[j] * 0.95 - 2, 1)
+        lines = np.maximum(lines, np.ceil(_text_lengths(columns[j]) / per_line).astype(np.int64))
+    return np.where(lines > 1, lines * LINE_POINTS + 2, 0.0)
+
+
+def _wrap_styles(ws, col: Column, proto) -> Column:
+    """``col`` with its non-blank cells wrapped (top-aligned); cells with a style of their own keep it, wrapped."""
+    styles = col.styles or [None] * len(col)
+    values = col.values
+    present = (pc.is_valid(values).to_numpy(zero_copy_only=False) if isinstance(values, pa.Array)
+               else np.array([v is not None for v in values], dtype=bool))
+    cache = {}
+    out = []
+    for st, has in zip(styles, present.tolist(), strict=True):
+        if st is None:
+            out.append(proto if has else None)
+        else:
+            if id(st) not in cache:
+                cell = WriteOnlyCell(ws)
+                cell._style = copy(st._style)
+                cell.alignment = WRAP
+                cache[id(st)] = cell
+            out.append(cache[id(st)])
+    return Column(values, out, col.links)
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
@@ -407,16 +640,87 @@ def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) 
     return Column([_value(ws, v) for v in s.tolist()])
 
 
+def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    """One row per flagged claim, in the order to work them: worst severity, then the largest charges at
+    risk, then the oldest date of service. ``findings`` in sheet order; ``first_row``: the position of
+    the claim's first exception."""
+    f = findings[findings[C.CLAIM_ID].notna()]
+    keys = ["source_file", C.CLAIM_ID] if "source_file" in f else [C.CLAIM_ID]
+    if f.empty:
+        return pd.DataFrame(columns=[*keys, "rank", "severity", "rules", "exceptions", "first_problem", "at_risk",
+                                     C.PAYER, C.SERVICE_DATE, "days", "status", "first_row"])
+    f = f.assign(_pos=np.flatnonzero(findings[C.CLAIM_ID].notna().to_numpy(bool)), _rank=_severity_rank(f))
+    status = f["status"] if "status" in f else pd.Series("Open", index=f.index)
+    f = f.assign(_open=(status.fillna("Open") == "Open").to_numpy(bool))
+    g = f.groupby(keys, sort=False, dropna=False)
+    out = g.agg(rank=("_rank", "min"), rules=("rule", lambda r: ", ".join(sorted(set(r)))),
+                exceptions=("rule", "size"), first_row=("_pos", "min"), open=("_open", "sum"),
+                **{C.PAYER: (C.PAYER, "first")}).reset_index()
+    first = f.set_index("_pos")["message"]
+    out["first_problem"] = first.reindex(out["first_row"]).to_numpy()
+    line_keys = [k for k in keys if k in lines]
+    lk = lines[[*line_keys, C.CHARGE, C.SERVICE_DATE]]
+    if "source_file" in keys and "source_file" not in lines:
+        lk = lk.assign(source_file="")
+    per_claim = lk.groupby(keys, sort=False, dropna=False).agg(charges=(C.CHARGE, "sum"),
+                                                               dos=(C.SERVICE_DATE, "min")).reset_index()
+    out = out.merge(per_claim, on=keys, how="left")
+    severity = {rank: s.value for s, rank in SEVERITY_RANK.items()}
+    out["severity"] = out["rank"].map(severity)
+    out["at_risk"] = out["charges"].where(out["severity"] == "error")
+    out[C.SERVICE_DATE] = out["dos"]
+    out["days"] = (pd.Timestamp(as_of) - pd.to_datetime(out["dos"])).dt.days
+    out["status"] = np.where(out["open"] > 0, "Open", "Worked")
+    out = out.sort_values(["rank", "at_risk", C.SERVICE_DATE, C.CLAIM_ID], ascending=[True, False, True, True],
+                          na_position="last", kind="stable").reset_index(drop=True)
+    return out
+
+
+def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, flagged: np.ndarray, as_of: str,
+                    source_file_column: bool) -> None:
+    ws = wb.create_sheet("Worklist")
+    headers = (("Source File",) if source_file_column else ()) + WORKLIST_HEADERS
+    w = worklist(findings, lines[flagged] if len(lines) else lines, as_of)
+    n = len(w)
+    link = _proto(ws, font=Font(color="0563C1", underline="single"))
+    sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
+    money = _proto(ws, number_format=MONEY_FORMAT)
+    severity = w["severity"].astype(str).tolist()
+    rows = (w["first_row"].astype("int64") + 2).tolist()
+    columns = [
+        Column(list(range(1, n + 1))),
+        Column(_text_values(ws, w[C.CLAIM_ID]).values, [link] * n,
+               {i: Link(f"'Exceptions'!A{r}", "Go to the claim's first exception") for i, r in enumerate(rows)}),
+        Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, w["rules"]),
+        _other_values(ws, w["exceptions"]), _text_values(ws, w["first_problem"]),
+        _other_values(ws, w["at_risk"], True, money), _text_values(ws, w[C.PAYER]),
+        _other_values(ws, w[C.SERVICE_DATE]), _other_values(ws, w["days"]), _text_values(ws, w["status"]),
+    ]
+    if source_file_column:
+        columns.insert(0, _text_values(ws, w["source_file"]))
+    _stream_fitted(ws, headers, columns)
+
+
+def _stream_fitted(ws, headers, columns: list[Column], freeze: str = "A2") -> None:
+    """Widths fitted to the text, long text wrapped in rows tall enough, filter, frozen header, print setup;
+    then the rows."""
+    widths, wrapped = _fit_columns(ws, headers, columns) if columns else ([], [])
+    if columns and len(columns[0]):
+        wrap = _proto(ws, alignment=WRAP)
+        for j in wrapped:
+            columns[j] = _wrap_styles(ws, columns[j], wrap)
+    ws.freeze_panes = freeze
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(headers))}{max(len(columns[0]) + 1 if columns else 1, 2)}"
+    _print_setup(ws)
+    heights = _row_heights(columns, widths, wrapped) if columns else None
+    stream_rows(ws, _header_cells(ws, headers), columns if columns and len(columns[0]) else [], heights)
+
+
 def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
-                      ids: list[str] | None = None) -> None:
+                      ids: list[str] | None = None, labels: dict[str, str] | None = None) -> None:
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
-    for i, h in enumerate(headers, start=1):
-        ws.column_dimensions[get_column_letter(i)].width = WIDTHS.get(h, 24)
-    ws.freeze_panes = "A2"
     n = len(findings)
-    last = get_column_letter(len(headers))
-    ws.auto_filter.ref = f"A1:{last}{max(n + 1, 2)}"
     status_col = get_column_letter(headers.index("Status") + 1)
     dv = DataValidation(type="list", formula1='"' + ",".join(STATUSES) + '"', allow_blank=True,
                         showDropDown=False)
@@ -424,9 +728,8 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
     ws.data_validations.append(dv)
     if not n:
-        stream_rows(ws, _header_cells(ws, headers), [])
+        _stream_fitted(ws, headers, [Column([]) for _ in headers])
         return
-    wrap = _proto(ws, alignment=Alignment(wrap_text=True, vertical="top"))
     link = _proto(ws, font=Font(color="0563C1", underline="single"))
     f = in_sheet_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
@@ -442,51 +745,79 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         Column(ids, id_styles, links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
         _other_values(ws, f[C.SOURCE_ROW]), _text_values(ws, f[C.PATIENT_ID]),
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
-        Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, f["field"]),
-        _text_values(ws, f["value"]), _text_values(ws, f["message"], wrap), _text_values(ws, f["fix"], wrap),
-        Column(["Open"] * n),
+        Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, show_fields(f["field"], labels)),
+        _text_values(ws, f["value"]), _text_values(ws, f["message"]), _text_values(ws, f["fix"]),
+        Column(["Open"] * n), Column([None] * n), Column([None] * n),
     ]
     if source_file_column:
         columns.insert(0, _text_values(ws, pd.Series(files)))
-    stream_rows(ws, _header_cells(ws, headers), columns)
+    _stream_fitted(ws, headers, columns)
 
 
-CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]
-
-
-def _claims_sheet(wb, lines, flagged: np.ndarray, findings, claim_rows, source_file_column: bool) -> None:
+def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: bool,
+                  labels: dict[str, str] | None = None) -> None:
+    """The flagged claims' lines, one column per thing a reviewer reads (modifiers and diagnoses each
+    in one column), headed as the input file headed them; the cells a finding points at highlighted."""
     ws = wb.create_sheet("Claims")
-    headers = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
-        c for c in CLAIM_COLUMNS if c != C.SOURCE_ROW]
-    ws.freeze_panes = "B2"
+    labels = labels or C.LABELS
+    keys = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
+        c for c in C.CANONICAL if c not in (C.SOURCE_ROW, C.SOURCE_SHEET, *MODIFIER_GROUP[1:], *DX_GROUP[1:])]
+    keys = ["modifiers" if k == MODIFIER_GROUP[0] else "dx" if k == DX_GROUP[0] else k for k in keys]
+
+    def header(k: str) -> str:
+        if k == "source_file":
+            return "Source File"
+        group = {"modifiers": MODIFIER_GROUP, "dx": DX_GROUP}.get(k)
+        if group:
+            names = {labels.get(c, c) for c in group}
+            return names.pop() if len(names) == 1 else C.LABELS[group[0]]
+        return labels.get(k, k)
+
+    headers = list(dict.fromkeys(header(k) for k in keys))
+    if len(headers) < len(keys):  # two columns the file headed alike: the display names instead
+        headers = [C.LABELS.get(k, "Source File" if k == "source_file" else
+                                C.LABELS[MODIFIER_GROUP[0]] if k == "modifiers" else C.LABELS[DX_GROUP[0]]) for k in keys]
     sub = lines[flagged]
     if sub.empty:
-        stream_rows(ws, _header_cells(ws, headers), [])
+        _stream_fitted(ws, headers, [Column([]) for _ in headers], freeze="C2")
         return
     files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
     hot = pd.DataFrame({"src": files.to_numpy(), "row": findings[C.SOURCE_ROW].to_numpy(),
                         "col": findings["field"].astype(str).str.split(", ").to_numpy()}).explode("col")
-    hot["col"] = hot["col"].map(lambda c: FIELD_TO_COLUMN.get(c, c))
+    hot["col"] = hot["col"].map(lambda c: _GROUP_OF.get(c, c))
     sub_files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
-    keys = pd.MultiIndex.from_arrays([sub_files.to_numpy(), sub[C.SOURCE_ROW].to_numpy()])
+    row_keys = pd.MultiIndex.from_arrays([sub_files.to_numpy(), sub[C.SOURCE_ROW].to_numpy()])
     money_proto = _proto(ws, number_format=MONEY_FORMAT)
     hot_protos = {}
     columns = []
-    for col in headers:
-        values = sub[col] if col in sub else pd.Series(None, index=sub.index, dtype=object)
-        if col in C.TEXT_COLUMNS or col == "source_file":
-            out = _text_values(ws, values)
+    for col in keys:
+        if col in ("modifiers", "dx"):
+            out = _text_values(ws, _joined(sub, MODIFIER_GROUP if col == "modifiers" else DX_GROUP))
         else:
-            out = _other_values(ws, values, col == C.CHARGE, money_proto)
+            values = sub[col] if col in sub else pd.Series(None, index=sub.index, dtype=object)
+            if col in C.TEXT_COLUMNS or col == "source_file":
+                out = _text_values(ws, values)
+            else:
+                out = _other_values(ws, values, col == C.CHARGE, money_proto)
         marks = hot[hot["col"] == col]
         if len(marks):
-            on = keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
+            on = row_keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
             styles = out.styles or [None] * len(out)
             for i in np.flatnonzero(on):
                 styles[i] = _highlight(ws, out.values[i], styles[i], hot_protos)
             out.styles = styles
         columns.append(out)
-    stream_rows(ws, _header_cells(ws, headers), columns)
+    _stream_fitted(ws, headers, columns, freeze=f"{get_column_letter(3 if source_file_column else 2)}2")
+
+
+def _joined(frame: pd.DataFrame, group) -> pd.Series:
+    """Several text columns as one (``"50, JZ"``), blanks left out; None where all are blank."""
+    arrays = [pa.array(frame[c].array if c in frame else pd.Series(None, index=frame.index, dtype="str").array,
+                       type=pa.string(), from_pandas=True) for c in group]
+    joined = pc.binary_join_element_wise(*arrays, ", ", null_handling="replace", null_replacement="")
+    joined = pc.utf8_trim(pc.replace_substring_regex(joined, "(, )+", ", "), ", ")  # blanks left out
+    joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+    return pd.Series(pd.array(joined, dtype="str"), index=frame.index)
 
 
 def _highlight(ws, value, style, protos: dict):
@@ -506,34 +837,55 @@ def _highlight(ws, value, style, protos: dict):
 def _ingest_sheet(wb, issues: pd.DataFrame) -> None:
     ws = wb.create_sheet("Ingest Issues")
     headers = ("File", "Sheet", "Row", "Column", "Raw Value", "Reason", "Rule")
-    ws.freeze_panes = "A2"  # panes and widths first: a write-only sheet writes them with its first row
-    for col, w in zip("ABCDEFG", (28, 16, 8, 22, 24, 60, 10), strict=True):
-        ws.column_dimensions[col].width = w
     columns = [_other_values(ws, issues[c]) if c == "row" else _text_values(ws, issues[c])
                for c in ("file", "sheet", "row", "column", "value", "reason", "rule")]
-    stream_rows(ws, _header_cells(ws, headers), columns if len(issues) else [])
+    _stream_fitted(ws, headers, columns if len(issues) else [Column([]) for _ in headers])
 
 
 def _rules_sheet(wb) -> None:
+    """The catalog in plain language: what each rule checks, how to fix it, and a public source."""
     ws = wb.create_sheet("Rules")
-    for col, w in zip("ABCDEF", (10, 9, 40, 70, 60, 40), strict=True):
-        ws.column_dimensions[col].width = w
-    _header(ws, ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Source (public)"))
-    for r in RULES:  # plain-language text and a document the reviewer can look up
-        ws.append([_text(ws, r.id), _text(ws, r.severity.value), _text(ws, r.title),
-                   _text(ws, r.checks), _text(ws, r.fix), _text(ws, r.source)])
+    headers = ("Rule", "Severity", "Title", "What it checks", "Suggested fix", "Source (public)")
+    columns = [Column([r.id for r in RULES]), Column([r.severity.value for r in RULES]),
+               _text_values(ws, pd.Series([r.title for r in RULES], dtype="str")),
+               _text_values(ws, pd.Series([r.checks for r in RULES], dtype="str")),
+               _text_values(ws, pd.Series([r.fix for r in RULES], dtype="str")),
+               _text_values(ws, pd.Series([r.source for r in RULES], dtype="str"))]
+    _stream_fitted(ws, headers, columns)
 
 
-def write_findings_csv(findings: pd.DataFrame, path: Path, ids: list[str] | None = None) -> Path:
+_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: a cell a spreadsheet would evaluate
+
+
+def neutralize_csv(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text fields a spreadsheet would evaluate (starting with =, +, -, @, tab or CR) get a leading
+    apostrophe, as OWASP's CSV injection guidance says; numbers and dates are left as they are."""
+    out = frame.copy()
+    for col in out.columns:
+        values = out[col]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        text = values.astype(object).where(values.notna(), None)
+        risky = text.map(lambda v: isinstance(v, str) and v.startswith(_CSV_FORMULA))
+        if risky.any():
+            out[col] = text.where(~risky, "'" + text.astype(str))
+    return out
+
+
+def write_findings_csv(findings: pd.DataFrame, path: Path, ids: list[str] | None = None,
+                       labels: dict[str, str] | None = None, mode: int = DEFAULT_MODE) -> Path:
     """The same findings as plain data, with their exception ids (``ids``: already computed, in sheet
-    order), written atomically."""
+    order), the Field column in the reviewer's words, safe to open in a spreadsheet; written atomically."""
     path = Path(path)
     out = in_sheet_order(findings).copy()
     out.insert(0, "exception_id", exception_ids(out) if ids is None else ids)
+    out["field"] = show_fields(out["field"], labels)
+    out = neutralize_csv(out)
     fd, tmp = tempfile.mkstemp(prefix=".~" + path.stem, suffix=".tmp", dir=path.parent)  # mode 0600
     os.close(fd)
     try:
         out.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -121,11 +122,12 @@ def check_file(result: ingest.IngestResult, as_of: dt.date, config: ScrubConfig,
                mapper=map) -> validate.Validation:
     """Validate what was read from one file (in ``partitions`` parts through ``mapper``, see find_violations)."""
     return validate.find_violations(result.lines, as_of, config, result.present, history, salt, result.issues,
-                                    partitions, mapper)
+                                    partitions, mapper, headers=result.mapped)
 
 
 def write_outputs(result: ingest.IngestResult, checked: validate.Validation, workbook: Path, csv_path: Path,
-                  as_of: dt.date, run_id: str) -> report.ScrubSummary:
+                  as_of: dt.date, run_id: str, mode: int = report.DEFAULT_MODE) -> report.ScrubSummary:
+    """Write the exceptions workbook and the findings CSV (file permissions ``mode``); returns the summary."""
     summary = report.summarize(result.file, result.sha256, result.rows_read, result.lines, checked.findings,
                                checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -134,22 +136,29 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
     except OSError:
         raise OutputError("E_OUTPUT_UNWRITABLE", "the output folder cannot be created") from None
     ids = report.exception_ids(report.in_sheet_order(checked.findings))  # once, for both outputs
-    report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated, ids=ids)
-    report.write_findings_csv(checked.findings, csv_path, ids)
+    labels = report.labels_for(result.mapped)  # the file's own headers, in the Field column and on Claims
+    report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated, ids=ids,
+                          labels=labels, mode=mode)
+    report.write_findings_csv(checked.findings, csv_path, ids, labels, mode)
     return summary
 
 
 def scrub_file(path: Path, out: Path | None = None, config: ScrubConfig | None = None,
                as_of: dt.date | None = None, column_map: dict[str, str] | None = None,
                history: pd.DataFrame | None = None, salt: str = "", run_id: str | None = None,
-               single: bool = True, outputs: tuple[Path, Path] | None = None) -> ScrubOutcome:
+               single: bool = True, outputs: tuple[Path, Path] | None = None,
+               progress: Callable[[str], None] | None = None) -> ScrubOutcome:
     """Scrub one file end to end (into ``outputs`` when given); raises ``ingest.IngestError`` when it
-    cannot be read."""
+    cannot be read. ``progress`` is told each stage as it ends: "read", "check", "write"."""
     config = config or ScrubConfig()
     as_of = as_of or dt.date.today()
     run_id = run_id or uuid.uuid4().hex[:12]
+    step = progress or (lambda stage: None)
     result = ingest.read_claims(path, column_map)
+    step("read")
     checked = check_file(result, as_of, config, history, salt)
+    step("check")
     workbook, csv_path = outputs or output_paths(Path(path), out, single)
-    summary = write_outputs(result, checked, workbook, csv_path, as_of, run_id)
+    summary = write_outputs(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
+    step("write")
     return ScrubOutcome(summary, workbook, csv_path, checked.findings)

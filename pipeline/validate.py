@@ -17,7 +17,7 @@ from pandera.errors import SchemaError, SchemaErrors
 
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
-from pipeline.ingest import release_memory, to_canonical
+from pipeline.ingest import COMBINED_DX, COMBINED_MODIFIERS, release_memory, to_canonical
 from pipeline.threads import beside
 from schemas import columns as C
 from schemas.claims import CLAIM_SCHEMA, FACT_COLUMNS, LINE_SCHEMA
@@ -103,10 +103,10 @@ def _line_values(rule: Rule, rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[p
 
 
 def _show(value) -> str:
-    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and pd.isna(value)):
         return ""
-    if isinstance(value, pd.Timestamp):
-        return "" if pd.isna(value) else value.strftime("%Y-%m-%d")
+    if isinstance(value, pd.Timestamp | dt.date):
+        return value.strftime("%Y-%m-%d")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -122,8 +122,11 @@ def find_violations(
     ingest_issues: pd.DataFrame | None = None,
     partitions: int = 1,
     mapper: Callable = map,
+    headers: dict[str, str] | None = None,
 ) -> Validation:
-    """Findings for canonical claim lines; ``present`` lists the canonical columns the file had.
+    """Findings for canonical claim lines; ``present`` lists the canonical columns the file had;
+    ``headers`` maps the file's headers to canonical names (ingest's ``mapped``): a cell ingest could not
+    read is reported once, and the rules that needed it are not checked on its line.
 
     ``partitions`` > 1 checks the lines in parts that keep claims whole and each patient's claims
     together (``partition_lines``), through ``mapper(function, parts)`` (``map``, or a Dask client's);
@@ -133,7 +136,8 @@ def find_violations(
     lines = to_canonical(lines)
     present = set(C.CANONICAL) if present is None else set(present)
     not_checked = {
-        r.id: "column(s) absent from the file: " + ", ".join(c for c in r.needs if c not in present)
+        r.id: "column(s) absent from the file: " + ", ".join(
+            dict.fromkeys(C.LABELS.get(c, c) for c in r.needs if c not in present))
         for r in RULES if any(c not in present for c in r.needs)
     }
     for rule in config.disabled:
@@ -146,8 +150,10 @@ def find_violations(
         claims = pd.concat([d[1] for d in done], ignore_index=True)
     else:
         findings, claims = work(lines)
-    findings = findings[~findings["rule"].isin(not_checked)]
-    findings = pd.concat([findings, _ingest_findings(ingest_issues, lines, present)], ignore_index=True)
+    findings = _once_per_cause(findings[~findings["rule"].isin(not_checked)])
+    cells = _ingest_findings(ingest_issues, lines, present)
+    findings, cells = _unread_cells_once(findings, cells, headers or {})
+    findings = pd.concat([findings, cells], ignore_index=True)
     result = Validation(_finish(findings, config), not_checked, claims)
     release_memory()
     return result
@@ -234,7 +240,8 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
     parts = []
     absent = [c for c in C.DOC_FLAGS if c not in present]
     if absent:
-        parts.append(pd.DataFrame([{"rule": "FILE-003", "field": "documentation", "value": ", ".join(absent)}]))
+        parts.append(pd.DataFrame([{"rule": "FILE-003", "field": "documentation",
+                                    "value": ", ".join(C.LABELS.get(c, c) for c in absent)}]))
     if issues is not None and len(issues):
         cells = issues[issues["rule"].isin(_CELL_RULES)]
         if len(cells):
@@ -249,6 +256,59 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
                 C.PAYER: hit[C.PAYER].to_numpy(), C.CHARGE: hit[C.CHARGE].to_numpy(),
             }))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+_LINE_RULES = {r.id for r in RULES if r.level == Level.LINE}
+
+
+def _once_per_cause(findings: pd.DataFrame) -> pd.DataFrame:
+    """A line rule that finds the same non-blank value on several lines of one claim (one patient-id
+    mix-up, one late date of service, one bad NPI) is one finding, on its first line, naming the others."""
+    if findings.empty:
+        return findings
+    line = findings["rule"].isin(_LINE_RULES).to_numpy(bool) & (findings["value"].astype(str) != "").to_numpy(bool)
+    line &= findings[C.CLAIM_ID].notna().to_numpy(bool)
+    if not line.any():
+        return findings
+    sub = findings[line].sort_values([C.CLAIM_ID, "rule", C.LINE_NO, C.SOURCE_ROW], kind="stable")
+    key = [sub[C.CLAIM_ID].astype(str), sub["rule"], sub["value"].astype(str)]
+    first = ~sub.duplicated([C.CLAIM_ID, "rule", "value"])
+    if first.all():
+        return findings
+    numbers = sub[C.LINE_NO].astype("Int64").astype(str)
+    others = numbers.groupby(key, sort=False).transform(lambda x: ", ".join(x.iloc[1:]))
+    kept = sub[first.to_numpy(bool)].assign(also=others[first.to_numpy(bool)].to_numpy())
+    return pd.concat([findings[~line], kept], ignore_index=True)
+
+
+def _unread_cells_once(findings: pd.DataFrame, cells: pd.DataFrame, headers: dict[str, str]
+                       ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A cell that ingest could not read is one finding (ING-001): a rule's finding on the same line and
+    column is dropped, and the cell's finding names those rules as not checked on its line."""
+    if findings.empty or cells.empty or "reason" not in cells or not headers:
+        return findings, cells
+    groups = {COMBINED_DX: C.DX, COMBINED_MODIFIERS: (*C.MODIFIERS, C.MODIFIER_EXTRA)}
+    pseudo = {"dx": C.DX, "modifiers": (*C.MODIFIERS, C.MODIFIER_EXTRA)}
+    canon = {h: groups.get(c, (c,)) for h, c in headers.items()}
+    unread = {(int(r), col) for r, h in zip(cells[C.SOURCE_ROW].tolist(), cells["field"].tolist(), strict=True)
+              if r is not None and r == r for col in canon.get(h, ())}
+    if not unread:
+        return findings, cells
+    rows = pd.to_numeric(findings[C.SOURCE_ROW], errors="coerce").tolist()
+    fields = findings["field"].astype(str).tolist()
+    drop = [r == r and any((int(r), col) in unread for f in fld.split(", ") for col in pseudo.get(f, (f,)))
+            for r, fld in zip(rows, fields, strict=True)]
+    drop = pd.Series(drop, index=findings.index) & ~findings["rule"].isin(_CELL_RULES)
+    if not drop.any():
+        return findings, cells
+    dropped = findings[drop]
+    by_row = dropped.groupby(pd.to_numeric(dropped[C.SOURCE_ROW]).astype("int64"))["rule"].agg(
+        lambda r: ", ".join(sorted(set(r))))
+    cells = cells.copy()
+    extra = pd.to_numeric(cells[C.SOURCE_ROW], errors="coerce").map(by_row)
+    has = extra.notna()
+    cells.loc[has, "reason"] = cells.loc[has, "reason"].astype(str) + "; not checked on this line: " + extra[has]
+    return findings[~drop], cells
 
 
 def override_for(rule: str, payer: str | None, config: ScrubConfig) -> tuple[bool, str | None]:
@@ -274,7 +334,7 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     """Severity (catalog, dynamic, then config and payer overrides), messages, fixes, order."""
     if findings.empty:
         return pd.DataFrame(columns=FINDING_COLUMNS)
-    for col in FINDING_COLUMNS + ["reason"]:
+    for col in FINDING_COLUMNS + ["reason", "also"]:
         if col not in findings:
             findings[col] = None
     default = findings["rule"].map({r: rule.severity.value for r, rule in RULES_BY_ID.items()})
@@ -289,10 +349,11 @@ def _finish(findings: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
     findings = findings[keep]
     findings["value"] = findings["value"].fillna("").astype(str)
     findings["message"] = [
-        RULES_BY_ID[r].message.format(value=v if v or RULES_BY_ID[r].blank_ok else "(blank)") + (f" ({why})" if isinstance(why, str) and why
-                                                                       else "")
-        for r, v, why in zip(findings["rule"].tolist(), findings["value"].tolist(), findings["reason"].tolist(),
-                             strict=True)
+        RULES_BY_ID[r].message.format(value=v if v or RULES_BY_ID[r].blank_ok else "(blank)")
+        + (f" ({why})" if isinstance(why, str) and why else "")
+        + (f" Also on line(s) {also} of this claim." if isinstance(also, str) and also else "")
+        for r, v, why, also in zip(findings["rule"].tolist(), findings["value"].tolist(), findings["reason"].tolist(),
+                                   findings["also"].tolist(), strict=True)
     ]
     findings["fix"] = findings["rule"].map({r: rule.fix for r, rule in RULES_BY_ID.items()})
     # One dtype per column, whatever was concatenated: exception ids hash these values.

@@ -287,8 +287,11 @@ def _write_chunk(out, rows: pa.Array) -> None:
         out.write(memoryview(data))
 
 
-def stream_rows(ws, header: list, columns: list[Column]) -> None:
+def stream_rows(ws, header: list, columns: list[Column], heights=None, header_height: float | None = None) -> None:
     """Write a header row (values or cells), then the body given as columns of equal length, and close the sheet.
+
+    ``heights``: None, or one row height in points per body row (None or 0: the default height), for
+    rows whose wrapped text needs more than one line; ``header_height`` the same for the header row.
 
     It must be the only write of rows to the write-only sheet ``ws``, and its last change: set the
     sheet's columns, panes, filter and validations before. openpyxl writes the sheet's top and tail
@@ -312,14 +315,17 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
     deflater = Deflater()  # the sheet's XML is compressed as it comes (see sheetzip)
     deflater.write(fed)
     head_cells = "".join("" if v is None else cells.value(f"{letters[i]}1", v) for i, v in enumerate(header))
-    _write(deflater, [f'<row r="1">{head_cells}</row>'])
+    head_ht = f' ht="{header_height:g}" customHeight="1"' if header_height else ""
+    _write(deflater, [f'<row r="1"{head_ht}>{head_cells}</row>'])
+    row_attrs = _row_attrs(heights, n)
     step = min(CHUNK_ROWS, max(MIN_CHUNK_ROWS, -(-n // 8)))
     for start in range(0, n, step):
         stop = min(start + step, n)
         numbers = pc.cast(pa.array(np.arange(start + 2, stop + 2)), pa.string())
         quoted = pc.binary_join_element_wise(numbers, '"', "")
         parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
-        _write_chunk(deflater, pc.binary_join_element_wise('<row r="', numbers, '">', *parts, "</row>", ""))
+        attrs = "" if row_attrs is None else row_attrs[start:stop]
+        _write_chunk(deflater, pc.binary_join_element_wise('<row r="', numbers, '"', attrs, ">", *parts, "</row>", ""))
     internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
     for j, col in enumerate(columns):
         for i in sorted(col.links or ()):
@@ -337,6 +343,20 @@ def stream_rows(ws, header: list, columns: list[Column]) -> None:
         raise RuntimeError("the sheet's top changed while its rows were written")
     deflater.write(tail)
     attach(ws, deflater)
+
+
+def _row_attrs(heights, n: int) -> pa.Array | None:
+    """Each body row's height attributes (``ht``, ``customHeight``) as a string array, or None for none."""
+    if heights is None:
+        return None
+    h = np.nan_to_num(np.asarray(heights, dtype=float), nan=0.0)
+    if len(h) != n:
+        raise ValueError("one height per row")
+    if not (h > 0).any():
+        return None
+    text = pc.cast(pa.array(np.round(h, 1)), pa.string())
+    attrs = pc.binary_join_element_wise(' ht="', text, '" customHeight="1"', "")
+    return pc.if_else(pa.array(h > 0), attrs, "")
 
 
 class _Closed:

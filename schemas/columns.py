@@ -93,3 +93,17 @@ REQUIRED = (CLAIM_ID, SERVICE_DATE, PROCEDURE_CODE, UNITS)
 
 # PHI: never logged, never in Prefect artifacts; only the workbook shows them.
 PHI_COLUMNS = (PATIENT_ID, PATIENT_NAME, DOB)
+
+# What a reviewer reads for each column (sheet headers, Field column, messages) when the input file's own
+# header is not known. Several modifier or diagnosis columns read as one ("Modifiers", "Diagnoses").
+LABELS = {
+    CLAIM_ID: "Claim ID", LINE_NO: "Line", PATIENT_ID: "Patient ID", PATIENT_NAME: "Patient Name",
+    DOB: "Date of Birth", SERVICE_DATE: "Service Date", PAYER: "Payer", RENDERING_NPI: "Rendering NPI",
+    PLACE_OF_SERVICE: "Place of Service", PROCEDURE_CODE: "CPT/HCPCS", **{m: "Modifiers" for m in MODIFIERS},
+    MODIFIER_EXTRA: "Modifiers", UNITS: "Units", CHARGE: "Charge", **{d: "Diagnoses" for d in DX},
+    DX_POINTER: "Dx Pointer", NDC: "NDC", DRUG_SOURCE: "Drug Source", PRIOR_AUTH: "Prior Auth",
+    MUSCLES: "Muscles", DOC_ONSET: "Onset Documented", DOC_DURATION: "Duration Documented",
+    DOC_FREQUENCY: "Frequency Documented", DOC_NEURO_EXAM: "Neuro Exam Documented",
+    DOC_FACIAL_NERVE: "Facial Nerve Exam Documented", DOC_IMAGING: "Imaging Documented",
+    DOC_SURGICAL_NOTES: "Surgical Notes Documented", SOURCE_ROW: "Row in File", SOURCE_SHEET: "Sheet",
+}

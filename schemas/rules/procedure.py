@@ -60,7 +60,7 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> np.
 
 
 @claim_rule(
-    "HFS-007", W, field=M1, reads=("in_scope", *_SIDES), anchor="idx_64612",
+    "HFS-007", W, field=M1, needs=(M1,), reads=("in_scope", *_SIDES), anchor="idx_64612",
     title="Bilateral diagnosis, one side billed",
     checks="When G51.33 (bilateral) is coded, 64612 is billed for both sides: not only RT, only LT, or one "
            "unmodified line of 1 unit.",
@@ -82,7 +82,7 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-008", E, field=M1, reads=("in_scope", "bilateral_faults"), value="bilateral_faults", anchor="idx_64612",
+    "HFS-008", E, field=M1, needs=(M1,), reads=("in_scope", "bilateral_faults"), value="bilateral_faults", anchor="idx_64612",
     title="Malformed bilateral billing",
     checks="64612 bilateral billing is well formed: 64612-50 has 1 unit; no line has 50 with RT or LT; no "
            "64612-50 beside a 64612-RT/LT line on the same date; no unmodified 64612 line of 2+ units; no two "
@@ -120,7 +120,7 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
 
 
 @claim_rule(
-    "HFS-009", W, field=M1, reads=("in_scope", *_STYLE), anchor="idx_64612",
+    "HFS-009", W, field=M1, needs=(M1,), reads=("in_scope", *_STYLE), anchor="idx_64612",
     title="Bilateral style differs from payer profile",
     checks="The bilateral billing style matches the payer profile: '50' expects one 64612-50 line, 'RT_LT' two "
            "lines; the default profile 'any' accepts both.",

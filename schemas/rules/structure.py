@@ -113,7 +113,7 @@ def npi_valid(df: pd.DataFrame) -> pd.Series:
 
 
 @line_rule(
-    "STR-007", E, field="modifiers", title="Malformed modifier or too many modifiers",
+    "STR-007", E, field="modifiers", needs=(M1,), title="Malformed modifier or too many modifiers",
     checks="Every modifier is two letters or digits, and a line has at most four.",
     message="Modifier {value} is not a two-character modifier, or the line has more than four.",
     fix="Use at most four two-character modifiers per line.",

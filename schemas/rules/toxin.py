@@ -119,7 +119,7 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-014", E, field=M1, reads=("in_scope", "waste_faults"), value="waste_faults", anchor="idx_toxin",
+    "HFS-014", E, field=M1, needs=(M1,), reads=("in_scope", "waste_faults"), value="waste_faults", anchor="idx_toxin",
     title="JW/JZ waste modifier problem",
     checks="From 2023-07-01 an administered toxin line carries JZ or has a JW line for the discarded units; "
            "and always: no line carries both JW and JZ, no drug and date has both a JZ line and a JW line, "

@@ -9,7 +9,8 @@ import pytest
 from openpyxl import load_workbook
 
 from pipeline.config import load_config
-from pipeline.report import EXCEPTION_HEADERS, SHEETS, STATUSES
+from pipeline.ingest import read_claims
+from pipeline.report import EXCEPTION_HEADERS, SHEETS, STATUSES, labels_for
 from pipeline.sample import clean_claim, write_csv
 from pipeline.scrub import scrub_file
 from schemas import columns as C
@@ -114,15 +115,17 @@ def test_review_styles(mixed):
     claims = wb["Claims"]
     assert claims.freeze_panes == "B2"  # source row and header stay in view
     header = [c.value for c in claims[1]]
+    labels = labels_for(read_claims(SAMPLES / "mixed.csv").mapped)  # the file's own headers
+    assert header[0] == "Row in File" and labels[C.NDC] in header and C.NDC not in header
     by_row = {r[0].value: r for r in claims.iter_rows(min_row=2)}
     hdfs17 = mixed.findings.query("rule == 'HFS-017'").iloc[0]
-    ndc_cell = by_row[hdfs17.source_row][header.index(C.NDC)]
+    ndc_cell = by_row[hdfs17.source_row][header.index(labels[C.NDC])]
     assert ndc_cell.fill.fgColor.rgb == "00FFC7CE"
-    unflagged = by_row[hdfs17.source_row][header.index(C.PAYER)]
+    unflagged = by_row[hdfs17.source_row][header.index(labels[C.PAYER])]
     assert unflagged.fill.fill_type is None
-    charge = by_row[hdfs17.source_row][header.index(C.CHARGE)]
+    charge = by_row[hdfs17.source_row][header.index(labels[C.CHARGE])]
     assert charge.number_format == '"$"#,##0.00' and isinstance(charge.value, float | int)
-    date = by_row[hdfs17.source_row][header.index(C.SERVICE_DATE)]
+    date = by_row[hdfs17.source_row][header.index(labels[C.SERVICE_DATE])]
     assert isinstance(date.value, dt.datetime) and date.number_format == "yyyy-mm-dd"
 
 
@@ -277,15 +280,32 @@ def test_streamed_sheet_is_closed_after(tmp_path):
 
 
 def test_ingest_and_rules_sheets_keep_their_layout(tmp_path):
-    """It keeps the Ingest Issues panes, widths and numeric rows, and the Rules widths."""
+    """It keeps the Ingest Issues panes and numeric rows; every sheet's columns are as wide as their text
+    (up to a cap, past which the text wraps in a row tall enough for it), with a filter on the header."""
     o = scrub_file(SAMPLES / "messy.xlsx", tmp_path, None, AS_OF)
     wb = load_workbook(o.workbook)
     ws = wb["Ingest Issues"]
-    assert ws.freeze_panes == "A2" and ws.column_dimensions["A"].width == 28
+    assert ws.freeze_panes == "A2"
     rows = list(ws.iter_rows(min_row=2, values_only=True))
     assert rows and all(isinstance(r[2], int) for r in rows if r[2] is not None)
     assert any(r[2] == 11 for r in rows)  # the row the ingest command names for messy.xlsx
-    assert wb["Rules"].column_dimensions["D"].width == 70
+    for name in ("Worklist", "Exceptions", "Claims", "Ingest Issues", "Rules"):
+        sheet = wb[name]
+        assert sheet.auto_filter.ref and sheet.auto_filter.ref.startswith("A1:"), name
+        assert sheet.print_title_rows == "$1:$1" and sheet.page_setup.orientation == "landscape", name
+        assert sheet.page_setup.fitToWidth == 1 and sheet.sheet_properties.pageSetUpPr.fitToPage, name
+        for col in sheet.iter_cols():
+            width = sheet.column_dimensions[col[0].column_letter].width
+            header = str(col[0].value or "")
+            assert width >= len(header), (name, header)
+            for cell in col[1:]:
+                text = str(cell.value) if cell.value is not None else ""
+                if cell.is_date:
+                    text = "yyyy-mm-dd"
+                if len(text) + 1 > width and header not in ("Status", "Reviewer", "Notes"):
+                    assert cell.alignment.wrap_text, (name, header, text)
+                    lines = -(-len(text) // (width - 2))
+                    assert (sheet.row_dimensions[cell.row].height or 15) >= 15 * lines, (name, header, text)
 
 
 def test_workbook_and_csv_carry_the_same_exception_ids(mixed):
@@ -297,6 +317,8 @@ def test_workbook_and_csv_carry_the_same_exception_ids(mixed):
     sheet = [r[0] for r in load_workbook(mixed.workbook)["Exceptions"].iter_rows(min_row=2, values_only=True)]
     csv = pd.read_csv(mixed.findings_csv, dtype=str, keep_default_na=False)
     assert sheet == csv["exception_id"].tolist() and len(set(sheet)) == len(sheet)
+    # A value a spreadsheet would evaluate carries an apostrophe in the CSV (see neutralize_csv).
+    csv["value"] = csv["value"].map(lambda v: v[1:] if v[:1] == "'" and v[1:2] in ("=", "+", "-", "@") else v)
     line = csv[C.LINE_NO].map(lambda v: int(float(v)) if v else None)
     assert csv["exception_id"].tolist() == [exception_id(c or None, ln, r, v or None) for c, ln, r, v in zip(
         csv[C.CLAIM_ID], line, csv["rule"], csv["value"], strict=True)]
@@ -319,9 +341,14 @@ def test_summary_counts_claims_as_set_arithmetic_does(id_dtype):
     claims = pd.DataFrame({C.CLAIM_ID: pd.Series(["A", "B", "C", "D", "E"], dtype=id_dtype),
                            "in_scope": [True, True, False, True, True]})
     s = summarize("f.csv", "0" * 64, 7, lines, findings, claims, {}, "2024-06-30", "r", "v")
-    err, scope = {"A", "C", "E"}, {"A", "B", "D", "E"}
-    assert (s.claims, s.g5133_claims, s.clean_claims) == (5, len(scope), len(scope - err))
+    err, warn, scope, every = {"A", "C", "E"}, {"B"}, {"A", "B", "D", "E"}, {"A", "B", "C", "D", "E"}
+    assert (s.claims, s.g5133_claims, s.clean_claims) == (5, len(scope), len(every - err - warn))
     assert (s.claims_with_errors, s.claims_with_warnings) == (3, 1)
+    assert s.clean_claims + s.claims_checked_in_part + s.claims_with_errors + s.claims_with_warnings == s.claims
+    assert s.exceptions == len(findings)
+    partly = summarize("f.csv", "0" * 64, 7, lines, findings, claims, {"HFS-018": "column(s) absent from the file: "
+                       "Muscles"}, "2024-06-30", "r", "v")
+    assert (partly.clean_claims, partly.claims_checked_in_part) == (0, 1)  # D: not all rules ran on it
     assert s.at_risk == 10.0 + 5.0 + 1.0  # E's charge is missing
     assert s.by_payer == {"Aetna": 2, "(none)": 1, "Cigna": 1}
     no_facts = summarize("f.csv", "0" * 64, 7, lines, findings, None, {}, "2024-06-30", "r", "v")
