@@ -31,6 +31,20 @@ def _values(path):
     return out
 
 
+def _layout(path):
+    """What the design sets per sheet: widths, wrapped row heights, panes, filter and print setup."""
+    wb = load_workbook(path)
+    out = {}
+    for ws in wb.worksheets:
+        out[ws.title] = {
+            "widths": {k: d.width for k, d in sorted(ws.column_dimensions.items())},
+            "heights": {r: d.height for r, d in sorted(ws.row_dimensions.items()) if d.height},
+            "panes": ws.freeze_panes, "filter": ws.auto_filter.ref, "titles": ws.print_title_rows,
+            "print": (ws.page_setup.orientation, ws.page_setup.fitToWidth, ws.page_setup.fitToHeight),
+        }
+    return out
+
+
 @pytest.fixture(scope="module")
 def fresh(tmp_path_factory):
     out = tmp_path_factory.mktemp("golden")
@@ -47,6 +61,9 @@ def test_workbook_matches_golden(fresh):
     assert list(got) == list(want)
     for sheet in want:
         assert got[sheet] == want[sheet], f"sheet {sheet} differs from the golden workbook"
+    got, want = _layout(fresh), _layout(GOLDEN)
+    for sheet in want:
+        assert got[sheet] == want[sheet], f"the layout of sheet {sheet} differs from the golden workbook"
 
 
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
