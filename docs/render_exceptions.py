@@ -1,6 +1,9 @@
-"""Render the Exceptions sheet of a real exceptions workbook to docs/exceptions.png.
+"""Pictures of a real exceptions workbook as LibreOffice prints it, unedited (README).
 
-Needs LibreOffice (soffice) and poppler (pdftoppm): `python docs/render_exceptions.py WORKBOOK`.
+Needs LibreOffice (soffice) and poppler-utils (pdftotext, pdftoppm):
+`python docs/render_exceptions.py WORKBOOK [OUT_FOLDER]` writes OUT_FOLDER/summary.png, worklist.png
+and exceptions.png (default docs/): the first printed page of each of those sheets, as LibreOffice Calc
+renders the workbook to PDF with the print setup claimscrub writes (nothing hidden, resized or cropped).
 """
 
 import subprocess
@@ -8,37 +11,23 @@ import sys
 import tempfile
 from pathlib import Path
 
-from openpyxl import load_workbook
+FIRST_WORD = {"summary": "claimscrub:", "worklist": "Priority", "exceptions": "Exception"}
 
 
-def main(workbook: str, out: str = "docs/exceptions.png") -> None:
-    wb = load_workbook(workbook)
-    for name in wb.sheetnames:
-        if name != "Exceptions":
-            del wb[name]
-    ws = wb["Exceptions"]
-    for col in ("E", "M", "O", "P"):  # hide wide or empty columns so the picture stays readable
-        ws.column_dimensions[col].hidden = True
-    ws.column_dimensions["L"].width = 95
-    ws.column_dimensions["K"].width = 34
-    from openpyxl.styles import Alignment
-
-    for row in ws.iter_rows(min_row=2):
-        for cell in row:
-            cell.alignment = Alignment(wrap_text=False, vertical="top")
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
-    ws.print_area = "A1:P18"
+def main(workbook: str, out: str = "docs") -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "exceptions.xlsx"
-        wb.save(src)
         subprocess.run(["soffice", "--headless", "--norestore", f"-env:UserInstallation=file://{tmp}/profile",
-                        "--convert-to", "pdf", "--outdir", tmp, str(src)], check=True, capture_output=True)
-        subprocess.run(["pdftoppm", "-png", "-r", "160", "-singlefile", "-x", "100", "-y", "150", "-W", "1640", "-H", "420", "-f", "1", "-l", "1",
-                        str(Path(tmp) / "exceptions.pdf"), str(Path(out).with_suffix(""))], check=True)
-    print(f"wrote {out}")
+                        "--convert-to", "pdf", "--outdir", tmp, workbook], check=True, capture_output=True)
+        pdf = Path(tmp) / Path(workbook).with_suffix(".pdf").name
+        text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True,
+                              text=True).stdout
+        firsts = [page.split()[0] if page.split() else "" for page in text.split("\f")]
+        for name, word in FIRST_WORD.items():
+            page = firsts.index(word) + 1
+            target = Path(out) / f"{name}.png"
+            subprocess.run(["pdftoppm", "-png", "-r", "110", "-singlefile", "-f", str(page), "-l", str(page),
+                            str(pdf), str(target.with_suffix(""))], check=True)
+            print(f"wrote {target} (page {page})")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ FILLS = {
 }
 HIGHLIGHT = PatternFill("solid", fgColor="FFC7CE")
 HEADER_FILL = PatternFill("solid", fgColor="1F4E78")
-HEADER_FONT = Font(bold=True, color="FFFFFF")
+FONT = "Calibri"  # the workbook's default font: bold and link cells keep it (LibreOffice draws Carlito)
+HEADER_FONT = Font(name=FONT, size=11, bold=True, color="FFFFFF")
 DATE_FORMAT = "yyyy-mm-dd"
 MONEY_FORMAT = '"$"#,##0.00'
 COUNT_FORMAT = "#,##0"
@@ -400,7 +401,7 @@ def _summary_sheet(wb, sections: list[Section]) -> None:
     for i, w in enumerate(SUMMARY_WIDTHS, start=1):
         ws.column_dimensions[get_column_letter(i)].width = w
     _print_setup(ws, landscape=False, title_rows=False)
-    bold, title = Font(bold=True), Font(bold=True, size=13)
+    bold, title = Font(name=FONT, size=11, bold=True), Font(name=FONT, bold=True, size=13)
     rows, heights = [], []
 
     def add(cells: list, texts: list) -> None:
@@ -432,14 +433,14 @@ def _summary_sheet(wb, sections: list[Section]) -> None:
                     texts.append(str(v))
             add(cells, texts)
     columns = [Column([r[j] for r in rows[1:]]) for j in range(len(SUMMARY_WIDTHS))]
-    stream_rows(ws, [_text(ws, "claimscrub: exceptions summary", font=Font(bold=True, size=15))], columns,
+    stream_rows(ws, [_text(ws, "claimscrub: exceptions summary", font=Font(name=FONT, bold=True, size=15))], columns,
                 heights[1:], header_height=24)
 
 
 def _lines(chars: int, width: float) -> int:
     """Lines a text of ``chars`` characters takes wrapped in a column ``width`` characters wide (words
     do not break: a line holds somewhat less than the width)."""
-    per_line = max(width * 0.95 - 2, 1)
+    per_line = max(width - 1.5, 1)
     return max(1, int(np.ceil(chars / per_line)))
 
 
@@ -481,19 +482,42 @@ def _text_lengths(col: Column) -> np.ndarray:
     return out
 
 
+def _longest(col: Column) -> int:
+    """The most characters a cell of the column shows: numbers and dates from their extremes (a pass in
+    Arrow), text by its lengths."""
+    values = col.values
+    if not isinstance(values, pa.Array | pa.ChunkedArray):
+        try:
+            values = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError, UnicodeEncodeError, OverflowError):
+            values = None
+    if values is not None and not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        if pa.types.is_date(values.type) or pa.types.is_timestamp(values.type):
+            return 10
+        if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+            lo, hi = pc.min_max(values).values()
+            if lo.as_py() is None:
+                return 0
+            money = pa.types.is_floating(values.type)
+            return max(len(f"{v:,.2f}") + 1 if money else len(str(v)) for v in (lo.as_py(), hi.as_py()))
+        if pa.types.is_null(values.type):
+            return 0
+    lengths = _text_lengths(col)
+    return int(lengths.max()) if len(lengths) else 0
+
+
 def _fit_columns(ws, headers, columns: list[Column], start: int = 1) -> tuple[list[float], list[int]]:
     """Each column's width from its longest text (header included), capped (CAPS, MAX_WIDTH; the
     reviewer's columns FIXED); returns the widths and the positions of columns whose text goes past
     the cap (to wrap). Set before the rows are written."""
     widths, wrapped = [], []
     for j, (h, col) in enumerate(zip(headers, columns, strict=True)):
-        lengths = _text_lengths(col) if len(col) else np.zeros(0, dtype=np.int64)
-        longest = int(lengths.max()) if len(lengths) else 0
+        longest = _longest(col) if len(col) else 0
         if h in FIXED:
             width = FIXED[h]
         else:
             cap = CAPS.get(h, MAX_WIDTH)
-            width = min(max(longest, len(h), MIN_WIDTH - 2) + 2, cap)
+            width = min(int(max(longest * 1.1, len(h) * 1.1, MIN_WIDTH - 2)) + 2, cap)
             if longest + 2 > cap:
                 wrapped.append(j)
         widths.append(width)
@@ -507,7 +531,7 @@ def _row_heights(columns: list[Column], widths: list[float], wrapped: list[int])
         return None
     lines = np.ones(len(columns[0]), dtype=np.int64)
     for j in wrapped:
-        per_line = max(widths[j] * 0.95 - 2, 1)
+        per_line = max(widths[j] - 1.5, 1)
         lines = np.maximum(lines, np.ceil(_text_lengths(columns[j]) / per_line).astype(np.int64))
     return np.where(lines > 1, lines * LINE_POINTS + 2, 0.0)
 
@@ -653,9 +677,12 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
     status = f["status"] if "status" in f else pd.Series("Open", index=f.index)
     f = f.assign(_open=(status.fillna("Open") == "Open").to_numpy(bool))
     g = f.groupby(keys, sort=False, dropna=False)
-    out = g.agg(rank=("_rank", "min"), rules=("rule", lambda r: ", ".join(sorted(set(r)))),
-                exceptions=("rule", "size"), first_row=("_pos", "min"), open=("_open", "sum"),
-                **{C.PAYER: (C.PAYER, "first")}).reset_index()
+    out = g.agg(rank=("_rank", "min"), exceptions=("rule", "size"), first_row=("_pos", "min"),
+                open=("_open", "sum"), **{C.PAYER: (C.PAYER, "first")}).reset_index()
+    rules: dict[tuple, set] = {}  # a plain pass: a Python function per group costs far more
+    for key, rule in zip(zip(*(f[k].tolist() for k in keys), strict=True), f["rule"].tolist(), strict=True):
+        rules.setdefault(key, set()).add(rule)
+    out["rules"] = [", ".join(sorted(rules[k])) for k in zip(*(out[k].tolist() for k in keys), strict=True)]
     first = f.set_index("_pos")["message"]
     out["first_problem"] = first.reindex(out["first_row"]).to_numpy()
     line_keys = [k for k in keys if k in lines]
@@ -669,7 +696,8 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
     out["severity"] = out["rank"].map(severity)
     out["at_risk"] = out["charges"].where(out["severity"] == "error")
     out[C.SERVICE_DATE] = out["dos"]
-    out["days"] = (pd.Timestamp(as_of) - pd.to_datetime(out["dos"])).dt.days
+    days = (pd.Timestamp(as_of) - pd.to_datetime(out["dos"])).dt.days
+    out["days"] = days.where(days >= 0)  # a date of service after the as-of date has no age yet
     out["status"] = np.where(out["open"] > 0, "Open", "Worked")
     out = out.sort_values(["rank", "at_risk", C.SERVICE_DATE, C.CLAIM_ID], ascending=[True, False, True, True],
                           na_position="last", kind="stable").reset_index(drop=True)
@@ -682,7 +710,7 @@ def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, flagged: np
     headers = (("Source File",) if source_file_column else ()) + WORKLIST_HEADERS
     w = worklist(findings, lines[flagged] if len(lines) else lines, as_of)
     n = len(w)
-    link = _proto(ws, font=Font(color="0563C1", underline="single"))
+    link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     money = _proto(ws, number_format=MONEY_FORMAT)
     severity = w["severity"].astype(str).tolist()
@@ -730,7 +758,7 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     if not n:
         _stream_fitted(ws, headers, [Column([]) for _ in headers])
         return
-    link = _proto(ws, font=Font(color="0563C1", underline="single"))
+    link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
     f = in_sheet_order(findings)
     files = f["source_file"].tolist() if "source_file" in f else [""] * n
     ids, id_styles, links = (exception_ids(f) if ids is None else ids), [None] * n, {}

@@ -416,3 +416,39 @@ def test_io_error_of_one_file_is_masked_and_retry_finishes_it(tmp_path):
     assert again.status == "scrubbed" and (paths.archive / DAY / f.name).exists()
     files = Ledger(paths.ledger).files()
     assert list(files.status) == ["scrubbed"] and files.archived_at.notna().all()
+
+
+def test_nightly_review_says_what_was_not_checked_per_file(tmp_path):
+    """It lists, in the nightly review's Summary, each file's rules that could not run and the columns
+    they need, and counts that file's claims as checked in part, not clean."""
+    import csv
+
+    from pipeline import scrub
+    from pipeline.config import ScrubConfig
+
+    full = write_csv(clean_claim("A-1"), tmp_path / "full.csv")
+    lacking = write_csv(clean_claim("B-1", patient_id="MBR-000002"), tmp_path / "nomuscles.csv")
+    with open(lacking, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(lacking, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[h for h in rows[0] if h != "Muscles Injected"])
+        writer.writeheader()
+        writer.writerows({k: v for k, v in r.items() if k != "Muscles Injected"} for r in rows)
+    outcomes = []
+    for path in (full, lacking):
+        done = scrub.scrub_file(path, tmp_path / "out", ScrubConfig(), AS_OF, single=False)
+        s = done.summary
+        outcomes.append(nightly.FileOutcome(
+            path.stem, path.name, "scrubbed", findings=done.findings, not_checked=s.not_checked,
+            lines=pd.DataFrame(columns=["claim_id", "source_row", "charge", "service_date", "payer"]),
+            issues=pd.DataFrame(columns=["file", "sheet", "row", "column", "value", "reason", "rule"]),
+            counts={"rows": s.rows_read, "claims": s.claims, "g5133_claims": s.g5133_claims,
+                    "claims_with_errors": s.claims_with_errors, "claims_with_warnings": s.claims_with_warnings,
+                    "claims_checked_in_part": s.claims_checked_in_part, "clean_claims": s.clean_claims}))
+    review = nightly.write_combined(outcomes, tmp_path / "outbox", DAY, AS_OF, "r", "v")
+    rows = list(load_workbook(review)["Summary"].iter_rows(values_only=True))
+    at = next(i for i, r in enumerate(rows) if r[0] == "Not checked, and why")
+    listed = {r[0]: r[2] for r in rows[at + 2:] if r[0] and r[0].startswith("HFS-0")}
+    assert "HFS-018" in listed and listed["HFS-018"].startswith("nomuscles.csv: ") and "Muscles" in listed["HFS-018"]
+    count = {r[0]: r[3] for r in rows if r[0] in ("Checked in part", "Clean", "Total claims")}
+    assert count == {"Checked in part": 1, "Clean": 1, "Total claims": 2}

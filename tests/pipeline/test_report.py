@@ -304,7 +304,7 @@ def test_ingest_and_rules_sheets_keep_their_layout(tmp_path):
                     text = "yyyy-mm-dd"
                 if len(text) + 1 > width and header not in ("Status", "Reviewer", "Notes"):
                     assert cell.alignment.wrap_text, (name, header, text)
-                    lines = -(-len(text) // (width - 2))
+                    lines = -(-len(text) // (width - 1.5))
                     assert (sheet.row_dimensions[cell.row].height or 15) >= 15 * lines, (name, header, text)
 
 
@@ -365,3 +365,149 @@ def test_in_set_is_series_isin(keys, id_dtype):
 
     values = pd.Series(["A", None, "B", "A", "C", None], dtype=id_dtype)
     assert in_set(values, keys).tolist() == values.isin(keys).tolist()
+
+
+def _drop_column(path, header):
+    """The CSV at ``path`` without its column ``header`` (an export that lacks it)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[h for h in rows[0] if h != header])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: v for k, v in row.items() if k != header})
+    return path
+
+
+def _summary_rows(workbook) -> list[tuple]:
+    return list(load_workbook(workbook)["Summary"].iter_rows(values_only=True))
+
+
+def test_missing_modifiers_column_is_not_checked_never_an_error(tmp_path):
+    """It reports the rules that read modifiers as not checked, names the missing column, raises none of
+    their findings, and counts the claims as checked in part, never clean."""
+    lines = clean_claim("A-1") + clean_claim("B-2", patient_id="MBR-000002")
+    o = scrub_file(_drop_column(write_csv(lines, tmp_path / "nomods.csv"), "Modifiers"), tmp_path, None, AS_OF)
+    needs_mods = {"HFS-007", "HFS-008", "HFS-009", "HFS-014", "STR-007"}
+    assert needs_mods <= set(o.summary.not_checked)
+    assert "Modifiers" in o.summary.not_checked["HFS-014"]
+    assert not set(o.findings["rule"]) & needs_mods
+    s = o.summary
+    assert (s.clean_claims, s.claims_checked_in_part, s.claims) == (0, 2, 2)
+    rows = _summary_rows(o.workbook)
+    at = next(i for i, r in enumerate(rows) if r[0] == "Not checked, and why")
+    listed = {r[0]: r[2] for r in rows[at + 2: at + 2 + len(s.not_checked)]}
+    assert needs_mods <= set(listed) and all("Modifiers" in listed[r] for r in needs_mods)
+    assert any(r[0] == "Checked in part" and r[3] == 2 for r in rows)
+
+
+def test_summary_counts_add_up_and_rules_with_findings_come_first(mixed):
+    """It counts errors + warnings only + checked in part + clean = total claims, gives the total number
+    of exceptions, and lists only the rules with findings, errors first, most findings first."""
+    rows = _summary_rows(mixed.workbook)
+    count = {r[0]: r[3] for r in rows if r and r[0] and len(r) > 3 and isinstance(r[3], int | float)}
+    parts = ("With errors", "With warnings only", "Checked in part", "Clean")
+    assert sum(count[p] for p in parts) == count["Total claims"] == mixed.summary.claims
+    assert count["Exceptions"] == len(mixed.findings)
+    at = next(i for i, r in enumerate(rows) if r[0] == "Findings by rule") + 2
+    listed = []
+    for r in rows[at:]:
+        if not r[0]:
+            break
+        listed.append(r)
+    assert [r[0] for r in listed] == [r for r in sorted(
+        mixed.summary.by_rule, key=lambda r: ({"error": 0, "warning": 1, "info": 2}[
+            next(x[2] for x in listed if x[0] == r)], -mixed.summary.by_rule[r], r))]
+    assert all(r[3] > 0 for r in listed)
+    assert load_workbook(mixed.workbook)["Summary"]["D10"].number_format in ("#,##0", "General")
+
+
+def test_worklist_has_one_row_per_flagged_claim_worst_first(mixed):
+    """It lists each flagged claim once, errors before warnings, each linked to its first exception."""
+    wb = load_workbook(mixed.workbook)
+    ws = wb["Worklist"]
+    header = [c.value for c in ws[1]]
+    rows = list(ws.iter_rows(min_row=2))
+    claims = [r[header.index("Claim ID")].value for r in rows]
+    flagged = set(mixed.findings["claim_id"].dropna())
+    assert len(claims) == len(set(claims)) and set(claims) == flagged
+    severities = [r[header.index("Worst Severity")].value for r in rows]
+    assert severities == sorted(severities, key=["error", "warning", "info"].index)
+    exceptions = {r[1].value: r[1].row for r in reversed(list(wb["Exceptions"].iter_rows(min_row=2)))}
+    for r in rows:
+        link = r[header.index("Claim ID")].hyperlink
+        assert link.location == f"'Exceptions'!A{exceptions[r[header.index('Claim ID')].value]}"
+    errors = [r for r in rows if r[header.index("Worst Severity")].value == "error"]
+    risk = [r[header.index("Charges at Risk")].value for r in errors]
+    assert risk == sorted(risk, reverse=True)
+
+
+def test_findings_speak_the_files_words_one_finding_per_cause(tmp_path):
+    """It names columns as the file does (no internal names, no NaT), reports an unreadable date once
+    (ING-001, which says what was not checked on its line) and a claim-wide problem once per claim."""
+    lines = clean_claim("A-1")
+    lines[1][C.SERVICE_DATE] = "not a date"
+    late = clean_claim("B-2", patient_id="MBR-000002", dos="2022-01-10")
+    o = scrub_file(write_csv(lines + late, tmp_path / "words.csv"), tmp_path, None, AS_OF)
+    csv_text = o.findings_csv.read_text().split("\n", 1)[1]  # the body (the header names the data's columns)
+    sheet = list(load_workbook(o.workbook)["Exceptions"].iter_rows(values_only=True))
+    shown = " ".join(str(v) for row in sheet for v in row if v is not None)
+    for internal in ("NaT", "__modifiers__", "service_date", "dx_1", "modifier_1", "doc_surgical_notes", "nan"):
+        assert internal not in shown.split() and f",{internal}," not in csv_text, internal
+    a = o.findings[o.findings["claim_id"] == "A-1"]
+    assert "ING-001" in set(a["rule"]) and "STR-002" not in set(a["rule"])
+    assert "not checked on this line: STR-002" in a.loc[a["rule"] == "ING-001", "message"].iloc[0]
+    header = sheet[0]
+    fields = {r[header.index("Rule")]: r[header.index("Field")] for r in sheet[1:]}
+    assert fields["ING-001"] == "DOS" and fields["STR-012"] == "DOS"
+    b = o.findings[(o.findings["claim_id"] == "B-2") & (o.findings["rule"] == "STR-012")]
+    assert len(b) == 1 and "Also on line(s) 2" in b["message"].iloc[0]
+
+
+def test_findings_csv_is_safe_to_open_in_a_spreadsheet(tmp_path):
+    """It neutralises every text field a spreadsheet would evaluate (=, +, -, @, tab, CR), a DDE payload
+    in a claim id included, with a leading apostrophe (OWASP CSV injection)."""
+    import csv
+
+    lines = clean_claim("=cmd|' /C calc'!A0") + clean_claim("+1-2", patient_id="@SUM(A1)", dos="2022-01-10")
+    lines[0][C.PAYER] = "-Medicare"
+    lines[1][C.NDC] = "\t=1+1"
+    o = scrub_file(write_csv(lines, tmp_path / "inj.csv"), tmp_path, None, AS_OF)
+    with open(o.findings_csv, newline="", encoding="utf-8") as fh:
+        fields = [v for row in csv.reader(fh) for v in row]
+    assert any(v.startswith("'=cmd") for v in fields) and any(v == "'+1-2" for v in fields)
+    risky = [v for v in fields if v[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert not risky
+    ws = load_workbook(o.workbook)["Exceptions"]
+    ids = [c.value for (c,) in ws.iter_rows(min_row=2, min_col=2, max_col=2) if c.value]
+    assert "=cmd|' /C calc'!A0" in ids  # the workbook keeps the text as it was, as text
+
+
+def test_outputs_are_group_readable_by_default_and_the_mode_is_configurable(tmp_path):
+    """It writes the workbook and the CSV 0640 by default (a billing team's group reads the outbox), and
+    the mode the configuration gives; a mode the owner cannot write is refused."""
+    import stat
+
+    from pipeline.config import ConfigError, ScrubConfig
+
+    src = write_csv(clean_claim(), tmp_path / "m.csv")
+    o = scrub_file(src, tmp_path / "default", None, AS_OF)
+    for path in (o.workbook, o.findings_csv):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('output_mode = "0600"\n')
+    o = scrub_file(src, tmp_path / "private", load_config(cfg), AS_OF)
+    assert stat.S_IMODE(o.workbook.stat().st_mode) == stat.S_IMODE(o.findings_csv.stat().st_mode) == 0o600
+    assert ScrubConfig(output_mode=0o644).output_mode == 0o644
+    cfg.write_text("output_mode = 0o444\n")
+    with pytest.raises(ConfigError, match="output_mode"):
+        load_config(cfg)
+
+
+def test_scrub_file_reports_each_stage(tmp_path):
+    """It tells its progress callback each stage as it ends, in order (the CLI's bar moves with them)."""
+    seen = []
+    scrub_file(write_csv(clean_claim(), tmp_path / "p.csv"), tmp_path, None, AS_OF, progress=seen.append)
+    assert seen == ["read", "check", "write"]
