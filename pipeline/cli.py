@@ -191,8 +191,12 @@ def ingest(
     typer.echo(f"{result.file} (sheet {result.sheet!r}): {result.rows_read} rows, "
                f"{lines['claim_id'].nunique()} claims, sha256 {result.sha256[:16]}…")
     typer.echo("mapped headers:")
+    from pipeline.ingest import COMBINED_DX, COMBINED_MODIFIERS
+
+    several = {COMBINED_DX: "diagnoses, several codes in one cell",  # never the internal name of the pair
+               COMBINED_MODIFIERS: "modifiers, several codes in one cell"}
     for header, canonical in result.mapped.items():
-        typer.echo(f"  {header!r} -> {canonical}")
+        typer.echo(f"  {header!r} -> {several.get(canonical, canonical)}")
     typer.echo("unmapped headers: " + (", ".join(repr(h) for h in result.unmapped) or "none"))
     cells = result.issues[result.issues["rule"] != "NOTE"]
     typer.echo(f"ingest issues: {len(cells)}")

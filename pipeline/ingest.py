@@ -520,12 +520,12 @@ def _check_mapping(path, sheet, header, mapping) -> tuple[dict, list, set]:
             a, b = header[seen[canonical]], header[pos]
             raise IngestError("E_DUP_COLUMN", "FILE-002",
                               f"columns {a!r} ({_col_letter(seen[canonical])}) and {b!r} ({_col_letter(pos)}) "
-                              f"both map to {canonical}", path.name, sheet)
+                              f"both map to {C.LABELS.get(canonical, canonical)}", path.name, sheet)
         seen[canonical] = pos
     targets = set(mapping.values())
-    missing = [c for c in C.REQUIRED if c not in targets]
+    missing = [C.LABELS[c] for c in C.REQUIRED if c not in targets]
     if not (targets & (set(C.DX) | {COMBINED_DX})):
-        missing.append("diagnosis (dx_1 or Diagnosis Codes)")
+        missing.append("Diagnoses (a Diagnosis Codes column, or Dx 1...)")
     if missing:
         raise IngestError("E_MISSING_COLUMN", "FILE-002", "required columns missing: " + ", ".join(missing),
                           path.name, sheet)
