@@ -106,7 +106,7 @@ def scrub(
                 failed = True
             else:
                 said.append((_summary_text(summary, time.perf_counter() - started), False))
-                said.append((f"  wrote {plan.workbook}\n  wrote {plan.findings_csv}", False))
+                said.append((f"  workbook: {plan.workbook}\n  findings CSV: {plan.findings_csv}", False))
                 worst |= _severities(summary)
             bar.update(len(stages) - len(done))
     for text, err in said:

@@ -89,6 +89,8 @@ def test_scrub_never_overwrites_one_inputs_outputs_with_anothers(tmp_path):
     assert rules[0] == 1 and rules[1] > 1  # the clean file's CSV holds only its header, the other its findings
     for book in books:
         assert f"workbook: {book}" in res.output
+    for path in csvs:
+        assert f"findings CSV: {path}" in res.output  # every output it wrote, by its path
 
     shutil.copy(SAMPLES / "messy.xlsx", tmp_path / "x.xlsx")
     shutil.copy(SAMPLES / "mixed.csv", tmp_path / "x.csv")

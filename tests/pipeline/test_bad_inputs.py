@@ -246,7 +246,7 @@ def test_row20_missing_extra_and_odd_headers(tmp_path):
     with pytest.raises(IngestError) as err:
         read_claims(tmp_path / "m2.csv")
     assert err.value.code == "E_MISSING_COLUMN"
-    for col in ("service_date", "units", "diagnosis"):
+    for col in ("Service Date", "Units", "Diagnos"):  # in words, never internal column names
         assert col in err.value.reason
     odd = ["CLAIM ID", "Line", "Member ID\u00a0", "dos", "cpt", "UNITS", "Charge", "Dx 1", "Favourite Colour"]
     r = read_claims(_xlsx(tmp_path / "o.xlsx", [odd, ROW + ["blue"]]))
