@@ -355,8 +355,7 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
                  "go to the claim's lines).")
     start = Section("Start here", None, [(f"Step {i}", text) for i, text in enumerate(steps, start=1)])
 
-    partly_why = ("no errors or warnings, but some rules could not run (see Not checked)" if s.claims_checked_in_part
-                  else "no errors or warnings, but some rules could not run")
+    partly_why = "no errors or warnings, but some rules could not run on them (see Not checked)"
     claims = Section("Claims", ("Claims", "What it means", "", "Count"), [
         ("With errors", "fix before the claim goes to the payer", "", s.claims_with_errors),
         ("With warnings only", "review: may be right, may need a fix", "", s.claims_with_warnings),
@@ -485,6 +484,8 @@ def _text_lengths(col: Column) -> np.ndarray:
 def _longest(col: Column) -> int:
     """The most characters a cell of the column shows: numbers and dates from their extremes (a pass in
     Arrow), text by its lengths."""
+    if col.longest is not None:
+        return col.longest
     values = col.values
     if not isinstance(values, pa.Array | pa.ChunkedArray):
         try:
@@ -537,7 +538,7 @@ def _row_heights(columns: list[Column], widths: list[float], wrapped: list[int])
 
 
 def _wrap_styles(ws, col: Column, proto) -> Column:
-    """``col`` with its non-blank cells wrapped (top-aligned); cells with a style of their own keep it, wrapped."""
+    """``col`` with its non-blank cells wrapped; cells with a style of their own keep it, wrapped."""
     styles = col.styles or [None] * len(col)
     values = col.values
     present = (pc.is_valid(values).to_numpy(zero_copy_only=False) if isinstance(values, pa.Array)
@@ -649,54 +650,77 @@ def _text_values(ws, values, proto=None) -> Column:
 
 
 def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) -> Column:
-    """One non-text column: dates as dates, whole numbers as ints, flags as Y, money in its format."""
+    """One non-text column: dates as dates, whole numbers as ints, flags as Y, money in its format (each
+    with the most characters a cell shows, from the column's extremes)."""
     s = pd.Series(values, copy=False)
     if pd.api.types.is_datetime64_any_dtype(s):
-        return Column([None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()])
+        col = Column([None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()])
+        col.longest = 10 if s.notna().any() else 0
+        return col
     if pd.api.types.is_bool_dtype(s):
-        return Column(["Y" if v is True else None for v in s.astype(object).tolist()])
+        col = Column(["Y" if v is True else None for v in s.astype(object).tolist()])
+        col.longest = 1
+        return col
     if pd.api.types.is_numeric_dtype(s):
         f = s.astype(float).to_numpy()
+        extremes = [v for v in (np.nanmin(f), np.nanmax(f)) if v == v] if len(f) and not np.isnan(f).all() else []
         if money:
             out = [None if v != v else float(v) for v in f]
-            return Column(out, [None if v is None else proto_money for v in out])
-        return Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
+            col = Column(out, [None if v is None else proto_money for v in out])
+            col.longest = max((len(f"{v:,.2f}") + 1 for v in extremes), default=0)
+            return col
+        col = Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
+        col.longest = max((len(str(int(v)) if float(v).is_integer() else str(v)) for v in extremes), default=0)
+        return col
     return Column([_value(ws, v) for v in s.tolist()])
+
+
+def _claim_key(frame: pd.DataFrame, by_file: bool) -> pd.Series:
+    """One text key per row naming its claim (and its file, in a nightly review)."""
+    claim = frame[C.CLAIM_ID].astype("str")
+    if not by_file:
+        return claim
+    files = frame["source_file"].astype("str") if "source_file" in frame else pd.Series("", index=frame.index)
+    return files + "\x1f" + claim
 
 
 def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.DataFrame:
     """One row per flagged claim, in the order to work them: worst severity, then the largest charges at
     risk, then the oldest date of service. ``findings`` in sheet order; ``first_row``: the position of
     the claim's first exception."""
-    f = findings[findings[C.CLAIM_ID].notna()]
-    keys = ["source_file", C.CLAIM_ID] if "source_file" in f else [C.CLAIM_ID]
+    by_file = "source_file" in findings
+    keys = ["source_file", C.CLAIM_ID] if by_file else [C.CLAIM_ID]
+    has_claim = findings[C.CLAIM_ID].notna().to_numpy(bool)
+    f = findings[has_claim]
     if f.empty:
         return pd.DataFrame(columns=[*keys, "rank", "severity", "rules", "exceptions", "first_problem", "at_risk",
                                      C.PAYER, C.SERVICE_DATE, "days", "status", "first_row"])
-    f = f.assign(_pos=np.flatnonzero(findings[C.CLAIM_ID].notna().to_numpy(bool)), _rank=_severity_rank(f))
-    status = f["status"] if "status" in f else pd.Series("Open", index=f.index)
-    f = f.assign(_open=(status.fillna("Open") == "Open").to_numpy(bool))
-    g = f.groupby(keys, sort=False, dropna=False)
-    out = g.agg(rank=("_rank", "min"), exceptions=("rule", "size"), first_row=("_pos", "min"),
-                open=("_open", "sum"), **{C.PAYER: (C.PAYER, "first")}).reset_index()
-    rules: dict[tuple, set] = {}  # a plain pass: a Python function per group costs far more
-    for key, rule in zip(zip(*(f[k].tolist() for k in keys), strict=True), f["rule"].tolist(), strict=True):
-        rules.setdefault(key, set()).add(rule)
-    out["rules"] = [", ".join(sorted(rules[k])) for k in zip(*(out[k].tolist() for k in keys), strict=True)]
-    first = f.set_index("_pos")["message"]
-    out["first_problem"] = first.reindex(out["first_row"]).to_numpy()
-    line_keys = [k for k in keys if k in lines]
-    lk = lines[[*line_keys, C.CHARGE, C.SERVICE_DATE]]
-    if "source_file" in keys and "source_file" not in lines:
-        lk = lk.assign(source_file="")
-    per_claim = lk.groupby(keys, sort=False, dropna=False).agg(charges=(C.CHARGE, "sum"),
-                                                               dos=(C.SERVICE_DATE, "min")).reset_index()
-    out = out.merge(per_claim, on=keys, how="left")
+    codes, uniques = pd.factorize(_claim_key(f, by_file))  # integer groups: far cheaper than text keys
+    status = f["status"].fillna("Open") if "status" in f else pd.Series("Open", index=f.index)
+    work = pd.DataFrame({"c": codes, "rank": _severity_rank(f).to_numpy(), "pos": np.flatnonzero(has_claim),
+                         "open": (status == "Open").to_numpy(bool)})
+    g = work.groupby("c", sort=True)
+    out = pd.DataFrame({"rank": g["rank"].min(), "exceptions": g.size(), "first_row": g["pos"].min(),
+                        "open": g["open"].sum()})
+    first = out["first_row"].to_numpy()
+    for k in keys:
+        out[k] = findings[k].to_numpy()[first]
+    out[C.PAYER] = findings[C.PAYER].to_numpy()[first]
+    out["first_problem"] = findings["message"].to_numpy()[first]
+    rules: list[set] = [set() for _ in range(len(uniques))]  # a plain pass: a Python function per group costs more
+    for c, rule in zip(codes.tolist(), f["rule"].tolist(), strict=True):
+        rules[c].add(rule)
+    out["rules"] = [", ".join(sorted(r)) for r in rules]
+    at = pd.Index(uniques).get_indexer(_claim_key(lines, by_file))
+    mine = at >= 0
+    per_claim = pd.DataFrame({"c": at[mine], "charge": lines[C.CHARGE].to_numpy()[mine],
+                              "dos": lines[C.SERVICE_DATE].to_numpy()[mine]}).groupby("c")
+    out["charges"] = per_claim["charge"].sum().reindex(out.index)
+    out[C.SERVICE_DATE] = per_claim["dos"].min().reindex(out.index)
     severity = {rank: s.value for s, rank in SEVERITY_RANK.items()}
     out["severity"] = out["rank"].map(severity)
     out["at_risk"] = out["charges"].where(out["severity"] == "error")
-    out[C.SERVICE_DATE] = out["dos"]
-    days = (pd.Timestamp(as_of) - pd.to_datetime(out["dos"])).dt.days
+    days = (pd.Timestamp(as_of) - pd.to_datetime(out[C.SERVICE_DATE])).dt.days
     out["days"] = days.where(days >= 0)  # a date of service after the as-of date has no age yet
     out["status"] = np.where(out["open"] > 0, "Open", "Worked")
     out = out.sort_values(["rank", "at_risk", C.SERVICE_DATE, C.CLAIM_ID], ascending=[True, False, True, True],
@@ -708,7 +732,8 @@ def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, flagged: np
                     source_file_column: bool) -> None:
     ws = wb.create_sheet("Worklist")
     headers = (("Source File",) if source_file_column else ()) + WORKLIST_HEADERS
-    w = worklist(findings, lines[flagged] if len(lines) else lines, as_of)
+    wanted = [c for c in ("source_file", C.CLAIM_ID, C.CHARGE, C.SERVICE_DATE) if c in lines]
+    w = worklist(findings, lines.loc[flagged, wanted] if len(lines) else lines, as_of)
     n = len(w)
     link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
@@ -883,6 +908,7 @@ def _rules_sheet(wb) -> None:
 
 
 _CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # OWASP CSV injection: a cell a spreadsheet would evaluate
+_CSV_FORMULA_RE = "[" + re.escape("".join(_CSV_FORMULA)) + "]"
 
 
 def neutralize_csv(frame: pd.DataFrame) -> pd.DataFrame:
@@ -893,10 +919,10 @@ def neutralize_csv(frame: pd.DataFrame) -> pd.DataFrame:
         values = out[col]
         if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
             continue
-        text = values.astype(object).where(values.notna(), None)
-        risky = text.map(lambda v: isinstance(v, str) and v.startswith(_CSV_FORMULA))
+        text = values.astype("str")
+        risky = text.str.match(_CSV_FORMULA_RE).fillna(False).to_numpy(bool)
         if risky.any():
-            out[col] = text.where(~risky, "'" + text.astype(str))
+            out[col] = values.astype(object).where(~risky, "'" + text)
     return out
 
 

@@ -55,15 +55,17 @@ class Column:
     or a pyarrow array (a null is no cell; a text array is written without a Python object per row).
     ``styles``: None, or per row None (the value's own style) or a prototype cell whose style the
     cell takes. ``links``: row position -> a ``Link`` for that cell (or an openpyxl Hyperlink; one with
-    an external target is written by openpyxl, with its relationship).
+    an external target is written by openpyxl, with its relationship). ``longest``: the most characters
+    a cell of the column shows, when the caller knows it (for the column's width).
     """
 
-    __slots__ = ("values", "styles", "links")
+    __slots__ = ("values", "styles", "links", "longest")
 
     def __init__(self, values: list, styles: list | None = None, links: dict | None = None):
         if styles is not None and len(styles) != len(values):
             raise ValueError("one style per value")
         self.values, self.styles, self.links = values, styles, links
+        self.longest: int | None = None  # the most characters a cell shows, when the caller knows it
 
     def __len__(self) -> int:
         return len(self.values)
