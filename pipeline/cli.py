@@ -5,6 +5,7 @@ Examples:
     claimscrub ingest sample_claims/messy.xlsx
     claimscrub sample --lines 10000 big.xlsx
     claimscrub rules
+    claimscrub review import review/mixed.exceptions.xlsx --root /srv/claimscrub
 """
 
 import datetime as dt
@@ -59,6 +60,7 @@ def scrub(
     record: Annotated[bool, typer.Option(help="Record a Prefect flow run even with no API configured")] = False,
 ) -> None:
     """Scrub claim files and write one exceptions workbook (and findings CSV) per input."""
+    from pipeline import review
     from pipeline import scrub as S
     from pipeline.errors import OutputError
     from pipeline.ingest import IngestError
@@ -78,6 +80,7 @@ def scrub(
             if plan.note:
                 typer.echo(f"\n{path}: {plan.note}", err=True)
             try:
+                review.refuse_if_open(plan.workbook)  # before any work; the write checks again
                 if use_prefect:
                     summary = _scrub_recorded(plan, day, cfg, cmap)
                 else:
@@ -85,6 +88,10 @@ def scrub(
                                            outputs=(plan.workbook, plan.findings_csv)).summary.__dict__
             except IngestError as exc:
                 typer.echo(f"\n{path}: cannot be read: {exc.reason} [{exc.code}]", err=True)
+                failed = True
+                continue
+            except review.WorkbookOpen as exc:
+                typer.echo(f"\nclaimscrub: {exc.line} [{exc.code}]", err=True)
                 failed = True
                 continue
             except OutputError as exc:
@@ -153,6 +160,10 @@ def _summary_text(s: dict, seconds: float) -> str:
         lines.append(f"  {rule}: {count}")
     if s["not_checked"]:
         lines.append("  not checked: " + ", ".join(sorted(s["not_checked"])))
+    carried = s.get("carried") or {}
+    if carried.get("carried"):
+        lines.append(f"  reviewer dispositions carried forward: {carried['carried']} "
+                     f"({carried.get('not_an_issue', 0)} not an issue, {carried.get('reopened', 0)} re-opened)")
     return "\n".join(lines)
 
 
@@ -389,6 +400,37 @@ def ledger_restore(
     if aside is not None:
         typer.echo(f"the ledger that was there is kept at {aside}")
     typer.echo("files archived after that backup get their rows back at the next night (README: recovering the ledger)")
+
+
+review_app = typer.Typer(no_args_is_help=True, help="Reviewers' dispositions of exceptions.")
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("import")
+def review_import(
+    workbook: Annotated[Path, typer.Argument(help="A reviewed exceptions or nightly review workbook (.xlsx)")],
+    root: Annotated[Path | None, typer.Option(help="Nightly root folder (DIR/ledger.sqlite)")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Load the Status, Reviewer and Notes of a reviewed workbook into the ledger (a history row per change)."""
+    from pipeline import ledgercheck, review
+    from pipeline.ledger import LedgerUnusable
+
+    path, archive_dir = _ledger_paths(root, ledger, None, config)
+    if not path.is_file():
+        _fail(f"ledger {path}: none there (a night creates it); check --root or --ledger")
+    try:
+        book = ledgercheck.open_for_night(path, archive_dir)
+        done = review.import_workbook(workbook, book)
+    except LedgerUnusable as exc:
+        _fail(exc.line, exc.exit_code)
+    except review.ReviewFileError as exc:
+        for line in exc.lines[:-1]:
+            typer.echo(f"claimscrub: {line}", err=True)
+        _fail(exc.lines[-1] + "; nothing imported")
+    typer.echo(f"{workbook}: {done.rows} reviewed exception(s) read; {done.recorded} change(s) recorded in "
+               f"ledger {path}, {done.unchanged} already there")
 
 
 @app.command()

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,9 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from pipeline import review
 from pipeline.errors import OutputError
+from pipeline.review import STATUSES
 from pipeline.xlsxrows import Column, Link, stream_rows
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, SEVERITY_RANK, Severity
@@ -39,7 +41,6 @@ EXCEPTION_HEADERS = (
     "Exception ID", "Claim ID", "Line", "Source Row", "Patient ID", "Service Date", "Payer", "Rule",
     "Severity", "Field", "Value", "Message", "Suggested Fix", "Status", "Reviewer", "Notes",
 )
-STATUSES = ("Open", "Fixed", "Not an issue", "Payer confirmed", "Appealed")
 FILLS = {
     "error": PatternFill("solid", fgColor="F8CBAD"),
     "warning": PatternFill("solid", fgColor="FFE699"),
@@ -82,6 +83,8 @@ class ScrubSummary:
     as_of: str
     run_id: str
     version: str
+    by_status: dict[str, int] = field(default_factory=dict)  # exceptions by reviewer status (carried forward)
+    carried: dict[str, int] = field(default_factory=dict)  # dispositions carried, re-opened, not an issue
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -185,20 +188,26 @@ def _header(ws, names) -> None:
 
 def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
                    ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False,
-                   ids: list[str] | None = None) -> Path:
+                   ids: list[str] | None = None, carried: review.Carried | None = None) -> Path:
     """Write the exceptions workbook atomically; returns the final path. ``ids``: the findings'
-    exception ids in sheet order, when the caller has them already (see exception_ids)."""
+    exception ids in sheet order, when the caller has them already (see exception_ids); ``carried``:
+    their dispositions (see review.carry_forward), else every one Open."""
     path = Path(path)
+    if carried is None:
+        ids = exception_ids(in_sheet_order(findings)) if ids is None else ids
+        carried = review.carry_forward(ids, review.finding_claim_hashes(in_sheet_order(findings), lines), None,
+                                       dt.date.today())
 
     def build() -> Workbook:
         wb = Workbook(write_only=True)
         _summary_sheet(wb, summary, generated_at)
         flagged = in_set(lines[C.CLAIM_ID], set(findings[C.CLAIM_ID].dropna()))  # flagged claims' lines
         claim_rows = _claims_row_map(lines, flagged)
-        _exceptions_sheet(wb, findings, claim_rows, source_file_column, ids)
+        _exceptions_sheet(wb, findings, claim_rows, source_file_column, ids, carried)
         _claims_sheet(wb, lines, flagged, findings, claim_rows, source_file_column)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
+        _review_state_sheet(wb, ids, carried)
         return wb
 
     return _atomic_save(build, path)
@@ -298,6 +307,21 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
     _header(ws, ("Payer", "Flagged claims"))
     for payer, count in sorted(s.by_payer.items()):
         ws.append([_text(ws, payer), _value(ws, int(count))])
+    _status_section(ws, s)
+
+
+def _status_section(ws, s: ScrubSummary) -> None:
+    """Exceptions by reviewer status: dispositions carried from earlier reviews count as what they say."""
+    if not s.by_status:
+        return
+    ws.append([])
+    ws.append([_text(ws, "Exceptions by review status", font=Font(bold=True))])
+    _header(ws, ("Status", "Exceptions"))
+    for status in STATUSES:
+        if s.by_status.get(status):
+            ws.append([_text(ws, status), _value(ws, int(s.by_status[status]))])
+    if s.by_status.get(review.OTHER_STATUS):  # text a reviewer typed outside the list (carried as is)
+        ws.append([_text(ws, review.OTHER_STATUS), _value(ws, int(s.by_status[review.OTHER_STATUS]))])
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
@@ -408,7 +432,7 @@ def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) 
 
 
 def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
-                      ids: list[str] | None = None) -> None:
+                      ids: list[str] | None = None, carried: review.Carried | None = None) -> None:
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
     for i, h in enumerate(headers, start=1):
@@ -418,10 +442,11 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
     last = get_column_letter(len(headers))
     ws.auto_filter.ref = f"A1:{last}{max(n + 1, 2)}"
     status_col = get_column_letter(headers.index("Status") + 1)
+    # A stop error on the whole column: Excel and LibreOffice refuse typed text that is not on the list.
     dv = DataValidation(type="list", formula1='"' + ",".join(STATUSES) + '"', allow_blank=True,
-                        showDropDown=False)
-    dv.error, dv.errorTitle = "Pick a status from the list", "Status"
-    dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
+                        showDropDown=False, showErrorMessage=True, errorStyle="stop")
+    dv.error, dv.errorTitle = "Pick a status from the list: " + ", ".join(STATUSES), "Status"
+    dv.add(f"{status_col}2:{status_col}1048576")
     ws.data_validations.append(dv)
     if not n:
         stream_rows(ws, _header_cells(ws, headers), [])
@@ -444,11 +469,32 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, f["field"]),
         _text_values(ws, f["value"]), _text_values(ws, f["message"], wrap), _text_values(ws, f["fix"], wrap),
-        Column(["Open"] * n),
+        *_disposition_columns(ws, carried, n, wrap),
     ]
     if source_file_column:
         columns.insert(0, _text_values(ws, pd.Series(files)))
     stream_rows(ws, _header_cells(ws, headers), columns)
+
+
+def _disposition_columns(ws, carried: review.Carried | None, n: int, wrap) -> list[Column]:
+    """Status, Reviewer and Notes: carried from earlier reviews (see review.carry_forward), else Open."""
+    if carried is None:
+        return [Column(["Open"] * n)]
+    return [_text_values(ws, pd.Series(carried.status, dtype=object)),
+            _text_values(ws, pd.Series(carried.reviewer, dtype=object)),
+            _text_values(ws, pd.Series(carried.notes, dtype=object), wrap)]
+
+
+def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | None) -> None:
+    """Hidden: each exception's claim hash and the status written with its date, so the next run can tell a
+    reviewer's change from what claimscrub wrote, and whether the claim changed since."""
+    ws = wb.create_sheet(review.STATE_SHEET)
+    ws.sheet_state = "hidden"
+    if not ids or carried is None:
+        stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [])
+        return
+    stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
+        Column(list(ids)), Column(list(carried.claim_hash)), Column(list(carried.status)), Column(list(carried.since))])
 
 
 CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]
