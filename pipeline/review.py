@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from openpyxl import load_workbook
+from python_calamine import CalamineWorkbook
 
 from pipeline.errors import OutputError
 from schemas import columns as C
@@ -77,8 +77,7 @@ def claim_hashes(lines: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype=object)
     skip = {C.SOURCE_ROW, C.SOURCE_SHEET, "source_file"}
     cols = sorted(c for c in lines.columns if c not in skip and not str(c).startswith("_"))
-    frame = lines[cols].astype(str)  # one type per column: the hash never depends on how a column was typed
-    per_line = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+    per_line = pd.util.hash_pandas_object(lines[cols], index=False).to_numpy(np.uint64)
     keys = lines[C.CLAIM_ID].astype(object).where(lines[C.CLAIM_ID].notna(), "")
     codes, uniques = pd.factorize(keys)
     sums = np.zeros(len(uniques), dtype=np.uint64)
@@ -88,7 +87,10 @@ def claim_hashes(lines: pd.DataFrame) -> pd.Series:
 
 def finding_claim_hashes(findings: pd.DataFrame, lines: pd.DataFrame) -> list[str]:
     """The claim hash of each finding's claim, in the findings' order ('' without a claim)."""
-    hashes = claim_hashes(lines)
+    from pipeline.report import in_set
+
+    claims = set(findings[C.CLAIM_ID].dropna())
+    hashes = claim_hashes(lines[in_set(lines[C.CLAIM_ID], claims)] if claims else lines.iloc[:0])
     return findings[C.CLAIM_ID].astype(object).map(hashes).fillna("").tolist()
 
 
@@ -130,18 +132,21 @@ def read_dispositions(path: Path, saved: dt.date | None = None) -> ReadBack:
     set, from the hidden Review State sheet when the status is the one claimscrub wrote, else the day the
     workbook was last saved (``saved``, default its modification date)."""
     path = Path(path)
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
-        why = "no such file" if isinstance(exc, FileNotFoundError) else "not an .xlsx workbook"
-        raise ReviewFileError([f"{path}: {why}"]) from None
-    try:
-        if EXCEPTIONS_SHEET not in wb.sheetnames:
+    if not path.is_file():
+        raise ReviewFileError([f"{path}: no such file"])
+    if not zipfile.is_zipfile(path):
+        raise ReviewFileError([f"{path}: not an .xlsx workbook"])
+    try:  # calamine: a large workbook's sheets in a fraction of a second (openpyxl takes seconds)
+        wb = CalamineWorkbook.from_path(str(path))
+        names = wb.sheet_names
+        if EXCEPTIONS_SHEET not in names:
             raise ReviewFileError([f"{path}: no {EXCEPTIONS_SHEET} sheet"])
-        rows = list(wb[EXCEPTIONS_SHEET].iter_rows(values_only=True))
-        state_rows = list(wb[STATE_SHEET].iter_rows(values_only=True)) if STATE_SHEET in wb.sheetnames else []
-    finally:
-        wb.close()
+        rows = wb.get_sheet_by_name(EXCEPTIONS_SHEET).to_python(skip_empty_area=False)
+        state_rows = wb.get_sheet_by_name(STATE_SHEET).to_python(skip_empty_area=False) if STATE_SHEET in names else []
+    except ReviewFileError:
+        raise
+    except Exception:  # noqa: BLE001 - calamine's errors for a damaged or foreign zip
+        raise ReviewFileError([f"{path}: not an .xlsx workbook"]) from None
     found = _header_map(rows, ("Exception ID", "Status", "Reviewer", "Notes"))
     if found is None or len(found[1]) < 4:
         missing = [h for h in ("Exception ID", "Status", "Reviewer", "Notes") if found is None or h not in found[1]]
