@@ -493,8 +493,16 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
     if not ids or carried is None:
         stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [])
         return
+    gone = carried.gone if carried.gone is not None else pd.DataFrame(columns=review.COLUMNS)
+    n = len(ids)
     stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
-        Column(list(ids)), Column(list(carried.claim_hash)), Column(list(carried.status)), Column(list(carried.since))])
+        _text_values(ws, pd.Series([*ids, *gone["exception_id"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.claim_hash, *gone["claim_hash"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.status, *gone["status"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.since, *gone["since"]], dtype=object)),
+        Column(["yes"] * n + ["no"] * len(gone)),
+        _text_values(ws, pd.Series([""] * n + gone["reviewer"].tolist(), dtype=object)),
+        _text_values(ws, pd.Series([""] * n + gone["notes"].tolist(), dtype=object))])
 
 
 CLAIM_COLUMNS = [c for c in C.CANONICAL if c not in (C.SOURCE_SHEET,)]

@@ -24,7 +24,9 @@ OPEN, REOPENED, FIXED, NOT_AN_ISSUE = "Open", "Re-opened", "Fixed", "Not an issu
 OTHER_STATUS = "(not on the list)"  # how a status typed outside the list is counted
 CLOSED = frozenset({FIXED, NOT_AN_ISSUE, "Payer confirmed"})  # no longer on the reviewer's list
 STATE_SHEET = "Review State"  # hidden: what claimscrub wrote, so a reviewer's later change can be told apart
-STATE_HEADERS = ("Exception ID", "Claim Hash", "Status", "Since")
+# "Listed" no: an exception not found in this run, kept with its disposition (so a Fixed that comes back
+# later is re-opened); Reviewer and Notes are filled for those only (the Exceptions sheet holds the others').
+STATE_HEADERS = ("Exception ID", "Claim Hash", "Status", "Since", "Listed", "Reviewer", "Notes")
 EXCEPTIONS_SHEET = "Exceptions"
 COLUMNS = ["exception_id", "status", "reviewer", "notes", "claim_hash", "since"]
 PREVIOUS_KEPT = 3  # earlier versions kept beside a workbook that is replaced
@@ -153,12 +155,15 @@ def read_dispositions(path: Path, saved: dt.date | None = None) -> ReadBack:
         raise ReviewFileError([f"{path}: sheet {EXCEPTIONS_SHEET} has no column headed {', '.join(missing)}"])
     head, at = found
     saved = saved or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).date()
-    state = {}
+    state, gone = {}, []
     if (st := _header_map(state_rows, STATE_HEADERS)) is not None and len(st[1]) == len(STATE_HEADERS):
         for row in state_rows[st[0] + 1:]:
-            eid = _text(row[st[1]["Exception ID"]]).strip() if len(row) > st[1]["Exception ID"] else ""
-            if eid:
-                state[eid] = tuple(_text(row[st[1][h]]) if len(row) > st[1][h] else "" for h in STATE_HEADERS[1:])
+            eid, claim_hash, written, since, listed, who, note = (
+                _text(row[st[1][h]]).strip() if len(row) > st[1][h] else "" for h in STATE_HEADERS)
+            if eid and listed == "no":
+                gone.append((eid, written or OPEN, who, note, claim_hash, since, False))
+            elif eid:
+                state[eid] = (claim_hash, written, since)
     out, bad = [], []
     for r, row in enumerate(rows[head + 1:], start=head + 2):
         eid, status, reviewer, notes = (_text(row[at[h]]).strip() if len(row) > at[h] else ""
@@ -174,6 +179,8 @@ def read_dispositions(path: Path, saved: dt.date | None = None) -> ReadBack:
             continue
         out.append((eid, status or OPEN, reviewer, notes, claim_hash,
                     saved.isoformat() if edited or not since else since, edited))
+    listed = {row[0] for row in out}
+    out += [g for g in gone if g[0] not in listed]
     return ReadBack(pd.DataFrame(out, columns=[*COLUMNS, "edited"]), bad)
 
 
@@ -188,12 +195,13 @@ class Carried:
     claim_hash: list[str]
     counts: dict[str, int]
     was: list[str] = field(default_factory=list)  # the status each had before this run ('' when new)
+    gone: pd.DataFrame | None = None  # earlier dispositions (COLUMNS) of exceptions not found in this run
 
     def only(self, keep) -> "Carried":
         """The dispositions at the positions where ``keep`` is true."""
         pick = lambda col: [v for v, k in zip(col, keep, strict=True) if k]  # noqa: E731
         return Carried(pick(self.status), pick(self.reviewer), pick(self.notes), pick(self.since),
-                       pick(self.claim_hash), self.counts, pick(self.was) if self.was else [])
+                       pick(self.claim_hash), self.counts, pick(self.was) if self.was else [], self.gone)
 
     def frame(self, ids: list[str]) -> pd.DataFrame:
         return pd.DataFrame({"exception_id": ids, "status": self.status, "reviewer": self.reviewer,
@@ -236,6 +244,7 @@ def carry_forward(ids: list[str], claim_hash: list[str], prior: pd.DataFrame, to
         return Carried(status, reviewer, notes, since, hashes, counts, was)
     by_id = prior.set_index("exception_id")[["status", "reviewer", "notes", "claim_hash", "since"]]
     by_id = by_id[~by_id.index.duplicated()]
+    gone = by_id[~by_id.index.isin(ids)].reset_index()
     found = pd.Index(by_id.index).get_indexer(ids)
     rows = by_id.to_numpy(object)
     for i in np.flatnonzero(found >= 0):  # only the findings a reviewer touched: a small share
@@ -254,7 +263,7 @@ def carry_forward(ids: list[str], claim_hash: list[str], prior: pd.DataFrame, to
             if st in CLOSED and not hashes[i]:
                 hashes[i] = old_hash
             counts["not_an_issue"] += st == NOT_AN_ISSUE
-    return Carried(status, reviewer, notes, since, hashes, counts, was)
+    return Carried(status, reviewer, notes, since, hashes, counts, was, gone[COLUMNS])
 
 
 def changed_dispositions(current: pd.DataFrame, ledger: pd.DataFrame) -> pd.DataFrame:

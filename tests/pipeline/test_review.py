@@ -146,6 +146,26 @@ def test_previous_versions_kept_beside_and_bounded(tmp_path):
     assert all(is_own_output(p.name) for p in kept)
 
 
+def test_fixed_that_comes_back_after_a_run_without_it_is_reopened(tmp_path):
+    """It keeps the disposition of an exception a run did not find (hidden Review State sheet), so a "Fixed"
+    that comes back in a later export is re-opened, saying so."""
+    src, out = tmp_path / "claims.csv", tmp_path / "out"
+    full = (SAMPLES / "mixed.csv").read_text()
+    src.write_text(full)
+    run = lambda: scrub_file(src, out, CONFIG, AS_OF, run_id="t").workbook  # noqa: E731
+    wb = run()
+    rows = _rows(wb)
+    fixed = _pick(rows, "HFS-001")
+    _edit(wb, wb, {fixed: ("Fixed", "Bob", "rebilled")})
+    claim = rows[fixed]["Claim ID"]
+    src.write_text("".join(x for x in full.splitlines(keepends=True) if claim not in x))  # fixed at the source
+    assert fixed not in _rows(run())
+    src.write_text(full)  # and back again in a later export
+    got = _rows(run())[fixed]
+    assert got["Status"] == "Re-opened" and got["Reviewer"] == "Bob"
+    assert "was Fixed on " in got["Notes"] and got["Notes"].endswith("rebilled")
+
+
 @needs_libreoffice
 def test_libreoffice_saved_review_survives_three_reruns(tmp_path):
     """A reviewer's workbook edited and saved by LibreOffice keeps its dispositions over three re-runs:
