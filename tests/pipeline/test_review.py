@@ -1,5 +1,6 @@
 """The reviewer round-trip: dispositions read back, carried forward, kept in the ledger; open workbooks left alone."""
 
+import asyncio
 import datetime as dt
 import shutil
 import sqlite3
@@ -17,7 +18,7 @@ from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.ledger import Ledger
 from pipeline.scrub import scrub_file
-from tests.conftest import AS_OF, SAMPLES, lines_frame
+from tests.conftest import AS_OF, SAMPLES, lines_frame, read_all
 
 SOFFICE = shutil.which("soffice")
 needs_libreoffice = pytest.mark.skipif(
@@ -255,7 +256,7 @@ def test_nightly_keeps_dispositions_and_a_resent_duplicate_keeps_open_exceptions
     in the last review workbook, and a re-sent unchanged file keeps its still-open exceptions in the night's
     review (closed ones are not listed again); reviewer text never reaches the night's summary."""
     from pipeline.flows import nightly_scrub_flow
-    from tests.pipeline.test_flows import _inbox
+    from tests.pipeline.test_flows import _client_read, _inbox
 
     _inbox(tmp_path, ["mixed.csv"])
     first = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=AS_OF)
@@ -263,13 +264,14 @@ def test_nightly_keeps_dispositions_and_a_resent_duplicate_keeps_open_exceptions
     rows = _rows(review1)
     nai, fixed, appealed = _pick(rows, "HFS-013"), _pick(rows, "HFS-001"), _pick(rows, "HFS-002")
     _edit(review1, review1, {nai: ("Not an issue", "Ann Reviewer", "payer ok"), fixed: ("Fixed", "Bob", None),
-                             appealed: ("Appealed", "Cy", "sent")})
+                             appealed: ("Appealed", "Cy Reviewer-Three", "sent to payer 7731")})
     _inbox(tmp_path, ["mixed.csv"])  # the same bytes again the next night
     second = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=AS_OF + dt.timedelta(days=1))
     assert [f["status"] for f in second["files"]] == ["duplicate"]
     got = _rows(Path(second["review_workbook"]))
     assert nai not in got and fixed not in got
-    assert (got[appealed]["Status"], got[appealed]["Reviewer"], got[appealed]["Notes"]) == ("Appealed", "Cy", "sent")
+    assert (got[appealed]["Status"], got[appealed]["Reviewer"], got[appealed]["Notes"]) == (
+        "Appealed", "Cy Reviewer-Three", "sent to payer 7731")
     assert len(got) == len(rows) - 2 and {r["Status"] for r in got.values()} == {"Open", "Appealed"}
     book = Ledger(tmp_path / "ledger.sqlite")
     assert book.dispositions([nai, fixed, appealed]).set_index("exception_id")["status"].to_dict() == {
@@ -285,3 +287,14 @@ def test_nightly_keeps_dispositions_and_a_resent_duplicate_keeps_open_exceptions
     assert "was Fixed on" in got[fixed]["Notes"]
     assert book.disposition_history(fixed)[["status", "source"]].values.tolist() == [
         ["Fixed", "nightly-review"], ["Re-opened", "nightly"]]
+
+    async def artifacts_and_logs(client):
+        from prefect.client.schemas.filters import LogFilter
+
+        return await read_all(client.read_artifacts), await read_all(client.read_logs, log_filter=LogFilter())
+
+    arts, logs = asyncio.run(_client_read(artifacts_and_logs))
+    text = " ".join(str(a.data) for a in arts) + " ".join(log.message for log in logs)
+    assert "dispositions: 3 change(s) taken from the last review workbook" in text  # this test's nights are here
+    for needle in ("Ann Reviewer", "payer ok", "Cy Reviewer-Three", "sent to payer 7731"):
+        assert needle not in text, needle
