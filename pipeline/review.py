@@ -313,10 +313,11 @@ def keep_previous(path: Path, keep: int = PREVIOUS_KEPT, now: dt.datetime | None
 
 
 def prepare_output(path: Path) -> pd.DataFrame:
-    """Before a workbook is replaced: refuse it while open, read its dispositions back and keep a copy.
+    """Before a workbook is replaced: refuse it while open, read its dispositions back, and keep a copy of
+    it when it holds reviewers' work (or cannot be read: it is never silently replaced).
 
-    Returns the dispositions it held (empty when there was none). A previous file that is not a workbook
-    claimscrub can read is kept aside all the same, never silently replaced."""
+    Returns the dispositions it held (empty when there was none). A workbook nobody worked in is replaced
+    without a copy: the new one holds all it held (so a re-run leaves one output per input)."""
     path = Path(path)
     refuse_if_open(path)
     if not path.exists():
@@ -324,9 +325,10 @@ def prepare_output(path: Path) -> pd.DataFrame:
     try:
         found = read_dispositions(path).dispositions
     except ReviewFileError:
-        found = pd.DataFrame(columns=[*COLUMNS, "edited"])
-    keep_previous(path)
-    return found
+        found = None
+    if found is None or len(found):
+        keep_previous(path)
+    return found if found is not None else pd.DataFrame(columns=[*COLUMNS, "edited"])
 
 
 @dataclass
