@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from python_calamine import CalamineWorkbook
 
 from pipeline.errors import OutputError
 from schemas import columns as C
@@ -138,6 +137,8 @@ def read_dispositions(path: Path, saved: dt.date | None = None) -> ReadBack:
         raise ReviewFileError([f"{path}: no such file"])
     if not zipfile.is_zipfile(path):
         raise ReviewFileError([f"{path}: not an .xlsx workbook"])
+    from python_calamine import CalamineWorkbook  # here: only a run that replaces a workbook needs it
+
     try:  # calamine: a large workbook's sheets in a fraction of a second (openpyxl takes seconds)
         wb = CalamineWorkbook.from_path(str(path))
         names = wb.sheet_names
