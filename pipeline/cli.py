@@ -369,7 +369,8 @@ def ledger_check(
     typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: {SCHEMA_VERSION})")
     files = ", ".join(f"{n} {s}" for s, n in sorted(state.files.items())) or "none"
     last = f", last started {state.last_run[0]} ({state.last_run[1] or 'not ended'})" if state.last_run else ""
-    typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}")
+    typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}; "
+               f"disposition changes: {state.dispositions[0]} on {state.dispositions[1]} exception(s)")
     if state.unmatched_archive:
         typer.echo(f"archive: {state.unmatched_archive} file(s) no ledger row names; the next night records them")
     if state.backups:

@@ -225,6 +225,8 @@ def test_review_import_records_history(tmp_path):
     assert history["changed_at"].str.match(r"\d{4}-\d\d-\d\dT").all() and (history["source"] == "import").all()
     assert len(history["claim_hash"].iat[1]) == 16
     assert book.dispositions([eid])["status"].tolist() == ["Not an issue"]
+    check = runner.invoke(app, ["ledger", "check", "--ledger", str(book.path)])
+    assert check.exit_code == 0 and "disposition changes: 2 on 1 exception(s)" in check.output
 
 
 def test_review_import_bad_inputs(tmp_path):
