@@ -300,3 +300,34 @@ def test_nightly_keeps_dispositions_and_a_resent_duplicate_keeps_open_exceptions
     assert "dispositions: 3 change(s) taken from the last review workbook" in text  # this test's nights are here
     for needle in ("Ann Reviewer", "payer ok", "Cy Reviewer-Three", "sent to payer 7731"):
         assert needle not in text, needle
+
+
+def test_nightly_leaves_open_workbooks_alone(tmp_path):
+    """In the nightly run, a file whose workbook is open fails with E_OUTPUT_OPEN and stays in the inbox,
+    the workbook untouched; an open review workbook is left alone and the night's is written beside it."""
+    from pipeline import nightly
+    from pipeline.config import ScrubConfig
+    from pipeline.ingest import file_sha256
+
+    paths = nightly.resolve_paths(ScrubConfig(), tmp_path)
+    src = paths.inbox / "mixed.csv"
+    shutil.copy(SAMPLES / "mixed.csv", src)
+    sha = file_sha256(src)
+    workbook, _ = nightly.output_names(paths.outbox / "d", src.name, sha)
+    workbook.parent.mkdir(parents=True)
+    workbook.write_bytes(b"the reviewer's copy")
+    lock = workbook.with_name(f".~lock.{workbook.name}#")
+    lock.write_text("locked")
+    book = Ledger(paths.ledger)
+    out = nightly.process_file(src, sha, paths, book, ScrubConfig(), AS_OF, "d", "r1", isolate=False)
+    assert (out.status, out.reason_code) == ("failed", "E_OUTPUT_OPEN") and src.exists()
+    assert workbook.read_bytes() == b"the reviewer's copy"
+    lock.unlink()
+    out = nightly.process_file(src, sha, paths, book, ScrubConfig(), AS_OF, "d", "r2", isolate=False)
+    assert out.status == "scrubbed"
+    review_wb = nightly.write_combined([out], paths.outbox / "d", "d", AS_OF, "r2", "test", ledger=book)
+    before = review_wb.read_bytes()
+    (review_wb.parent / f"~${review_wb.name}").write_text("excel")
+    beside = nightly.write_combined([out], paths.outbox / "d", "d", AS_OF, "r2", "test", ledger=book)
+    assert beside != review_wb and beside.name.startswith("nightly-review-d.") and review_wb.read_bytes() == before
+    assert len(_rows(beside)) == len(_rows(review_wb))
