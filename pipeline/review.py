@@ -40,6 +40,9 @@ class WorkbookOpen(OutputError):
         super().__init__("E_OUTPUT_OPEN", "the workbook is open in a spreadsheet app (a lock file is beside "
                                           "it); close it and run again")
 
+    def __reduce__(self):  # pickled between processes: rebuilt from its paths, not from its message
+        return type(self), (self.output, self.lock)
+
     @property
     def line(self) -> str:
         """One line for the terminal, naming the output (never shown to logs or Prefect)."""
