@@ -95,7 +95,7 @@ def finding_claim_hashes(findings: pd.DataFrame, lines: pd.DataFrame) -> list[st
 
     claims = set(findings[C.CLAIM_ID].dropna())
     hashes = claim_hashes(lines[in_set(lines[C.CLAIM_ID], claims)] if claims else lines.iloc[:0])
-    return findings[C.CLAIM_ID].astype(object).map(hashes).fillna("").tolist()
+    return findings[C.CLAIM_ID].astype(object).map(hashes).astype(object).fillna("").tolist()
 
 
 def _norm_status(value) -> str:
