@@ -5,6 +5,7 @@ Examples:
     claimscrub ingest sample_claims/messy.xlsx
     claimscrub sample --lines 10000 big.xlsx
     claimscrub rules
+    claimscrub review import review/mixed.exceptions.xlsx --root /srv/claimscrub
 """
 
 import datetime as dt
@@ -59,6 +60,7 @@ def scrub(
     record: Annotated[bool, typer.Option(help="Record a Prefect flow run even with no API configured")] = False,
 ) -> None:
     """Scrub claim files and write one exceptions workbook (and findings CSV) per input."""
+    from pipeline import review
     from pipeline import scrub as S
     from pipeline.errors import OutputError
     from pipeline.ingest import IngestError
@@ -90,6 +92,7 @@ def scrub(
             if plan.note:
                 said.append((f"{path}: {plan.note}", True))
             try:
+                review.refuse_if_open(plan.workbook)  # before any work; the write checks again
                 if use_prefect:
                     summary = _scrub_recorded(plan, day, cfg, cmap)
                 else:
@@ -97,6 +100,9 @@ def scrub(
                                            progress=step).summary.__dict__
             except IngestError as exc:
                 said.append((f"{path}: cannot be read: {exc.reason} [{exc.code}]", True))
+                failed = True
+            except review.WorkbookOpen as exc:
+                said.append((f"claimscrub: {exc.line} [{exc.code}]", True))
                 failed = True
             except OutputError as exc:
                 said.append((f"{path}: outputs not written: {exc.reason} [{exc.code}]", True))
@@ -170,6 +176,10 @@ def _summary_text(s: dict, seconds: float) -> str:
         lines.append(f"  {rule}: {count}")
     for rule, why in sorted(s["not_checked"].items()):
         lines.append(f"  not checked: {rule} ({why})")
+    carried = s.get("carried") or {}
+    if carried.get("carried"):
+        lines.append(f"  reviewer dispositions carried forward: {carried['carried']} "
+                     f"({carried.get('not_an_issue', 0)} not an issue, {carried.get('reopened', 0)} re-opened)")
     return "\n".join(lines)
 
 
@@ -379,7 +389,8 @@ def ledger_check(
     typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: {SCHEMA_VERSION})")
     files = ", ".join(f"{n} {s}" for s, n in sorted(state.files.items())) or "none"
     last = f", last started {state.last_run[0]} ({state.last_run[1] or 'not ended'})" if state.last_run else ""
-    typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}")
+    typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}; "
+               f"disposition changes: {state.dispositions[0]} on {state.dispositions[1]} exception(s)")
     if state.unmatched_archive:
         typer.echo(f"archive: {state.unmatched_archive} file(s) no ledger row names; the next night records them")
     if state.backups:
@@ -410,6 +421,37 @@ def ledger_restore(
     if aside is not None:
         typer.echo(f"the ledger that was there is kept at {aside}")
     typer.echo("files archived after that backup get their rows back at the next night (README: recovering the ledger)")
+
+
+review_app = typer.Typer(no_args_is_help=True, help="Reviewers' dispositions of exceptions.")
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("import")
+def review_import(
+    workbook: Annotated[Path, typer.Argument(help="A reviewed exceptions or nightly review workbook (.xlsx)")],
+    root: Annotated[Path | None, typer.Option(help="Nightly root folder (DIR/ledger.sqlite)")] = None,
+    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Load the Status, Reviewer and Notes of a reviewed workbook into the ledger (a history row per change)."""
+    from pipeline import ledgercheck, review
+    from pipeline.ledger import LedgerUnusable
+
+    path, archive_dir = _ledger_paths(root, ledger, None, config)
+    if not path.is_file():
+        _fail(f"ledger {path}: none there (a night creates it); check --root or --ledger")
+    try:
+        book = ledgercheck.open_for_night(path, archive_dir)
+        done = review.import_workbook(workbook, book)
+    except LedgerUnusable as exc:
+        _fail(exc.line, exc.exit_code)
+    except review.ReviewFileError as exc:
+        for line in exc.lines[:-1]:
+            typer.echo(f"claimscrub: {line}", err=True)
+        _fail(exc.lines[-1] + "; nothing imported")
+    typer.echo(f"{workbook}: {done.rows} reviewed exception(s) read; {done.recorded} change(s) recorded in "
+               f"ledger {path}, {done.unchanged} already there")
 
 
 @app.command()

@@ -170,11 +170,11 @@ def find_cross_file_repeats(outcomes, history, config: ScrubConfig):
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False)
 def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str, extra=None,
-                         mode: int = 0o640):
-    """Write the combined nightly review workbook."""
+                         mode: int = 0o640, ledger=None):
+    """Write the combined nightly review workbook, carrying the reviewers' dispositions."""
     from pipeline import nightly
 
-    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra, mode)
+    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra, mode, ledger)
 
 
 @flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False)
@@ -194,7 +194,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipeline import isolate, ledgercheck, logsafe, nightly, report
+    from pipeline import isolate, ledgercheck, logsafe, nightly, report, review
     from pipeline.config import load_config
 
     report.check_environment()
@@ -222,6 +222,11 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         book = ledgercheck.open_for_night(paths.ledger, paths.archive)  # refuses a lost or damaged ledger
         ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, run_id)  # rows a crash lost
         book.start_run(run_id)
+        try:  # what reviewers changed in the last review workbook, so tonight's outputs carry it
+            imported = review.import_latest_review(paths.outbox, day, book, run_id)
+            logger.info("dispositions: %d change(s) taken from the last review workbook", imported)
+        except Exception as exc:  # noqa: BLE001 - counts and the error type only: reviewer text never logged
+            logger.warning("dispositions: the last review workbook could not be read (%s)", type(exc).__name__)
         ready, skipped = nightly.scan_inbox(paths.inbox, settle)
         logger.info("inbox: %d file(s) ready, %d left alone; up to %d at once", len(ready), len(skipped), limit)
         hashed, faults = nightly.hash_inbox(ready, book, run_id)
@@ -244,7 +249,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
             logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
             cross = pd.DataFrame()
-        review = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross, config.output_mode)
+        reviewed = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross, config.output_mode,
+                                        book)
         quarantined = sum(o.status == "quarantined" for o in outcomes)
         failed = sum(o.status == "failed" for o in outcomes)
         book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed
@@ -278,7 +284,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
         "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
         "cross_file_repeats": len(cross),
-        "review_workbook": str(review) if review else "", "outbox": str(paths.outbox / day)})
+        "review_workbook": str(reviewed) if reviewed else "", "outbox": str(paths.outbox / day)})
 
 
 def task_runner_for(runner: str, dask_address: str | None = None, dask_workers: int = 2):

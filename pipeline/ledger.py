@@ -1,4 +1,5 @@
-"""SQLite ledger: files seen, runs, and injection history (salted patient keys, never ids).
+"""SQLite ledger: files seen, runs, injection history (salted patient keys, never ids) and reviewers'
+dispositions of exceptions (a history of changes per exception id).
 
 One file, WAL mode so readers never block the nightly writer; the schema is versioned with
 ``PRAGMA user_version`` and migrated in place.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS = {
     1: """
@@ -33,6 +34,15 @@ _MIGRATIONS = {
     """,
     2: """
         CREATE INDEX injections_patient ON injections (patient_key, service_date);
+    """,
+    # One row per change of an exception's disposition (never updated): the latest row is the current one.
+    # Reviewer and notes are the reviewer's free text: they stay here and in the workbooks, never in logs.
+    3: """
+        CREATE TABLE dispositions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, exception_id TEXT NOT NULL, status TEXT NOT NULL,
+            reviewer TEXT NOT NULL DEFAULT '', notes TEXT NOT NULL DEFAULT '', claim_hash TEXT NOT NULL DEFAULT '',
+            changed_at TEXT NOT NULL, source TEXT NOT NULL, run_id TEXT NOT NULL DEFAULT '');
+        CREATE INDEX dispositions_exception ON dispositions (exception_id, id);
     """,
 }
 
@@ -182,30 +192,82 @@ class Ledger:
         with closing(self._connect()) as con:
             return pd.read_sql_query("SELECT * FROM runs ORDER BY started", con)
 
+    # dispositions
+    def record_dispositions(self, changes: pd.DataFrame, source: str, run_id: str = "") -> int:
+        """Add one history row per changed disposition (``exception_id, status, reviewer, notes, claim_hash``,
+        optional ``changed_at``); returns how many."""
+        if changes is None or not len(changes):
+            return 0
+        now = _now()
+        when = changes["changed_at"] if "changed_at" in changes else pd.Series(now, index=changes.index)
+        rows = [(e, s, r or "", n or "", h or "", w or now, source, run_id) for e, s, r, n, h, w in zip(
+            changes["exception_id"], changes["status"], changes["reviewer"].fillna(""), changes["notes"].fillna(""),
+            changes["claim_hash"].fillna(""), when.fillna(now), strict=True)]
+        with closing(self._connect()) as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT INTO dispositions (exception_id, status, reviewer, notes, claim_hash, "
+                                "changed_at, source, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    def dispositions(self, ids=None) -> pd.DataFrame:
+        """The current (latest) disposition of each exception id (of ``ids`` when given)."""
+        query = ("SELECT d.exception_id, d.status, d.reviewer, d.notes, d.claim_hash, d.changed_at FROM dispositions d "
+                 "JOIN (SELECT exception_id, MAX(id) AS id FROM dispositions {where} GROUP BY exception_id) m "
+                 "ON d.id = m.id")
+        with closing(self._connect()) as con:
+            if ids is None:
+                rows = con.execute(query.format(where="")).fetchall()
+            else:
+                ids, rows = list(ids), []
+                for i in range(0, len(ids), _KEYS_PER_QUERY):
+                    batch = ids[i:i + _KEYS_PER_QUERY]
+                    rows += con.execute(query.format(where=f"WHERE exception_id IN ({','.join('?' * len(batch))})"),
+                                        batch).fetchall()
+        return pd.DataFrame(rows, columns=["exception_id", "status", "reviewer", "notes", "claim_hash", "changed_at"])
+
+    def disposition_history(self, exception_id: str) -> pd.DataFrame:
+        """Every recorded change of one exception's disposition, oldest first (who, when, what, from where)."""
+        with closing(self._connect()) as con:
+            return pd.read_sql_query(
+                "SELECT status, reviewer, notes, claim_hash, changed_at, source, run_id FROM dispositions "
+                "WHERE exception_id = ? ORDER BY id", con, params=(exception_id,))
+
+    def holds_dispositions(self) -> bool:
+        """Whether any disposition is recorded (a ledger no reviewer's work reached: nothing to look up)."""
+        with closing(self._connect()) as con:
+            return con.execute("SELECT EXISTS (SELECT 1 FROM dispositions)").fetchone()[0] == 1
+
     def holds_injections(self) -> bool:
         """Whether any session is recorded at all (a new ledger: nothing to look up)."""
         with closing(self._connect()) as con:
             return con.execute("SELECT EXISTS (SELECT 1 FROM injections)").fetchone()[0] == 1
 
     def injection_history(self, exclude_run: str | None = None, keys=None, since: str = "0000-00-00",
-                          until: str = "9999-99-99") -> pd.DataFrame:
+                          until: str = "9999-99-99", exclude_file: str = "") -> pd.DataFrame:
         """(patient_key, service_date) of the recorded chemodenervation sessions, optionally not one run's.
 
         ``keys`` (salted patient keys) and ``since``/``until`` (``YYYY-MM-DD``, inclusive) limit it to the
         sessions a check can use, so what is read stays one file's patients however many nights the
         ledger holds; each batch of keys is one lookup on the (patient_key, service_date) index.
+        ``exclude_file``: a file's own sessions (by its sha256) are never its history (a re-sent duplicate).
         """
-        query = "SELECT DISTINCT patient_key, service_date FROM injections WHERE run_id != ?"
+        query = "SELECT DISTINCT patient_key, service_date FROM injections WHERE run_id != ? AND file_sha256 != ?"
         with closing(self._connect()) as con:
             if keys is None:
-                rows = con.execute(query, (exclude_run or "",)).fetchall()
+                rows = con.execute(query, (exclude_run or "", exclude_file)).fetchall()
             else:
                 keys, rows = list(keys), []
                 for i in range(0, len(keys), _KEYS_PER_QUERY):
                     batch = keys[i:i + _KEYS_PER_QUERY]
                     rows += con.execute(
                         f"{query} AND service_date BETWEEN ? AND ? AND patient_key IN ({','.join('?' * len(batch))})",
-                        (exclude_run or "", since, until, *batch)).fetchall()
+                        (exclude_run or "", exclude_file, since, until, *batch)).fetchall()
         df = pd.DataFrame(rows, columns=["patient_key", "service_date"])
         df["service_date"] = pd.to_datetime(df["service_date"]).astype("datetime64[ns]")
         return df

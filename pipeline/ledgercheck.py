@@ -38,6 +38,7 @@ class LedgerState:
     injections: int = 0
     backups: list = field(default_factory=list)  # newest first
     unmatched_archive: int = 0  # archive files no ledger row names (the next night reconciles them)
+    dispositions: tuple[int, int] = (0, 0)  # (changes recorded, exceptions they are about)
 
 
 # ---------------------------------------------------------------- checks
@@ -159,12 +160,14 @@ def _state(path: Path, archive: Path | None) -> LedgerState:
             runs = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
             last = con.execute("SELECT started, outcome FROM runs ORDER BY started DESC LIMIT 1").fetchone()
             injections = con.execute("SELECT COUNT(*) FROM injections").fetchone()[0]
+            dispositions = con.execute("SELECT COUNT(*), COUNT(DISTINCT exception_id) FROM dispositions").fetchone() \
+                if "dispositions" in tables else (0, 0)  # a ledger of schema 2 until a night migrates it
             rows = con.execute("SELECT name, size FROM files WHERE archived_at IS NOT NULL").fetchall()
     except sqlite3.Error as exc:
         raise unusable_from(exc, path) from None
     unmatched = len(_match_by_name(archive_files(archive), [(i, n, s) for i, (n, s) in enumerate(rows)])[1])
     return LedgerState(path, True, version, files, runs, tuple(last) if last else None, injections,
-                       list_backups(path), unmatched)
+                       list_backups(path), unmatched, tuple(dispositions))
 
 
 def open_for_night(path: Path, archive: Path | None) -> Ledger:

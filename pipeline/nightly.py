@@ -17,13 +17,14 @@ import shutil
 import sqlite3
 import stat
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline import ingest, report, scrub
+from pipeline import ingest, report, review, scrub
 from pipeline.config import MAX_REPEAT_INTERVAL_DAYS, ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
@@ -469,21 +470,38 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
             ledger.mark_archived(done["id"])
             log.info("file %s: finished archiving an earlier run's scrub", fid)
             return FileOutcome(fid, path.name, "scrubbed", reason="resumed", workbook=done["workbook"] or "")
+        # Content an earlier night scrubbed is scrubbed again for the night's review, so its exceptions still
+        # open stay on the reviewer's list (a twin of tonight is already there); nothing else is recorded.
+        again = None
+        if done["run_id"] != run_id:
+            workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
+            work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id, sha256)
+            try:
+                again = _scrub_work(path, work, isolate, check)
+            except Interrupted as exc:
+                log.warning("file %s: stopped before it was done; it stays in the inbox [E_INTERRUPTED]", fid)
+                return FileOutcome(fid, path.name, "interrupted", "E_INTERRUPTED", str(exc))
+            except ingest.IngestError:
+                again = None
+            if not isinstance(again, Scrubbed):
+                log.warning("file %s: duplicate could not be scrubbed again; its exceptions are not in tonight's "
+                            "review", fid)
+                again = None
         row = ledger.record_file(sha256, path.name, size, "duplicate", run_id, reason_code="DUPLICATE")
         _move(path, paths.archive / day, sha256)
         ledger.mark_archived(row)
         log.info("file %s: duplicate of content already scrubbed; archived", fid)
-        return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
+        if again is None:
+            return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
+        return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed",
+                           workbook=str(workbook), lines=again.lines, findings=again.findings, issues=again.issues)
     if isolate and mp.current_process().daemon:
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
     workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
     work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id, sha256)
     try:
-        if isolate and check is scrub.check_file:  # the whole file's work in a child: files use every core
-            done = run_isolated(scrub_one, work, path.name)
-        else:
-            done = scrub_one(*work, check=check, read=read_isolated if isolate else ingest.read_claims)
+        done = _scrub_work(path, work, isolate, check)
     except Interrupted as exc:  # a stop was asked for: nothing recorded, the file stays for the next run
         log.warning("file %s: stopped before it was done; it stays in the inbox [E_INTERRUPTED]", fid)
         return FileOutcome(fid, path.name, "interrupted", "E_INTERRUPTED", str(exc))
@@ -529,6 +547,13 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
                        not_checked=summary.not_checked)
 
 
+def _scrub_work(path: Path, work: tuple, isolate: bool, check):
+    """``scrub_one(*work)``: the whole file's work in a child (files use every core), or in-process."""
+    if isolate and check is scrub.check_file:
+        return run_isolated(scrub_one, work, path.name)
+    return scrub_one(*work, check=check, read=read_isolated if isolate else ingest.read_claims)
+
+
 @dataclass
 class Scrubbed:
     """What one file's scrub hands back to the nightly run (its outputs are written)."""
@@ -558,14 +583,16 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
         book = Ledger(ledger_path)
         # Not this run's sessions: what other files of tonight recorded depends on which ran first;
         # repeats within the night are found by the night-level pass (``cross_file_repeats``).
-        history = (book.injection_history(exclude_run=run_id, keys=keys.values(), **window)
+        history = (book.injection_history(exclude_run=run_id, keys=keys.values(), exclude_file=sha256 or "",
+                                          **window)
                    if keys and book.holds_injections() else None)
         checked = check(result, as_of, config, history, salt)
     except Exception as exc:  # noqa: BLE001 - validation never raises on data; this is a bug: keep the file
         failure = ScrubFailure("checking the claims", exc)
         return failure.code, failure.reason, None
     try:
-        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
+        summary = scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id, config.output_mode,
+                                      book.dispositions if book.holds_dispositions() else None)
     except OutputError as exc:
         return exc.code, exc.reason, False
     except Exception as exc:  # noqa: BLE001 - a bug while writing: keep the file, say so
@@ -607,16 +634,34 @@ REASON_HELP = {
 
 
 def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_of: dt.date, run_id: str,
-                   version: str, extra: pd.DataFrame | None = None, mode: int = report.DEFAULT_MODE) -> Path | None:
-    """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones),
-    with a Source File column; its Summary says, file by file, which rules were not checked and why."""
-    done = [o for o in outcomes if o.status == "scrubbed" and o.findings is not None]
+                   version: str, extra: pd.DataFrame | None = None, mode: int = report.DEFAULT_MODE,
+                   ledger: Ledger | None = None) -> Path | None:
+    """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones), and a
+    re-sent duplicate's exceptions still open, with a Source File column; its Summary says, file by file,
+    which rules were not checked and why. Dispositions are carried from the ledger and from a review
+    workbook already at its path; what changed is recorded in the ledger."""
+    done = [o for o in outcomes if o.status in ("scrubbed", "duplicate") and o.findings is not None]
     if not done:
         return None
-    findings = pd.concat([o.findings.assign(source_file=o.name) for o in done]
-                         + ([extra] if extra is not None and len(extra) else []), ignore_index=True)
+    findings = pd.concat([o.findings.assign(source_file=o.name, _resent=o.status == "duplicate") for o in done]
+                         + ([extra.assign(_resent=False)] if extra is not None and len(extra) else []),
+                         ignore_index=True)
     findings = report.sort_findings(findings)
     lines = pd.concat([o.lines.assign(source_file=o.name) for o in done], ignore_index=True)
+    path = outbox_day / f"nightly-review-{day}.xlsx"
+    if review.lock_files(path):  # open in a spreadsheet app: never replaced; tonight's is written beside it
+        path = path.with_name(f"nightly-review-{day}.{dt.datetime.now(dt.UTC):%H%M%S}.xlsx")
+        log.warning("the review workbook is open in a spreadsheet app; tonight's is written beside it")
+    ids = report.exception_ids(findings)
+    known = ledger.dispositions(ids) if ledger is not None and ledger.holds_dispositions() else None
+    carried = review.carry_forward(ids, review.finding_claim_hashes(findings, lines),
+                                   review.merge_prior(known, review.prepare_output(path)), dt.date.today())
+    # A re-sent file's exceptions that reviewers closed are not listed again (its content is unchanged).
+    keep = ~(findings["_resent"].to_numpy(bool) & np.isin(carried.was, list(review.CLOSED)))
+    if not keep.all():
+        findings, ids = findings[keep].reset_index(drop=True), [i for i, k in zip(ids, keep, strict=True) if k]
+        carried = carried.only(keep)
+    findings = findings.drop(columns="_resent")
     issues = pd.concat([o.issues for o in done], ignore_index=True)
     total = lambda k: int(sum(o.counts.get(k, 0) for o in done))  # noqa: E731
     at_risk = float(lines[C.CHARGE][report.in_set(lines[C.CLAIM_ID],
@@ -639,8 +684,13 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
         by_payer=findings.drop_duplicates(["source_file", C.CLAIM_ID])[C.PAYER].fillna("(none)").value_counts()
         .to_dict(), not_checked={r: "; ".join(w) for r, w in not_checked.items()}, as_of=as_of.isoformat(),
         run_id=run_id, version=version, claims_checked_in_part=total("claims_checked_in_part"),
-        exceptions=len(findings))
-    path = outbox_day / f"nightly-review-{day}.xlsx"
+        exceptions=len(findings),
+        by_status=dict(Counter(s if s in review.STATUSES else review.OTHER_STATUS for s in carried.status)),
+        carried=carried.counts)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    return report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True,
-                                 mode=mode)
+    written = report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True,
+                                    ids=ids, carried=carried, mode=mode)
+    if ledger is not None:
+        ledger.record_dispositions(review.changed_dispositions(
+            carried.frame(ids), known if known is not None else pd.DataFrame()), "nightly", run_id)
+    return written

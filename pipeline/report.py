@@ -31,7 +31,9 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.page import PageMargins
 from openpyxl.worksheet.properties import PageSetupProperties
 
+from pipeline import review
 from pipeline.errors import OutputError
+from pipeline.review import STATUSES
 from pipeline.xlsxrows import Column, Link, stream_rows
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
@@ -45,7 +47,6 @@ WORKLIST_HEADERS = (
     "Priority", "Claim ID", "Worst Severity", "Rules", "Exceptions", "First Problem", "Charges at Risk", "Payer",
     "Service Date", "Days Since Service", "Status",
 )
-STATUSES = ("Open", "Fixed", "Not an issue", "Payer confirmed", "Appealed")
 FILLS = {
     "error": PatternFill("solid", fgColor="F8CBAD"),
     "warning": PatternFill("solid", fgColor="FFE699"),
@@ -101,6 +102,8 @@ class ScrubSummary:
     version: str
     claims_checked_in_part: int = 0  # no errors or warnings, but some rules could not run on them
     exceptions: int = 0  # findings in the workbook, all severities
+    by_status: dict[str, int] = field(default_factory=dict)  # exceptions by reviewer status (carried forward)
+    carried: dict[str, int] = field(default_factory=dict)  # dispositions carried, re-opened, not an issue
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -235,13 +238,18 @@ def _header(ws, names) -> None:
 def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findings: pd.DataFrame,
                    ingest_issues: pd.DataFrame, generated_at: str, source_file_column: bool = False,
                    ids: list[str] | None = None, labels: dict[str, str] | None = None, mode: int = DEFAULT_MODE,
-                   sections: list["Section"] | None = None) -> Path:
+                   sections: list["Section"] | None = None, carried: review.Carried | None = None) -> Path:
     """Write the exceptions workbook atomically; returns the final path. ``ids``: the findings'
     exception ids in sheet order, when the caller has them already (see exception_ids); ``labels``: the
     reviewer's name of each column (``labels_for``); ``sections``: the Summary's sections, when the
-    caller adds its own to ``summary_sections``; ``mode``: the file's permission bits."""
+    caller adds its own to ``summary_sections``; ``mode``: the file's permission bits; ``carried``: the
+    exceptions' dispositions (see review.carry_forward), else every one Open."""
     path = Path(path)
     labels = labels or C.LABELS
+    if carried is None:
+        ids = exception_ids(in_sheet_order(findings)) if ids is None else ids
+        carried = review.carry_forward(ids, review.finding_claim_hashes(in_sheet_order(findings), lines), None,
+                                       dt.date.today())
 
     def build() -> Workbook:
         wb = Workbook(write_only=True)
@@ -249,11 +257,12 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
         _summary_sheet(wb, sections if sections is not None else summary_sections(summary, generated_at))
         flagged = in_set(lines[C.CLAIM_ID], set(f[C.CLAIM_ID].dropna()))  # flagged claims' lines
         claim_rows = _claims_row_map(lines, flagged)
-        _worklist_sheet(wb, f, lines, flagged, summary.as_of, source_file_column)
-        _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels)
+        _worklist_sheet(wb, f.assign(status=carried.status), lines, flagged, summary.as_of, source_file_column)
+        _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels, carried)
         _claims_sheet(wb, lines, flagged, f, source_file_column, labels)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
+        _review_state_sheet(wb, ids, carried)
         return wb
 
     return _atomic_save(build, path, mode)
@@ -389,7 +398,17 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("claimscrub version", s.version), ("As-of date", s.as_of), ("Run id", s.run_id),
         ("Generated at", generated_at),
     ])
-    return [start, claims, not_checked, by_rule, by_payer, about]
+    return [start, claims, not_checked, by_rule, by_payer, *_status_sections(s), about]
+
+
+def _status_sections(s: ScrubSummary) -> list[Section]:
+    """Exceptions by reviewer status: dispositions carried from earlier reviews count as what they say."""
+    if not s.by_status:
+        return []
+    rows = [(status, "", "", int(s.by_status[status])) for status in STATUSES if s.by_status.get(status)]
+    if s.by_status.get(review.OTHER_STATUS):  # text a reviewer typed outside the list (carried as is)
+        rows.append((review.OTHER_STATUS, "", "", int(s.by_status[review.OTHER_STATUS])))
+    return [Section("Exceptions by review status", ("Status", "", "", "Exceptions"), rows)]
 
 
 SUMMARY_WIDTHS = (26, 62, 34, 12)
@@ -698,7 +717,7 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
     codes, uniques = pd.factorize(_claim_key(f, by_file))  # integer groups: far cheaper than text keys
     status = f["status"].fillna("Open") if "status" in f else pd.Series("Open", index=f.index)
     work = pd.DataFrame({"c": codes, "rank": _severity_rank(f).to_numpy(), "pos": np.flatnonzero(has_claim),
-                         "open": (status == "Open").to_numpy(bool)})
+                         "open": (~status.isin(review.CLOSED)).to_numpy(bool)})
     g = work.groupby("c", sort=True)
     out = pd.DataFrame({"rank": g["rank"].min(), "exceptions": g.size(), "first_row": g["pos"].min(),
                         "open": g["open"].sum()})
@@ -770,15 +789,17 @@ def _stream_fitted(ws, headers, columns: list[Column], freeze: str = "A2") -> No
 
 
 def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
-                      ids: list[str] | None = None, labels: dict[str, str] | None = None) -> None:
+                      ids: list[str] | None = None, labels: dict[str, str] | None = None,
+                      carried: review.Carried | None = None) -> None:
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
     n = len(findings)
     status_col = get_column_letter(headers.index("Status") + 1)
+    # A stop error on the whole column: Excel and LibreOffice refuse typed text that is not on the list.
     dv = DataValidation(type="list", formula1='"' + ",".join(STATUSES) + '"', allow_blank=True,
-                        showDropDown=False)
-    dv.error, dv.errorTitle = "Pick a status from the list", "Status"
-    dv.add(f"{status_col}2:{status_col}{max(n + 1, 2)}")
+                        showDropDown=False, showErrorMessage=True, errorStyle="stop")
+    dv.error, dv.errorTitle = "Pick a status from the list: " + ", ".join(STATUSES), "Status"
+    dv.add(f"{status_col}2:{status_col}1048576")
     ws.data_validations.append(dv)
     if not n:
         _stream_fitted(ws, headers, [Column([]) for _ in headers])
@@ -800,11 +821,40 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, show_fields(f["field"], labels)),
         _text_values(ws, f["value"]), _text_values(ws, f["message"]), _text_values(ws, f["fix"]),
-        Column(["Open"] * n), Column([None] * n), Column([None] * n),
+        *_disposition_columns(ws, carried, n),
     ]
     if source_file_column:
         columns.insert(0, _text_values(ws, pd.Series(files)))
     _stream_fitted(ws, headers, columns)
+
+
+def _disposition_columns(ws, carried: review.Carried | None, n: int) -> list[Column]:
+    """Status, Reviewer and Notes: carried from earlier reviews (see review.carry_forward), else Open."""
+    if carried is None:
+        return [Column(["Open"] * n), Column([None] * n), Column([None] * n)]
+    return [_text_values(ws, pd.Series(carried.status, dtype=object)),
+            _text_values(ws, pd.Series(carried.reviewer, dtype=object)),
+            _text_values(ws, pd.Series(carried.notes, dtype=object))]
+
+
+def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | None) -> None:
+    """Hidden: each exception's claim hash and the status written with its date, so the next run can tell a
+    reviewer's change from what claimscrub wrote, and whether the claim changed since."""
+    ws = wb.create_sheet(review.STATE_SHEET)
+    ws.sheet_state = "hidden"
+    if not ids or carried is None:
+        stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [])
+        return
+    gone = carried.gone if carried.gone is not None else pd.DataFrame(columns=review.COLUMNS)
+    n = len(ids)
+    stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
+        _text_values(ws, pd.Series([*ids, *gone["exception_id"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.claim_hash, *gone["claim_hash"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.status, *gone["status"]], dtype=object)),
+        _text_values(ws, pd.Series([*carried.since, *gone["since"]], dtype=object)),
+        Column(["yes"] * n + ["no"] * len(gone)),
+        _text_values(ws, pd.Series([""] * n + gone["reviewer"].tolist(), dtype=object)),
+        _text_values(ws, pd.Series([""] * n + gone["notes"].tolist(), dtype=object))])
 
 
 def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: bool,

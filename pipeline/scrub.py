@@ -3,6 +3,7 @@
 import datetime as dt
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import ingest, report, validate
+from pipeline import ingest, report, review, validate
 from pipeline.config import ScrubConfig
 from pipeline.errors import OutputError
 
@@ -126,8 +127,11 @@ def check_file(result: ingest.IngestResult, as_of: dt.date, config: ScrubConfig,
 
 
 def write_outputs(result: ingest.IngestResult, checked: validate.Validation, workbook: Path, csv_path: Path,
-                  as_of: dt.date, run_id: str, mode: int = report.DEFAULT_MODE) -> report.ScrubSummary:
-    """Write the exceptions workbook and the findings CSV (file permissions ``mode``); returns the summary."""
+                  as_of: dt.date, run_id: str, mode: int = report.DEFAULT_MODE,
+                  dispositions_of=None) -> report.ScrubSummary:
+    """Write one file's workbook and findings CSV (file permissions ``mode``), carrying the reviewer's
+    dispositions forward from the workbook already at ``workbook`` (refused while it is open; kept beside
+    as a previous version) and from ``dispositions_of(ids)`` (the nightly's ledger lookup)."""
     summary = report.summarize(result.file, result.sha256, result.rows_read, result.lines, checked.findings,
                                checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -135,10 +139,16 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
         workbook.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         raise OutputError("E_OUTPUT_UNWRITABLE", "the output folder cannot be created") from None
-    ids = report.exception_ids(report.in_sheet_order(checked.findings))  # once, for both outputs
+    ordered = report.in_sheet_order(checked.findings)
+    ids = report.exception_ids(ordered)  # once, for both outputs
     labels = report.labels_for(result.mapped)  # the file's own headers, in the Field column and on Claims
+    prior = review.merge_prior(dispositions_of(ids) if dispositions_of else None, review.prepare_output(workbook))
+    carried = review.carry_forward(ids, review.finding_claim_hashes(ordered, result.lines), prior, dt.date.today())
+    # counts only: a status typed outside the list is the reviewer's free text, so it is counted, not named
+    summary.by_status = dict(Counter(s if s in review.STATUSES else review.OTHER_STATUS for s in carried.status))
+    summary.carried = carried.counts
     report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated, ids=ids,
-                          labels=labels, mode=mode)
+                          labels=labels, mode=mode, carried=carried)
     report.write_findings_csv(checked.findings, csv_path, ids, labels, mode)
     return summary
 

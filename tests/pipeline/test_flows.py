@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from pipeline import nightly
 from pipeline.config import ScrubConfig
 from pipeline.flows import build_deployment, nightly_scrub_flow, run_nightly
-from pipeline.ledger import Ledger
+from pipeline.ledger import SCHEMA_VERSION, Ledger
 from pipeline.sample import clean_claim, write_csv
 from tests.conftest import ROOT, SAMPLES, read_all
 
@@ -192,7 +192,7 @@ def test_ledger_migrates_an_old_schema(tmp_path):
     con.commit()
     con.close()
     ledger = Ledger(path)
-    assert ledger.version == 2 and ledger.salt == "abc"
+    assert ledger.version == SCHEMA_VERSION and ledger.salt == "abc"
     with sqlite3.connect(path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -22,6 +22,8 @@ def _values(path):
     wb = load_workbook(path)
     out = {}
     for ws in wb.worksheets:
+        if ws.sheet_state != "visible":  # the hidden Review State sheet: run dates, not what a reviewer sees
+            continue
         rows = []
         for row in ws.iter_rows(values_only=True):
             if ws.title == "Summary" and row and row[0] in VOLATILE:

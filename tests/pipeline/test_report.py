@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 from pipeline.config import load_config
 from pipeline.ingest import read_claims
 from pipeline.report import EXCEPTION_HEADERS, SHEETS, STATUSES, labels_for
+from pipeline.review import STATE_SHEET as REVIEW_STATE
 from pipeline.sample import clean_claim, write_csv
 from pipeline.scrub import scrub_file
 from schemas import columns as C
@@ -25,9 +26,11 @@ def mixed(tmp_path_factory):
 
 
 def test_sheets_header_and_rows(mixed):
-    """It writes the five sheets in order, the exact header, and one row per finding."""
+    """It writes the five sheets in order (and the hidden review state), the exact header, and one row per
+    finding."""
     wb = load_workbook(mixed.workbook)
-    assert wb.sheetnames == list(SHEETS)
+    assert [ws.title for ws in wb.worksheets if ws.sheet_state == "visible"] == list(SHEETS)
+    assert wb[REVIEW_STATE].sheet_state == "hidden"
     ws = wb["Exceptions"]
     rows = list(ws.iter_rows(values_only=True))
     assert rows[0] == EXCEPTION_HEADERS
