@@ -15,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,7 @@ class ScrubSummary:
     as_of: str
     run_id: str
     version: str
+    reference: dict = field(default_factory=dict)  # reference tables used; coverage notes (validate.reference_use)
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -92,7 +93,7 @@ def exception_id(claim: object, line: object, rule: str, value: object) -> str:
 
 def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findings: pd.DataFrame,
               claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
-              version: str) -> ScrubSummary:
+              version: str, reference: dict | None = None) -> ScrubSummary:
     """Counts for one scrubbed file. The claim facts (``claims``) hold one row per claim id of ``lines``."""
     err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
     warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
@@ -110,7 +111,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
         g5133_claims=g5133, clean_claims=clean,
         claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
-        not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
+        not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version, reference=dict(reference or {}),
     )
 
 
@@ -298,6 +299,25 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
     _header(ws, ("Payer", "Flagged claims"))
     for payer, count in sorted(s.by_payer.items()):
         ws.append([_text(ws, payer), _value(ws, int(count))])
+    _reference_rows(ws, s.reference, bold)
+
+
+def _reference_rows(ws, reference: dict, bold) -> None:
+    """The reference tables the run used (kind, version, source, lines), then the coverage warnings and the
+    rules checked on part of the lines only."""
+    if not reference:
+        return
+    ws.append([])
+    ws.append([_text(ws, "Reference tables used", font=bold)])
+    _header(ws, ("Table", "Version (covers)", "Source", "Lines"))
+    for use in reference.get("tables", []):
+        for t in use["tables"]:
+            ws.append([_text(ws, use["kind"]), _text(ws, f"{t['version']} ({t['origin']}; {t['covers']})"),
+                       _text(ws, t["source"]), _value(ws, int(t["lines"]))])
+    notes = list(reference.get("warnings", [])) + [f"{rule} checked on part of the lines only: {why}"
+                                                   for rule, why in sorted(reference.get("partly", {}).items())]
+    for note in notes:
+        ws.append([_text(ws, "Warning", font=bold), _text(ws, note)])
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}

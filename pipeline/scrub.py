@@ -127,7 +127,8 @@ def check_file(result: ingest.IngestResult, as_of: dt.date, config: ScrubConfig,
 def write_outputs(result: ingest.IngestResult, checked: validate.Validation, workbook: Path, csv_path: Path,
                   as_of: dt.date, run_id: str) -> report.ScrubSummary:
     summary = report.summarize(result.file, result.sha256, result.rows_read, result.lines, checked.findings,
-                               checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION)
+                               checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION,
+                               checked.reference)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     try:
         workbook.parent.mkdir(parents=True, exist_ok=True)

@@ -186,6 +186,10 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
                 else:
                     partly[r.id] = why
     for u in used:
+        before = u["uncovered_lines"] - u["after_coverage_lines"]
+        if u["applied_outside_coverage"] and before > 0:
+            warnings.append(f"{before} lines are dated outside the {u['kind']} tables' coverage (before or between "
+                            "them): checked against the nearest table")
         if u["after_coverage_lines"]:
             warnings.append(f"{u['after_coverage_lines']} lines are dated after the newest {u['kind']} table's "
                             f"coverage ({u['latest_coverage']})" + (
