@@ -6,6 +6,10 @@ pairs of lines are a merge of the lines on their (patient, date, rendering provi
 no table covers gets no fact (the rule is *not checked* for it, and validate says so).
 """
 
+import functools
+import re
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -43,20 +47,25 @@ def _ymd(dates: pd.Series) -> np.ndarray:
 
 
 def _is_em(codes: pd.Series) -> np.ndarray:
-    text = codes.astype(object).where(codes.notna(), "").astype(str)
-    return (text.str.fullmatch(r"99\d{3}") & (text >= "99202") & (text <= "99499")).to_numpy(bool)
+    """E/M codes 99202-99499, decided once per distinct code."""
+    at, uniques = pd.factorize(codes)
+    em = np.array([str(u).isdigit() and "99202" <= str(u) <= "99499" for u in uniques.tolist()] + [False], dtype=bool)
+    return em[at]
 
 
 def edit_groups(lines: pd.DataFrame, present: set[str]) -> np.ndarray:
     """The NCCI edit unit of each line: same patient (else the claim), date of service and rendering NPI
     (when the file has the column)."""
-    who = lines[C.PATIENT_ID].astype(object).where(lines[C.PATIENT_ID].notna(), "claim:" + lines[C.CLAIM_ID].astype(
-        object).astype(str))
-    keys = [pd.factorize(who)[0], pd.factorize(lines[C.SERVICE_DATE])[0]]
+    patient, patients = pd.factorize(lines[C.PATIENT_ID])
+    claim = pd.factorize(lines[C.CLAIM_ID])[0]
+    who = np.where(patient >= 0, patient, len(patients) + claim)  # no patient id: the claim stands for it
+    keys = [who, pd.factorize(lines[C.SERVICE_DATE])[0]]
     if C.RENDERING_NPI in present:
         keys.append(pd.factorize(lines[C.RENDERING_NPI])[0])
-    return pd.DataFrame({f"k{i}": k for i, k in enumerate(keys)}).groupby(
-        [f"k{i}" for i in range(len(keys))], sort=False).ngroup().to_numpy()
+    combined = np.zeros(len(lines), dtype=np.int64)
+    for k in keys:  # one integer per combination (each code < lines, so the product fits in 64 bits)
+        combined = combined * (int(k.max(initial=0)) + 2) + (k + 1)
+    return pd.factorize(combined)[0]
 
 
 def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir) -> pd.DataFrame:
@@ -68,9 +77,9 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
     out["mue_limit"] = np.nan
     out["mai"] = np.int8(0)
     out["mue_units"] = np.nan
-    out["ptp_col1"] = ""
+    out["ptp_col1"] = _texts(np.full(n, "", dtype=object), out.index)
     out["ptp_indicator"] = np.int8(-1)
-    out["ptp_bypass"] = ""
+    out["ptp_bypass"] = _texts(np.full(n, "", dtype=object), out.index)
     if not n or not ncci.any():
         return out
     group = edit_groups(lines, present)
@@ -110,13 +119,8 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         rows = np.flatnonzero((which == k) & ncci & (proc_codes >= 0))
         if not len(rows):
             continue
-        t = table.load()
-        vocab = t["column1"].cat.categories
+        vocab, keys, ptp_ind, ptp_eff, ptp_del = R.ptp_pairs(table)
         v = len(vocab)
-        keys = t["column1"].cat.codes.to_numpy(np.int64) * v + t["column2"].cat.codes.to_numpy(np.int64)
-        if len(keys) > 1 and not (keys[1:] >= keys[:-1]).all():  # written sorted; an odd file is sorted here
-            order = np.argsort(keys, kind="stable")
-            keys, t = keys[order], t.iloc[order].reset_index(drop=True)
         at = vocab.get_indexer(pd.Index(procs.astype(object)))[proc_codes[rows]]
         rows, at = rows[at >= 0], at[at >= 0]
         cand = pd.DataFrame({"g": group[rows], "pos": rows, "v": at})
@@ -130,9 +134,9 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         found = keys[hit] == key
         p1, p2, hit = pairs["pos1"].to_numpy()[found], pairs["pos2"].to_numpy()[found], hit[found]
         day = ymd[p2]
-        live = (t["effective"].to_numpy()[hit] <= day) & (day < t["deleted"].to_numpy()[hit])
+        live = (ptp_eff[hit] <= day) & (day < ptp_del[hit])
         p1, p2, hit = p1[live], p2[live], hit[live]
-        ind = t["indicator"].to_numpy()[hit]
+        ind = ptp_ind[hit]
         m2, m1 = mods[p2], mods[p1]
         anatomic_diff = ((m2 & 1) > 0) & ~((m1 & 1) > 0)  # an anatomic modifier on column 2 only
         em2 = em[p2]
@@ -154,10 +158,15 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         if (rank == 2).any():
             shown = _first_modifier(lines.iloc[p2[rank == 2]])
             bypass[p2[rank == 2]] = shown
-    out["ptp_col1"] = col1
+    out["ptp_col1"] = _texts(col1, out.index)
     out["ptp_indicator"] = indicator
-    out["ptp_bypass"] = bypass
+    out["ptp_bypass"] = _texts(bypass, out.index)
     return out
+
+
+def _texts(values: np.ndarray, index) -> pd.Series:
+    """Per-line texts kept as plain objects (no string-type inference: rules read them back as numpy)."""
+    return pd.Series(values, index=index, dtype=object)
 
 
 _ALL_ASSOCIATED = set(ANATOMIC) | set(DISTINCT) | set(OTHER_ASSOCIATED) | set(EM_ASSOCIATED)
@@ -175,99 +184,127 @@ def _covered(dates: pd.Series, kind: str, user_dir) -> tuple[list[R.Table], np.n
     return tables, R.table_per_date(dates, tables)
 
 
-def _normal_dx(values: pd.Series) -> pd.Series:
-    return values.astype(object).where(values.notna(), "").astype(str).str.strip().str.upper().str.replace(
-        ".", "", regex=False)
+def _uniques(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes per line over the distinct values (-1 blank) and those values as stripped upper-case text: each
+    text operation runs once per distinct value, not per line."""
+    codes, uniques = pd.factorize(values)
+    return codes, [str(u).strip().upper() for u in uniques.tolist()]
+
+
+def _spread(codes: np.ndarray, per_unique: np.ndarray, blank) -> np.ndarray:
+    """``per_unique`` looked up per line (code -1 reads ``blank``)."""
+    return np.append(per_unique, np.array([blank], dtype=per_unique.dtype))[codes]
+
+
+_DX_FORM = re.compile(r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?")
+_MOD_FORM = re.compile(r"[A-Z0-9]{2}")
 
 
 def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     """Per line, what the code tables in force on its date say: diagnosis codes not billable in the ICD-10-CM
     release (``dx_not_billable``: codes as written, ", "-joined; the release in ``dx_release``), a procedure code
-    not active (``proc_inactive``: the table's last date or first date), modifiers not in the valid list
-    (``mod_invalid``), a place of service not in the CMS list (``pos_invalid``). Malformed values are the
-    structure rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here."""
+    not active (``proc_inactive``: when it ended or starts), modifiers not in the valid list (``mod_invalid``), a
+    place of service not in the CMS list (``pos_invalid``; ``pos_telehealth``). Malformed values are the structure
+    rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here."""
     n = len(lines)
     out = pd.DataFrame(index=lines.index)
     dates = lines[C.SERVICE_DATE]
-    # Diagnoses: the dx columns as one long frame of (line, code) for the filled cells.
+    d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    # Diagnoses: per dx column, each distinct code judged once per release, then spread over the lines.
     dx_not, release = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
     tables, which = _covered(dates, "icd10cm", user_dir)
-    if tables:
-        cols = [c for c in C.DX if c in lines and lines[c].notna().any()]
-        long = pd.concat([pd.DataFrame({"pos": np.arange(n), "raw": lines[c].to_numpy(dtype=object)}) for c in cols],
-                         ignore_index=True) if cols else pd.DataFrame({"pos": [], "raw": []})
-        long = long[long["raw"].notna()]
-        long["code"] = _normal_dx(long["raw"]).to_numpy()
-        wellformed = long["raw"].astype(str).str.strip().str.upper().str.fullmatch(
-            r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?").to_numpy(bool)
-        long = long[wellformed & (long["code"] != K.G51_3_HEADER.replace(".", "")).to_numpy()]
-        long["t"] = which[long["pos"].to_numpy(np.int64)]
-        bad = np.zeros(len(long), dtype=bool)
+    header = K.G51_3_HEADER.replace(".", "")
+    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if tables else ():
+        codes, texts = _uniques(lines[col])
+        keys = [t.replace(".", "") for t in texts]
+        judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])
         for k, table in enumerate(tables):
-            mine = (long["t"] == k).to_numpy()
-            if mine.any():
-                bad[mine] = ~long.loc[mine, "code"].isin(table.load()["code"]).to_numpy()
-        wrong = long[bad]
-        if len(wrong):
-            joined = wrong.groupby("pos", sort=False)["raw"].agg(lambda s: ", ".join(dict.fromkeys(map(str, s))))
-            dx_not[joined.index.to_numpy(np.int64)] = joined.to_numpy()
-            label = np.array([t.version for t in tables], dtype=object)
-            release[joined.index.to_numpy(np.int64)] = label[which[joined.index.to_numpy(np.int64)]]
-    out["dx_not_billable"], out["dx_release"] = dx_not, release
+            if not (which == k).any():
+                continue
+            valid = _code_set(table)
+            bad_u = judged & ~np.array([key in valid for key in keys], dtype=bool)
+            bad = (which == k) & _spread(codes, bad_u, False)
+            if bad.any():
+                shown = np.asarray(texts, dtype=object)[codes[bad]]
+                dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
+                release[bad] = table.version
+    out["dx_not_billable"], out["dx_release"] = _texts(dx_not, out.index), _texts(release, out.index)
     # Procedure codes: known to the table in force and outside their active dates.
     inactive = np.full(n, "", dtype=object)
     tables, which = _covered(dates, "procedures", user_dir)
-    codes, uniques = pd.factorize(lines[C.PROCEDURE_CODE].astype(object).where(lines[C.PROCEDURE_CODE].notna()))
-    d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    codes, texts = _uniques(lines[C.PROCEDURE_CODE])
     for k, table in enumerate(tables):
         rows = np.flatnonzero((which == k) & (codes >= 0))
         if not len(rows):
             continue
-        t = table.load().set_index("code")
-        at = t.index.get_indexer(pd.Index(uniques))[codes[rows]]
+        t = _indexed(table)
+        at = t.index.get_indexer(pd.Index(texts, dtype=object))[codes[rows]]
         rows, at = rows[at >= 0], at[at >= 0]
-        start = pd.to_datetime(t["active_from"]).to_numpy(dtype="datetime64[ns]")[at]
-        end = pd.to_datetime(t["active_to"]).to_numpy(dtype="datetime64[ns]")[at]
+        start = t["active_from"].to_numpy(dtype="datetime64[ns]")[at]
+        end = t["active_to"].to_numpy(dtype="datetime64[ns]")[at]
         before = ~np.isnat(start) & (d[rows] < start)
         after = ~np.isnat(end) & (d[rows] > end)
-        text = np.where(after, "ended " + pd.Series(end).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object),
-                        "starts " + pd.Series(start).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object))
-        inactive[rows[before | after]] = text[before | after]
-    out["proc_inactive"] = inactive
-    # Modifiers 1-4: well formed (STR-007's) but not in the list in force.
+        if (before | after).any():
+            text = np.where(after, "ended " + pd.Series(end).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object),
+                            "starts " + pd.Series(start).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object))
+            inactive[rows[before | after]] = text[before | after]
+    out["proc_inactive"] = _texts(inactive, out.index)
+    # Modifiers 1-4: well formed (STR-007's) but not in the list in force on the date.
     mod_bad = np.full(n, "", dtype=object)
     tables, which = _covered(dates, "modifiers", user_dir)
     for col in C.MODIFIERS:
-        values = lines[col].astype(object).where(lines[col].notna(), "").astype(str).str.strip().str.upper()
-        formed = values.str.fullmatch(r"[A-Z0-9]{2}").to_numpy(bool)
+        codes, texts = _uniques(lines[col])
+        if not texts:
+            continue
+        formed = _spread(codes, np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts]), False)
         for k, table in enumerate(tables):
-            rows = formed & (which == k)
-            if rows.any():
-                valid = _valid_on(table.load(), values[rows], d[rows])
-                bad = np.flatnonzero(rows)[~valid]
-                mod_bad[bad] = np.where(mod_bad[bad] == "", values.to_numpy(object)[bad],
-                                        mod_bad[bad] + ", " + values.to_numpy(object)[bad])
-    out["mod_invalid"] = mod_bad
-    # Place of service: in the CMS list on the date.
+            rows = np.flatnonzero(formed & (which == k))
+            if len(rows):
+                ok = _valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
+                bad = rows[~ok]
+                shown = np.asarray(texts, dtype=object)[codes[bad]]
+                mod_bad[bad] = np.where(mod_bad[bad] == "", shown, mod_bad[bad] + ", " + shown)
+    out["mod_invalid"] = _texts(mod_bad, out.index)
+    # Place of service: in the CMS list on the date (a spreadsheet may have dropped the leading zero).
     pos_bad = np.zeros(n, dtype=bool)
     tables, which = _covered(dates, "pos", user_dir)
-    pos = lines[C.PLACE_OF_SERVICE].astype(object).where(lines[C.PLACE_OF_SERVICE].notna(), "").astype(str).str.strip()
-    pos = pos.where(~pos.str.fullmatch(r"\d"), "0" + pos)  # a spreadsheet may drop the leading zero
+    codes, texts = _uniques(lines[C.PLACE_OF_SERVICE])
+    texts = ["0" + t if len(t) == 1 and t.isdigit() else t for t in texts]
     for k, table in enumerate(tables):
-        rows = (which == k) & (pos != "").to_numpy()
-        if rows.any():
-            pos_bad[rows] = ~_valid_on(table.load(), pos[rows], d[rows])
+        rows = np.flatnonzero((which == k) & (codes >= 0))
+        if len(rows):
+            pos_bad[rows] = ~_valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
     out["pos_invalid"] = pos_bad
-    out["pos_telehealth"] = pos.isin(TELEHEALTH_POS).to_numpy()
+    out["pos_telehealth"] = _spread(codes, np.array([t in TELEHEALTH_POS for t in texts], dtype=bool), False)
     return out
 
 
-def _valid_on(table: pd.DataFrame, values: pd.Series, dates: np.ndarray) -> np.ndarray:
-    """Each value is in ``table`` (code, active_from, active_to) and active on its date."""
-    t = table.set_index("code")
-    at = t.index.get_indexer(pd.Index(values.to_numpy(object)))
+@functools.lru_cache(maxsize=32)
+def _code_set_of(path: str) -> frozenset:
+    return frozenset(R._read(path)["code"].tolist())
+
+
+def _code_set(table: R.Table) -> frozenset:
+    return _code_set_of(str(Path(table.folder) / table.file))
+
+
+@functools.lru_cache(maxsize=32)
+def _indexed_of(path: str) -> pd.DataFrame:
+    t = R._read(path).drop_duplicates("code", keep="last").set_index("code")
+    for col in ("active_from", "active_to"):
+        t[col] = pd.to_datetime(t[col])
+    return t
+
+
+def _indexed(table: R.Table) -> pd.DataFrame:
+    return _indexed_of(str(Path(table.folder) / table.file))
+
+
+def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Per row (``codes`` into the distinct ``texts``): the value is in ``table`` and active on its date."""
+    t = _indexed(table)
+    at = t.index.get_indexer(pd.Index(texts))[codes]
     known = at >= 0
-    start = pd.to_datetime(t["active_from"]).to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
-    end = pd.to_datetime(t["active_to"]).to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
-    ok = known & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))
-    return ok
+    start = t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
+    end = t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
+    return known & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 SHIPPED_DIR = Path(__file__).with_name("reference_data")
 MANIFEST = "manifest.json"
@@ -360,16 +362,35 @@ def build_table(kind: str, files: list[Path], folder: Path, version: str, covers
                           covers_to.isoformat(), name, len(table), origin, digest, note, str(folder)))
     _record(folder, made)
     _read.cache_clear()
+    _pairs.cache_clear()
     return made[0]
 
 
 def _write(kind: str, table: pd.DataFrame, path: Path) -> None:
-    if kind == "ptp":  # 2 million pairs: codes as one dictionary, sorted so the dictionary indices compress
-        vocab = pd.CategoricalDtype(sorted(set(table["column1"]) | set(table["column2"])))
-        table = table.sort_values(["column1", "column2"]).reset_index(drop=True)
-        for col in ("column1", "column2"):
-            table[col] = table[col].astype(vocab)
+    if kind == "ptp":  # 2 million pairs: one sorted integer key per pair over a code vocabulary kept in the metadata
+        vocab = pd.Index(sorted(set(table["column1"]) | set(table["column2"])))
+        key = vocab.get_indexer(table["column1"]).astype(np.int64) * len(vocab) + vocab.get_indexer(table["column2"])
+        order = np.argsort(key, kind="stable")
+        frame = pa.table({"key": key[order], "indicator": table["indicator"].to_numpy()[order],
+                          "effective": table["effective"].to_numpy()[order],
+                          "deleted": table["deleted"].to_numpy()[order]})
+        frame = frame.replace_schema_metadata({"vocabulary": "\n".join(vocab)})
+        pq.write_table(frame, path, compression="zstd")
+        return
     table.to_parquet(path, compression="zstd", index=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _pairs(path: str) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    t = pq.read_table(path)
+    vocab = pd.Index(t.schema.metadata[b"vocabulary"].decode().split("\n"))
+    return (vocab, *(t.column(c).to_numpy() for c in ("key", "indicator", "effective", "deleted")))
+
+
+def ptp_pairs(table: Table) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A PTP table as (code vocabulary, sorted pair keys column1 * len(vocabulary) + column2, modifier indicator,
+    effective and deletion dates as YYYYMMDD)."""
+    return _pairs(str(Path(table.folder) / table.file))
 
 
 def _record(folder: Path, made: list[Table]) -> None:

@@ -121,8 +121,6 @@ def pair_has_modifier(df: pd.DataFrame) -> pd.Series:
 @pair_has_modifier.texts(fact="ptp_needs_modifier")
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per column-2 line of an indicator-1 pair without an associated modifier: which modifier it needs."""
-    em = lines[C.PROCEDURE_CODE].astype(object).fillna("").astype(str).str.fullmatch(r"99[2-4]\d\d").to_numpy(bool)
-
     def why(col2):
         return np.full(len(col2), "unless an NCCI-associated modifier (59, XE, XS, XP, XU or anatomic) is on it "
                                   "(modifier indicator 1)", dtype=object)
@@ -130,6 +128,8 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
     mask = ((f["ptp_indicator"] == 1) & (f["ptp_bypass"] == "")).to_numpy(bool)
     pos, texts = _pair_texts(lines, f, mask, why)
     if len(pos):
-        texts = np.where(em[pos], np.char.replace(texts.astype(str), "an NCCI-associated modifier (59, XE, XS, XP, "
+        em = lines[C.PROCEDURE_CODE].iloc[pos].astype(object).fillna("").astype(str).str.fullmatch(
+            r"99[2-4]\d\d").to_numpy(bool)
+        texts = np.where(em, np.char.replace(texts.astype(str), "an NCCI-associated modifier (59, XE, XS, XP, "
                                                   "XU or anatomic)", "modifier 25").astype(object), texts)
     return pos, texts
