@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 SHIPPED_DIR = Path(__file__).with_name("reference_data")
 MANIFEST = "manifest.json"
@@ -45,12 +44,12 @@ class Table:
     source: str
     covers_from: str  # ISO date, inclusive
     covers_to: str  # ISO date, inclusive
-    file: str  # parquet file name in its folder
+    file: str  # Arrow IPC file (zstd) in its folder
     rows: int
     origin: str = "shipped"  # or "imported"
     sha256: str = ""  # of the file it was built from
     note: str = ""
-    folder: str = ""  # where the parquet lives (filled on load)
+    folder: str = ""  # where the file lives (filled on load)
 
     @property
     def start(self) -> pd.Timestamp:
@@ -69,7 +68,7 @@ class Table:
 
 @functools.lru_cache(maxsize=32)
 def _read(path: str) -> pd.DataFrame:
-    return pd.read_parquet(path)
+    return _ipc(path).to_pandas()
 
 
 def _manifest(folder: Path, origin: str) -> list[Table]:
@@ -356,7 +355,7 @@ def build_table(kind: str, files: list[Path], folder: Path, version: str, covers
     digest = _sha256([Path(f) for f in files])
     made = []
     for table_kind, table in tables_out:
-        name = f"{table_kind}-{slug}.parquet"
+        name = f"{table_kind}-{slug}.arrow"
         _write(table_kind, table, folder / name)
         made.append(Table(table_kind, version, source or IMPORTERS[kind].source, covers_from.isoformat(),
                           covers_to.isoformat(), name, len(table), origin, digest, note, str(folder)))
@@ -367,24 +366,34 @@ def build_table(kind: str, files: list[Path], folder: Path, version: str, covers
 
 
 def _write(kind: str, table: pd.DataFrame, path: Path) -> None:
-    if kind == "ptp":  # 2 million pairs: one sorted integer key per pair over a code vocabulary kept in the metadata
+    """A table as an Arrow IPC file, zstd-compressed (read back without the parquet/dataset machinery)."""
+    if kind == "ptp":  # 2 million pairs: sorted integer keys over a code vocabulary, stored as their differences
         vocab = pd.Index(sorted(set(table["column1"]) | set(table["column2"])))
         key = vocab.get_indexer(table["column1"]).astype(np.int64) * len(vocab) + vocab.get_indexer(table["column2"])
         order = np.argsort(key, kind="stable")
-        frame = pa.table({"key": key[order], "indicator": table["indicator"].to_numpy()[order],
+        frame = pa.table({"key_step": np.diff(key[order], prepend=0).astype(np.uint32),
+                          "indicator": table["indicator"].to_numpy()[order],
                           "effective": table["effective"].to_numpy()[order],
                           "deleted": table["deleted"].to_numpy()[order]})
         frame = frame.replace_schema_metadata({"vocabulary": "\n".join(vocab)})
-        pq.write_table(frame, path, compression="zstd")
-        return
-    table.to_parquet(path, compression="zstd", index=False)
+    else:
+        frame = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
+    options = pa.ipc.IpcWriteOptions(compression=pa.Codec("zstd", compression_level=19))
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, frame.schema, options=options) as writer:
+        writer.write_table(frame)
+
+
+def _ipc(path: str) -> pa.Table:
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 @functools.lru_cache(maxsize=8)
 def _pairs(path: str) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    t = pq.read_table(path)
+    t = _ipc(path)
     vocab = pd.Index(t.schema.metadata[b"vocabulary"].decode().split("\n"))
-    return (vocab, *(t.column(c).to_numpy() for c in ("key", "indicator", "effective", "deleted")))
+    key = np.cumsum(t.column("key_step").to_numpy().astype(np.int64))
+    return (vocab, key, *(t.column(c).to_numpy() for c in ("indicator", "effective", "deleted")))
 
 
 def ptp_pairs(table: Table) -> tuple[pd.Index, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--icd", action="append", default=[], help="FYxxxx=path (repeat)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.parquet"):
+    for old in [*OUT.glob("*.parquet"), *OUT.glob("*.arrow")]:
         old.unlink()
     (OUT / R.MANIFEST).unlink(missing_ok=True)
     q_from, q_to = dt.date(2026, 4, 1), dt.date(2026, 6, 30)
@@ -151,8 +151,8 @@ def main() -> None:
          "66 (Transmittal 12779) with their effective dates", ""),
     ]
     for kind, frame, version, start, end, source, note in shipped:
-        name = f"{kind}-{version.lower()}.parquet"
-        frame.reset_index(drop=True).to_parquet(OUT / name, compression="zstd", index=False)
+        name = f"{kind}-{version.lower()}.arrow"
+        R._write(kind, frame, OUT / name)
         R._record(OUT, [R.Table(kind, version, source, start, end, name, len(frame), "shipped", "", note)])
     for t in R.tables():
         print(f"{t.kind:10} {t.version:8} {t.rows:>9} rows  {(OUT / t.file).stat().st_size:>9} bytes  {t.covers_from}"
