@@ -101,7 +101,8 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         mai_u = np.where(known, t["mai"].to_numpy()[np.maximum(at, 0)], 0).astype(np.int8)
         limit[rows] = lim_u[proc_codes[rows]]
         mai[rows] = mai_u[proc_codes[rows]]
-    per_date = pd.Series(units).groupby([group, proc_codes]).transform("sum").to_numpy()
+    per_code = pd.factorize(group.astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
+    per_date = np.bincount(per_code, weights=units)[per_code]  # units of the code in the line's group
     out["mue_limit"] = limit
     out["mai"] = mai
     out["mue_units"] = np.where(mai == 1, units, per_date)
@@ -123,16 +124,13 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         v = len(vocab)
         at = vocab.get_indexer(pd.Index(procs.astype(object)))[proc_codes[rows]]
         rows, at = rows[at >= 0], at[at >= 0]
-        cand = pd.DataFrame({"g": group[rows], "pos": rows, "v": at})
-        pairs = cand.merge(cand, on="g", suffixes=("1", "2"))
-        pairs = pairs[pairs["pos1"] != pairs["pos2"]]
-        if pairs.empty:
+        first, second = _pairs_within(group[rows])
+        if not len(first):
             continue
-        key = pairs["v1"].to_numpy(np.int64) * v + pairs["v2"].to_numpy(np.int64)
-        hit = np.searchsorted(keys, key)
-        hit = np.minimum(hit, len(keys) - 1)
+        key = at[first].astype(np.int64) * v + at[second]
+        hit = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
         found = keys[hit] == key
-        p1, p2, hit = pairs["pos1"].to_numpy()[found], pairs["pos2"].to_numpy()[found], hit[found]
+        p1, p2, hit = rows[first[found]], rows[second[found]], hit[found]
         day = ymd[p2]
         live = (ptp_eff[hit] <= day) & (day < ptp_del[hit])
         p1, p2, hit = p1[live], p2[live], hit[live]
@@ -167,6 +165,20 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
 def _texts(values: np.ndarray, index) -> pd.Series:
     """Per-line texts kept as plain objects (no string-type inference: rules read them back as numpy)."""
     return pd.Series(values, index=index, dtype=object)
+
+
+def _pairs_within(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j), i != j, of positions with the same group, in numpy (a self-join)."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.empty(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(g)])
+    size_of, start_of = np.repeat(sizes, sizes), np.repeat(starts, sizes)
+    a = np.repeat(np.arange(len(g)), size_of)
+    within = np.arange(len(a)) - np.repeat(np.cumsum(size_of) - size_of, size_of)
+    b = np.repeat(start_of, size_of) + within
+    keep = a != b
+    return order[a[keep]], order[b[keep]]
 
 
 _ALL_ASSOCIATED = set(ANATOMIC) | set(DISTINCT) | set(OTHER_ASSOCIATED) | set(EM_ASSOCIATED)
