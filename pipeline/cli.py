@@ -180,6 +180,8 @@ def _summary_text(s: dict, seconds: float) -> str:
     if carried.get("carried"):
         lines.append(f"  reviewer dispositions carried forward: {carried['carried']} "
                      f"({carried.get('not_an_issue', 0)} not an issue, {carried.get('reopened', 0)} re-opened)")
+    for note in (s.get("reference") or {}).get("warnings", []):
+        lines.append("  reference: " + note)
     return "\n".join(lines)
 
 
@@ -251,6 +253,80 @@ def rules(
                             ("needs", ", ".join(r.needs))):
             if text:
                 typer.echo(f"{'':19}{label}: {text}")
+
+
+reference_app = typer.Typer(add_completion=False, no_args_is_help=False,
+                            help="List the reference tables (NCCI edits, code sets), or import a CMS file.")
+app.add_typer(reference_app, name="reference")
+
+
+@reference_app.callback(invoke_without_command=True)
+def reference_list(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """List every reference table: kind, version, dates of service covered, rows, origin and source."""
+    if ctx.invoked_subcommand:
+        return
+    from pipeline import reference as R
+
+    cfg, _ = _load(config, None)
+    try:
+        found = R.tables(cfg.reference_dir)
+    except R.RefDataError as exc:
+        _fail(str(exc))
+    typer.echo(f"{'kind':11}{'version':10}{'covers':26}{'rows':>9}  origin    source")
+    for t in found:
+        typer.echo(f"{t.kind:11}{t.version:10}{t.covers_from + ' to ' + t.covers_to:26}{t.rows:>9}  {t.origin:9} "
+                   f"{t.source}")
+    typer.echo(f"imported tables: {cfg.reference_dir} (take precedence for the dates they cover)")
+
+
+@reference_app.command("import")
+def reference_import(
+    kind: Annotated[str, typer.Argument(help="mue, ptp, icd10cm or hcpcs")],
+    files: Annotated[list[Path], typer.Argument(help="The official file(s); PTP: the quarter's four files")],
+    covers_from: Annotated[str, typer.Option("--from", help="First date of service covered, YYYY-MM-DD")],
+    covers_to: Annotated[str | None, typer.Option("--to", help="Last date covered (default: the quarter, fiscal "
+                                                               "year or year of --from)")] = None,
+    version: Annotated[str | None, typer.Option(help="Version label, e.g. 2026-Q3 (default: from the dates)")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
+) -> None:
+    """Load an official CMS file into the reference folder (``reference_dir``), checking its shape first.
+
+    Examples:
+        claimscrub reference import mue MCR_MUE_PractitionerServices.csv --from 2026-07-01
+        claimscrub reference import ptp ccipra-v323r0-f1.txt ccipra-v323r0-f2.txt ccipra-v323r0-f3.txt
+            ccipra-v323r0-f4.txt --from 2026-07-01
+        claimscrub reference import icd10cm icd10cm-order-2027.txt --from 2026-10-01
+    """
+    from pipeline import reference as R
+
+    cfg, _ = _load(config, None)
+    if kind not in R.IMPORTERS:
+        _fail(f"unknown reference kind {kind!r}: one of {', '.join(sorted(R.IMPORTERS))}")
+    start = _day(covers_from, "--from")
+    end = _day(covers_to, "--to") if covers_to else None
+    for f in files:
+        if not f.is_file():
+            _fail(f"{f}: no such file")
+    label = version or (f"{start.year}-Q{(start.month - 1) // 3 + 1}" if R.IMPORTERS[kind].span == "quarter"
+                        else f"FY{start.year + (start.month >= 10)}" if R.IMPORTERS[kind].span == "fiscal_year"
+                        else str(start.year))
+    try:
+        table = R.build_table(kind, files, cfg.reference_dir, label, start, end,
+                              note="imported from " + ", ".join(f.name for f in files))
+    except R.RefDataError as exc:
+        _fail(str(exc))
+    typer.echo(f"imported {table.kind} {table.version}: {table.rows} rows, covers {table.covers_from} to "
+               f"{table.covers_to}, into {cfg.reference_dir}")
+
+
+def _day(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} {value!r} is not a date (YYYY-MM-DD)")
 
 
 @app.command()

@@ -43,6 +43,7 @@ class PayerProfile(BaseModel):
     side_min_units: float = Field(5, ge=0, description="Lowest plausible Botox-equivalent units per side")
     side_max_units: float = Field(100, gt=0, description="Highest plausible Botox-equivalent units per side")
     session_cap_units: float = Field(200, gt=0, description="Highest plausible units per session")
+    ncci_applies: bool = Field(True, description="The payer applies the NCCI edits (MUE and PTP rules)")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity override")
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied for this payer")
 
@@ -66,6 +67,8 @@ class ScrubConfig(BaseModel):
         None, ge=1, description="Nightly: files scrubbed at once, each in its own child (default: the number of cores)")
     output_mode: int = Field(0o640, description="Permissions of the workbooks and CSVs written (octal: 0o640 or "
                              "\"0640\"): by default the owner writes and the billing team's group reads")
+    reference_dir: Path = Field(Path("reference"), description="Folder of imported reference tables "
+                                "(claimscrub reference import); they take precedence over the shipped ones")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description="Payer name -> profile")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")

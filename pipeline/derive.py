@@ -11,6 +11,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from pipeline import lookups
 from pipeline.config import ScrubConfig
 from schemas import codesets as K
 from schemas import columns as C
@@ -190,6 +191,8 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
     f["admin_toxin"] = f.is_toxin & ~f.jw
+    distinct = _carries(lines[list(C.MODIFIERS)], [["59", "XE", "XS", "XP", "XU"]])
+    f["m96372_distinct"] = f.is_96372 & (distinct & 1).astype(bool)
     # Diagnosis codes as one integer matrix (lines x filled dx columns; -1 blank) over the file's codes.
     n = len(lines)
     dx_codes, dx_uniques, dx_column = _code_matrix(lines[list(C.DX)])
@@ -314,6 +317,12 @@ def derive_claims(
     cf["profile_style"] = _pick(which, [p.bilateral_style.value for p in profiles])
     for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
         cf[attr] = np.array([getattr(p, attr) for p in profiles], dtype=float)[which]
+    cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
+    # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins.
+    f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
+                                         config.reference_dir), lookups.code_facts(lines, config.reference_dir)],
+                  axis=1)
+    cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
 
     # Diagnosis.
     cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
@@ -335,7 +344,11 @@ def derive_claims(
             cf[rule.line_fact] = g.join(lines[rule.line_shows], at_fault, fill=rule.line_blank)
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
         if rule.line_texts is not None:
-            cf[rule.line_fact] = g.join_at(*rule.line_texts(lines, f, g, cf))
+            pos, texts = rule.line_texts(lines, f, g, cf)
+            cf[rule.line_fact] = g.join_at(pos, texts)
+            at_fault = np.zeros(len(lines), dtype=bool)
+            at_fault[np.asarray(pos)[np.asarray(texts, dtype=object) != ""]] = True
+            cf[rule.line_fact + "_at"] = g.first_label(at_fault)
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(

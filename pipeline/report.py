@@ -104,6 +104,7 @@ class ScrubSummary:
     exceptions: int = 0  # findings in the workbook, all severities
     by_status: dict[str, int] = field(default_factory=dict)  # exceptions by reviewer status (carried forward)
     carried: dict[str, int] = field(default_factory=dict)  # dispositions carried, re-opened, not an issue
+    reference: dict = field(default_factory=dict)  # reference tables used; coverage notes (validate.reference_use)
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -114,7 +115,7 @@ def exception_id(claim: object, line: object, rule: str, value: object) -> str:
 
 def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findings: pd.DataFrame,
               claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
-              version: str) -> ScrubSummary:
+              version: str, reference: dict | None = None) -> ScrubSummary:
     """Counts for one scrubbed file. The claim facts (``claims``) hold one row per claim id of ``lines``."""
     err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
     warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
@@ -134,7 +135,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
         claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
         not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
-        claims_checked_in_part=partly, exceptions=len(findings),
+        claims_checked_in_part=partly, exceptions=len(findings), reference=dict(reference or {}),
     )
 
 
@@ -398,7 +399,21 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("claimscrub version", s.version), ("As-of date", s.as_of), ("Run id", s.run_id),
         ("Generated at", generated_at),
     ])
-    return [start, claims, not_checked, by_rule, by_payer, *_status_sections(s), about]
+    return [start, claims, not_checked, by_rule, by_payer, *_status_sections(s), *_reference_sections(s.reference),
+            about]
+
+
+def _reference_sections(reference: dict) -> list[Section]:
+    """The reference tables the run used (kind, version, source, lines), then the coverage warnings and the
+    rules checked on part of the lines only."""
+    if not reference:
+        return []
+    rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']})", t["source"], int(t["lines"]))
+            for use in reference.get("tables", []) for t in use["tables"]]
+    notes = list(reference.get("warnings", [])) + [f"{rule} checked on part of the lines only: {why}"
+                                                   for rule, why in sorted(reference.get("partly", {}).items())]
+    rows += [("Warning", note) for note in notes]
+    return [Section("Reference tables used", ("Table", "Version (covers)", "Source", "Lines"), rows)]
 
 
 def _status_sections(s: ScrubSummary) -> list[Section]:

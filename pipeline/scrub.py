@@ -133,7 +133,8 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
     dispositions forward from the workbook already at ``workbook`` (refused while it is open; kept beside
     as a previous version) and from ``dispositions_of(ids)`` (the nightly's ledger lookup)."""
     summary = report.summarize(result.file, result.sha256, result.rows_read, result.lines, checked.findings,
-                               checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION)
+                               checked.claims, checked.not_checked, as_of.isoformat(), run_id, VERSION,
+                               checked.reference)
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     try:
         workbook.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
 
+from pipeline import reference
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
 from pipeline.ingest import COMBINED_DX, COMBINED_MODIFIERS, release_memory, to_canonical
@@ -53,6 +54,7 @@ class Validation:
     findings: pd.DataFrame
     not_checked: dict[str, str] = field(default_factory=dict)
     claims: pd.DataFrame | None = None
+    reference: dict = field(default_factory=dict)  # tables used, and the rules checked on part of the lines
 
 
 def _failing(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[str, pd.Index]:
@@ -142,6 +144,7 @@ def find_violations(
     }
     for rule in config.disabled:
         not_checked.setdefault(rule, "disabled in the configuration")
+    reference = reference_use(lines, config, not_checked)
     work = functools.partial(rule_findings, as_of=as_of, config=config, present=present, history=history,
                              salt=salt)
     if partitions > 1 and len(lines):
@@ -154,9 +157,51 @@ def find_violations(
     cells = _ingest_findings(ingest_issues, lines, present)
     findings, cells = _unread_cells_once(findings, cells, headers or {})
     findings = pd.concat([findings, cells], ignore_index=True)
-    result = Validation(_finish(findings, config), not_checked, claims)
+    result = Validation(_finish(findings, config), not_checked, claims, reference)
     release_memory()
     return result
+
+
+def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[str, str]) -> dict:
+    """The reference tables used for these lines' dates of service, and per rule decided on tables the lines
+    no table covers: a rule none of whose lines is covered goes to ``not_checked``; one covered in part is
+    listed under "partly" with how many lines were not checked (the Summary and the run's record say both)."""
+    kinds = tuple(dict.fromkeys(k for r in RULES for k in r.tables))
+    dates = lines[C.SERVICE_DATE]
+    try:
+        used = reference.used(dates, config.reference_dir, kinds)
+    except reference.RefDataError as exc:  # a broken imported manifest: the rules on tables are not checked
+        for r in RULES:
+            if r.tables:
+                not_checked.setdefault(r.id, str(exc))
+        return {"tables": [], "partly": {}, "warnings": [str(exc)]}
+    by_kind = {u["kind"]: u for u in used}
+    dated = int(dates.notna().sum())
+    partly, warnings = {}, []
+    for r in RULES:
+        for kind in r.tables:
+            u = by_kind.get(kind)
+            if u is None:
+                not_checked.setdefault(r.id, f"no {kind} reference table")
+            elif u["uncovered_lines"] and not u["applied_outside_coverage"]:
+                covered = ", ".join(t["covers"] for t in u["tables"]) or "none of them"
+                why = (f"{u['uncovered_lines']} of {dated} dated lines have a date of service outside the {kind} "
+                       f"tables (covered here: {covered}; import the release for those dates)")
+                if u["uncovered_lines"] >= dated:
+                    not_checked.setdefault(r.id, why)
+                else:
+                    partly[r.id] = why
+    for u in used:
+        before = u["uncovered_lines"] - u["after_coverage_lines"]
+        if u["applied_outside_coverage"] and before > 0:
+            warnings.append(f"{before} lines are dated outside the {u['kind']} tables' coverage (before or between "
+                            "them): checked against the nearest table")
+        if u["after_coverage_lines"]:
+            warnings.append(f"{u['after_coverage_lines']} lines are dated after the newest {u['kind']} table's "
+                            f"coverage ({u['latest_coverage']})" + (
+                                ": checked against it anyway; import the current quarter's file"
+                                if u["applied_outside_coverage"] else ": not checked on those lines"))
+    return {"tables": used, "partly": partly, "warnings": warnings}
 
 
 def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:

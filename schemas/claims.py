@@ -147,6 +147,23 @@ class ClaimFacts(pa.DataFrameModel):
     drug_last_date: Series[pa.DateTime] = pa.Field(nullable=True, description="Latest date of an administered toxin line")
     admin_drug_npis: Series[int] = pa.Field(description="Distinct rendering NPIs on the 64612 and administered toxin lines")
 
+    ncci_applies: Series[bool] = pa.Field(description="Payer profile: the payer applies the NCCI edits")
+    mue_faults: Series[bool] = pa.Field(
+        description="Codes whose units exceed their NCCI MUE, per line or date (a flag to the rules)")
+    over_mue_64612: Series[bool] = pa.Field(description="64612 units above its NCCI MUE on a date (NCCI applies)")
+    ptp_never: Series[bool] = pa.Field(
+        description="Codes denied by an NCCI pair with modifier indicator 0 (a flag to the rules)")
+    ptp_needs_modifier: Series[bool] = pa.Field(
+        description="Codes denied by an NCCI indicator-1 pair without an associated modifier (a flag to the rules)")
+    m96372_distinct: Series[bool] = pa.Field(description="A 96372 line with modifier 59, XE, XS, XP or XU")
+    dx_not_billable: Series[bool] = pa.Field(
+        description="Diagnoses not billable in the ICD-10-CM release of their date (a flag to the rules)")
+    proc_inactive: Series[bool] = pa.Field(
+        description="Procedure codes not active on their date in the code tables (a flag to the rules)")
+    mod_invalid: Series[bool] = pa.Field(description="Modifiers not on the valid list (a flag to the rules)")
+    pos_faults: Series[bool] = pa.Field(
+        description="Places of service not in the CMS code set, or telehealth on 64612 (a flag to the rules)")
+
     class Config:
         strict = False
         coerce = False

@@ -126,3 +126,39 @@ def test_scrub_of_an_inbox_file_writes_outside_the_inbox(tmp_path):
         ("nightly-review-2024-06-30.xlsx", "claimscrub output, not an export"),
         ("x.exceptions.xlsx", "claimscrub output, not an export"),
         ("x.findings.csv", "claimscrub output, not an export")]
+
+
+def test_payer_edit_defects_are_flagged_by_scrub(tmp_path):
+    """It flags each payer-edit defect of the hand-written sample with its rule and severity, and keeps the clean
+    claims clean (the issue's acceptance file: Medicare claims dated 2025-12 and 2026-03)."""
+    import pandas as pd
+
+    res = runner.invoke(app, ["scrub", str(SAMPLES / "payer_edits.csv"), "--out", str(tmp_path), "--as-of",
+                              "2026-04-15", "--config", str(SAMPLES / "claimscrub.toml")])
+    assert res.exit_code == 0, res.output
+    found = pd.read_csv(tmp_path / "payer_edits.findings.csv", dtype=str)
+    got = set(zip(found["claim_id"], found["rule"], found["severity"], strict=True))
+    want = {("A01", "MUE-001", "error"), ("A02", "PTP-001", "error"), ("A03", "PTP-001", "error"),
+            ("A04", "PTP-002", "error"), ("A05", "CODE-001", "error"), ("A06", "CODE-002", "error"),
+            ("A07", "CODE-003", "error"), ("A08", "CODE-004", "error"), ("A09", "HFS-024", "warning"),
+            ("A10", "PTP-002", "error")}
+    assert want <= got
+    assert not {c for c, _, _ in got} & {"C01", "C02"}
+    assert "HFS-009" not in set(found["rule"])  # A01 is the MUE error, not also the style warning
+
+
+def test_reference_lists_tables_and_import_refuses_a_wrong_file(tmp_path):
+    """It lists the shipped tables, and refuses to import a file that is not what its kind claims, in one line."""
+    listed = runner.invoke(app, ["reference"])
+    assert listed.exit_code == 0 and "ptp" in listed.output and "2026-Q2" in listed.output
+    wrong = tmp_path / "MCR_MUE.csv"
+    wrong.write_text("Column 1,Column 2,Modifier\n64612,64615,0\n")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'reference_dir = "{tmp_path / "ref"}"\n')
+    res = runner.invoke(app, ["reference", "import", "mue", str(wrong), "--from", "2026-07-01", "--config", str(cfg)])
+    assert res.exit_code == 2 and "MCR_MUE.csv: not an NCCI MUE table" in res.output
+    good = tmp_path / "mue.csv"
+    good.write_text("HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2\n")
+    res = runner.invoke(app, ["reference", "import", "mue", str(good), "--from", "2026-07-01", "--config", str(cfg)])
+    assert res.exit_code == 0 and "imported mue 2026-Q3: 1 rows, covers 2026-07-01 to 2026-09-30" in res.output
+    assert "imported" in runner.invoke(app, ["reference", "--config", str(cfg)]).output

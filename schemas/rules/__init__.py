@@ -6,11 +6,13 @@ the catalog lists them by area (file, cell, structure, G51.33), then number.
 """
 
 from schemas.rules import (  # importing a family registers its rules
+    codes,
     diagnosis,
     documentation,
     file,
     guidance,
     history,
+    payer_edits,
     procedure,
     sites,
     structure,
@@ -19,9 +21,10 @@ from schemas.rules import (  # importing a family registers its rules
 from schemas.rules.core import REGISTRY, SEVERITY_RANK, Level, Rule, Severity
 
 CATALOG_VERSION = "2026.11.1"
-FAMILIES = (file, structure, diagnosis, procedure, toxin, sites, guidance, documentation, history)
+FAMILIES = (file, structure, payer_edits, codes, diagnosis, procedure, toxin, sites, guidance, documentation,
+            history)
 
-_AREAS = ("FILE", "ING", "STR", "HFS")
+_AREAS = ("FILE", "ING", "STR", "MUE", "PTP", "CODE", "HFS")
 RULES: tuple[Rule, ...] = tuple(sorted(REGISTRY.values(), key=lambda r: (_AREAS.index(r.id.split("-")[0]), r.id)))
 RULES_BY_ID: dict[str, Rule] = dict(REGISTRY)
 LINE_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.level == Level.LINE)
@@ -36,6 +39,8 @@ def family_of(rule_id: str) -> str:
 
 _FAMILY_TITLES = {
     "file": "File and cell (raised by ingest)", "structure": "Structure (every line)",
+    "payer_edits": "Payer edits: NCCI unit limits and procedure pairs (every claim)",
+    "codes": "Code sets on the date of service (every claim)",
     "diagnosis": "G51.33 claims: diagnosis", "procedure": "G51.33 claims: procedure and bilateral billing",
     "toxin": "G51.33 claims: toxin drug lines", "sites": "G51.33 claims: injection sites",
     "guidance": "G51.33 claims: guidance and bundled codes", "documentation": "G51.33 claims: documentation flags",

@@ -110,6 +110,7 @@ class Rule:
     line_blank: str = ""  # how a blank value reads in that fact
     line_texts: Callable | None = None  # claim rules: (lines, features, groups, claims) -> (positions, texts)
     examples: Examples | None = None
+    tables: tuple[str, ...] = ()  # reference tables (pipeline/reference.py kinds) the rule is decided on
 
 
 REGISTRY: dict[str, Rule] = {}
@@ -158,7 +159,7 @@ class RuleFunction:
     def texts(self, fact: str):
         """Register per-line texts of what is wrong, ``fn(lines, features, groups, claims) -> (positions,
         texts)`` ("" = nothing wrong). derive makes the claim fact ``fact`` of them, rule-free: each claim's
-        distinct texts in line order, joined with '; '."""
+        distinct texts in line order, joined with '; ' (and ``fact + "_at"``, the first such line's label)."""
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], line_texts=fn, line_fact=fact)
             return fn
@@ -189,11 +190,13 @@ def line_rule(rule_id: str, severity: Severity, *, title: str, checks: str, mess
 def claim_rule(rule_id: str, severity: Severity, *, title: str, checks: str, message: str, fix: str, source: str,
                reads: tuple[str, ...], field: str | None = None, needs: tuple[str, ...] = (),
                value: str | None = None, anchor: str = "first_index", severity_from: str | None = None,
-               blank_ok: bool = False, examples: Examples | None = None):
-    """A rule decided once per claim: the decorated predicate reads the claim facts named in ``reads``."""
+               blank_ok: bool = False, examples: Examples | None = None, tables: tuple[str, ...] = ()):
+    """A rule decided once per claim: the decorated predicate reads the claim facts named in ``reads``;
+    ``tables``: the reference tables it is decided on (a date of service none covers: not checked there)."""
     return _decorator(rule_id, severity, Level.CLAIM, title=title, checks=checks, message=message, fix=fix,
                       source=source, field=field, needs=tuple(needs), reads=tuple(reads), value=value,
-                      anchor=anchor, severity_from=severity_from, blank_ok=blank_ok, examples=examples)
+                      anchor=anchor, severity_from=severity_from, blank_ok=blank_ok, examples=examples,
+                      tables=tuple(tables))
 
 
 def file_rule(rule_id: str, severity: Severity, level: Level, *, title: str, checks: str, message: str, fix: str,

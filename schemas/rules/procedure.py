@@ -12,7 +12,7 @@ M1 = C.MODIFIERS[0]
 _BILATERAL = "CMS Pub. 100-04 Ch. 12, Sec. 40.7 (bilateral procedures: one line, modifier 50, 1 unit)"
 _SITES = "R OO 2.5u x4; R ZM 5u; R OOr 5u; R FR 5u; L OO 2.5u x4; L ZM 5u; L OOr 5u; L FR 5u"
 _SIDES = ("is_64612", "m50", "m_rt", "m_lt", "n_unmod_multi")
-_STYLE = ("profile_style", "m50", "m_rt", "m_lt")
+_STYLE = ("profile_style", "m50", "m_rt", "m_lt", "over_mue_64612")
 _BOTH_SIDES = (on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT", muscles=_SITES))
 
 
@@ -123,19 +123,21 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
     "HFS-009", W, field=M1, needs=(M1,), reads=("in_scope", *_STYLE), anchor="idx_64612",
     title="Bilateral style differs from payer profile",
     checks="The bilateral billing style matches the payer profile: '50' expects one 64612-50 line, 'RT_LT' two "
-           "lines; the default profile 'any' accepts both.",
+           "lines; the default profile 'any' accepts both. Two 64612 lines on one date for a payer that applies "
+           "NCCI are the unit-limit error (MUE-001) instead.",
     message="The payer expects {value}.",
     fix="Re-bill the bilateral service in the style this payer expects.",
     source=f"{_BILATERAL}; the payer's own bilateral billing policy (commercial payers may require RT/LT lines)",
     examples=examples(fires=[on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT")],
                       quiet=list(_BOTH_SIDES), value="one line 64612-50 x1",
-                      fires_profile={"bilateral_style": "50"}, quiet_profile={"bilateral_style": "RT_LT"}))
+                      fires_profile={"bilateral_style": "50", "ncci_applies": False},
+                      quiet_profile={"bilateral_style": "RT_LT"}))
 def bilateral_style_matches_payer(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, _rt_lt_where_50_expected(df) | _50_where_rt_lt_expected(df))
 
 
 def _rt_lt_where_50_expected(df: pd.DataFrame) -> pd.Series:
-    return (df["profile_style"] == "50") & df["m_rt"] & df["m_lt"] & ~df["m50"]
+    return (df["profile_style"] == "50") & df["m_rt"] & df["m_lt"] & ~df["m50"] & ~df["over_mue_64612"]
 
 
 def _50_where_rt_lt_expected(df: pd.DataFrame) -> pd.Series:

@@ -60,6 +60,18 @@ def test_structure_examples(rule):
     _check(rule)
 
 
+@pytest.mark.parametrize("rule", _rules("payer_edits"))
+def test_payer_edit_examples(rule):
+    """It fires each NCCI payer-edit rule on its example and stays quiet on its near miss."""
+    _check(rule)
+
+
+@pytest.mark.parametrize("rule", _rules("codes"))
+def test_code_set_examples(rule):
+    """It fires each code-set rule on its example and stays quiet on its near miss."""
+    _check(rule)
+
+
 @pytest.mark.parametrize("rule", _rules("diagnosis"))
 def test_diagnosis_examples(rule):
     """It fires each diagnosis rule on its example and stays quiet on its near miss."""
@@ -141,9 +153,9 @@ BRANCHES = {
     "HFS-022 guidance without chemodenervation on the date": (
         "HFS-022", [add(procedure_code="95874", service_date="2024-05-15")],
         "guidance without a chemodenervation code on the same date", [add(procedure_code="95874")]),
-    "HFS-022 more than 1 unit of guidance": (
+    "HFS-022 more than 1 unit of guidance": (  # a payer without NCCI: with it, MUE-001 says so
         "HFS-022", [add(procedure_code="95873", units=2)], "more than 1 unit of guidance on one date",
-        [add(procedure_code="95873", units=1)]),
+        [add(procedure_code="95873", units=1)], {"ncci_applies": False}),
     "HFS-022 95874 with 64617": (
         "HFS-022", [on(0, procedure_code="64617", modifier_1=None), add(procedure_code="95874")],
         "95874 with 64617 (guidance included)", [on(0, procedure_code="64617", modifier_1=None),
@@ -154,11 +166,11 @@ BRANCHES = {
 @pytest.mark.parametrize("case", list(BRANCHES))
 def test_multi_part_rule_branch_fires_and_its_near_miss_does_not(case):
     """It reports each branch of HFS-008, HFS-014 and HFS-022 with its own text, and not the near miss."""
-    rule, fires, text, quiet = BRANCHES[case]
-    _, found = _findings(fires, "BR-FIRES", {})
+    rule, fires, text, quiet, *profile = BRANCHES[case]
+    _, found = _findings(fires, "BR-FIRES", profile[0] if profile else {})
     hit = found[found["rule"] == rule]
     assert len(hit) == 1, f"{case}: {sorted(set(found['rule']))}"
     assert text in hit.iloc[0]["value"].split("; ")
     assert hit.iloc[0]["claim_id"] == "BR-FIRES" and hit.iloc[0]["severity"] == "error"
-    _, near = _findings(quiet, "BR-QUIET", {})
+    _, near = _findings(quiet, "BR-QUIET", profile[0] if profile else {})
     assert rule not in set(near["rule"]), case

@@ -1,0 +1,322 @@
+"""Per-line facts from the reference tables (pipeline/reference.py), by vectorised joins: rule-free.
+
+NCCI unit limits and procedure pairs, and code-set membership on the date of service. Each distinct code is
+looked up once (factorised codes, ``isin`` / sorted-key search against the table), then spread over the lines;
+pairs of lines are a merge of the lines on their (patient, date, rendering provider) group. A line whose date
+no table covers gets no fact (the rule is *not checked* for it, and validate says so).
+"""
+
+import functools
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import reference as R
+from schemas import codesets as K
+from schemas import columns as C
+
+# NCCI-associated modifiers (NCCI Policy Manual Ch. I, Sec. E): anatomic, global surgery, and the distinct-service ones.
+ANATOMIC = ("E1", "E2", "E3", "E4", "FA", "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "TA", "T1", "T2", "T3",
+            "T4", "T5", "T6", "T7", "T8", "T9", "LT", "RT", "LC", "LD", "RC", "LM", "RI")
+DISTINCT = ("59", "XE", "XS", "XP", "XU")
+OTHER_ASSOCIATED = ("24", "27", "57", "58", "78", "79", "91")
+EM_ASSOCIATED = ("25", "57")  # on an E/M code, only these bypass an edit
+TELEHEALTH_POS = ("02", "10")
+
+
+def _bits(lines: pd.DataFrame, groups_of_mods: list[tuple[str, ...]]) -> np.ndarray:
+    """Per line, bit k set when one of its modifiers 1-4 is in ``groups_of_mods[k]``."""
+    out = np.zeros(len(lines), dtype=np.int64)
+    for col in C.MODIFIERS:
+        codes, uniques = pd.factorize(lines[col])
+        bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)
+        for i, u in enumerate(uniques.tolist()):
+            u = str(u).strip().upper()
+            for k, group in enumerate(groups_of_mods):
+                if u in group:
+                    bit_of[i] |= 1 << k
+        out |= bit_of[codes]
+    return out
+
+
+def _ymd(dates: pd.Series) -> np.ndarray:
+    d = pd.to_datetime(dates)
+    return (d.dt.year * 10000 + d.dt.month * 100 + d.dt.day).fillna(0).to_numpy(dtype=np.int64)
+
+
+def _is_em(codes: pd.Series) -> np.ndarray:
+    """E/M codes 99202-99499, decided once per distinct code."""
+    at, uniques = pd.factorize(codes)
+    em = np.array([str(u).isdigit() and "99202" <= str(u) <= "99499" for u in uniques.tolist()] + [False], dtype=bool)
+    return em[at]
+
+
+def edit_groups(lines: pd.DataFrame, present: set[str]) -> np.ndarray:
+    """The NCCI edit unit of each line: same patient (else the claim), date of service and rendering NPI
+    (when the file has the column)."""
+    patient, patients = pd.factorize(lines[C.PATIENT_ID])
+    claim = pd.factorize(lines[C.CLAIM_ID])[0]
+    who = np.where(patient >= 0, patient, len(patients) + claim)  # no patient id: the claim stands for it
+    keys = [who, pd.factorize(lines[C.SERVICE_DATE])[0]]
+    if C.RENDERING_NPI in present:
+        keys.append(pd.factorize(lines[C.RENDERING_NPI])[0])
+    combined = np.zeros(len(lines), dtype=np.int64)
+    for k in keys:  # one integer per combination (each code < lines, so the product fits in 64 bits)
+        combined = combined * (int(k.max(initial=0)) + 2) + (k + 1)
+    return pd.factorize(combined)[0]
+
+
+def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir) -> pd.DataFrame:
+    """Per line: its MUE (``mue_limit``, ``mai``, the units it is judged on ``mue_units``) and the PTP pair that
+    denies it (``ptp_col1`` the column-1 code, ``ptp_indicator`` 0/1, -1 none; ``ptp_bypass`` the modifier that
+    bypasses an indicator-1 edit, "" none). ``ncci``: per line, whether the claim's payer applies NCCI."""
+    n = len(lines)
+    out = pd.DataFrame(index=lines.index)
+    out["mue_limit"] = np.nan
+    out["mai"] = np.int8(0)
+    out["mue_units"] = np.nan
+    out["ptp_col1"] = _texts(np.full(n, "", dtype=object), out.index)
+    out["ptp_indicator"] = np.int8(-1)
+    out["ptp_bypass"] = _texts(np.full(n, "", dtype=object), out.index)
+    if not n or not ncci.any():
+        return out
+    group = edit_groups(lines, present)
+    proc_codes, procs = pd.factorize(lines[C.PROCEDURE_CODE])
+    units = pd.to_numeric(lines[C.UNITS], errors="coerce").fillna(0).to_numpy(float)
+    dates = lines[C.SERVICE_DATE]
+    # MUE: per code, the limit of the table in force on the line's date; MAI 2/3 sum units per group and code.
+    mue_tables = R.of_kind("mue", user_dir)
+    which = R.table_per_date(dates, mue_tables, nearest=True)
+    limit, mai = np.full(n, np.nan), np.zeros(n, dtype=np.int8)
+    for k, table in enumerate(mue_tables):
+        rows = (which == k) & ncci & (proc_codes >= 0)
+        if not rows.any():
+            continue
+        t = table.load().set_index("code")
+        at = t.index.get_indexer(pd.Index(procs.astype(object)))
+        known = at >= 0
+        lim_u = np.where(known, t["mue"].to_numpy(float)[np.maximum(at, 0)], np.nan)
+        mai_u = np.where(known, t["mai"].to_numpy()[np.maximum(at, 0)], 0).astype(np.int8)
+        limit[rows] = lim_u[proc_codes[rows]]
+        mai[rows] = mai_u[proc_codes[rows]]
+    per_code = pd.factorize(group.astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
+    per_date = np.bincount(per_code, weights=units)[per_code]  # units of the code in the line's group
+    out["mue_limit"] = limit
+    out["mai"] = mai
+    out["mue_units"] = np.where(mai == 1, units, per_date)
+    # PTP: candidate lines (codes in the table), paired within their group, looked up by sorted pair keys.
+    ptp_tables = R.of_kind("ptp", user_dir)
+    which = R.table_per_date(dates, ptp_tables, nearest=True)
+    mods = _bits(lines, [ANATOMIC, DISTINCT, OTHER_ASSOCIATED, EM_ASSOCIATED])
+    em = _is_em(lines[C.PROCEDURE_CODE])
+    ymd = _ymd(dates)
+    col1 = np.full(n, "", dtype=object)
+    indicator = np.full(n, -1, dtype=np.int8)
+    bypass = np.full(n, "", dtype=object)
+    best = np.full(n, 9, dtype=np.int8)  # 0: indicator 0; 1: indicator 1 not bypassed; 2: bypassed
+    for k, table in enumerate(ptp_tables):
+        rows = np.flatnonzero((which == k) & ncci & (proc_codes >= 0))
+        if not len(rows):
+            continue
+        vocab, keys, ptp_ind, ptp_eff, ptp_del = R.ptp_pairs(table)
+        v = len(vocab)
+        at = vocab.get_indexer(pd.Index(procs.astype(object)))[proc_codes[rows]]
+        rows, at = rows[at >= 0], at[at >= 0]
+        first, second = _pairs_within(group[rows])
+        if not len(first):
+            continue
+        key = at[first].astype(np.int64) * v + at[second]
+        hit = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
+        found = keys[hit] == key
+        p1, p2, hit = rows[first[found]], rows[second[found]], hit[found]
+        day = ymd[p2]
+        live = (ptp_eff[hit] <= day) & (day < ptp_del[hit])
+        p1, p2, hit = p1[live], p2[live], hit[live]
+        ind = ptp_ind[hit]
+        m2, m1 = mods[p2], mods[p1]
+        anatomic_diff = ((m2 & 1) > 0) & ~((m1 & 1) > 0)  # an anatomic modifier on column 2 only
+        em2 = em[p2]
+        by_em = em2 & ((m2 & 8) > 0)
+        by_other = ~em2 & (((m2 & 2) > 0) | ((m2 & 4) > 0) | anatomic_diff)
+        passed = (ind == 1) & (by_em | by_other)
+        rank = np.where(ind == 0, 0, np.where(passed, 2, 1)).astype(np.int8)
+        order = np.lexsort((rank, p2))
+        p1, p2, rank, ind, m2 = p1[order], p2[order], rank[order], ind[order], m2[order]
+        first = np.ones(len(p2), dtype=bool)
+        first[1:] = p2[1:] != p2[:-1]
+        p1, p2, rank, ind, m2 = p1[first], p2[first], rank[first], ind[first], m2[first]
+        better = rank < best[p2]
+        p1, p2, rank, ind, m2 = p1[better], p2[better], rank[better], ind[better], m2[better]
+        best[p2] = rank
+        col1[p2] = np.asarray(procs.astype(object))[proc_codes[p1]]
+        indicator[p2] = ind
+        bypass[p2] = ""
+        if (rank == 2).any():
+            shown = _first_modifier(lines.iloc[p2[rank == 2]])
+            bypass[p2[rank == 2]] = shown
+    out["ptp_col1"] = _texts(col1, out.index)
+    out["ptp_indicator"] = indicator
+    out["ptp_bypass"] = _texts(bypass, out.index)
+    return out
+
+
+def _texts(values: np.ndarray, index) -> pd.Series:
+    """Per-line texts kept as plain objects (no string-type inference: rules read them back as numpy)."""
+    return pd.Series(values, index=index, dtype=object)
+
+
+def _pairs_within(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every ordered pair (i, j), i != j, of positions with the same group, in numpy (a self-join)."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]]) if len(g) else np.empty(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, len(g)])
+    size_of, start_of = np.repeat(sizes, sizes), np.repeat(starts, sizes)
+    a = np.repeat(np.arange(len(g)), size_of)
+    within = np.arange(len(a)) - np.repeat(np.cumsum(size_of) - size_of, size_of)
+    b = np.repeat(start_of, size_of) + within
+    keep = a != b
+    return order[a[keep]], order[b[keep]]
+
+
+_ALL_ASSOCIATED = set(ANATOMIC) | set(DISTINCT) | set(OTHER_ASSOCIATED) | set(EM_ASSOCIATED)
+
+
+def _first_modifier(rows: pd.DataFrame) -> np.ndarray:
+    """The first NCCI-associated modifier of each row (a few rows: the bypassed edits)."""
+    mods = rows[list(C.MODIFIERS)].astype(object).to_numpy()
+    return np.array([next((str(m).upper() for m in row if str(m).upper() in _ALL_ASSOCIATED), "") for row in mods],
+                    dtype=object)
+
+
+def _covered(dates: pd.Series, kind: str, user_dir) -> tuple[list[R.Table], np.ndarray]:
+    tables = R.of_kind(kind, user_dir)
+    return tables, R.table_per_date(dates, tables)
+
+
+def _uniques(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Codes per line over the distinct values (-1 blank) and those values as stripped upper-case text: each
+    text operation runs once per distinct value, not per line."""
+    codes, uniques = pd.factorize(values)
+    return codes, [str(u).strip().upper() for u in uniques.tolist()]
+
+
+def _spread(codes: np.ndarray, per_unique: np.ndarray, blank) -> np.ndarray:
+    """``per_unique`` looked up per line (code -1 reads ``blank``)."""
+    return np.append(per_unique, np.array([blank], dtype=per_unique.dtype))[codes]
+
+
+_DX_FORM = re.compile(r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?")
+_MOD_FORM = re.compile(r"[A-Z0-9]{2}")
+
+
+def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
+    """Per line, what the code tables in force on its date say: diagnosis codes not billable in the ICD-10-CM
+    release (``dx_not_billable``: codes as written, ", "-joined; the release in ``dx_release``), a procedure code
+    not active (``proc_inactive``: when it ended or starts), modifiers not in the valid list (``mod_invalid``), a
+    place of service not in the CMS list (``pos_invalid``; ``pos_telehealth``). Malformed values are the structure
+    rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here."""
+    n = len(lines)
+    out = pd.DataFrame(index=lines.index)
+    dates = lines[C.SERVICE_DATE]
+    d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    # Diagnoses: per dx column, each distinct code judged once per release, then spread over the lines.
+    dx_not, release = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    tables, which = _covered(dates, "icd10cm", user_dir)
+    header = K.G51_3_HEADER.replace(".", "")
+    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if tables else ():
+        codes, texts = _uniques(lines[col])
+        keys = [t.replace(".", "") for t in texts]
+        judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])
+        for k, table in enumerate(tables):
+            if not (which == k).any():
+                continue
+            valid = _code_set(table)
+            bad_u = judged & ~np.array([key in valid for key in keys], dtype=bool)
+            bad = (which == k) & _spread(codes, bad_u, False)
+            if bad.any():
+                shown = np.asarray(texts, dtype=object)[codes[bad]]
+                dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
+                release[bad] = table.version
+    out["dx_not_billable"], out["dx_release"] = _texts(dx_not, out.index), _texts(release, out.index)
+    # Procedure codes: known to the table in force and outside their active dates.
+    inactive = np.full(n, "", dtype=object)
+    tables, which = _covered(dates, "procedures", user_dir)
+    codes, texts = _uniques(lines[C.PROCEDURE_CODE])
+    for k, table in enumerate(tables):
+        rows = np.flatnonzero((which == k) & (codes >= 0))
+        if not len(rows):
+            continue
+        t = _indexed(table)
+        at = t.index.get_indexer(pd.Index(texts, dtype=object))[codes[rows]]
+        rows, at = rows[at >= 0], at[at >= 0]
+        start = t["active_from"].to_numpy(dtype="datetime64[ns]")[at]
+        end = t["active_to"].to_numpy(dtype="datetime64[ns]")[at]
+        before = ~np.isnat(start) & (d[rows] < start)
+        after = ~np.isnat(end) & (d[rows] > end)
+        if (before | after).any():
+            text = np.where(after, "ended " + pd.Series(end).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object),
+                            "starts " + pd.Series(start).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object))
+            inactive[rows[before | after]] = text[before | after]
+    out["proc_inactive"] = _texts(inactive, out.index)
+    # Modifiers 1-4: well formed (STR-007's) but not in the list in force on the date.
+    mod_bad = np.full(n, "", dtype=object)
+    tables, which = _covered(dates, "modifiers", user_dir)
+    for col in C.MODIFIERS:
+        codes, texts = _uniques(lines[col])
+        if not texts:
+            continue
+        formed = _spread(codes, np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts]), False)
+        for k, table in enumerate(tables):
+            rows = np.flatnonzero(formed & (which == k))
+            if len(rows):
+                ok = _valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
+                bad = rows[~ok]
+                shown = np.asarray(texts, dtype=object)[codes[bad]]
+                mod_bad[bad] = np.where(mod_bad[bad] == "", shown, mod_bad[bad] + ", " + shown)
+    out["mod_invalid"] = _texts(mod_bad, out.index)
+    # Place of service: in the CMS list on the date (a spreadsheet may have dropped the leading zero).
+    pos_bad = np.zeros(n, dtype=bool)
+    tables, which = _covered(dates, "pos", user_dir)
+    codes, texts = _uniques(lines[C.PLACE_OF_SERVICE])
+    texts = ["0" + t if len(t) == 1 and t.isdigit() else t for t in texts]
+    for k, table in enumerate(tables):
+        rows = np.flatnonzero((which == k) & (codes >= 0))
+        if len(rows):
+            pos_bad[rows] = ~_valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
+    out["pos_invalid"] = pos_bad
+    out["pos_telehealth"] = _spread(codes, np.array([t in TELEHEALTH_POS for t in texts], dtype=bool), False)
+    return out
+
+
+@functools.lru_cache(maxsize=32)
+def _code_set_of(path: str) -> frozenset:
+    return frozenset(R._read(path)["code"].tolist())
+
+
+def _code_set(table: R.Table) -> frozenset:
+    return _code_set_of(str(Path(table.folder) / table.file))
+
+
+@functools.lru_cache(maxsize=32)
+def _indexed_of(path: str) -> pd.DataFrame:
+    t = R._read(path).drop_duplicates("code", keep="last").set_index("code")
+    for col in ("active_from", "active_to"):
+        t[col] = pd.to_datetime(t[col])
+    return t
+
+
+def _indexed(table: R.Table) -> pd.DataFrame:
+    return _indexed_of(str(Path(table.folder) / table.file))
+
+
+def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, dates: np.ndarray) -> np.ndarray:
+    """Per row (``codes`` into the distinct ``texts``): the value is in ``table`` and active on its date."""
+    t = _indexed(table)
+    at = t.index.get_indexer(pd.Index(texts))[codes]
+    known = at >= 0
+    start = t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
+    end = t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
+    return known & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))

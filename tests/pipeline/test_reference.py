@@ -1,0 +1,190 @@
+"""Reference tables (pipeline/reference.py) and the payer-edit and code-set rules decided on them, through
+find_violations as a scrub runs it: real files imported into a real folder, real shipped tables."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from pipeline import reference as R
+from pipeline.config import PayerProfile, ScrubConfig
+from pipeline.sample import apply_edits
+from pipeline.validate import find_violations
+from schemas.rules.core import add, every, on
+from tests.conftest import lines_frame
+
+AS_OF = dt.date(2026, 11, 30)
+_RT_LT = [on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT", units=1)]
+
+
+def _scrub(edits, dos: str, config: ScrubConfig | None = None, claim: str = "C1", patient: str = "M1"):
+    lines = apply_edits(edits, claim, patient, dos)
+    return find_violations(lines_frame(lines), AS_OF, config)
+
+
+def _rules(v) -> dict[str, str]:
+    return dict(zip(v.findings["rule"], v.findings["severity"], strict=True))
+
+
+def _mue_file(path, value_64612: int) -> None:
+    """A practitioner MUE table as CMS publishes it: notice lines, then the header and one row per code."""
+    path.write_text(
+        "CPT codes, descriptions and other data only are copyright 2025 American Medical Association.\n"
+        "\n"
+        "HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator,MUE Rationale\n"
+        f"64612,{value_64612},2 Date of Service Edit: Policy,Anatomic Consideration\n"
+        "J0585,800,3 Date of Service Edit: Clinical,Prescribing Information\n")
+
+
+def test_shipped_tables_are_listed_with_source_version_and_coverage():
+    """It ships every kind of table, each with a source, a version and dates of service covered."""
+    kinds = {t.kind for t in R.tables()}
+    assert {"mue", "ptp", "icd10cm", "procedures", "modifiers", "pos"} <= kinds
+    for t in R.tables():
+        assert t.source and t.version and t.start <= t.end and t.rows > 0
+    assert sum((R.SHIPPED_DIR / t.file).stat().st_size for t in R.tables()) < 5_000_000
+
+
+def test_mue_rt_lt_lines_on_one_medicare_date_is_the_mue_error_not_the_style_warning():
+    """It flags 64612-RT + 64612-LT on one date as 2 units against MUE 1 (MAI 2), and not HFS-009 as well."""
+    config = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50")})
+    v = _scrub(_RT_LT, "2026-03-10", config)
+    assert _rules(v) == {"MUE-001": "error"}
+    assert "2 units on 2026-03-10 against MUE 1" in v.findings["value"].iat[0]
+    assert "no appeal" in v.findings["value"].iat[0]
+
+
+def test_mai3_finding_says_an_appeal_may_pay():
+    """It flags units above an MAI 3 limit on any claim (not only G51.33), saying an appeal with records may pay."""
+    v = _scrub([every(dx_1="G24.3"), on(1, units=900)], "2026-03-10")
+    hit = v.findings[v.findings["rule"] == "MUE-001"]
+    assert len(hit) == 1 and "J0585: 900 units" in hit["value"].iat[0]
+    assert "appeal with medical records may pay" in hit["value"].iat[0]
+
+
+def test_payer_without_ncci_gets_no_payer_edits():
+    """It applies no MUE or PTP edit for a payer whose profile says NCCI does not apply."""
+    config = ScrubConfig(payers={"Medicare": PayerProfile(ncci_applies=False)})
+    v = _scrub([*_RT_LT, add(line_no=4, procedure_code="64615", modifier_1=None)], "2026-03-10", config)
+    assert not {"MUE-001", "PTP-001", "PTP-002"} & set(v.findings["rule"])
+
+
+@pytest.mark.parametrize("code, modifier, rule, denied", [
+    ("64615", None, "PTP-001", "the payer denies 64615"),
+    ("95870", None, "PTP-001", "the payer denies 95870"),
+    ("99213", None, "PTP-002", "99213 unless modifier 25"),
+    ("96372", None, "PTP-002", "96372 unless an NCCI-associated modifier"),
+])
+def test_ptp_pairs_name_both_codes_and_the_denied_one(code, modifier, rule, denied):
+    """It flags an NCCI pair on the same date and provider, naming both codes and the code the payer denies."""
+    v = _scrub([add(line_no=3, procedure_code=code, modifier_1=modifier, units=1, muscles=None)], "2025-12-09")
+    hit = v.findings[v.findings["rule"] == rule]
+    assert len(hit) == 1, _rules(v)
+    assert f"{code} with 64612 on 2025-12-09" in hit["value"].iat[0] and denied in hit["value"].iat[0]
+    assert hit["line_no"].iat[0] == 3  # the denied line
+
+
+def test_ptp_modifier_25_on_the_em_passes_and_96372_with_59_is_the_warning():
+    """It accepts an E/M with 25 beside 64612, and reports 96372-59 beside 64612 once, as HFS-024's warning."""
+    v = _scrub([add(line_no=3, procedure_code="99213", modifier_1="25", units=1, muscles=None)], "2025-12-09")
+    assert not {"PTP-001", "PTP-002"} & set(v.findings["rule"])
+    v = _scrub([add(line_no=3, procedure_code="96372", modifier_1="59", units=1, muscles=None)], "2025-12-09")
+    assert _rules(v) == {"HFS-024": "warning"}
+
+
+def test_ptp_pairs_across_claims_of_one_patient_date_and_provider():
+    """It pairs codes billed on two claims for the same patient, date and rendering NPI, not for another NPI."""
+    first = apply_edits([], "C1", "M1", "2026-03-10")
+    second = apply_edits([on(0, procedure_code="64615", modifier_1=None, muscles=None), on(1, units=50)],
+                         "C2", "M1", "2026-03-10")
+    v = find_violations(lines_frame(first + second), AS_OF)
+    assert ("C2", "PTP-001") in set(zip(v.findings["claim_id"], v.findings["rule"], strict=True))
+    for line in second:
+        line["rendering_npi"] = "1234567893"
+    v = find_violations(lines_frame(first + second), AS_OF)
+    assert "PTP-001" not in set(v.findings["rule"])
+
+
+@pytest.mark.parametrize("edits, rule, value", [
+    ([every(dx_2="G51.34", dx_pointer="A")], "CODE-001", "G51.34 (not in ICD-10-CM FY2026)"),
+    ([on(0, procedure_code="64613")], "CODE-002", "64613 ended 2013-12-31"),
+    ([on(0, modifier_2="ZZ")], "CODE-003", "ZZ on 64612"),
+    ([on(0, place_of_service="02")], "CODE-004", "telehealth POS 02 on 64612"),
+    ([every(place_of_service="98")], "CODE-004", "POS 98 is not a CMS place-of-service code"),
+])
+def test_code_sets_on_the_date_of_service(edits, rule, value):
+    """It flags a code that does not exist or is not in force on the date of service, as an error."""
+    v = _scrub(edits, "2026-03-12")
+    hit = v.findings[v.findings["rule"] == rule]
+    assert len(hit) == 1 and hit["severity"].iat[0] == "error" and hit["value"].iat[0] == value
+
+
+def test_code_set_outside_the_shipped_releases_is_not_checked_never_passed():
+    """It reports CODE-001 as not checked for a file dated in a fiscal year no release covers, and as checked
+    on part of the lines when some dates are covered."""
+    v = _scrub([every(dx_2="G51.34", dx_pointer="A")], "2022-01-12")  # FY2022: not shipped
+    assert "CODE-001" not in set(v.findings["rule"])
+    assert "outside the icd10cm tables" in v.not_checked["CODE-001"]
+    lines = (apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C1", "M1", "2022-01-12")
+             + apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C2", "M2", "2026-01-12"))
+    v = find_violations(lines_frame(lines), AS_OF)
+    assert list(v.findings.loc[v.findings["rule"] == "CODE-001", "claim_id"]) == ["C2"]
+    assert "CODE-001" not in v.not_checked and "2 of 4 dated lines" in v.reference["partly"]["CODE-001"]
+
+
+def test_imported_mue_table_takes_precedence_for_its_dates(tmp_path):
+    """It uses an imported MUE table for the dates it covers and the shipped one elsewhere."""
+    official = tmp_path / "MCR_MUE_PractitionerServices.csv"
+    _mue_file(official, 2)
+    table = R.build_table("mue", [official], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1))
+    assert (table.covers_to, table.rows, table.origin) == ("2026-09-30", 2, "imported")
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    assert "MUE-001" not in set(_scrub(_RT_LT, "2026-08-04", config).findings["rule"])
+    assert "MUE-001" in set(_scrub(_RT_LT, "2026-05-04", config).findings["rule"])
+    used = _scrub(_RT_LT, "2026-08-04", config).reference["tables"]
+    mue = next(u for u in used if u["kind"] == "mue")
+    assert [t["version"] + " " + t["origin"] for t in mue["tables"]] == ["2026-Q3 imported"]
+
+
+def test_official_ptp_file_dates_are_respected(tmp_path):
+    """It reads CMS's dated PTP layout and applies a pair only between its effective and deletion dates."""
+    f1 = tmp_path / "ccipra-v323r0-f1.txt"
+    f1.write_text("Column 1\tColumn 2\t*=in existence prior to 1996\tEffective Date\tDeletion Date\tModifier\tRationale\n"
+                  "64612\t64615\t\t20260701\t20260801\t0\tMutually exclusive procedures\n"
+                  "64612\t96372\t\t20260701\t*\t9\tNot applicable\n")
+    R.build_table("ptp", [f1], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1))
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    pair = [add(line_no=3, procedure_code="64615", modifier_1=None, muscles=None)]
+    assert "PTP-001" in set(_scrub(pair, "2026-07-15", config).findings["rule"])
+    assert "PTP-001" not in set(_scrub(pair, "2026-08-15", config).findings["rule"])  # deleted 2026-08-01
+
+
+@pytest.mark.parametrize("kind, content, says", [
+    ("mue", "Column 1,Column 2,Modifier\n64612,64615,0\n", "not an NCCI MUE table"),
+    ("ptp", "HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2\n",
+     "not an NCCI PTP edit file"),
+    ("icd10cm", "64612,1,2\n", "not an ICD-10-CM order file"),
+    ("hcpcs", "code,description\nJ0585,toxin\n", "not a CMS HCPCS annual file"),
+])
+def test_import_refuses_a_file_that_is_not_what_it_claims(tmp_path, kind, content, says):
+    """It refuses, with one line naming the file, a file whose shape is not the kind asked for, writing nothing."""
+    bad = tmp_path / "download.csv"
+    bad.write_text(content)
+    with pytest.raises(R.RefDataError) as err:
+        R.build_table(kind, [bad], tmp_path / "ref", "x", dt.date(2026, 7, 1))
+    assert str(err.value).startswith("download.csv: " + says) and "\n" not in str(err.value)
+    assert not (tmp_path / "ref").exists()
+
+
+def test_hcpcs_import_gives_procedure_dates_and_modifiers(tmp_path):
+    """It reads the HCPCS annual file's codes with their add and termination dates, and its modifiers."""
+    f = tmp_path / "HCPC2027_CONTR_ANWEB.csv"
+    pd.DataFrame({"HCPC": ["J0585", "J9999", "ZZ", "KX"], "SEQNUM": ["1", "1", "1", "1"],
+                  "ADD_DT": ["20000101", "20270101", "19900101", "19900101"],
+                  "TERM_DT": ["", "", "20261231", ""]}).to_csv(f, index=False)
+    R.build_table("hcpcs", [f], tmp_path / "ref", "2027", dt.date(2027, 1, 1))
+    kinds = {t.kind: t for t in R.tables(tmp_path / "ref") if t.origin == "imported"}
+    assert kinds["procedures"].rows == 2 and kinds["modifiers"].rows == 2
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    v = _scrub([on(0, modifier_2="ZZ")], "2027-02-01", config)
+    assert "CODE-003" in set(v.findings["rule"])  # ZZ terminated 2026-12-31 in this file
