@@ -11,6 +11,7 @@ from schemas.rules import (  # importing a family registers its rules
     file,
     guidance,
     history,
+    ndc,
     procedure,
     sites,
     structure,
@@ -19,9 +20,9 @@ from schemas.rules import (  # importing a family registers its rules
 from schemas.rules.core import REGISTRY, SEVERITY_RANK, Level, Rule, Severity
 
 CATALOG_VERSION = "2026.11.1"
-FAMILIES = (file, structure, diagnosis, procedure, toxin, sites, guidance, documentation, history)
+FAMILIES = (file, structure, diagnosis, procedure, toxin, sites, guidance, documentation, history, ndc)
 
-_AREAS = ("FILE", "ING", "STR", "HFS")
+_AREAS = ("FILE", "ING", "STR", "HFS", "NDC")
 RULES: tuple[Rule, ...] = tuple(sorted(REGISTRY.values(), key=lambda r: (_AREAS.index(r.id.split("-")[0]), r.id)))
 RULES_BY_ID: dict[str, Rule] = dict(REGISTRY)
 LINE_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.level == Level.LINE)
@@ -39,7 +40,7 @@ _FAMILY_TITLES = {
     "diagnosis": "G51.33 claims: diagnosis", "procedure": "G51.33 claims: procedure and bilateral billing",
     "toxin": "G51.33 claims: toxin drug lines", "sites": "G51.33 claims: injection sites",
     "guidance": "G51.33 claims: guidance and bundled codes", "documentation": "G51.33 claims: documentation flags",
-    "history": "G51.33 claims: history and setting",
+    "history": "G51.33 claims: history and setting", "ndc": "Payer edits: NDC and product (every claim)",
 }
 
 
