@@ -164,6 +164,10 @@ class ScrubConfig(BaseModel):
         """Merge the shipped profiles under the user's, then resolve ``extends`` (idempotent: a merged config
         merged again is the same)."""
         default, shipped = builtin_profiles() if self.builtin_payers else (PayerProfile(), {})
+        self.default = _overlay(default, self.default)
+        # A shipped profile takes the [default] settings it does not set itself (so [default] severities still
+        # reach Medicare claims, as before Medicare had a profile); a profile of the user's does not.
+        shipped = {name: p if p.extends else _overlay(self.default, p, lists=False) for name, p in shipped.items()}
         by_key = {payer_key(name): name for name in shipped}
         merged = {name: p for name, p in self.payers.items() if payer_key(name) not in by_key}  # checked first
         merged.update(shipped)
@@ -183,7 +187,6 @@ class ScrubConfig(BaseModel):
                 profile = _overlay(base, profile, lists=False).model_copy(update={"extends": base.extends})
             merged[name] = profile
         self.payers = merged
-        self.default = _overlay(default, self.default)
         self._matcher = None
         return self
 

@@ -15,7 +15,7 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from copy import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,7 @@ class ScrubSummary:
     as_of: str
     run_id: str
     version: str
+    payer_profiles: dict[str, str] = field(default_factory=dict)  # payer name -> profile ("" = none matched)
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -104,13 +105,17 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
+    profiles = {}
+    if claims is not None and "profile_name" in claims:  # one row per distinct payer name
+        pairs = claims[[C.PAYER, "profile_name"]].dropna(subset=[C.PAYER]).drop_duplicates(C.PAYER)
+        profiles = dict(zip(pairs[C.PAYER].astype(str), pairs["profile_name"].astype(str), strict=True))
     return ScrubSummary(
         file=file, sha256=sha256, rows_read=rows_read,
         claims=len(claims) if claims is not None else lines[C.CLAIM_ID].nunique(),
         g5133_claims=g5133, clean_claims=clean,
         claims_with_errors=len(err), claims_with_warnings=len(warn - err), at_risk=float(charges),
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
-        not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
+        not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version, payer_profiles=profiles,
     )
 
 
@@ -298,6 +303,11 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
     _header(ws, ("Payer", "Flagged claims"))
     for payer, count in sorted(s.by_payer.items()):
         ws.append([_text(ws, payer), _value(ws, int(count))])
+    ws.append([])
+    ws.append([_text(ws, "Payer profiles matched", font=bold)])
+    _header(ws, ("Payer", "Profile"))
+    for payer, profile in sorted(s.payer_profiles.items(), key=lambda kv: (kv[1] == "", kv[0].casefold())):
+        ws.append([_text(ws, payer), _text(ws, profile or "none matched: default profile")])
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}

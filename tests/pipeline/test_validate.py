@@ -23,6 +23,8 @@ from tests.conftest import AS_OF, lines_frame, rules_fired
 M1, M2 = C.MODIFIERS[0], C.MODIFIERS[1]
 STYLE_50 = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50")})
 STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT")})
+LCD_2024 = ScrubConfig(payers={"Medicare": PayerProfile(lcd_effective="2024-05-01")})  # HFS-033 on the sample dates
+CONFIG_FOR = {"HFS-009": (STYLE_50, STYLE_RTLT), "HFS-033": (LCD_2024, LCD_2024)}  # (firing, near miss)
 
 
 def _edit(lines, i, **kw):
@@ -91,23 +93,25 @@ def _near(rule):
         "HFS-030": clean_claim("PREV", "MBR-NEAR", "2024-02-20") + c,
         "HFS-031": [dict(x, **{C.PLACE_OF_SERVICE: "11"}) for x in c],
         "HFS-032": c,
+        "HFS-033": [dict(x, **{C.DOC_SEVERITY_SCALE: "Y"}) for x in c],
+        "NDC-001": _edit(c, 1, **{C.NDC: "00023-3921-02"}),  # Botox 200 U: another NDC of the billed product
     }[rule]
 
 
-LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS")]
+LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS", "NDC")]
 
 
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_fires_on_its_defect(rule):
     """It reports the rule on a claim built to break it."""
-    config = STYLE_50 if rule == "HFS-009" else None
+    config = CONFIG_FOR.get(rule, (None, None))[0]
     assert rule in rules_fired(mutated(rule, f"BAD-{rule}", "MBR-BAD"), config=config)
 
 
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_quiet_on_near_miss(rule):
     """It does not report the rule on a claim that comes close but is right."""
-    config = STYLE_RTLT if rule == "HFS-009" else None
+    config = CONFIG_FOR.get(rule, (None, None))[1]
     assert rule not in rules_fired(_near(rule), config=config)
 
 
@@ -356,7 +360,8 @@ def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
     from schemas.pandera_adapter import RuleCheck
 
     assert all(isinstance(c, RuleCheck) for c in LINE_SCHEMA.checks)
-    frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461"))).assign(as_of=pd.Timestamp(AS_OF))
+    frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461")))
+    frame = frame.assign(as_of=pd.Timestamp(AS_OF), timely_filing_days=365.0)
     with pytest.raises(SchemaErrors) as caught:
         LINE_SCHEMA.validate(frame, lazy=True)
     (err,) = [e for e in caught.value.schema_errors if e.check.name == "STR-003"]
