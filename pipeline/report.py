@@ -303,11 +303,12 @@ def _summary_sheet(wb, s: ScrubSummary, generated_at: str) -> None:
     _header(ws, ("Payer", "Flagged claims"))
     for payer, count in sorted(s.by_payer.items()):
         ws.append([_text(ws, payer), _value(ws, int(count))])
-    ws.append([])
-    ws.append([_text(ws, "Payer profiles matched", font=bold)])
-    _header(ws, ("Payer", "Profile"))
-    for payer, profile in sorted(s.payer_profiles.items(), key=lambda kv: (kv[1] == "", kv[0].casefold())):
-        ws.append([_text(ws, payer), _text(ws, profile or "none matched: default profile")])
+    if s.payer_profiles:  # one file's payer names (the nightly review workbook lists none)
+        ws.append([])
+        ws.append([_text(ws, "Payer profiles matched", font=bold)])
+        _header(ws, ("Payer", "Profile"))
+        for payer, profile in sorted(s.payer_profiles.items(), key=lambda kv: (kv[1] == "", kv[0].casefold())):
+            ws.append([_text(ws, payer), _text(ws, profile or "none matched: default profile")])
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
