@@ -309,14 +309,18 @@ def derive_claims(
     for col, mask in (("idx_64612", f.is_64612), ("idx_toxin", f.is_toxin)):
         cf[col] = pd.Series(g.first_label(mask)).fillna(cf["first_index"]).astype("int64")
 
-    # Profiles per claim (payer): one lookup per distinct payer; claims without one take the default.
-    payer_codes, payers = pd.factorize(cf[C.PAYER])
-    profiles = [config.profile_for(p) for p in payers] + [config.default]  # code -1 -> the default
-
-    which = np.arange(len(profiles))[payer_codes]  # each claim's profile (-1 picks the last: the default)
+    # Profiles per claim (payer): one lookup per distinct payer name; claims without one take the default.
+    which, names, profiles = config.profiles_of(cf[C.PAYER])
+    cf["profile_name"] = _pick(which, [n or "" for n in names])
     cf["profile_style"] = _pick(which, [p.bilateral_style.value for p in profiles])
     for attr in ("repeat_interval_days", "side_min_units", "side_max_units", "session_cap_units"):
         cf[attr] = np.array([getattr(p, attr) for p in profiles], dtype=float)[which]
+    for k, p in enumerate(profiles):  # dose caps from their effective dates (a few profiles have any)
+        if p.dose_caps and (rows := which == k).any():
+            for attr in ("side_max_units", "session_cap_units"):
+                cf.loc[rows, attr] = p.cap_on(attr, cf["dos_min"][rows])
+    lcd = [np.datetime64(p.lcd_effective, "ns") if p.lcd_effective else np.datetime64("NaT", "ns") for p in profiles]
+    cf["lcd_effective"] = pd.Series(np.array(lcd, dtype="datetime64[ns]")[which])
     cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
     # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins.
     f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
@@ -384,7 +388,7 @@ def derive_claims(
     del sp
 
     # Documentation flags (a flag documented on any line counts for the claim).
-    for col in C.DOC_FLAGS:
+    for col in C.FLAG_COLUMNS:
         cf[col] = g.any(lines[col]) | (col not in present)
     cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
 

@@ -103,6 +103,8 @@ _DOC_WORDS = {
                          "Facial Nerve Exam"),
     C.DOC_IMAGING: ("Imaging", "MRI", "Imaging MRI", "MRI/Imaging"),
     C.DOC_SURGICAL_NOTES: ("Surgical Notes", "Operative Notes", "Op Note", "Operative Report"),
+    C.DOC_SEVERITY_SCALE: ("Severity Scale", "Objective Severity Scale", "Severity Score", "HFS Severity Scale",
+                           "Jankovic Scale", "HFS-7", "HFS7"),
 }
 for _col, _words in _DOC_WORDS.items():
     for _w in _words:
@@ -337,7 +339,7 @@ _NORMALISERS = {
     C.LINE_NO: N.norm_int,
     **{m: N.norm_code for m in C.MODIFIERS},
     **{d: N.norm_icd10 for d in C.DX},
-    **{f: N.norm_flag for f in C.DOC_FLAGS},
+    **{f: N.norm_flag for f in C.FLAG_COLUMNS},
 }
 
 
@@ -629,7 +631,7 @@ def _lines_frame(data: dict, idx: np.ndarray, first_row: int, sheet: str) -> pd.
     for col in C.CANONICAL:
         if col in data:
             frame[col] = data[col]
-        elif col in C.DOC_FLAGS:
+        elif col in C.FLAG_COLUMNS:
             frame[col] = np.zeros(n, dtype=bool)
         elif col in C.DATE_COLUMNS:
             frame[col] = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -718,7 +720,7 @@ def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
     n = len(lines)
     for col in C.CANONICAL:
         if col not in lines:
-            lines[col] = False if col in C.DOC_FLAGS else None
+            lines[col] = False if col in C.FLAG_COLUMNS else None
     if C.SOURCE_ROW in frame:
         lines[C.SOURCE_ROW] = lines[C.SOURCE_ROW].fillna(0)
     else:
@@ -758,7 +760,7 @@ def _as_flags(values: list) -> pd.api.extensions.ExtensionArray:
 
 # The canonical dtype of each column (what ``_type_lines`` would make of it), built per distinct value.
 _TYPED = {**dict.fromkeys(C.TEXT_COLUMNS, _as_text), **dict.fromkeys(C.DATE_COLUMNS, _as_dates),
-          **dict.fromkeys(C.NUMBER_COLUMNS, _as_numbers), **dict.fromkeys(C.DOC_FLAGS, _as_flags), C.LINE_NO: _as_ints}
+          **dict.fromkeys(C.NUMBER_COLUMNS, _as_numbers), **dict.fromkeys(C.FLAG_COLUMNS, _as_flags), C.LINE_NO: _as_ints}
 
 
 def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
@@ -774,7 +776,7 @@ def _type_lines(lines: pd.DataFrame) -> pd.DataFrame:
             lines[col] = pd.to_numeric(lines[col], errors="coerce").astype("float64")
     if lines[C.LINE_NO].dtype != "Int64":
         lines[C.LINE_NO] = _as_ints([None if N.is_blank(v) or v is pd.NA else int(v) for v in lines[C.LINE_NO]])
-    for col in C.DOC_FLAGS:
+    for col in C.FLAG_COLUMNS:
         if lines[col].dtype != bool:
             lines[col] = lines[col].fillna(False).astype(bool)
     lines[C.SOURCE_ROW] = lines[C.SOURCE_ROW].astype("int64")

@@ -105,6 +105,7 @@ class ScrubSummary:
     by_status: dict[str, int] = field(default_factory=dict)  # exceptions by reviewer status (carried forward)
     carried: dict[str, int] = field(default_factory=dict)  # dispositions carried, re-opened, not an issue
     reference: dict = field(default_factory=dict)  # reference tables used; coverage notes (validate.reference_use)
+    payer_profiles: dict[str, str] = field(default_factory=dict)  # payer name -> profile ("" = none matched)
 
 
 def exception_id(claim: object, line: object, rule: str, value: object) -> str:
@@ -129,6 +130,10 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
+    profiles = {}
+    if claims is not None and "profile_name" in claims:  # one row per distinct payer name
+        pairs = claims[[C.PAYER, "profile_name"]].dropna(subset=[C.PAYER]).drop_duplicates(C.PAYER)
+        profiles = dict(zip(pairs[C.PAYER].astype(str), pairs["profile_name"].astype(str), strict=True))
     return ScrubSummary(
         file=file, sha256=sha256, rows_read=rows_read, claims=total,
         g5133_claims=g5133, clean_claims=rest - partly,
@@ -136,6 +141,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
         by_rule=findings["rule"].value_counts().sort_index().to_dict(), by_payer=by_payer,
         not_checked=dict(not_checked), as_of=as_of, run_id=run_id, version=version,
         claims_checked_in_part=partly, exceptions=len(findings), reference=dict(reference or {}),
+        payer_profiles=profiles,
     )
 
 
@@ -399,8 +405,17 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("claimscrub version", s.version), ("As-of date", s.as_of), ("Run id", s.run_id),
         ("Generated at", generated_at),
     ])
-    return [start, claims, not_checked, by_rule, by_payer, *_status_sections(s), *_reference_sections(s.reference),
-            about]
+    return [start, claims, not_checked, by_rule, by_payer, *_profile_sections(s.payer_profiles), *_status_sections(s),
+            *_reference_sections(s.reference), about]
+
+
+def _profile_sections(payer_profiles: dict[str, str]) -> list[Section]:
+    """Each payer name of the file with the payer profile it reached (the nightly review lists none)."""
+    if not payer_profiles:
+        return []
+    rows = [(payer, profile or "none matched: default profile", "", "")
+            for payer, profile in sorted(payer_profiles.items(), key=lambda kv: (kv[1] == "", kv[0].casefold()))]
+    return [Section("Payer profiles matched", ("Payer", "Profile", "", ""), rows)]
 
 
 def _reference_sections(reference: dict) -> list[Section]:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
@@ -217,11 +218,14 @@ def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
 PARALLEL_LINES = 50_000  # from this many lines, the line rules run on a helper thread beside derive_claims
 
 
-def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date) -> list[pd.DataFrame]:
+def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig) -> list[pd.DataFrame]:
     """The line rules' findings (ClaimLines), one frame per failing rule."""
     rows = []
-    for rule, idx in _failing(LINE_SCHEMA, lines.assign(as_of=pd.Timestamp(as_of))).items():
-        sub = lines.loc[idx, _line_columns(RULES_BY_ID[rule], lines)]
+    which, _, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
+    days = np.array([p.timely_filing_days for p in profiles], dtype=float)[which]
+    checked = lines.assign(as_of=pd.Timestamp(as_of), timely_filing_days=days)
+    for rule, idx in _failing(LINE_SCHEMA, checked).items():
+        sub = checked.loc[idx, _line_columns(RULES_BY_ID[rule], checked)]
         fld, value = _line_values(RULES_BY_ID[rule], sub, lines)
         rows.append(pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
@@ -238,11 +242,11 @@ def rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig, pres
     facts are derived: most of either is numpy and Arrow work, which releases the GIL.
     """
     if len(lines) >= PARALLEL_LINES:
-        with beside(_line_rule_findings, lines, as_of, name="claimscrub-lines") as line_rows:
+        with beside(_line_rule_findings, lines, as_of, config, name="claimscrub-lines") as line_rows:
             claims = derive_claims(lines, config, present, history, salt)
             rows = line_rows()
     else:
-        rows = _line_rule_findings(lines, as_of)
+        rows = _line_rule_findings(lines, as_of, config)
         claims = derive_claims(lines, config, present, history, salt)
     if len(claims):
         at_line = lines[[C.LINE_NO, C.SOURCE_ROW]]  # what a claim finding shows of its anchor line

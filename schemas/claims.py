@@ -49,6 +49,7 @@ class RawClaims(pa.DataFrameModel):
     doc_facial_nerve: Series[bool] = pa.Field(description="Facial nerve function assessment documented")
     doc_imaging: Series[bool] = pa.Field(description="Imaging documented")
     doc_surgical_notes: Series[bool] = pa.Field(description="Surgical notes documented")
+    doc_severity_scale: Series[bool] = pa.Field(description="Objective severity scale documented (optional column)")
     source_row: Series[int] = pa.Field(description="Row number in the input as Excel shows it")
 
     class Config:
@@ -60,6 +61,7 @@ class ClaimLines(RawClaims):
     """Claim lines as the line rules check them (``LINE_SCHEMA``): the ingest contract plus the as-of date."""
 
     as_of: Series[pa.DateTime] = pa.Field(description="As-of date of the run (a parameter, never the clock)")
+    timely_filing_days: Series[float] = pa.Field(description="Payer profile of the line's payer: timely-filing days")
 
 
 class ClaimFacts(pa.DataFrameModel):
@@ -94,6 +96,10 @@ class ClaimFacts(pa.DataFrameModel):
     doc_imaging: Series[bool] = pa.Field(description="Imaging documented on any line (or the column absent)")
     doc_surgical_notes: Series[bool] = pa.Field(
         description="Surgical notes documented on any line (or the column absent)")
+    doc_severity_scale: Series[bool] = pa.Field(
+        description="Objective severity scale documented on any line (or the column absent)")
+    lcd_effective: Series[pa.DateTime] = pa.Field(
+        nullable=True, description="Payer profile: effective date of its MAC's 2026 botulinum-toxin LCD")
     conflict_dx: Series[bool] = pa.Field(description="G51.31, G51.32 or G51.39 on the claim")
     m50: Series[bool] = pa.Field(description="Modifier 50 on any line of the claim")
     m_rt: Series[bool] = pa.Field(description="Modifier RT on any line of the claim")

@@ -43,7 +43,7 @@ TOXIN_VIALS = {
     "J0585": (50, 100, 200),
     "J0586": (300, 500),
     "J0587": (2500, 5000, 10000),
-    "J0588": (50, 100),
+    "J0588": (50, 100, 200),  # the 200 U Xeomin vial: NDC 00259-1620-01
     "J0589": (100,),
 }
 TOXIN_CODES = tuple(TOXIN_BILLING_UNIT)
@@ -68,8 +68,7 @@ OPD_POS = ("19", "22")
 # Words of a drug-source text that mean so (pharmacy, specialty pharmacy, patient, white or brown bagging).
 DRUG_NOT_BILLED_SOURCES = ("pharm", "patient", "specialty", "white", "brown")
 
-# Timely filing: Medicare 12 months [ref 7: S-FCSO-TIMELY].
-TIMELY_FILING_DAYS = 365
+# Timely filing is per payer profile (pipeline/payers.toml: Medicare 12 months, 42 CFR 424.44).
 
 # Muscles. Keys are canonical names; values are accepted spellings and abbreviations
 # [RULES.md injection-site grammar; ref 6.2, 6.3: S-MEDICOMAESTRO, S-LOYOLA, S-TEACHME].

@@ -37,6 +37,10 @@ DOC_FLAGS = (
     DOC_IMAGING,
     DOC_SURGICAL_NOTES,
 )
+# Optional documentation flag, not one of FILE-003's expected columns: an objective severity scale (e.g. the
+# Jankovic or HFS-7 scale) documented, which the 2026 MAC LCDs ask for off-label hemifacial spasm (HFS-033).
+DOC_SEVERITY_SCALE = "doc_severity_scale"
+FLAG_COLUMNS = (*DOC_FLAGS, DOC_SEVERITY_SCALE)
 
 # Bookkeeping added by ingest: where each line came from.
 SOURCE_ROW = "source_row"
@@ -84,6 +88,7 @@ CANONICAL = (
     PRIOR_AUTH,
     MUSCLES,
     *DOC_FLAGS,
+    DOC_SEVERITY_SCALE,
     SOURCE_ROW,
     SOURCE_SHEET,
 )

@@ -34,7 +34,7 @@ def lines_frame(lines: list[dict]) -> pd.DataFrame:
     for col in (C.SERVICE_DATE, C.DOB):
         if col in df:
             df[col] = [N.norm_date(v)[0] for v in df[col]]
-    for col in C.DOC_FLAGS:
+    for col in C.FLAG_COLUMNS:
         if col in df:
             df[col] = [N.norm_flag(v)[0] for v in df[col]]
     for col in (C.UNITS, C.CHARGE):

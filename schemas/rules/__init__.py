@@ -13,6 +13,7 @@ from schemas.rules import (  # importing a family registers its rules
     guidance,
     history,
     payer_edits,
+    ndc,
     procedure,
     sites,
     structure,
@@ -21,10 +22,10 @@ from schemas.rules import (  # importing a family registers its rules
 from schemas.rules.core import REGISTRY, SEVERITY_RANK, Level, Rule, Severity
 
 CATALOG_VERSION = "2026.11.1"
-FAMILIES = (file, structure, payer_edits, codes, diagnosis, procedure, toxin, sites, guidance, documentation,
+FAMILIES = (file, structure, payer_edits, codes, ndc, diagnosis, procedure, toxin, sites, guidance, documentation,
             history)
 
-_AREAS = ("FILE", "ING", "STR", "MUE", "PTP", "CODE", "HFS")
+_AREAS = ("FILE", "ING", "STR", "MUE", "PTP", "CODE", "NDC", "HFS")
 RULES: tuple[Rule, ...] = tuple(sorted(REGISTRY.values(), key=lambda r: (_AREAS.index(r.id.split("-")[0]), r.id)))
 RULES_BY_ID: dict[str, Rule] = dict(REGISTRY)
 LINE_RULES: tuple[Rule, ...] = tuple(r for r in RULES if r.level == Level.LINE)
@@ -44,7 +45,7 @@ _FAMILY_TITLES = {
     "diagnosis": "G51.33 claims: diagnosis", "procedure": "G51.33 claims: procedure and bilateral billing",
     "toxin": "G51.33 claims: toxin drug lines", "sites": "G51.33 claims: injection sites",
     "guidance": "G51.33 claims: guidance and bundled codes", "documentation": "G51.33 claims: documentation flags",
-    "history": "G51.33 claims: history and setting",
+    "history": "G51.33 claims: history and setting", "ndc": "Payer edits: NDC and product (every claim)",
 }
 
 

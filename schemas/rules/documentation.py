@@ -102,3 +102,36 @@ def _(rows: pd.DataFrame) -> pd.Series:
                       value="69955"))
 def surgical_notes_documented(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["is_surgery"] & ~df[C.DOC_SURGICAL_NOTES])
+
+
+_LCD_2026 = ("in_scope", "is_64612", "is_toxin", "dos_min", "lcd_effective", C.DOC_SEVERITY_SCALE)
+
+
+def _off_label_without_scale(df: pd.DataFrame) -> pd.Series:
+    on_or_after = df["lcd_effective"].notna() & df["dos_min"].notna() & (df["dos_min"] >= df["lcd_effective"])
+    return (df["is_64612"] | df["is_toxin"]) & on_or_after & ~df[C.DOC_SEVERITY_SCALE]
+
+
+@claim_rule(
+    "HFS-033", W, field=C.DOC_SEVERITY_SCALE, needs=(C.DOC_SEVERITY_SCALE,), reads=_LCD_2026, anchor="idx_64612",
+    title="2026 LCD: hemifacial spasm off-label, no objective severity scale",
+    checks="On or after the payer profile's 2026 LCD date (its MAC's rewritten botulinum-toxin LCD: Noridian JE/JF "
+           "2026-02-22, WPS 2026-02-15), hemifacial spasm is covered only as off-label use, and the record documents "
+           "an objective severity scale (e.g. the Jankovic or HFS-7 scale). The 12-week interval stays HFS-030.",
+    message="From {value} this MAC's LCD covers hemifacial spasm only off-label; no objective severity scale is "
+            "documented.",
+    fix="Document the severity on an objective scale (e.g. Jankovic rating scale, HFS-7) and the published evidence "
+        "supporting the off-label use.",
+    source="LCD L35170 (Noridian JE) and L35172 (Noridian JF), Botulinum Toxin Injections, effective 2026-02-22; "
+           "LCD L34635 (WPS), effective 2026-02-15; CMS response-to-comments article A60352; CMS Pub. 100-08 Ch. 13, "
+           "Sec. 13.5.1 (off-label use supported by published evidence)",
+    examples=examples(fires=[], quiet=[every(doc_severity_scale="Y")], value="2024-05-01",
+                      fires_profile={"lcd_effective": "2024-05-01"}, quiet_profile={"lcd_effective": "2024-05-01"},
+                      sampled=False))  # a sample file's claims are dated before any 2026 LCD
+def severity_scale_documented(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, _off_label_without_scale(df))
+
+
+@severity_scale_documented.detail(columns=("lcd_effective",))
+def _(rows: pd.DataFrame) -> pd.Series:
+    return rows["lcd_effective"].dt.strftime("%Y-%m-%d")

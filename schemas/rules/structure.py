@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 
-from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import (
     CPT_PATTERN,
@@ -198,12 +197,17 @@ def _(rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
 
 @line_rule(
     "STR-012", W, field=C.SERVICE_DATE, title="Past timely filing",
-    checks="The date of service is no more than 365 days before the as-of date (Medicare's 12-month filing limit).",
-    message="Date of service {value} is more than 365 days before the as-of date (timely filing).",
+    checks="The date of service is no more than the payer profile's timely-filing days before the as-of date "
+           "(Medicare and the default profile: 365 days, Medicare's 12 months; a commercial contract's days are set "
+           "on its profile).",
+    message="Date of service {value} is more than the payer's timely-filing days (its profile's; Medicare 365) "
+            "before the as-of date.",
     fix="Check whether the claim can still be filed; attach proof of timely filing if so.",
-    source="42 CFR 424.44; CMS Pub. 100-04 Ch. 1, Sec. 70 (time limitation for filing claims)",
-    examples=examples(fires=[every(service_date="2022-01-10")], quiet=[every(service_date="2023-07-01")],
-                      value="2022-01-10"))
+    source="42 CFR 424.44; CMS Pub. 100-04 Ch. 1, Sec. 70 (time limitation for filing claims); the payer's "
+           "provider agreement (commercial filing limits)",
+    examples=examples(fires=[every(service_date="2023-06-30")], quiet=[every(service_date="2023-07-01")],
+                      value="2023-06-30"))
 def within_timely_filing(df: pd.DataFrame) -> pd.Series:
-    limit = df["as_of"] - pd.Timedelta(days=K.TIMELY_FILING_DAYS)
+    # The value shown stays the date alone: it is part of the exception id, which must not change run to run.
+    limit = df["as_of"] - pd.to_timedelta(df["timely_filing_days"], unit="D")
     return df[C.SERVICE_DATE].isna() | (df[C.SERVICE_DATE] >= limit)

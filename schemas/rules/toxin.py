@@ -186,7 +186,8 @@ def _(rows: pd.DataFrame) -> pd.Series:
     "HFS-016", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", *_DOSES), anchor="idx_64612",
     title="Implausible toxin dose",
     checks="The dose is plausible for hemifacial spasm: per side 5 to 100 Botox-equivalent units (Dysport / 2.5, "
-           "Myobloc / 40) and a session under the configured cap (default 200).",
+           "Myobloc / 40) and a session under the configured cap (default 200); a payer profile's dose caps apply "
+           "from their effective dates.",
     message="Dose outside the plausible range for hemifacial spasm: {value}.",
     fix="Check the documented units per muscle and the product.",
     source="AAN practice guideline update: botulinum neurotoxin (Simpson et al., Neurology 2016); FDA prescribing "

@@ -514,3 +514,18 @@ def test_scrub_file_reports_each_stage(tmp_path):
     seen = []
     scrub_file(write_csv(clean_claim(), tmp_path / "p.csv"), tmp_path, None, AS_OF, progress=seen.append)
     assert seen == ["read", "check", "write"]
+
+
+def test_summary_names_the_profile_each_payer_matched(tmp_path):
+    """It lists on the Summary sheet each payer name with the profile it reached, and names that reached none."""
+    lines = (clean_claim("A1", "MBR-1", payer="Medicare Part B") + clean_claim("A2", "MBR-2", payer="NOVITAS SOLUTIONS")
+             + clean_claim("A3", "MBR-3", payer="Acme Health") + clean_claim("A4", "MBR-4", payer="Medicare Part B"))
+    src = write_csv(lines, tmp_path / "payers.csv")
+    done = scrub_file(src, tmp_path / "out", load_config(None), AS_OF, run_id="test-run")
+    rows = [r[:2] for r in load_workbook(done.workbook)["Summary"].iter_rows(values_only=True)]
+    at = rows.index(("Payer profiles matched", None))
+    assert rows[at + 1] == ("Payer", "Profile")
+    assert rows[at + 2:at + 5] == [("Medicare Part B", "Medicare"), ("NOVITAS SOLUTIONS", "Medicare Novitas"),
+                                   ("Acme Health", "none matched: default profile")]
+    assert done.summary.payer_profiles == {"Medicare Part B": "Medicare", "NOVITAS SOLUTIONS": "Medicare Novitas",
+                                           "Acme Health": ""}

@@ -23,6 +23,8 @@ from tests.conftest import AS_OF, lines_frame, rules_fired
 M1, M2 = C.MODIFIERS[0], C.MODIFIERS[1]
 STYLE_50 = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50")})
 STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT")})
+LCD_2024 = ScrubConfig(payers={"Medicare": PayerProfile(lcd_effective="2024-05-01")})  # HFS-033 on the sample dates
+CONFIG_FOR = {"HFS-009": (STYLE_50, STYLE_RTLT), "HFS-033": (LCD_2024, LCD_2024)}  # (firing, near miss)
 
 
 def _edit(lines, i, **kw):
@@ -91,23 +93,25 @@ def _near(rule):
         "HFS-030": clean_claim("PREV", "MBR-NEAR", "2024-02-20") + c,
         "HFS-031": [dict(x, **{C.PLACE_OF_SERVICE: "11"}) for x in c],
         "HFS-032": c,
+        "HFS-033": [dict(x, **{C.DOC_SEVERITY_SCALE: "Y"}) for x in c],
+        "NDC-001": _edit(c, 1, **{C.NDC: "00023-3921-02"}),  # Botox 200 U: another NDC of the billed product
     }[rule]
 
 
-LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS")]
+LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS", "NDC")]
 
 
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_fires_on_its_defect(rule):
     """It reports the rule on a claim built to break it."""
-    config = STYLE_50 if rule == "HFS-009" else None
+    config = CONFIG_FOR.get(rule, (None, None))[0]
     assert rule in rules_fired(mutated(rule, f"BAD-{rule}", "MBR-BAD"), config=config)
 
 
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_quiet_on_near_miss(rule):
     """It does not report the rule on a claim that comes close but is right."""
-    config = STYLE_RTLT if rule == "HFS-009" else None
+    config = CONFIG_FOR.get(rule, (None, None))[1]
     assert rule not in rules_fired(_near(rule), config=config)
 
 
@@ -356,9 +360,102 @@ def test_failing_rules_carry_their_rows_without_pandera_failure_cases():
     from schemas.pandera_adapter import RuleCheck
 
     assert all(isinstance(c, RuleCheck) for c in LINE_SCHEMA.checks)
-    frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461"))).assign(as_of=pd.Timestamp(AS_OF))
+    frame = to_canonical(lines_frame(_edit(clean_claim(), 0, procedure_code="6461")))
+    frame = frame.assign(as_of=pd.Timestamp(AS_OF), timely_filing_days=365.0)
     with pytest.raises(SchemaErrors) as caught:
         LINE_SCHEMA.validate(frame, lazy=True)
     (err,) = [e for e in caught.value.schema_errors if e.check.name == "STR-003"]
     assert err.check_output.tolist() == [False] + [True] * (len(frame) - 1)
     assert not isinstance(err.failure_cases, pd.DataFrame | pd.Series)
+
+
+def _dated(lines, dos, **kw):
+    return [dict(x, **{C.SERVICE_DATE: dos}, **kw) for x in lines]
+
+
+@pytest.mark.parametrize(("payer", "dos", "fires"), [
+    ("Aetna PPO", "2024-03-31", True), ("Aetna PPO", "2024-04-01", False),  # 91 and 90 days before 2024-06-30
+    ("Medicare Part B", "2024-03-31", False), ("Medicare Part B", "2023-06-30", True),
+    ("Someone Else", "2024-03-31", False),
+])
+def test_str_012_uses_the_matched_profile_days(payer, dos, fires):
+    """It flags a claim past its payer's filing limit: a 90-day commercial contract, Medicare's 365 days."""
+    cfg = ScrubConfig(payers={"Aetna": PayerProfile(aliases=["Aetna PPO"], timely_filing_days=90)})
+    found = find_violations(lines_frame(_dated(clean_claim(), dos, **{C.PAYER: payer})), AS_OF, cfg).findings
+    hit = found[found["rule"] == "STR-012"]
+    assert (len(hit) == 2) == fires  # both lines of the claim
+    if fires:
+        assert set(hit["value"]) == {dos} and set(hit["severity"]) == {"warning"}
+
+
+@pytest.mark.parametrize(("payer", "dos", "scale", "fires"), [
+    ("Noridian JE", "2026-03-02", None, True), ("Noridian JE", "2026-03-02", "Y", False),
+    ("Noridian JE", "2026-02-21", None, False), ("Medicare WPS", "2026-02-15", None, True),
+    ("Novitas", "2026-03-02", None, False), ("Aetna", "2026-03-02", None, False),
+    ("UHC Medicare Advantage", "2026-03-02", None, False),
+])
+def test_hfs_033_from_the_macs_lcd_date(payer, dos, scale, fires):
+    """It warns on a Medicare claim on or after its MAC's 2026 LCD date without an objective severity scale."""
+    lines = _dated(clean_claim(), dos, **{C.PAYER: payer, C.DOC_SEVERITY_SCALE: scale})
+    found = find_violations(lines_frame(lines), dt.date(2026, 6, 30)).findings
+    hit = found[found["rule"] == "HFS-033"]
+    assert len(hit) == int(fires)
+    if fires:
+        assert hit["severity"].iat[0] == "warning" and hit["line_no"].iat[0] == 1
+
+
+def test_hfs_033_not_checked_without_the_column():
+    """It reports HFS-033 as not checked, never as passed, when the file has no severity-scale column."""
+    lines = _dated(clean_claim(), "2026-03-02", **{C.PAYER: "Noridian JE"})
+    present = set(C.CANONICAL) - {C.DOC_SEVERITY_SCALE}
+    result = find_violations(lines_frame(lines), dt.date(2026, 6, 30), present=present)
+    assert "HFS-033" in result.not_checked and "HFS-033" not in set(result.findings["rule"])
+    assert "FILE-003" not in set(result.findings["rule"])  # an optional column: not a missing documentation column
+
+
+@pytest.mark.parametrize(("code", "ndc", "value"), [
+    ("J0585", "00023-9232-01", "00023-9232-01 is BOTOX Cosmetic, a cosmetic-only product: not billable on J0585"),
+    ("J0585", "N400023923202", "N400023923202 is BOTOX Cosmetic, a cosmetic-only product: not billable on J0585"),
+    ("J0585", "00259-1620-01", "00259-1620-01 is Xeomin (billed on J0588), not J0585"),
+    ("J0585", "81165-0100-01", "81165-0100-01 is Letybo, a cosmetic-only product: not billable on J0585"),
+    ("J0588", "72301-0595-10", "72301-0595-10 is Jeuveau, a cosmetic-only product: not billable on J0588"),
+    ("J0586", "15054-0530-06", None), ("J0588", "00259-1620-01", None), ("J0589", "72960-0112-01", None),
+    ("J0585", "12345-6789-01", None),  # a product the table does not list: not judged
+    ("J0585", "72301-595-10", None),  # 5-3-2 as printed on the carton: HFS-017's form problem, not judged here
+])
+def test_ndc_001_matches_the_ndc_to_the_billed_product(code, ndc, value):
+    """It flags an NDC of another product or of a cosmetic-only product on a toxin line, with what it is."""
+    lines = _edit(clean_claim(), 1, **{C.PROCEDURE_CODE: code, C.NDC: ndc})
+    found = find_violations(lines_frame(lines), AS_OF).findings
+    hit = found[found["rule"] == "NDC-001"]
+    assert hit["value"].tolist() == ([value] if value else [])
+    if value:
+        assert hit["severity"].iat[0] == "error" and hit["line_no"].iat[0] == 2 and hit["field"].iat[0] == C.NDC
+
+
+def test_ndc_001_on_every_claim_and_not_checked_without_ndc():
+    """It checks NDCs on claims of any diagnosis, and is not checked when the file has no NDC column."""
+    lines = _edit(cervical_dystonia_claim("CD1", "P1", "2024-05-14"), 1, **{C.NDC: "00023-9232-01"})
+    assert "NDC-001" in rules_fired(lines)
+    result = find_violations(lines_frame(lines), AS_OF, present=set(C.CANONICAL) - {C.NDC})
+    assert "NDC-001" in result.not_checked and "NDC-001" not in set(result.findings["rule"])
+
+
+def test_dose_caps_apply_from_their_effective_date():
+    """It takes a profile's dose cap from its effective date on (HFS-016), the profile's range before."""
+    cap = {"effective": "2024-05-01", "side_max_units": 20, "source": "a payer policy"}
+    cfg = ScrubConfig(payers={"Medicare": PayerProfile(dose_caps=[cap])})
+    assert "HFS-016" in rules_fired(clean_claim(), config=cfg)  # 25 U a side on 2024-05-14
+    assert "HFS-016" not in rules_fired(_dated(clean_claim(), "2024-04-30"), config=cfg)
+
+
+def test_xeomin_200_unit_vial_is_known_to_the_vial_arithmetic():
+    """It counts the 200 U Xeomin vial among J0588's vials."""
+    lines = _edit(_edit(clean_claim(), 1, **{C.PROCEDURE_CODE: "J0588", C.NDC: "00259-1620-01", C.UNITS: 50}), 1)
+    lines.append(dict(lines[1], **{C.LINE_NO: 3, M1: "JW", C.UNITS: 75}))
+    lines[1][M1] = None
+    found = find_violations(lines_frame(lines), AS_OF).findings
+    assert found.loc[found["rule"] == "HFS-015", "value"].tolist() == [
+        "50 U given + 75 U discarded = 125 U; vials are 50/100/200 U"]
+    lines[2][C.UNITS] = 150  # 50 + 150 = one 200 U vial
+    assert "HFS-015" not in rules_fired(lines)
