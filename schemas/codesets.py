@@ -102,7 +102,7 @@ FACIAL_MUSCLES = {
 # muscle on its own (``R pretarsal 2.5u``); the others only qualify a muscle written beside them.
 MUSCLE_PARTS = {
     "orbicularis oculi": ("pretarsal", "preseptal", "orbital", "lid", "lids", "eyelid", "eyelids", "canthus",
-                          "canthal", "periocular", "periorbital"),
+                          "canthal", "periocular", "periorbital", "orbitalis", "palpebral", "palpebralis"),
     "orbicularis oris": ("lip", "lips", "perioral"),
     "platysma": ("band", "bands"),
 }
@@ -111,7 +111,7 @@ SOLE_PARTS = {"pretarsal": "orbicularis oculi", "preseptal": "orbicularis oculi"
               "eyelids": "orbicularis oculi", "canthus": "orbicularis oculi", "canthal": "orbicularis oculi"}
 # Words that place an injection within any muscle (upper, lateral, brow, ...): they never name a muscle.
 SITE_QUALIFIERS = ("upper", "lower", "lateral", "lat", "medial", "med", "inferior", "inf", "superior", "sup", "mid",
-                   "middle", "central", "outer", "inner", "brow", "forehead", "cheek", "chin", "neck", "jaw", "midline",
+                   "middle", "central", "outer", "inner", "pars", "brow", "forehead", "cheek", "chin", "neck", "jaw", "midline",
                    "superficial", "deep", "belly", "region", "area", "portion", "part", "segment", "fibers")
 NON_FACIAL_MUSCLES = {
     "masseter": ("masseter",),

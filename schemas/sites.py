@@ -32,8 +32,8 @@ _SIDES = {"R": ("R",), "L": ("L",), "B": ("R", "L")}
 SIDE_WORDS = {w: s for w, s in _SIDE_OF.items() if w.isalpha()}  # a sites sheet's side column (ingest)
 _BOTH = re.compile(r"(?<![a-z])(?:b\s*/\s*l|r\s*/\s*l|l\s*/\s*r|r\s*(?:&|\+|and)\s*l|l\s*(?:&|\+|and)\s*r"
                    r"|both\s+sides?|bilaterally)(?![a-z])")
-_HEADING = re.compile(r"^\s*\(?(right|left|rt|lt|r|l|bilateral|bilat|bil|b/l|b)\)?\.?\s*(?:side|face|hemiface)?\s*:",
-                      re.IGNORECASE)
+_HEADING = re.compile(r"^\s*\(?(right|left|rt|lt|r|l|bilateral|bilat|bil|b/l|b|r\s*(?:/|&|\+|and)\s*l)\)?\.?\s*"
+                      r"(?:sides?|face|hemiface)?\s*:", re.IGNORECASE)
 _CONNECTORS = frozenset({"/", "&", "+", ",", "and", "or"})
 _FILLER = frozenset("""muscle muscles m mm the inj injected injection injections inject at into in to of site sites pt pts
     point points spot spots total tot dose given side sides sided face facial hemiface emg guided guidance under with
@@ -53,7 +53,8 @@ _PER_SIDE = re.compile(r"(?:/\s*side\b|\b(?:each|per|ea|a)\.?\s+side\b)")
 _EACH = re.compile(r"\b(?:each|ea|apiece)\b\.?")
 _TOKEN_PUNCT = re.compile(r"[()\[\]{}:=~\"'`?!#<>]")
 _CONNECT = re.compile(r"\s*([/&+,])\s*")
-_SPLIT_CLAUSES = re.compile(r"[;\n\r]+")
+# "ZM" is zygomaticus major; a note writing both "ZM" and "Zm" may mean minor by "Zm": not guessed.
+_ZM_UPPER, _ZM_MIXED, _ZM_ANY = re.compile(r"\bZM\b"), re.compile(r"\bZm\b"), re.compile(r"\bZ[Mm]\b")
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class _Part:
     total: bool = False
     problem: str = ""
     not_site: bool = False
+    words: int = 0  # words read beyond sides, doses and filler
 
 
 def _osa(a: str, b: str, limit: int) -> int:
@@ -182,6 +184,8 @@ def _dose(amounts: list[_Amount]) -> tuple[float | None, str]:
     aside = [a for a in amounts if a.aside]
     if len(main) == 1 and aside and abs(sum(a.value for a in aside) - main[0].value) < 1e-6:
         return main[0].value, ""
+    if not main and not any(a.counted for a in aside):  # "OO (upper 2.5u, lower 2.5u)": sub-site doses
+        return sum(a.value for a in aside), ""
     if len(amounts) == 2 and any(a.counted for a in amounts) and abs(amounts[0].value - amounts[1].value) < 1e-6:
         return amounts[0].value, ""
     shown = " and ".join(f"{a.value:g}u" for a in amounts)
@@ -203,8 +207,9 @@ def _read_part(raw: str) -> _Part:
         aside = depth[m.start()] > 0 or low[:m.start()].rstrip().endswith("=")
         amounts.append(_Amount(float(m.group(2)) * count, count > 1, aside))
     rest = _AMOUNT.sub(" ", low)
+    depth = _depths(rest)
     for m in _PRODUCT.finditer(rest):
-        if depth[min(m.start(), len(depth) - 1)] == 0 and not rest[:m.start()].rstrip().endswith("="):
+        if depth[m.start()] == 0 and not rest[:m.start()].rstrip().endswith("="):
             part.problem = f"a dose without units ({m.group(0).strip()})"
         amounts.append(_Amount(float(m.group(1)) * int(m.group(2)), True, True))
     rest = _PRODUCT.sub(" ", rest)
@@ -232,6 +237,7 @@ def _read_part(raw: str) -> _Part:
             part.total = True
         elif w not in _FILLER:
             words.append(_spelled(w))
+    part.words = len(words)
     _read_muscles(part, words)
     return part
 
@@ -298,7 +304,12 @@ def _sites_of(group: list[tuple[_Part, tuple[str, ...] | None]], unread: list[st
     each = any(p.each for p, _ in group)
     per_side = any(p.per_side for p, _ in group)
     items = [(m, n, sides) for p, sides in group for m, n in p.muscles]
+    if len({(m, sides) for m, _, sides in items}) == 1:  # "R orbicularis oculi, orbital part 5u": one site
+        items = [(items[0][0], sum(n for _, n, _ in items), items[0][2])]
     total = dosed.amount
+    if not (each or per_side) and any(sides == ("R", "L") and (p.sides is None or p.heading) for p, sides in group):
+        unread.append(f"{raw} (both sides from a heading or an earlier entry: per side or in total?)")
+        return []
     if per_side:
         if any(p.sides is not None and len(p.sides) == 1 for p, _ in group):  # a heading's side yields
             unread.append(f"{raw} (per side, but one side named)")
@@ -323,6 +334,7 @@ def read_note(text: str) -> Reading:
     unread: list[str] = []
     totals: list[tuple[_Part, tuple[str, ...] | None]] = []
     heading: tuple[str, ...] | None = None
+    zm_clash = bool(_ZM_UPPER.search(text) and _ZM_MIXED.search(text))
     for clause in _split_outside(text, ";\n\r"):
         carry = heading
         pending: list[tuple[_Part, tuple[str, ...] | None]] = []
@@ -336,6 +348,8 @@ def read_note(text: str) -> Reading:
                 if p.heading:
                     heading = p.sides
             sides = p.sides if p.sides is not None else carry
+            if zm_clash and _ZM_ANY.search(p.raw):
+                p.problem = "ZM and Zm in one note: zygomaticus major or minor?"
             if p.problem and not (p.not_site and not p.muscles):
                 unread.append(f"{p.raw} ({p.problem})")
                 pending = []
@@ -353,7 +367,7 @@ def read_note(text: str) -> Reading:
                     pending = []
                 elif p.has_amount:
                     unread.append(f"{p.raw} (no muscle named)")
-                elif p.sides is None and not p.total:
+                elif p.sides is None and not p.total and p.words:
                     unread.append(f"{p.raw} (no muscle named)")
                 elif p.sides is not None and previous is None and not pending:
                     heading = p.sides  # a side on its own ("RIGHT SIDE") heads what follows
@@ -366,8 +380,8 @@ def read_note(text: str) -> Reading:
             pending = []
         for p, sides in pending:  # muscles written without a dose
             sites.extend(Site(side, m, None, p.raw) for m, _ in p.muscles for side in (sides or (None,)))
-    for p, sides in totals:
-        _check_total(p, sides, sites, unread)
+    for p, _ in totals:
+        _check_total(p, None if p.heading else p.sides, sites, unread)
     return Reading(tuple(sites), tuple(unread))
 
 
