@@ -47,12 +47,14 @@ _WHERE = r"(?:sites?|pts?|points?|spots?|injections?|inj)"
 _AMOUNT = re.compile(
     r"(?<![\w.])(?:(\d+)\s*[x*]\s*)?(\d+(?:\.\d+)?|\.\d+)\s*(?:iu|units?|u)(?![a-z])"
     rf"(?:\s*/\s*{_WHERE}\b)?"
-    rf"(?:\s*(?:[x*]\s*(\d+)(?![\d.])|(?:@\s*|(?:at|in|into|to|across|over)\s+)(\d+)\s*{_WHERE}\b)(?:\s*{_WHERE}\b)?)?")
+    rf"(?:\s*(?:[x*]\s*(\d+)(?!\d|\.\d)|(?:@\s*|(?:at|in|into|to|across|over)\s+)(\d+)\s*{_WHERE}\b)(?:\s*{_WHERE}\b)?)?")
 _PRODUCT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s*[x*]\s*(\d+)(?![\w.])")  # "(2.5 x 4)", no unit
 _PER_SIDE = re.compile(r"(?:/\s*side\b|\b(?:each|per|ea|a)\.?\s+side\b)")
 _EACH = re.compile(r"\b(?:each|ea|apiece)\b\.?")
 _TOKEN_PUNCT = re.compile(r"[()\[\]{}:=~\"'`?!#<>]")
 _CONNECT = re.compile(r"\s*([/&+,])\s*")
+# A full stop ends an entry when a side starts the next one ("R OO 10u. L OO 10u"; "R. OO" and "zyg. maj" stay).
+_SENTENCE = re.compile(r"\.\s+(?=(?:R|L|B|Rt|RT|Lt|LT|Right|RIGHT|right|Left|LEFT|left|Bilat\w*|B/L|R/L)\b)")
 # "ZM" is zygomaticus major; a note writing both "ZM" and "Zm" may mean minor by "Zm": not guessed.
 _ZM_UPPER, _ZM_MIXED, _ZM_ANY = re.compile(r"\bZM\b"), re.compile(r"\bZm\b"), re.compile(r"\bZ[Mm]\b")
 
@@ -335,7 +337,7 @@ def read_note(text: str) -> Reading:
     totals: list[tuple[_Part, tuple[str, ...] | None]] = []
     heading: tuple[str, ...] | None = None
     zm_clash = bool(_ZM_UPPER.search(text) and _ZM_MIXED.search(text))
-    for clause in _split_outside(text, ";\n\r"):
+    for clause in _split_outside(_SENTENCE.sub(";", text), ";\n\r"):
         carry = heading
         pending: list[tuple[_Part, tuple[str, ...] | None]] = []
         previous: _Part | None = None

@@ -39,6 +39,8 @@ def _read(text):
     ("Botox 100u/2mL NS; R OO 10u", {(OO, "R"): 10.0}),
     ("Left temporalis 10u", {("temporalis", "L"): 10.0}),
     ("R OO", {(OO, "R"): None}),
+    ("R OO 2.5u x4. L OO 10u.", {(OO, "R"): 10.0, (OO, "L"): 10.0}),
+    ("R Zm 5u; L Zm 5u", {(ZM, "R"): 5.0, (ZM, "L"): 5.0}),  # Zm alone: the grammar's major
 ])
 def test_read_note_shorthand(text, expected):
     """It reads each shorthand form into units per muscle and side, with nothing left unread."""
@@ -52,6 +54,7 @@ def test_read_note_shorthand(text, expected):
     ("R OO 10u (2.5u x3)", "R OO 10u (2.5u x3)"),  # a breakdown that does not explain its total
     ("R OO 10u; L OO 10u; Total 25u", "Total 25u"),
     ("R OO 10", "R OO 10"),  # a number without units
+    ("R ZM 5u; R Zm 2.5u", "R Zm 2.5u"),  # ZM and Zm in one note: Zm may mean minor
     ("see chart", "see chart"),
 ])
 def test_read_note_reports_what_it_cannot_read(text, fragment):
@@ -71,7 +74,7 @@ SIDES = {"R": ["R", "RT", "Rt", "Right", "right", "(R)"], "L": ["L", "LT", "Lt",
 BOTH = ["B", "Bil", "Bilat", "Bilateral", "B/L", "R/L", "R&L", "both sides"]
 ABBREV = {"orbicularis oculi": ["OO", "orbicularis oculi", "orbicularis occuli", "pretarsal OO", "OO orbital",
                                 "OO (preseptal)", "orb oculi"],
-          "orbicularis oris": ["OOr", "orbicularis oris"], "zygomaticus major": ["ZM", "Zm", "zyg maj", "zygomaticus major"],
+          "orbicularis oris": ["OOr", "orbicularis oris"], "zygomaticus major": ["ZM", "zyg maj", "zygomaticus major"],
           "zygomaticus minor": ["zyg min", "zygomaticus minor"], "frontalis": ["FR", "frontalis", "frontails"],
           "corrugator supercilii": ["CS", "corrugator"], "procerus": ["PR", "procerus"],
           "risorius": ["RIS", "risorius"], "depressor anguli oris": ["DAO", "depressor anguli"],
@@ -159,3 +162,11 @@ def test_generated_notes_read_back(note):
     for key, units in expected.items():
         assert sites[key] == pytest.approx(units)
     assert all(m in FACIAL_MUSCLES for m, _ in sites)
+
+
+@given(st.text(alphabet=st.sampled_from(list("RLBOZMuUx0123456789.,;:/()- \neachsidtotlr")), max_size=80))
+def test_read_note_never_raises(text):
+    """It reads any text without raising: what it cannot read is reported, every site has a known muscle."""
+    reading = read_note(text)
+    assert all(s.side in ("R", "L", None) and s.muscle for s in reading.sites)
+    assert all(isinstance(u, str) and u for u in reading.unread)
