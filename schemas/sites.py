@@ -271,7 +271,7 @@ def _read_muscles(part: _Part, words: list[str]) -> None:
             i += 1
     if left:
         part.problem = part.problem or ("not read: " + " ".join(left))
-    muscles = [[m, 0, False] for kind, m in items if kind == "M"]  # muscle, connectors between its parts, has parts
+    muscles = [[m, 0] for kind, m in items if kind == "M"]  # muscle, connectors between its part words
     owner, last_part_owner, pending_connector = None, None, False
     seen_m = -1
     for kind, _ in items:
@@ -283,19 +283,17 @@ def _read_muscles(part: _Part, words: list[str]) -> None:
             pending_connector = True
         else:  # a part word: it belongs to the muscle before it, else the one after it
             target = owner if owner is not None else seen_m + 1
-            if target < len(muscles):
-                if pending_connector and last_part_owner == target:
-                    muscles[target][1] += 1
-                muscles[target][2] = True
+            if target < len(muscles) and pending_connector and last_part_owner == target:
+                muscles[target][1] += 1
             last_part_owner, pending_connector = target, False
     sole = {SOLE_PARTS[w] for kind, w in items if kind == "P" and w in SOLE_PARTS}
     if not muscles:
         named = [w for kind, w in items if kind == "P"]
         part.parts_only = 1 + sum(1 for kind, _ in items if kind == "C") if named else 0
         if len(sole) == 1:
-            muscles = [[sole.pop(), part.parts_only - 1, True]]
+            muscles = [[sole.pop(), part.parts_only - 1]]
             part.parts_only = 0
-    part.muscles = [(m, extra + 1) for m, extra, _ in muscles]
+    part.muscles = [(m, extra + 1) for m, extra in muscles]
 
 
 def _sites_of(group: list[tuple[_Part, tuple[str, ...] | None]], unread: list[str]) -> list[Site]:
