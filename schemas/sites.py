@@ -191,7 +191,7 @@ def _dose(amounts: list[_Amount]) -> tuple[float | None, str]:
     if len(amounts) == 2 and any(a.counted for a in amounts) and abs(amounts[0].value - amounts[1].value) < 1e-6:
         return amounts[0].value, ""
     shown = " and ".join(f"{a.value:g}u" for a in amounts)
-    return None, f"doses that do not add up ({shown})"
+    return None, f"doses that do not add up ({shown})" if aside else f"several doses in one entry ({shown})"
 
 
 def _read_part(raw: str) -> _Part:
