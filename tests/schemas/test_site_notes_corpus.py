@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pipeline.sample import clean_claim
@@ -103,3 +104,23 @@ def test_unread_fragments_are_one_warning_naming_them(corpus_findings):
         assert hit["severity"] == "warning"
         assert all(frag in hit["value"] for frag in row["unread"]), (row["note"], hit["value"])
         assert "could not be checked" in hit["message"]
+
+
+def test_scrub_of_hand_written_shorthand_claims(tmp_path):
+    """It scrubs a hand-written export of clean claims in shorthand (SH-001..004) with no finding on them; the
+    unreadable notes (SH-005, SH-006) get one HFS-020 warning naming the fragment and no units or sides finding;
+    and real faults written in shorthand are still errors (SH-007 billed 50 for 30 documented, SH-008 one side)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    src = Path(__file__).parent / "site_notes_claims.csv"
+    res = CliRunner().invoke(app, ["scrub", str(src), "--out", str(tmp_path), "--as-of", "2024-06-30"])
+    assert res.exit_code == 0, res.output
+    found = pd.read_csv(tmp_path / "site_notes_claims.findings.csv", dtype=str)
+    got = sorted(zip(found["claim_id"], found["rule"], found["severity"], strict=True))
+    assert got == [("SH-005", "HFS-020", "warning"), ("SH-006", "HFS-020", "warning"),
+                   ("SH-007", "HFS-013", "error"), ("SH-008", "HFS-021", "error")]
+    values = dict(zip(found["claim_id"], found["value"], strict=True))
+    assert values["SH-005"].startswith("R cheek thing 5u") and values["SH-006"].startswith("see chart")
+    assert values["SH-007"] == "billed 50 units of J0585; documented 30 U = 30 billing units"
