@@ -17,7 +17,7 @@ from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid
 from schemas.rules import CLAIM_RULES
-from schemas.sites import parse_sites
+from schemas.sites import read_note
 from schemas.text import pick as _pick
 
 
@@ -232,23 +232,24 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 def _sites_by_text(texts) -> pd.DataFrame:
-    """Facts of each distinct sites text, parsed once (exports repeat a handful of texts)."""
+    """Facts of each distinct sites text, read once (exports repeat a handful of texts)."""
     rows = []
     for text in texts:
-        sites = parse_sites(str(text))
+        note = read_note(str(text))
+        sites = note.sites
         units = [x.units for x in sites if x.units is not None]
-        sides = [x.units_per_side() for x in sites]
         rows.append({
             "text": text, "n_sites": len(sites), "site_units": sum(units) if units else np.nan,
-            "r_units": sum(d.get("R", 0.0) for d in sides), "l_units": sum(d.get("L", 0.0) for d in sides),
+            "r_units": sum(x.units or 0.0 for x in sites if x.side == "R"),
+            "l_units": sum(x.units or 0.0 for x in sites if x.side == "L"),
             "no_units": "; ".join(dict.fromkeys(x.raw for x in sites if x.units is None)),
-            "nonfacial": "; ".join(dict.fromkeys(x.muscle for x in sites if x.facial is False)),
-            "unknown": "; ".join(dict.fromkeys(x.muscle_text for x in sites if x.muscle is None and x.muscle_text)),
-            "R": any(x.side in ("R", "B") for x in sites), "L": any(x.side in ("L", "B") for x in sites),
+            "nonfacial": "; ".join(dict.fromkeys(x.muscle for x in sites if not x.facial)),
+            "unread": "; ".join(note.unread),
+            "R": any(x.side == "R" for x in sites), "L": any(x.side == "L" for x in sites),
             "U": any(x.side is None for x in sites),
         })
     return pd.DataFrame(rows, columns=["text", "n_sites", "site_units", "r_units", "l_units", "no_units",
-                                       "nonfacial", "unknown", "R", "L", "U"]).set_index("text")
+                                       "nonfacial", "unread", "R", "L", "U"]).set_index("text")
 
 
 def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
@@ -272,7 +273,7 @@ def _sites_per_claim(lines: pd.DataFrame, g: Groups) -> pd.DataFrame:
     out["site_units"] = np.where(counted > 0, total("site_units"), np.nan)
     for col in ("r_units", "l_units"):
         out[col] = total(col)
-    for col in ("no_units", "nonfacial", "unknown"):
+    for col in ("no_units", "nonfacial", "unread"):
         out[col] = _join_codes(cc, joined[col], g.n)
     for col in ("R", "L", "U"):
         out[col] = np.bincount(cc[joined[col].astype(bool)], minlength=g.n) > 0
@@ -380,7 +381,7 @@ def derive_claims(
         cf[col] = sp[col]
     cf["sites_without_units"] = sp["no_units"]
     cf["nonfacial_muscles"] = sp["nonfacial"]
-    cf["unknown_muscles"] = sp["unknown"]
+    cf["sites_unread"] = sp["unread"]
     cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
 
     cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit

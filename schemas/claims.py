@@ -81,7 +81,7 @@ class ClaimFacts(pa.DataFrameModel):
     is_surgery: Series[bool] = pa.Field(description="A facial-nerve surgery line on the claim")
     dos_min: Series[pa.DateTime] = pa.Field(nullable=True, description="Earliest date of service")
     dos_max: Series[pa.DateTime] = pa.Field(nullable=True, description="Latest date of service")
-    n_sites: Series[int] = pa.Field(description="Parsed injection-site entries, deduplicated per claim")
+    n_sites: Series[int] = pa.Field(description="Injection sites read (a muscle on a side), deduplicated per claim")
     toxin_code: Series[object] = pa.Field(nullable=True, description="J-code of the first administered toxin line")
     drug_supplied: Series[bool] = pa.Field(description="Drug source says pharmacy or patient supplied")
     file_has_pointers: Series[bool] = pa.Field(description="The file has diagnosis pointers on any line")
@@ -110,7 +110,8 @@ class ClaimFacts(pa.DataFrameModel):
     is_95874: Series[bool] = pa.Field(description="A 95874 (needle EMG guidance) line on the claim")
     sites_without_units: Series[bool] = pa.Field(description="A site entry without units")
     nonfacial_muscles: Series[bool] = pa.Field(description="A documented muscle not innervated by CN VII")
-    unknown_muscles: Series[bool] = pa.Field(description="A documented muscle name not recognised")
+    sites_unread: Series[bool] = pa.Field(
+        description="Fragments of the sites text that could not be read, with why (a flag to the rules)")
     other_chemo_for_g5133: Series[bool] = pa.Field(
         description="Other chemodenervation codes supported only by G51.33 (the codes; a flag to the rules)")
     bilateral_faults: Series[bool] = pa.Field(

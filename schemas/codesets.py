@@ -73,33 +73,45 @@ DRUG_NOT_BILLED_SOURCES = ("pharm", "patient", "specialty", "white", "brown")
 # Muscles. Keys are canonical names; values are accepted spellings and abbreviations
 # [RULES.md injection-site grammar; ref 6.2, 6.3: S-MEDICOMAESTRO, S-LOYOLA, S-TEACHME].
 FACIAL_MUSCLES = {
-    "orbicularis oculi": (
-        "oo", "orbicularis oculi", "orb oculi", "pretarsal orbicularis oculi", "preseptal orbicularis oculi",
-        "orbital orbicularis oculi", "pretarsal", "preseptal", "upper lid", "lower lid", "upper eyelid",
-        "lower eyelid", "orbicularis oculi pretarsal", "orbicularis oculi preseptal",
-        "orbicularis oculi orbital", "orbicularis oculi upper lid", "orbicularis oculi lower lid",
-        "upper orbicularis oculi", "lower orbicularis oculi", "lateral orbicularis oculi",
-    ),
-    "orbicularis oris": ("oor", "orbicularis oris"),
-    "zygomaticus major": ("zm", "zygomaticus major", "zyg major"),
-    "zygomaticus minor": ("zygomaticus minor", "zyg minor", "zmi"),
-    "frontalis": ("fr", "frontalis"),
-    "corrugator supercilii": ("cs", "corrugator", "corrugator supercilii"),
-    "procerus": ("pr", "procerus"),
+    "orbicularis oculi": ("oo", "ooc", "orbicularis oculi", "orb oculi", "orb oc", "orbic oculi"),
+    "orbicularis oris": ("oor", "oris", "orbicularis oris", "orb oris", "orbic oris"),
+    "zygomaticus major": ("zm", "zmaj", "zygomaticus major", "zygomatic major", "zyg major", "zyg maj", "zygo major",
+                          "zygomaticus maj"),
+    "zygomaticus minor": ("zmi", "zmin", "zygomaticus minor", "zygomatic minor", "zyg minor", "zyg min",
+                          "zygo minor", "zygomaticus min"),
+    "frontalis": ("fr", "front", "frontal", "frontalis"),
+    "corrugator supercilii": ("cs", "corr", "corrugator", "corrugators", "corrugator supercilii"),
+    "procerus": ("pr", "proc", "procerus"),
     "risorius": ("ris", "risorius"),
-    "depressor anguli oris": ("dao", "depressor anguli oris"),
-    "depressor labii inferioris": ("dli", "depressor labii inferioris"),
+    "depressor anguli oris": ("dao", "depressor anguli oris", "depressor anguli", "dep anguli oris", "dep anguli"),
+    "depressor labii inferioris": ("dli", "depressor labii inferioris", "depressor labii", "dep labii"),
     "mentalis": ("ment", "mentalis"),
-    "platysma": ("plat", "platysma"),
-    "levator labii superioris": ("lls", "levator labii superioris"),
-    "levator labii superioris alaeque nasi": ("llsan", "levator labii superioris alaeque nasi"),
-    "levator anguli oris": ("lao", "levator anguli oris"),
+    "platysma": ("plat", "platysma", "platysmal"),
+    "levator labii superioris": ("lls", "levator labii superioris", "levator labii", "lev labii sup"),
+    "levator labii superioris alaeque nasi": ("llsan", "levator labii superioris alaeque nasi",
+                                              "levator labii alaeque nasi"),
+    "levator anguli oris": ("lao", "levator anguli oris", "levator anguli"),
     "nasalis": ("nas", "nasalis"),
-    "buccinator": ("buc", "buccinator"),
+    "buccinator": ("buc", "bucc", "buccinator"),
     "depressor septi nasi": ("depressor septi", "depressor septi nasi"),
     "auricular muscles": ("auricular", "auricularis", "auricular muscles"),
     "occipitalis": ("occipitalis",),
 }
+# Parts and regions written beside a muscle (``OO pretarsal``, ``OOr upper lip``). A part in SOLE_PARTS names its
+# muscle on its own (``R pretarsal 2.5u``); the others only qualify a muscle written beside them.
+MUSCLE_PARTS = {
+    "orbicularis oculi": ("pretarsal", "preseptal", "orbital", "lid", "lids", "eyelid", "eyelids", "canthus",
+                          "canthal", "periocular", "periorbital", "orbitalis", "palpebral", "palpebralis"),
+    "orbicularis oris": ("lip", "lips", "perioral"),
+    "platysma": ("band", "bands"),
+}
+SOLE_PARTS = {"pretarsal": "orbicularis oculi", "preseptal": "orbicularis oculi", "orbital": "orbicularis oculi",
+              "lid": "orbicularis oculi", "lids": "orbicularis oculi", "eyelid": "orbicularis oculi",
+              "eyelids": "orbicularis oculi", "canthus": "orbicularis oculi", "canthal": "orbicularis oculi"}
+# Words that place an injection within any muscle (upper, lateral, brow, ...): they never name a muscle.
+SITE_QUALIFIERS = ("upper", "lower", "lateral", "lat", "medial", "med", "inferior", "inf", "superior", "sup", "mid",
+                   "middle", "central", "outer", "inner", "pars", "brow", "forehead", "cheek", "chin", "neck", "jaw", "midline",
+                   "superficial", "deep", "belly", "region", "area", "portion", "part", "segment", "fibers")
 NON_FACIAL_MUSCLES = {
     "masseter": ("masseter",),
     "temporalis": ("temporalis",),

@@ -15,16 +15,17 @@ _DOCUMENTED = ("LCD L35170 (Noridian) and L33274 (First Coast), Documentation Re
 
 @claim_rule(
     "HFS-018", E, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "is_64612", "n_sites",
-                                                              "sites_without_units"),
+                                                              "sites_without_units", "sites_unread"),
     anchor="idx_64612",
     title="64612 without documented sites or units",
-    checks="A G51.33 claim billing 64612 documents its injection sites, each with units.",
+    checks="A G51.33 claim billing 64612 documents its injection sites, each with units (not checked when the "
+           "sites note could not be fully read: see the unread-note warning).",
     message="64612 is billed but the injection sites are incomplete: {value}.",
     fix="Document each muscle injected with its side and units.",
     source=_DOCUMENTED,
     examples=examples(fires=[on(0, muscles=None)], quiet=[], value="no injection sites documented"))
 def sites_documented(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["is_64612"] & ((df["n_sites"] == 0) | df["sites_without_units"]))
+    return passes_unless(df, df["is_64612"] & ~df["sites_unread"] & ((df["n_sites"] == 0) | df["sites_without_units"]))
 
 
 @sites_documented.detail(columns=("n_sites", "sites_without_units"))
@@ -50,25 +51,31 @@ def muscles_facial(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-020", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "unknown_muscles"),
-    value="unknown_muscles", anchor="idx_64612",
-    title="Unrecognised muscle",
-    checks="Every documented muscle name is recognised (a full name or a usual abbreviation), so it can be checked.",
-    message="Muscle {value} is not recognised and cannot be checked.",
-    fix="Write the full muscle name or a standard abbreviation.",
+    "HFS-020", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "sites_unread"),
+    value="sites_unread", anchor="idx_64612",
+    title="Injection-site note not fully read",
+    checks="Every part of the injection-site note is read: its muscles (a full name, a usual abbreviation or a "
+           "near spelling of one, never a guess between two muscles), sides and doses. A claim whose note is not "
+           "fully read has its documented units, sides and dose reported as could not be checked, never as errors.",
+    message="The injection-site note could not be fully read: {value}. The claim's documented units and sides "
+            "could not be checked.",
+    fix="Write each site as side, muscle (full name or a standard abbreviation) and units, e.g. 'R OO 10u'.",
     source=_DOCUMENTED,
     examples=examples(fires=[on(0, muscles=_SITES + "; L zygomaticus thing 0u")],
-                      quiet=[on(0, muscles=_SITES + "; R pretarsal orbicularis oculi 0u")]))
-def muscles_recognised(df: pd.DataFrame) -> pd.Series:
-    return passes_unless(df, df["unknown_muscles"])
+                      quiet=[on(0, muscles=_SITES + "; R pretarsal orbicularis oculi 0u")],
+                      value="L zygomaticus thing 0u (not read: zygomaticus thing)"))
+def note_read(df: pd.DataFrame) -> pd.Series:
+    return passes_unless(df, df["sites_unread"])
 
 
 @claim_rule(
     "HFS-021", E, field=C.MUSCLES, needs=(C.MUSCLES,),
-    reads=("in_scope", "n_sites", "site_on_right", "site_on_left", "site_without_side"), anchor="idx_64612",
+    reads=("in_scope", "n_sites", "site_on_right", "site_on_left", "site_without_side", "sites_unread"),
+    anchor="idx_64612",
     title="Bilateral claim injected on one side",
     checks="A G51.33 (bilateral) claim documents sites on both sides. An error when every site is on one side; "
-           "a warning (same rule) when some sites state no side.",
+           "a warning (same rule) when some sites state no side. Not checked when the sites note could not be "
+           "fully read.",
     message="G51.33 is bilateral but the documented sites are {value}.",
     fix="Record the side of every site; check the diagnosis if only one side was treated.",
     source="ICD-10-CM Tabular List G51.33 (clonic hemifacial spasm, bilateral); ICD-10-CM Official Guidelines "
@@ -78,7 +85,7 @@ def muscles_recognised(df: pd.DataFrame) -> pd.Series:
 def sites_on_both_sides(df: pd.DataFrame) -> pd.Series:
     right, left, unsided = df["site_on_right"], df["site_on_left"], df["site_without_side"]
     one_side = right != left  # sites on exactly one side
-    return passes_unless(df, (df["n_sites"] > 0) & (one_side | (~right & ~left & unsided)))
+    return passes_unless(df, ~df["sites_unread"] & (df["n_sites"] > 0) & (one_side | (~right & ~left & unsided)))
 
 
 _SIDES = ("site_on_right", "site_on_left", "site_without_side")

@@ -96,10 +96,11 @@ def toxin_on_lcd_list(df: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-013", E, field=C.UNITS, needs=(C.MUSCLES,), reads=("in_scope", *_DOSE), anchor="idx_toxin",
+    "HFS-013", E, field=C.UNITS, needs=(C.MUSCLES,), reads=("in_scope", "sites_unread", *_DOSE), anchor="idx_toxin",
     title="Billed drug units differ from documented dose",
     checks="The administered toxin units billed (not the JW line) equal the units documented per muscle, "
-           "converted to the code's billing unit and rounded up.",
+           "converted to the code's billing unit and rounded up (not checked when the sites note could not be fully "
+           "read).",
     message="Billed drug units differ from the documented dose: {value}.",
     fix="Bill the documented dose converted to billing units, rounded up.",
     source="HCPCS Level II descriptors J0585-J0589 (billing unit per code); CMS Pub. 100-04 Ch. 17, Sec. 70; "
@@ -108,7 +109,7 @@ def toxin_on_lcd_list(df: pd.DataFrame) -> pd.Series:
                       quiet=[on(0, muscles="R OO 2.5u x4; R ZM 15u; L OO 2.5u x4; L ZM 15u")],
                       value="billed 40 units of J0585; documented 50 U = 50 billing units"))
 def billed_units_match_dose(df: pd.DataFrame) -> pd.Series:
-    documented = df["site_units"].notna() & (df["site_units"] > 0) & df["toxin_code"].notna()
+    documented = df["site_units"].notna() & (df["site_units"] > 0) & df["toxin_code"].notna() & ~df["sites_unread"]
     return passes_unless(df, documented & (expected_units(df) != df["admin_units"]))
 
 
@@ -183,11 +184,12 @@ def _(rows: pd.DataFrame) -> pd.Series:
 
 
 @claim_rule(
-    "HFS-016", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", *_DOSES), anchor="idx_64612",
+    "HFS-016", W, field=C.MUSCLES, needs=(C.MUSCLES,), reads=("in_scope", "sites_unread", *_DOSES),
+    anchor="idx_64612",
     title="Implausible toxin dose",
     checks="The dose is plausible for hemifacial spasm: per side 5 to 100 Botox-equivalent units (Dysport / 2.5, "
            "Myobloc / 40) and a session under the configured cap (default 200); a payer profile's dose caps apply "
-           "from their effective dates.",
+           "from their effective dates; not checked when the sites note could not be fully read.",
     message="Dose outside the plausible range for hemifacial spasm: {value}.",
     fix="Check the documented units per muscle and the product.",
     source="AAN practice guideline update: botulinum neurotoxin (Simpson et al., Neurology 2016); FDA prescribing "
@@ -197,7 +199,7 @@ def dose_plausible(df: pd.DataFrame) -> pd.Series:
     faulty = pd.Series(False, index=df.index)
     for fault, *_ in _dose_parts(df):
         faulty |= fault
-    return passes_unless(df, faulty & df["toxin_code"].notna())
+    return passes_unless(df, faulty & df["toxin_code"].notna() & ~df["sites_unread"])
 
 
 @dose_plausible.detail(columns=_DOSES)

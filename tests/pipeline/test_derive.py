@@ -129,8 +129,8 @@ def test_reviewer_texts_of_each_branch():
     edits = {  # POS 22 is a facility and a hospital outpatient department; no UTN anywhere
         "SET2": every(**{C.PLACE_OF_SERVICE: "22"}), "SET1": every(**{C.PLACE_OF_SERVICE: "21"}),
         "LAR": extra("95874", "64617"), "LAR2": larynx_and_units, "LT": first(**{C.MODIFIERS[0]: "LT"}),
-        "UNMOD": first(**{C.MODIFIERS[0]: None}), "RSOME": first(**{C.MUSCLES: "R OO 5u; zygomaticus 5u"}),
-        "NOSIDE": first(**{C.MUSCLES: "OO 5u; zygomaticus 5u"}), "RONLY": first(**{C.MUSCLES: "R OO 5u; R ZM 5u"}),
+        "UNMOD": first(**{C.MODIFIERS[0]: None}), "RSOME": first(**{C.MUSCLES: "R OO 5u; ZM 5u"}),
+        "NOSIDE": first(**{C.MUSCLES: "OO 5u; ZM 5u"}), "RONLY": first(**{C.MUSCLES: "R OO 5u; R ZM 5u"}),
         "STYLE": rt_lt_lines, "GUIDE": extra("95873", "95874"),
         "STRUCT": every(**{C.DX[1]: "D33.3", C.DOC_IMAGING: "N"}), "IMG": every(**{C.DOC_IMAGING: "N"}),
         "HIST": every(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: "N"}), "PAIR": pairing,

@@ -160,12 +160,24 @@ BRANCHES = {
         "HFS-022", [on(0, procedure_code="64617", modifier_1=None), add(procedure_code="95874")],
         "95874 with 64617 (guidance included)", [on(0, procedure_code="64617", modifier_1=None),
                                                  add(procedure_code="95873")]),
+    # A shorthand note is read and checked; the same note with a fragment it cannot read is not checked.
+    "HFS-013 a shorthand note's dose, unless the note is not fully read": (
+        "HFS-013", [on(0, muscles="R/L OO 10u each; B/L ZM 5u ea")],
+        "documented 30 U = 30 billing units",
+        [on(0, muscles="R/L OO 10u each; B/L ZM 5u ea; R zygomaticus 5u")]),
+    "HFS-018 sites without units, unless the note is not fully read": (
+        "HFS-018", [on(0, muscles="Right side: OO\nLeft side: OO")], "Left side: OO",
+        [on(0, muscles="see chart")]),
+    "HFS-021 one side under a heading, unless the note is not fully read": (
+        "HFS-021", [on(0, muscles="Right side: OO 10u (2.5u x4), ZM 5u")], "on the right side only",
+        [on(0, muscles="Right side: OO 10u (2.5u x4), ZM 5u; L cheek 5u")]),
 }
 
 
 @pytest.mark.parametrize("case", list(BRANCHES))
 def test_multi_part_rule_branch_fires_and_its_near_miss_does_not(case):
-    """It reports each branch of HFS-008, HFS-014 and HFS-022 with its own text, and not the near miss."""
+    """It reports each branch of HFS-008, HFS-014, HFS-022 (and the site rules' not-checked notes) with its own
+    text, and not the near miss."""
     rule, fires, text, quiet, *profile = BRANCHES[case]
     _, found = _findings(fires, "BR-FIRES", profile[0] if profile else {})
     hit = found[found["rule"] == rule]
