@@ -49,6 +49,11 @@ class PayerProfile(BaseModel):
     _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
 
 
+class DateOrder(StrEnum):
+    MDY = "MDY"
+    DMY = "DMY"
+
+
 class ScrubConfig(BaseModel):
     """All settings; every field has a default."""
 
@@ -64,6 +69,9 @@ class ScrubConfig(BaseModel):
     ledger_backups: int = Field(7, ge=1, description="Ledger backups kept after each night (<ledger>.backups/)")
     max_files_in_flight: int | None = Field(
         None, ge=1, description="Nightly: files scrubbed at once, each in its own child (default: the number of cores)")
+    date_order: DateOrder = Field(
+        DateOrder.MDY, description="How a slash date such as 03/04/2024 is read when no value of its column proves "
+        "the order: MDY (US, month first) or DMY (day first); noted once per file")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description="Payer name -> profile")
     severity: dict[str, Severity] = Field(default_factory=dict, description="Rule id -> severity, all payers")

@@ -97,22 +97,25 @@ def _context():
     return _CTX
 
 
-def _read(path: str, column_map: dict | None):
+def _read(path: str, column_map: dict | None, date_order: str = "MDY"):
     from pipeline import ingest
 
-    return ingest.read_claims(Path(path), column_map)
+    return ingest.read_claims(Path(path), column_map, date_order)
 
 
-def _child(conn, path: str, column_map: dict | None, memory_mb: int) -> None:
-    _run_child(conn, _read, (path, column_map), Path(path).name, memory_mb)
+def _child(conn, path: str, column_map: dict | None, memory_mb: int, date_order: str = "MDY") -> None:
+    _run_child(conn, _read, (path, column_map, date_order), Path(path).name, memory_mb)
 
 
 def read_isolated(path: Path, column_map: dict | None = None, memory_mb: int = DEFAULT_MEMORY_MB,
-                  timeout_s: float = DEFAULT_TIMEOUT_S):
+                  timeout_s: float = DEFAULT_TIMEOUT_S, date_order: str = "MDY"):
     """``ingest.read_claims`` in a child process; raises ``IngestError`` for anything that goes wrong."""
+    from pipeline.ingest import check_input
+
+    check_input(Path(path))  # a folder or a pipe is refused here, without a child
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, str(path), column_map, memory_mb), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, str(path), column_map, memory_mb, str(date_order)), daemon=True)
     return _await(proc, parent, child, Path(path).name, timeout_s)
 
 

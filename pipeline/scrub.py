@@ -148,8 +148,18 @@ def scrub_file(path: Path, out: Path | None = None, config: ScrubConfig | None =
     config = config or ScrubConfig()
     as_of = as_of or dt.date.today()
     run_id = run_id or uuid.uuid4().hex[:12]
-    result = ingest.read_claims(path, column_map)
+    result = ingest.read_claims(path, column_map, config.date_order)
     checked = check_file(result, as_of, config, history, salt)
     workbook, csv_path = outputs or output_paths(Path(path), out, single)
     summary = write_outputs(result, checked, workbook, csv_path, as_of, run_id)
     return ScrubOutcome(summary, workbook, csv_path, checked.findings)
+
+
+def scrub_to(path: Path, config: ScrubConfig, as_of: dt.date, column_map: dict[str, str] | None, workbook: Path,
+             csv_path: Path) -> dict | tuple[str, str]:
+    """``scrub_file`` into the given outputs, for a child process (``isolate.run_isolated``): the summary as a
+    dict, or an ``OutputError``'s (code, reason) (returned, not raised: a raise there reads as an unreadable file)."""
+    try:
+        return scrub_file(path, None, config, as_of, column_map, outputs=(workbook, csv_path)).summary.__dict__
+    except OutputError as exc:
+        return exc.code, exc.reason
