@@ -734,12 +734,7 @@ def _data_rows(raw_all: pd.DataFrame, mapping, first_row: int, notes: list, head
     # claim id reads like a total or like the header's own claim id cell.
     suspects = keep & (empty[:, claim_pos] if claim_pos is not None else True)
     if claim_pos is not None and len(raw_all):
-        claim = raw_all[claim_pos]
-        text = claim if isinstance(claim.dtype, pd.StringDtype) else claim.where(claim.map(type).eq(str), "").astype(
-            "str")
-        own = re.escape(str(header[claim_pos]).strip()) if len(header) else "(?!)"
-        pattern = rf"(?:{_TOTALS.pattern[1:]})|\s*{own}\s*$"  # one pass: a total's label, or the header's
-        suspects |= text.str.match(pattern, case=False).fillna(False).to_numpy(bool) & keep
+        suspects |= _label_rows(raw_all[claim_pos], str(header[claim_pos]) if len(header) else None) & keep
     header_keys = {p: header_key(header[p]) for p in mapping} if len(header) else {}
     for i in np.flatnonzero(suspects):
         row = raw_all.iloc[i].tolist()
@@ -760,6 +755,24 @@ def _data_rows(raw_all: pd.DataFrame, mapping, first_row: int, notes: list, head
         notes.append(f"{_rows_phrase(repeated, 'repeated header row')} skipped (not claims): row(s) "
                      + _row_list(repeated))
     return np.flatnonzero(keep), factorized
+
+
+def _label_rows(claim: pd.Series, own_header: str | None) -> np.ndarray:
+    """Rows whose claim id reads like a total ("Subtotal", "Grand Total") or is the column's own header, in
+    Arrow passes (no Python per cell)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(claim.dtype, pd.StringDtype):
+        arr = pa.array(claim.array)
+    else:  # a workbook's cells: their text ones
+        values = claim.to_numpy(dtype=object)
+        arr = pa.array(np.where([v.__class__ is str for v in values], values, None), type=pa.large_string())
+    hit = pc.match_substring_regex(arr, _TOTALS.pattern, ignore_case=True)
+    if own_header and own_header.strip():
+        own = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(arr)), own_header.strip().lower())
+        hit = pc.or_(hit, own)
+    return pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
 
 
 def _rows_phrase(rows: list[int], what: str) -> str:
