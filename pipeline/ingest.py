@@ -56,7 +56,12 @@ def _alias(canonical: str, *headers: str) -> None:
 
 def header_key(header: Any) -> str:
     """A header reduced for matching: NFKC, case-folded, ``#``/No/Number dropped, alphanumerics only."""
-    text = unicodedata.normalize("NFKC", str(header)).casefold().replace("#", " number ")
+    return _header_key(header) if header.__class__ is str else _header_key(str(header))
+
+
+@functools.lru_cache(maxsize=8192)
+def _header_key(header: str) -> str:
+    text = unicodedata.normalize("NFKC", header).casefold().replace("#", " number ")
     tokens = re.findall(r"[a-z0-9]+", text)
     kept = [t for t in tokens if t not in {"no", "number", "num", "nbr"}] or tokens
     return "".join(kept)
@@ -162,9 +167,10 @@ CCW_CARRIER = _layout(
 LAYOUTS = (CCW_CARRIER,)
 
 
-def layout_of(cells: list[Any]) -> Layout | None:
-    """The built-in layout whose signature headers a header row holds."""
-    keys = {header_key(c) for c in cells if not N.is_blank(c)}
+def layout_of(cells: list[Any], keys: set[str] | None = None) -> Layout | None:
+    """The built-in layout whose signature headers a header row holds (``keys``: their header keys, if known)."""
+    if keys is None:
+        keys = {header_key(c) for c in cells if not N.is_blank(c)}
     return next((lay for lay in LAYOUTS if lay.matches(keys)), None)
 
 
@@ -289,7 +295,13 @@ def _delimiter(path: Path, first_line: str) -> str:
 
 
 def _sniff_delimiter(path: Path, text: str, user_map: dict[str, str]) -> str:
-    """The delimiter under which the first rows hold the best claims header; else the header line's own."""
+    """The delimiter the header line uses most, if the claims header is found under it; else the delimiter
+    under which the first rows hold the best claims header; else the header line's own."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    likely = _delimiter(path, first)
+    if _find_header(list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=likely),
+                                          HEADER_SCAN_ROWS)), user_map):
+        return likely
     best, best_score = None, 0
     for d in DELIMITERS:
         rows = list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=d), HEADER_SCAN_ROWS))
@@ -297,10 +309,7 @@ def _sniff_delimiter(path: Path, text: str, user_map: dict[str, str]) -> str:
         score = len(set(found[1].values())) if found else 0
         if score > best_score:
             best, best_score = d, score
-    if best is not None:
-        return best
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    return _delimiter(path, first)
+    return likely if best is None else best
 
 
 def _read_text(path: Path, notes: list[str], user_map: dict[str, str] | None = None
@@ -419,11 +428,9 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None, trimmed: 
 
 def _map_header(cells: list[Any], user_map: dict[str, str]) -> dict[int, str]:
     mapping: dict[int, str] = {}
-    layout = layout_of(cells) if len(cells) >= len(CCW_CARRIER.signature) else None
-    for pos, cell in enumerate(cells):
-        if N.is_blank(cell):
-            continue
-        key = header_key(cell)
+    keys = {pos: header_key(cell) for pos, cell in enumerate(cells) if not N.is_blank(cell)}
+    layout = layout_of(cells, set(keys.values())) if len(keys) >= len(CCW_CARRIER.signature) else None
+    for pos, key in keys.items():
         if key in user_map:
             canonical = user_map[key]
         elif layout is not None and key in layout.headers:

@@ -224,7 +224,7 @@ def test_a_nul_byte_is_an_issue_of_its_cell(tmp_path):
     assert len(hit) == 1 and hit.iloc[0]["row"] == 3 and hit.iloc[0]["column"] == "Patient"
     assert hit.iloc[0]["file"] == "nul.csv" and "NUL" in hit.iloc[0]["reason"]
     binary = tmp_path / "binary.csv"
-    binary.write_bytes(b"Claim ID,CPT\n" + bytes(range(256)) * 4)
+    binary.write_bytes(b"Claim ID,CPT\n" + bytes(range(256)) * 16)
     with pytest.raises(IngestError) as err:
         read_claims(binary)
     assert err.value.code == "E_FORMAT"
