@@ -172,7 +172,8 @@ def ingest(
 
     cfg, cmap = _load(config, columns)
     try:
-        result = read_isolated(file, cmap, date_order=cfg.date_order)  # a reader crash or a runaway sheet costs the child, not this process
+        # In a child process: a reader crash or a runaway sheet costs the child, not this one.
+        result = read_isolated(file, cmap, date_order=cfg.date_order)
     except IngestError as exc:
         _fail(f"{file}: cannot be read: {exc.reason} [{exc.code}]")
     lines = result.lines
