@@ -251,6 +251,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256_and_nul(path: Path) -> tuple[str, bool]:
+    """The file's SHA-256, and whether it holds a NUL byte (found in the same pass)."""
+    digest, nul = hashlib.sha256(), False
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            nul = nul or b"\x00" in block
+    return digest.hexdigest(), nul
+
+
 # --- raw readers -----------------------------------------------------------------------------
 
 _BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"), (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
@@ -559,10 +569,10 @@ def _read_claims(path: Path, column_map: dict[str, str] | None, date_order: str 
     if kind != "text" and suffix in TEXT_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
     if kind == "text":  # the file is hashed on a second thread while pyarrow parses it on one
-        with beside(file_sha256, path, name="claimscrub-hash") as hashed:
+        with beside(_sha256_and_nul, path, name="claimscrub-hash") as hashed:
             fast = _read_csv_fast(path, user_map)
-            sha = hashed()
-        if fast is not None:
+            sha, has_nul = hashed()
+        if fast is not None and not has_nul:  # a NUL anywhere: the exact reader names its cell
             header, mapping, frame = fast
             return _build(path, sha, path.name, header, frame, 2, mapping, None, notes, user_map=user_map,
                           date_order=date_order)

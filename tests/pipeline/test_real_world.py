@@ -223,6 +223,13 @@ def test_a_nul_byte_is_an_issue_of_its_cell(tmp_path):
     hit = result.issues[result.issues["rule"] == "ING-001"]
     assert len(hit) == 1 and hit.iloc[0]["row"] == 3 and hit.iloc[0]["column"] == "Patient"
     assert hit.iloc[0]["file"] == "nul.csv" and "NUL" in hit.iloc[0]["reason"]
+    late = tmp_path / "late.csv"  # past the first 4 KiB, where the fast CSV reader would take it as text
+    rows = [",".join(HEADER)] + [f"C{i},1,Ann Test,2026-05-14,64612,1,500,G51.33" for i in range(300)]
+    rows[250] = rows[250].replace("Ann", "An\x00n")
+    late.write_text("\n".join(rows) + "\n")
+    result = read_claims(late)
+    hit = result.issues[result.issues["rule"] == "ING-001"]
+    assert result.rows_read == 300 and list(hit["row"]) == [251] and result.lines[C.PATIENT_NAME].iloc[249] == "Ann Test"
     binary = tmp_path / "binary.csv"
     binary.write_bytes(b"Claim ID,CPT\n" + bytes(range(256)) * 16)
     with pytest.raises(IngestError) as err:
