@@ -138,8 +138,8 @@ def special_cells_by_sheet(path: Path, skip: tuple[str, ...] = ()) -> dict[str, 
 
 SCAN_BYTES = 8 << 20  # sheets up to this much XML are checked (larger ones are read split, see xlsxsplit)
 MAX_SPARSE_CELLS = 4_000_000  # a used range up to this many cells is read as it is
-_ROW_TAG = re.compile(rb'<row\b[^>]*?\sr="(\d+)"')
-_WIDE_REF = re.compile(rb'<c\b[^>]*?\sr="[A-Z]{3}\d')
+_ROW_TAG = re.compile(rb"""<row\b[^>]*?\sr=["'](\d+)""")
+_WIDE_REF = re.compile(rb"""r=["'][A-Z]{3}[0-9]""")  # a cell past column ZZ (a row's r is digits only)
 _CELL_REF = re.compile(r"([A-Z]{1,3})(\d{1,7})$")
 
 
