@@ -139,6 +139,8 @@ def special_cells_by_sheet(path: Path, skip: tuple[str, ...] = ()) -> dict[str, 
 SCAN_BYTES = 8 << 20  # sheets up to this much XML are checked (larger ones are read split, see xlsxsplit)
 MAX_SPARSE_CELLS = 4_000_000  # a used range up to this many cells is read as it is
 _ROW_TAG = re.compile(rb"""<row\b[^>]*?\sr=["'](\d+)""")
+_ROW_FAST = re.compile(rb'<row r="(\d+)"')  # as Excel, LibreOffice and openpyxl write it: r first
+_ROW_OTHER = re.compile(rb'<row(?! r=")[\s>/]')  # any row tag written another way
 _WIDE_REF = re.compile(rb"""r=["'][A-Z]{3}[0-9]""")  # a cell past column ZZ (a row's r is digits only)
 _CELL_REF = re.compile(r"([A-Z]{1,3})(\d{1,7})$")
 
@@ -162,8 +164,10 @@ def _ref(row: int, col: int) -> str:
 def _suspicious(xml: bytes) -> bool:
     """The cheap test: rows numbered far past the rows written, or a column past ZZ (calamine allocates
     rows x columns up to its last cell, empty strings included)."""
-    rows = _ROW_TAG.findall(xml)
-    last = max((int(r) for r in rows), default=0)
+    rows = _ROW_FAST.findall(xml)
+    if _ROW_OTHER.search(xml):
+        rows = _ROW_TAG.findall(xml)
+    last = max(map(int, rows), default=0)
     return last > 2 * len(rows) + 1000 or _WIDE_REF.search(xml) is not None
 
 
@@ -213,14 +217,14 @@ def _trim(xml: bytes, sheet: str) -> bytes | None:
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
 
 
-def trimmed_sheets(path: Path) -> dict[str, bytes]:
+def trimmed_sheets(path: Path, parts: dict[str, str] | None = None) -> dict[str, bytes]:
     """Sheet name -> its XML without empty cells, for the visible sheets whose used range would otherwise be
     far larger than their data; raises ``SheetTooSparse`` for a sheet whose data itself is spread that far.
     Each sheet is inflated as a stream and checked cheaply first; memory stays proportional to its data."""
     out: dict[str, bytes] = {}
     try:
         with zipfile.ZipFile(path) as z:
-            for name, part in sheet_parts(path).items():
+            for name, part in (sheet_parts(path) if parts is None else parts).items():
                 if z.getinfo(part).file_size > SCAN_BYTES:
                     continue
                 xml = z.read(part)

@@ -604,7 +604,7 @@ def _trimmed_sheets(path: Path, parts: dict[str, str]) -> dict[str, tuple[str, b
     from pipeline import cells
 
     try:
-        trimmed = cells.trimmed_sheets(path)
+        trimmed = cells.trimmed_sheets(path, parts)
     except cells.SheetTooSparse as exc:
         raise IngestError("E_TOO_LARGE", UNREADABLE.id,
                           f"sheet {exc.sheet!r} has a cell at {exc.far}, far outside its data: {exc}; "
