@@ -785,11 +785,14 @@ def _label_rows(claim: pd.Series, own_header: str | None) -> np.ndarray:
     else:  # a workbook's cells: their text ones
         values = claim.to_numpy(dtype=object)
         arr = pa.array(np.where([v.__class__ is str for v in values], values, None), type=pa.large_string())
-    hit = pc.match_substring_regex(arr, _TOTALS.pattern, ignore_case=True)
+    lower = pc.utf8_lower(arr)
+    hit = pc.fill_null(pc.match_substring(lower, "total"), False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(hit):  # few rows: the exact label test (a plain substring needs no regex engine)
+        hit[i] = _TOTALS.match(lower[int(i)].as_py()) is not None
     if own_header and own_header.strip():
-        own = pc.equal(pc.utf8_lower(pc.utf8_trim_whitespace(arr)), own_header.strip().lower())
-        hit = pc.or_(hit, own)
-    return pc.fill_null(hit, False).to_numpy(zero_copy_only=False)
+        own = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(lower), own_header.strip().lower()), False)
+        hit |= own.to_numpy(zero_copy_only=False)
+    return hit
 
 
 def _rows_phrase(rows: list[int], what: str) -> str:
