@@ -132,3 +132,106 @@ def special_cells_by_sheet(path: Path, skip: tuple[str, ...] = ()) -> dict[str, 
     """``special_cells`` of every sheet named in the workbook but ``skip`` (ingest runs this beside calamine's
     read, before it knows which sheet holds the claims)."""
     return {name: special_cells(path, name) for name in sheet_names(path) if name not in skip}
+
+
+# --- the used range: what calamine would allocate, found without allocating it -------------------------
+
+SCAN_BYTES = 8 << 20  # sheets up to this much XML are checked (larger ones are read split, see xlsxsplit)
+MAX_SPARSE_CELLS = 4_000_000  # a used range up to this many cells is read as it is
+_ROW_TAG = re.compile(rb"""<row\b[^>]*?\sr=["'](\d+)""")
+_ROW_FAST = re.compile(rb'<row r="(\d+)"')  # as Excel, LibreOffice and openpyxl write it: r first
+_ROW_OTHER = re.compile(rb'<row(?! r=")[\s>/]')  # any row tag written another way
+_WIDE_REF = re.compile(rb"""r=["'][A-Z]{3}[0-9]""")  # a cell past column ZZ (a row's r is digits only)
+_CELL_REF = re.compile(r"([A-Z]{1,3})(\d{1,7})$")
+
+
+class SheetTooSparse(Exception):
+    """A sheet whose data lies so far apart that its used range cannot be read (``far``: the farthest cell)."""
+
+    def __init__(self, sheet: str, far: str, rows: int, columns: int, cells: int):
+        self.sheet, self.far, self.rows, self.columns, self.cells = sheet, far, rows, columns, cells
+        super().__init__(f"{cells} cells with data spread over {rows} rows x {columns} columns")
+
+
+def _ref(row: int, col: int) -> str:
+    letters, n = "", col + 1
+    while n:
+        n, rem = divmod(n - 1, 26)
+        letters = chr(65 + rem) + letters
+    return f"{letters}{row}"
+
+
+def _suspicious(xml: bytes) -> bool:
+    """The cheap test: rows numbered far past the rows written, or a column past ZZ (calamine allocates
+    rows x columns up to its last cell, empty strings included)."""
+    rows = _ROW_FAST.findall(xml)
+    if _ROW_OTHER.search(xml):
+        rows = _ROW_TAG.findall(xml)
+    last = max(map(int, rows), default=0)
+    return last > 2 * len(rows) + 1000 or _WIDE_REF.search(xml) is not None
+
+
+def _has_value(cell) -> bool:
+    v = cell.find(f"{_NS}v")
+    if v is not None and v.text:
+        return True
+    inline = cell.find(f"{_NS}is")
+    return inline is not None and any(t.text for t in inline.iter(f"{_NS}t"))
+
+
+def _trim(xml: bytes, sheet: str) -> bytes | None:
+    """The sheet's XML without cells that hold nothing (formatted, or an empty string) and rows left empty;
+    None when nothing is dropped. Raises ``SheetTooSparse`` when the cells that hold data are themselves
+    spread over a range far larger than they are."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_blank_text=False)
+    root = etree.fromstring(xml, parser)
+    data = root.find(f"{_NS}sheetData")
+    if data is None:
+        return None
+    dropped, cells, max_row, max_col, far = 0, 0, 0, 0, (0, 0)
+    for row in list(data):
+        for cell in list(row):
+            if cell.tag != f"{_NS}c":
+                continue
+            m = _REF.fullmatch(cell.get("r", ""))
+            if not _has_value(cell):
+                row.remove(cell)
+                dropped += 1
+                continue
+            cells += 1
+            if m:
+                r, c = int(m.group(2)), _column_index(m.group(1))
+                if r * (c + 1) > far[0] * (far[1] + 1):
+                    far = (r, c)
+                max_row, max_col = max(max_row, r), max(max_col, c)
+        if not len(row):
+            data.remove(row)
+            dropped += 1
+    area = max_row * (max_col + 1)
+    if area > MAX_SPARSE_CELLS and area > 20 * max(cells, 1):
+        raise SheetTooSparse(sheet, _ref(*far), max_row, max_col + 1, cells)
+    if not dropped:
+        return None
+    for dim in root.findall(f"{_NS}dimension"):
+        root.remove(dim)
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", standalone=True)
+
+
+def trimmed_sheets(path: Path, parts: dict[str, str] | None = None) -> dict[str, bytes]:
+    """Sheet name -> its XML without empty cells, for the visible sheets whose used range would otherwise be
+    far larger than their data; raises ``SheetTooSparse`` for a sheet whose data itself is spread that far.
+    Each sheet is inflated as a stream and checked cheaply first; memory stays proportional to its data."""
+    out: dict[str, bytes] = {}
+    try:
+        with zipfile.ZipFile(path) as z:
+            for name, part in (sheet_parts(path) if parts is None else parts).items():
+                if z.getinfo(part).file_size > SCAN_BYTES:
+                    continue
+                xml = z.read(part)
+                if _suspicious(xml):
+                    trimmed = _trim(xml, name)
+                    if trimmed is not None:
+                        out[name] = trimmed
+    except (zipfile.BadZipFile, KeyError, etree.XMLSyntaxError, OSError):
+        return {}  # calamine's read reports the damage with the usual reason
+    return out

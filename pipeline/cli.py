@@ -63,7 +63,8 @@ def scrub(
     from pipeline import review
     from pipeline import scrub as S
     from pipeline.errors import OutputError
-    from pipeline.ingest import IngestError
+    from pipeline.ingest import IngestError, check_input
+    from pipeline.isolate import run_isolated
 
     if fail_on not in (None, "error", "warning"):
         _fail("--fail-on takes error or warning")
@@ -93,11 +94,14 @@ def scrub(
                 said.append((f"{path}: {plan.note}", True))
             try:
                 review.refuse_if_open(plan.workbook)  # before any work; the write checks again
+                check_input(path)
                 if use_prefect:
                     summary = _scrub_recorded(plan, day, cfg, cmap)
-                else:
-                    summary = S.scrub_file(path, None, cfg, day, cmap, outputs=(plan.workbook, plan.findings_csv),
-                                           progress=step).summary.__dict__
+                else:  # in a child process, as the nightly does: a reader crash or runaway sheet costs this file
+                    summary = run_isolated(S.scrub_to, (path, cfg, day, cmap, plan.workbook, plan.findings_csv),
+                                           path.name, progress=step)
+                    if isinstance(summary, tuple):
+                        raise OutputError(*summary)
             except IngestError as exc:
                 said.append((f"{path}: cannot be read: {exc.reason} [{exc.code}]", True))
                 failed = True
@@ -189,16 +193,18 @@ def _summary_text(s: dict, seconds: float) -> str:
 def ingest(
     file: Annotated[Path, typer.Argument(help="A claim export")],
     columns: Annotated[Path | None, typer.Option(help="Header mapping TOML")] = None,
+    config: Annotated[Path | None, typer.Option(help="claimscrub.toml (its date_order)")] = None,
 ) -> None:
     """Show what claimscrub reads from a file: rows, claims, headers and ingest issues."""
-    from pipeline.ingest import IngestError, load_column_map, read_claims
+    from pipeline.ingest import IngestError
+    from pipeline.isolate import read_isolated
 
+    cfg, cmap = _load(config, columns)
     try:
-        result = read_claims(file, load_column_map(columns))
+        # In a child process: a reader crash or a runaway sheet costs the child, not this one.
+        result = read_isolated(file, cmap, date_order=cfg.date_order)
     except IngestError as exc:
         _fail(f"{file}: cannot be read: {exc.reason} [{exc.code}]")
-    except ValueError as exc:
-        _fail(str(exc))
     lines = result.lines
     typer.echo(f"{result.file} (sheet {result.sheet!r}): {result.rows_read} rows, "
                f"{lines['claim_id'].nunique()} claims, sha256 {result.sha256[:16]}…")
@@ -210,12 +216,30 @@ def ingest(
     for header, canonical in result.mapped.items():
         typer.echo(f"  {header!r} -> {several.get(canonical, canonical)}")
     typer.echo("unmapped headers: " + (", ".join(repr(h) for h in result.unmapped) or "none"))
+    typer.echo(f"layout: {result.layout or 'none (headers matched by name)'}")
+    disabled = _disabled_by_absent(result.present)
+    if disabled:
+        typer.echo("absent columns, and the rules each leaves not checked:")
+        for column, rules in disabled.items():
+            typer.echo(f"  {column}: {', '.join(rules)}")
     cells = result.issues[result.issues["rule"] != "NOTE"]
     typer.echo(f"ingest issues: {len(cells)}")
     for rec in cells.itertuples(index=False):
         typer.echo(f"  row {rec.row}, column {rec.column!r}: {rec.reason}")
     for note in result.notes:
         typer.echo(f"note: {note}")
+
+
+def _disabled_by_absent(present: set[str]) -> dict[str, list[str]]:
+    """Canonical column the file lacks -> ids of the rules that need it (they are not checked)."""
+    from schemas.rules import RULES
+
+    out: dict[str, list[str]] = {}
+    for rule in RULES:
+        for column in rule.needs:
+            if column not in present:
+                out.setdefault(column, []).append(rule.id)
+    return out
 
 
 @app.command()

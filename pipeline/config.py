@@ -134,6 +134,11 @@ def builtin_profiles() -> tuple[PayerProfile, dict[str, PayerProfile]]:
             {name: PayerProfile.model_validate(p) for name, p in data.get("payers", {}).items()})
 
 
+class DateOrder(StrEnum):
+    MDY = "MDY"
+    DMY = "DMY"
+
+
 class ScrubConfig(BaseModel):
     """All settings; every field has a default."""
 
@@ -153,6 +158,9 @@ class ScrubConfig(BaseModel):
                              "\"0640\"): by default the owner writes and the billing team's group reads")
     reference_dir: Path = Field(Path("reference"), description="Folder of imported reference tables "
                                 "(claimscrub reference import); they take precedence over the shipped ones")
+    date_order: DateOrder = Field(
+        DateOrder.MDY, description="How a slash date such as 03/04/2024 is read when no value of its column proves "
+        "the order: MDY (US, month first) or DMY (day first); noted once per file")
     default: PayerProfile = Field(default_factory=PayerProfile, description="Profile for unlisted payers")
     payers: dict[str, PayerProfile] = Field(default_factory=dict, description=(
         "Profile name -> profile; the shipped profiles (pipeline/payers.toml) are merged in: a profile of the same "

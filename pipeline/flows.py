@@ -15,9 +15,14 @@ SERVE_DEPLOYMENT = "nightly-serve"  # `claimscrub serve`; `claimscrub deploy`: n
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=None, persist_result=False)
-def read_claims(path: Path, column_map: dict[str, str] | None) -> ingest.IngestResult:
-    """Read one claims file (I/O)."""
-    return ingest.read_claims(path, column_map)
+def read_claims(path: Path, column_map: dict[str, str] | None, date_order: str = "MDY",
+                isolated: bool = False) -> ingest.IngestResult:
+    """Read one claims file (I/O); ``isolated``: in a child process (``isolate.read_isolated``)."""
+    if isolated:
+        from pipeline.isolate import read_isolated
+
+        return read_isolated(path, column_map, date_order=date_order)
+    return ingest.read_claims(path, column_map, date_order)
 
 
 @task(cache_policy=None, persist_result=False)
@@ -54,7 +59,7 @@ def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = N
     runstate.ship_project_logs()  # the project's own records reach the Prefect API, masked
     input_path, workbook, csv_path = _JOBS[file_id]
     config = config or ScrubConfig()
-    result = read_claims(input_path, column_map)
+    result = read_claims(input_path, column_map, config.date_order, isolated=True)
     checked = check_claims(result, as_of, config)
     summary = write_report(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
     public = dict(summary.__dict__)

@@ -13,6 +13,7 @@ import hashlib
 import io
 import itertools
 import re
+import stat
 import tomllib
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +56,12 @@ def _alias(canonical: str, *headers: str) -> None:
 
 def header_key(header: Any) -> str:
     """A header reduced for matching: NFKC, case-folded, ``#``/No/Number dropped, alphanumerics only."""
-    text = unicodedata.normalize("NFKC", str(header)).casefold().replace("#", " number ")
+    return _header_key(header) if header.__class__ is str else _header_key(str(header))
+
+
+@functools.lru_cache(maxsize=8192)
+def _header_key(header: str) -> str:
+    text = unicodedata.normalize("NFKC", header).casefold().replace("#", " number ")
     tokens = re.findall(r"[a-z0-9]+", text)
     kept = [t for t in tokens if t not in {"no", "number", "num", "nbr"}] or tokens
     return "".join(kept)
@@ -110,8 +116,12 @@ for _col, _words in _DOC_WORDS.items():
     for _w in _words:
         _alias(_col, _w, f"{_w} Documented", f"{_w} Doc", f"Doc {_w}", f"{_w} (Y/N)", f"{_w} Done")
     _alias(_col, _col)
+# Columns claimscrub adds itself: never read from an export (a "Source Row" header is reported and ignored).
+INTERNAL_COLUMNS = (C.SOURCE_ROW, C.SOURCE_SHEET, "source_file", "patient_key")
+_INTERNAL_KEYS = {header_key(c): c for c in INTERNAL_COLUMNS}
 for _col in C.CANONICAL:
-    _alias(_col, _col)
+    if _col not in INTERNAL_COLUMNS:
+        _alias(_col, _col)
 _SITE_ALIASES = {
     header_key("Side"): SITE_SIDE, header_key("Laterality"): SITE_SIDE,
     header_key("Muscle"): SITE_MUSCLE, header_key("Muscle Injected"): SITE_MUSCLE,
@@ -119,7 +129,51 @@ _SITE_ALIASES = {
     header_key("Units"): SITE_UNITS, header_key("Dose"): SITE_UNITS, header_key("Units Injected"): SITE_UNITS,
 }
 
-_TOTALS = re.compile(r"^\s*(grand\s+)?totals?\b", re.IGNORECASE)
+_TOTALS = re.compile(r"^\s*(grand[\s-]*|sub[\s-]*|page[\s-]*|report[\s-]*|claim[\s-]*)?totals?\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A published export layout recognised by its headers, with no mapping file."""
+
+    name: str
+    headers: dict[str, str]  # header_key -> canonical
+    signature: frozenset[str]  # header keys that all appear in the layout's header row
+
+    def matches(self, keys: set[str]) -> bool:
+        return self.signature <= keys
+
+
+def _layout(name: str, signature: tuple[str, ...], headers: dict[str, str]) -> Layout:
+    return Layout(name, {header_key(h): c for h, c in headers.items()}, frozenset(header_key(h) for h in signature))
+
+
+# The CMS CCW research identifiable file (RIF) of carrier (Part B physician/supplier) claims, line file:
+# variable names as the CCW codebook and ResDAC's Carrier RIF page spell them (long and short SAS names).
+# One service date per line: LINE_1ST_EXPNS_DT (the claim's CLM_FROM_DT is left unmapped); the line's own
+# LINE_ICD_DGNS_CD is left unmapped beside the claim's ICD_DGNS_CD1..12.
+CCW_CARRIER = _layout(
+    "CMS CCW RIF carrier claim lines", ("CLM_ID", "HCPCS_CD", "LINE_1ST_EXPNS_DT"),
+    {"CLM_ID": C.CLAIM_ID, "LINE_NUM": C.LINE_NO, "BENE_ID": C.PATIENT_ID,
+     "LINE_1ST_EXPNS_DT": C.SERVICE_DATE, "EXPNSDT1": C.SERVICE_DATE, "HCPCS_CD": C.PROCEDURE_CODE,
+     "HCPCS_1ST_MDFR_CD": C.MODIFIERS[0], "MDFR_CD1": C.MODIFIERS[0],
+     "HCPCS_2ND_MDFR_CD": C.MODIFIERS[1], "MDFR_CD2": C.MODIFIERS[1],
+     "HCPCS_3RD_MDFR_CD": C.MODIFIERS[2], "MDFR_CD3": C.MODIFIERS[2],
+     "PRF_PHYSN_NPI": C.RENDERING_NPI, "PRFNPI": C.RENDERING_NPI,
+     "LINE_SRVC_CNT": C.UNITS, "SRVC_CNT": C.UNITS,
+     "LINE_SBMTD_CHRG_AMT": C.CHARGE, "SBMTCHRG": C.CHARGE,
+     "LINE_PLACE_OF_SRVC_CD": C.PLACE_OF_SERVICE, "PLCSRVC": C.PLACE_OF_SERVICE,
+     "LINE_NDC_CD": C.NDC, "DOB_DT": C.DOB, "CLM_DOB_DT": C.DOB,
+     **{f"ICD_DGNS_CD{i}": C.DX[i - 1] for i in range(1, 13)},
+     "CLM_FROM_DT": None, "FROM_DT": None, "LINE_ICD_DGNS_CD": None, "PRNCPAL_DGNS_CD": None})
+LAYOUTS = (CCW_CARRIER,)
+
+
+def layout_of(cells: list[Any], keys: set[str] | None = None) -> Layout | None:
+    """The built-in layout whose signature headers a header row holds (``keys``: their header keys, if known)."""
+    if keys is None:
+        keys = {header_key(c) for c in cells if not N.is_blank(c)}
+    return next((lay for lay in LAYOUTS if lay.matches(keys)), None)
 
 
 @dataclass
@@ -136,24 +190,57 @@ class IngestResult:
     present: set[str] = field(default_factory=set)  # canonical columns the file has
     rows_read: int = 0
     notes: list[str] = field(default_factory=list)
+    layout: str = ""  # the built-in layout recognised by its headers, if any
 
 
 ISSUE_COLUMNS = ["file", "sheet", "row", "column", "value", "reason", "rule"]
+
+
+class ColumnMap(dict):
+    """header_key -> canonical column, remembering each header as the map file spells it (``headers``)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.headers: dict[str, str] = {}
+
+
+class ColumnMapError(ValueError):
+    """A ``--columns`` file that cannot be used; the message is one line ending in a reason code."""
 
 
 def load_column_map(path: Path | None) -> dict[str, str]:
     """A user mapping file (TOML ``[columns]`` table: "Export Header" = "canonical_column")."""
     if path is None:
         return {}
+    path = Path(path)
+
+    def refuse(reason: str, code: str = "E_COLUMN_MAP"):
+        raise ColumnMapError(f"{path}: {reason} [{code}]")
+
+    if not path.exists():
+        refuse("the column map does not exist", "E_MISSING")
+    if not path.is_file():
+        refuse("the column map is not a regular file", "E_NOT_FILE")
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read column map: {exc}") from None
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        refuse(f"cannot read the column map ({exc.strerror})")
+    except UnicodeDecodeError:
+        refuse("the column map is not UTF-8 text")
+    except tomllib.TOMLDecodeError as exc:
+        refuse(f"the column map is not valid TOML ({exc})")
     table = data.get("columns", data)
-    out = {}
+    if not isinstance(table, dict) or not table or not all(isinstance(v, str) for v in table.values()):
+        looks_like_config = bool({"inbox", "outbox", "payers", "default", "severity", "ledger"} & set(data))
+        refuse("this looks like a claimscrub config file (use --config), not a column map" if looks_like_config
+               else 'a column map is a [columns] table of "Export Header" = "canonical_column" lines')
+    out = ColumnMap()
     for header, canonical in table.items():
+        out.headers[header_key(header)] = str(header)
+        if canonical in INTERNAL_COLUMNS or header_key(header) in _INTERNAL_KEYS:
+            refuse(f"column map key {header!r}: {canonical!r} is a column claimscrub adds itself")
         if canonical not in C.CANONICAL and canonical not in {COMBINED_DX, COMBINED_MODIFIERS}:
-            raise ValueError(f"{path}: column map key {header!r}: {canonical!r} is not a canonical column")
+            refuse(f"column map key {header!r}: {canonical!r} is not a canonical column")
         out[header_key(header)] = canonical
     return out
 
@@ -166,9 +253,40 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _sha256_and_nul(path: Path) -> tuple[str, bool]:
+    """The file's SHA-256, and whether it holds a NUL byte (found in the same pass)."""
+    digest, nul = hashlib.sha256(), False
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            nul = nul or b"\x00" in block
+    return digest.hexdigest(), nul
+
+
 # --- raw readers -----------------------------------------------------------------------------
 
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be", "UTF-32"), (b"\xff\xfe\x00\x00", "utf-32-le", "UTF-32"),
+         (b"\xfe\xff", "utf-16-be", "UTF-16"), (b"\xff\xfe", "utf-16-le", "UTF-16"))
+DELIMITERS = (",", ";", "|", "\t")
+MAX_NUL_BYTES = 8  # NUL bytes in the first 4 KiB of a text file without a UTF-16/32 mark: more is binary
+
+
+def _unicode_bom(head: bytes) -> tuple[bytes, str, str] | None:
+    """The UTF-16/UTF-32 byte-order mark ``head`` starts with (Excel's "Unicode Text" is UTF-16LE)."""
+    return next((b for b in _BOMS if head.startswith(b[0])), None)
+
+
 def _decode(data: bytes, name: str, notes: list[str]) -> str:
+    bom = _unicode_bom(data[:4])
+    if bom is not None:
+        mark, codec, label = bom
+        try:
+            text = data[len(mark):].decode(codec)
+        except UnicodeDecodeError:
+            raise IngestError("E_ENCODING", UNREADABLE.id, f"the file starts with a {label} byte-order mark "
+                              f"but is not valid {label}", name) from None
+        notes.append(f"the file is {label} text ({codec.upper()}, with a byte-order mark)")
+        return text
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -180,20 +298,50 @@ def _decode(data: bytes, name: str, notes: list[str]) -> str:
 
 
 def _delimiter(path: Path, first_line: str) -> str:
-    if path.suffix.lower() == ".tsv" or first_line.count("\t") > max(first_line.count(","), first_line.count(";")):
+    """The delimiter the header line uses most (a ``.tsv`` file: tab)."""
+    if path.suffix.lower() == ".tsv" and "\t" in first_line:
         return "\t"
-    return ";" if first_line.count(";") > first_line.count(",") else ","
+    counts = {d: first_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])  # ties: the earlier of , ; | tab
+    return best if counts[best] else ","
 
 
-def _read_text(path: Path, notes: list[str]) -> list[tuple[str, list[list[Any]]]]:
+def _sniff_delimiter(path: Path, text: str, user_map: dict[str, str]) -> str:
+    """The delimiter the header line uses most, if the claims header is found under it; else the delimiter
+    under which the first rows hold the best claims header; else the header line's own."""
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    likely = _delimiter(path, first)
+    if _find_header(list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=likely),
+                                          HEADER_SCAN_ROWS)), user_map):
+        return likely
+    best, best_score = None, 0
+    for d in DELIMITERS:
+        rows = list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=d), HEADER_SCAN_ROWS))
+        found = _find_header(rows, user_map)
+        score = len(set(found[1].values())) if found else 0
+        if score > best_score:
+            best, best_score = d, score
+    return likely if best is None else best
+
+
+def _read_text(path: Path, notes: list[str], user_map: dict[str, str] | None = None
+               ) -> tuple[list[tuple[str, list[list[Any]]]], list[tuple[int, int, str, str]]]:
+    """The rows of a CSV/TSV and its NUL cells ((row, column, "nul", text), each an ING-001 issue)."""
     data = path.read_bytes()
-    if b"\x00" in data[:4096]:
+    if _unicode_bom(data[:4]) is None and data[:4096].count(b"\x00") > MAX_NUL_BYTES:
         raise IngestError("E_FORMAT", UNREADABLE.id, "the file is binary, not a spreadsheet or CSV", path.name)
     text = _decode(data, path.name, notes)
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    delimiter = _delimiter(path, first)
+    del data
+    delimiter = _sniff_delimiter(path, text[:1 << 16], user_map or {})
     rows = [list(r) for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)]
-    return [(path.name, rows)]
+    nuls = []
+    if "\x00" in text:  # a stray NUL: that cell's issue, the rest of the file is read
+        for i, row in enumerate(rows):
+            for j, cell in enumerate(row):
+                if "\x00" in cell:
+                    row[j] = cell.replace("\x00", "")
+                    nuls.append((i + 1, j, "nul", row[j]))
+    return [(path.name, rows)], nuls
 
 
 def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dict[int, str], pd.DataFrame] | None:
@@ -213,7 +361,7 @@ def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dic
     first = text.split("\n", 1)[0].rstrip("\r")
     if not first.strip() or '"' in first:
         return None
-    delimiter = _delimiter(path, first)
+    delimiter = _sniff_delimiter(path, text, user_map)
     rows = list(itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), HEADER_SCAN_ROWS))
     found = _find_header(rows, user_map)
     if found is None or found[0] != 0:
@@ -237,12 +385,15 @@ def _read_csv_fast(path: Path, user_map: dict[str, str]) -> tuple[list[str], dic
     return header, found[1], frame
 
 
-def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
+def _read_workbook(path: Path, kind: str, notes: list[str], plan=None, trimmed: dict | None = None
                    ) -> tuple[list[tuple[str, list[list[Any]]]], Any]:
-    """Every visible worksheet's rows; with a ``xlsxsplit.Plan``, also its split read (None if not split)."""
+    """Every visible worksheet's rows; with a ``xlsxsplit.Plan``, also its split read (None if not split).
+    ``trimmed``: sheet -> (part, XML without its empty cells), read in place of the sheet."""
     from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
     from pipeline import xlsxsplit
+
+    trimmed = trimmed or {}
 
     if kind == "cfb" and cfb_is_encrypted(path):
         raise IngestError("E_ENCRYPTED", UNREADABLE.id,
@@ -266,7 +417,10 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
             if meta.typ != SheetTypeEnum.WorkSheet:
                 continue
             rows = None
-            if plan is not None and meta.name == plan.sheet:
+            if meta.name in trimmed:
+                rows = xlsxsplit.read_with_sheet(path, *trimmed[meta.name][:1], meta.name, trimmed[meta.name][1])
+                notes.append(f"sheet {meta.name!r}: empty formatted cells far outside the data ignored")
+            elif plan is not None and meta.name == plan.sheet:
                 split = xlsxsplit.read_split(path, plan)
                 rows = split.rows if split is not None else None
             if rows is None:
@@ -286,11 +440,15 @@ def _read_workbook(path: Path, kind: str, notes: list[str], plan=None
 
 def _map_header(cells: list[Any], user_map: dict[str, str]) -> dict[int, str]:
     mapping: dict[int, str] = {}
-    for pos, cell in enumerate(cells):
-        if N.is_blank(cell):
-            continue
-        key = header_key(cell)
-        canonical = user_map.get(key) or HEADER_ALIASES.get(key)
+    keys = {pos: header_key(cell) for pos, cell in enumerate(cells) if not N.is_blank(cell)}
+    layout = layout_of(cells, set(keys.values())) if len(keys) >= len(CCW_CARRIER.signature) else None
+    for pos, key in keys.items():
+        if key in user_map:
+            canonical = user_map[key]
+        elif layout is not None and key in layout.headers:
+            canonical = layout.headers[key]
+        else:
+            canonical = HEADER_ALIASES.get(key)
         if canonical:
             mapping[pos] = canonical
     return mapping
@@ -375,19 +533,37 @@ def release_memory() -> None:
         libc.malloc_trim(0)
 
 
-def read_claims(path: Path | str, column_map: dict[str, str] | None = None) -> IngestResult:
-    """Read one claim export into canonical lines; raise ``IngestError`` if it cannot be read."""
+def check_input(path: Path) -> None:
+    """Refuse what is not a regular file before anything opens it (opening a FIFO would wait forever)."""
     try:
-        return _read_claims(Path(path), column_map)
+        mode = Path(path).stat().st_mode
+    except FileNotFoundError:
+        raise IngestError("E_MISSING", UNREADABLE.id, "the file does not exist", Path(path).name) from None
+    except OSError as exc:
+        raise IngestError("E_UNREADABLE", UNREADABLE.id, f"the file cannot be opened ({exc.strerror})",
+                          Path(path).name) from None
+    if stat.S_ISDIR(mode):
+        raise IngestError("E_NOT_FILE", UNREADABLE.id, "this is a folder, not a claims file", Path(path).name)
+    if not stat.S_ISREG(mode):
+        raise IngestError("E_NOT_FILE", UNREADABLE.id, "this is not a regular file (a pipe, socket or device)",
+                          Path(path).name)
+
+
+def read_claims(path: Path | str, column_map: dict[str, str] | None = None, date_order: str = "MDY"
+                ) -> IngestResult:
+    """Read one claim export into canonical lines; raise ``IngestError`` if it cannot be read.
+
+    ``date_order`` ("MDY" or "DMY"): how slash dates are read in a column whose values do not decide it."""
+    try:
+        return _read_claims(Path(path), column_map, str(date_order))
     finally:
         release_memory()
 
 
-def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
+def _read_claims(path: Path, column_map: dict[str, str] | None, date_order: str = "MDY") -> IngestResult:
     notes: list[str] = []
     user_map = column_map or {}
-    if not path.exists():
-        raise IngestError("E_MISSING", UNREADABLE.id, "the file does not exist", path.name)
+    check_input(path)
     kind = classify(path)
     suffix = path.suffix.lower()
     if kind == "text" and suffix in WORKBOOK_SUFFIXES:
@@ -395,32 +571,52 @@ def _read_claims(path: Path, column_map: dict[str, str] | None) -> IngestResult:
     if kind != "text" and suffix in TEXT_SUFFIXES:
         notes.append(f"the file is named {suffix} but holds a workbook; read as a workbook")
     if kind == "text":  # the file is hashed on a second thread while pyarrow parses it on one
-        with beside(file_sha256, path, name="claimscrub-hash") as hashed:
+        with beside(_sha256_and_nul, path, name="claimscrub-hash") as hashed:
             fast = _read_csv_fast(path, user_map)
-            sha = hashed()
-        if fast is not None:
+            sha, has_nul = hashed()
+        if fast is not None and not has_nul:  # a NUL anywhere: the exact reader names its cell
             header, mapping, frame = fast
-            return _build(path, sha, path.name, header, frame, 2, mapping, None, notes)
-        return _read_sheets(path, kind, _read_text(path, notes), {}, user_map, notes, sha)
+            return _build(path, sha, path.name, header, frame, 2, mapping, None, notes, user_map=user_map,
+                          date_order=date_order)
+        sheets, nuls = _read_text(path, notes, user_map)
+        return _read_sheets(path, kind, sheets, {path.name: nuls}, user_map, notes, sha, date_order)
     from pipeline import cells, xlsxsplit
 
     # A large sheet is parsed in row pieces on every core (``xlsxsplit``). Error cells and value-less formulas
     # (calamine shows them as blanks) are found in the sheet XML: the split read looks for them in its
     # pieces, a second thread scans the other sheets while calamine reads (zlib releases the GIL).
     # Near a memory limit, no thread (see room_for_threads): no split, and the scan runs after the read.
-    plan = xlsxsplit.plan(path, cells.sheet_parts(path)) if kind == "zip" and room_for_threads() else None
+    parts = cells.sheet_parts(path) if kind == "zip" else {}
+    trimmed = _trimmed_sheets(path, parts) if parts else {}
+    plan = xlsxsplit.plan(path, parts) if kind == "zip" and room_for_threads() else None
+    if plan is not None and plan.sheet in trimmed:
+        plan = None
     skip = (plan.sheet,) if plan else ()
     scan = (lambda: cells.special_cells_by_sheet(path, skip)) if kind == "zip" else dict
     with beside(scan, name="claimscrub-cells") as scanned:
-        sheets, split = _read_workbook(path, kind, notes, plan)
+        sheets, split = _read_workbook(path, kind, notes, plan, trimmed)
         special = scanned()
     if plan and plan.sheet in (name for name, _ in sheets) and (split is None or split.special_suspected):
         special[plan.sheet] = cells.special_cells(path, plan.sheet)
-    return _read_sheets(path, kind, sheets, special, user_map, notes)
+    return _read_sheets(path, kind, sheets, special, user_map, notes, date_order=date_order)
+
+
+def _trimmed_sheets(path: Path, parts: dict[str, str]) -> dict[str, tuple[str, bytes]]:
+    """Sheets whose used range is far larger than their data (``cells.trimmed_sheets``): name -> (part, XML)."""
+    from pipeline import cells
+
+    try:
+        trimmed = cells.trimmed_sheets(path, parts)
+    except cells.SheetTooSparse as exc:
+        raise IngestError("E_TOO_LARGE", UNREADABLE.id,
+                          f"sheet {exc.sheet!r} has a cell at {exc.far}, far outside its data: {exc}; "
+                          f"delete that stray cell (Ctrl+End in Excel shows it) and save again",
+                          path.name, exc.sheet) from None
+    return {name: (parts[name], xml) for name, xml in trimmed.items() if name in parts}
 
 
 def _read_sheets(path: Path, kind: str, sheets: list, special_by_sheet: dict, user_map: dict[str, str],
-                 notes: list[str], sha: str | None = None) -> IngestResult:
+                 notes: list[str], sha: str | None = None, date_order: str = "MDY") -> IngestResult:
     sha = sha or file_sha256(path)
 
     claims_sheets, sites_sheet = [], None
@@ -456,7 +652,7 @@ def _read_sheets(path: Path, kind: str, sheets: list, special_by_sheet: dict, us
                           path.name, sheet)
     raw, ragged = _rectangle(rows, header_idx, kind == "text", path.name, sheet)
     return _build(path, sha, sheet, rows[header_idx], raw, header_idx + 2, mapping, sites_sheet, notes,
-                  special=special, date1904=date1904, ragged=ragged)
+                  special=special, date1904=date1904, ragged=ragged, user_map=user_map, date_order=date_order)
 
 
 def _rectangle(rows: list[list[Any]], header_idx: int, strict: bool, filename: str, sheet: str
@@ -541,46 +737,119 @@ def _check_mapping(path, sheet, header, mapping) -> tuple[dict, list, set]:
     return mapped, unmapped, present
 
 
-def _data_rows(raw_all: pd.DataFrame, mapping, first_row: int, notes: list) -> tuple[np.ndarray, dict]:
-    """Positions of the data rows (blank rows and a trailing totals row dropped, vectorised) and the
-    plain columns' codes over all rows (``_empty_cells``)."""
+def _data_rows(raw_all: pd.DataFrame, mapping, first_row: int, notes: list, header=()) -> tuple[np.ndarray, dict]:
+    """Positions of the data rows and the plain columns' codes over all rows (``_empty_cells``).
+
+    Left out, vectorised: blank rows; total, subtotal and grand-total rows (a "Total" label in the claim id
+    or in the first filled cell of a row without a claim id); header rows repeated under the header (a
+    report printed page by page). Each kind gets one note listing its rows; none of them is scrubbed."""
     claim_pos = next((p for p, c in mapping.items() if c == C.CLAIM_ID), None)
     plain = {p for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}}
     empty, factorized = _empty_cells(raw_all, plain)
     keep = ~empty.all(axis=1)
-    # Exact checks only where they can matter: rows with no claim id (whitespace-only, totals).
-    no_claim = np.flatnonzero(keep & (empty[:, claim_pos] if claim_pos is not None else True))
-    for i in no_claim:
-        first = next((c for c in raw_all.iloc[i].tolist() if not N.is_blank(c)), None)
+    totals: list[int] = []
+    repeated: list[int] = []
+    # Exact checks only where they can matter: rows with no claim id (whitespace-only, totals) and rows whose
+    # claim id reads like a total or like the header's own claim id cell.
+    suspects = keep & (empty[:, claim_pos] if claim_pos is not None else True)
+    if claim_pos is not None and len(raw_all):
+        suspects |= _label_rows(raw_all[claim_pos], str(header[claim_pos]) if len(header) else None) & keep
+    header_keys = {p: header_key(header[p]) for p in mapping} if len(header) else {}
+    for i in np.flatnonzero(suspects):
+        row = raw_all.iloc[i].tolist()
+        first = next((c for c in row if not N.is_blank(c)), None)
         if first is None:
             keep[i] = False
-        elif isinstance(first, str) and _TOTALS.match(first):
-            notes.append(f"totals row {first_row + i} skipped")
+        elif header_keys and sum(header_key(row[p]) == k for p, k in header_keys.items()
+                                 if not N.is_blank(row[p])) >= max(2, len(header_keys) // 2):
+            repeated.append(first_row + i)
             keep[i] = False
-    if claim_pos is not None and len(raw_all):
-        last = len(raw_all) - 1
-        value = raw_all[claim_pos].iat[last]
-        if keep[last] and not empty[last, claim_pos] and isinstance(value, str) and _TOTALS.match(value):
-            notes.append(f"totals row {first_row + last} skipped")
-            keep[last] = False
+        elif isinstance(first, str) and _TOTALS.match(first):
+            totals.append(first_row + i)
+            keep[i] = False
+    if totals:
+        notes.append(f"{_rows_phrase(totals, 'total or subtotal row')} skipped (not claims): row(s) "
+                     + _row_list(totals))
+    if repeated:
+        notes.append(f"{_rows_phrase(repeated, 'repeated header row')} skipped (not claims): row(s) "
+                     + _row_list(repeated))
     return np.flatnonzero(keep), factorized
 
 
+def _label_rows(claim: pd.Series, own_header: str | None) -> np.ndarray:
+    """Rows whose claim id reads like a total ("Subtotal", "Grand Total") or is the column's own header, in
+    Arrow passes (no Python per cell)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(claim.dtype, pd.StringDtype):
+        arr = pa.array(claim.array)
+    else:  # a workbook's cells: their text ones
+        values = claim.to_numpy(dtype=object)
+        arr = pa.array(np.where([v.__class__ is str for v in values], values, None), type=pa.large_string())
+    lower = pc.utf8_lower(arr)
+    hit = pc.fill_null(pc.match_substring(lower, "total"), False).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(hit):  # few rows: the exact label test (a plain substring needs no regex engine)
+        hit[i] = _TOTALS.match(lower[int(i)].as_py()) is not None
+    if own_header and own_header.strip():
+        own = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(lower), own_header.strip().lower()), False)
+        hit |= own.to_numpy(zero_copy_only=False)
+    return hit
+
+
+def _rows_phrase(rows: list[int], what: str) -> str:
+    return f"{len(rows)} {what}{'' if len(rows) == 1 else 's'}"
+
+
+def _row_list(rows: list[int], most: int = 50) -> str:
+    shown = ", ".join(str(r) for r in rows[:most])
+    return shown + (f" and {len(rows) - most} more" if len(rows) > most else "")
+
+
+def _date_orders(raw: pd.DataFrame, mapping, header, date_order: str, notes: list[str]) -> dict[int, bool]:
+    """Position -> read slash dates day first, per date column: as its own values prove, else as configured
+    (``date_order``), with one note per column when the configuration decided."""
+    out = {}
+    for pos, canonical in mapping.items():
+        if canonical not in C.DATE_COLUMNS:
+            continue
+        order = N.slash_date_order(raw[pos])
+        name = str(header[pos]).strip()
+        if order in ("DMY", "MDY"):
+            if order != date_order:
+                notes.append(f"column {name!r}: slash dates read {'day' if order == 'DMY' else 'month'} first, as its "
+                             f"values prove (a {'first' if order == 'DMY' else 'second'} field above 12)")
+            out[pos] = order == "DMY"
+            continue
+        if order == "ambiguous":
+            notes.append(f"column {name!r}: slash dates such as 03/04/2024 could be month or day first; read "
+                         f"{'day' if date_order == 'DMY' else 'month'} first as configured (date_order = {date_order})")
+        elif order == "conflict":
+            notes.append(f"column {name!r}: slash dates are written both month first and day first; read "
+                         f"{'day' if date_order == 'DMY' else 'month'} first as configured (date_order = {date_order}); "
+                         "dates that cannot be read so are flagged")
+        out[pos] = date_order == "DMY"
+    return out
+
+
 def _normalize_columns(raw: pd.DataFrame, mapping, factorized: dict, header, source_rows: list, date1904: bool,
-                       issue) -> dict[str, Any]:
+                       issue, day_first: dict[int, bool] | None = None) -> dict[str, Any]:
     """Each mapped column normalised to its canonical type (problems reported through ``issue``), and the
     combined diagnosis and modifier cells spread over their columns."""
     data: dict[str, Any] = {}
+    day_first = day_first or {}
+    date_norms = {pos: functools.partial(N.norm_date, date1904=date1904, day_first=first)
+                  for pos, first in day_first.items() if date1904 or first}
 
-    def normalized(canonical, column, codes):
+    def normalized(pos, canonical, column, codes):
         max_text = MAX_CELL_TEXT if canonical in C.TEXT_COLUMNS else None
-        norm = _NORMALISERS[canonical]
+        norm = date_norms.get(pos, _NORMALISERS[canonical])
         if date1904 and norm is N.norm_date:
             norm = functools.partial(N.norm_date, date1904=True)
         return N.normalize_column(column, norm, max_text, _TYPED.get(canonical), codes)
 
     plain_columns = [(p, c) for p, c in mapping.items() if c not in {COMBINED_DX, COMBINED_MODIFIERS}]
-    args = ([c for _, c in plain_columns], [raw[p] for p, _ in plain_columns],
+    args = ([p for p, _ in plain_columns], [c for _, c in plain_columns], [raw[p] for p, _ in plain_columns],
             [factorized.get(p) for p, _ in plain_columns])
     if len(raw) >= PARALLEL_ROWS and room_for_threads():  # two threads: one column's Arrow passes run while
         # another's Python does
@@ -612,6 +881,8 @@ def _cell_issues(special, header, source_rows: list, data: dict, dob_pos, dob_ra
             column = str(header[col]).strip() or _col_letter(col)
             if kind == "error":
                 issue(row, column, text, f"the cell holds the error value {text} [E_CELL_ERROR]")
+            elif kind == "nul":
+                issue(row, column, text, "the cell holds a NUL byte (removed; the rest of the cell is read) [E_NUL]")
             else:
                 issue(row, column, "=" + text, "a formula saved without its value; open the file in Excel, "
                       "save it and drop it again [E_FORMULA_NO_VALUE]")
@@ -647,7 +918,7 @@ def _lines_frame(data: dict, idx: np.ndarray, first_row: int, sheet: str) -> pd.
 
 
 def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapping, sites_sheet, notes,
-           special=(), date1904=False, ragged=()) -> IngestResult:
+           special=(), date1904=False, ragged=(), user_map=None, date_order: str = "MDY") -> IngestResult:
     """Canonical lines from the rows under the header (``first_row``: the Excel row of the first)."""
     issues: list[dict[str, Any]] = []
 
@@ -656,9 +927,13 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
                        "value": "" if value is None else str(value), "reason": reason, "rule": rule})
 
     mapped, unmapped, present = _check_mapping(path, sheet, header, mapping)
+    layout = layout_of(header)
+    if layout is not None:
+        notes.append(f"layout recognised: {layout.name}")
+    _header_notes(header, user_map or {}, unmapped, notes)
     for row, message in ragged:
         issue(row, "", "", message, "FILE-002")
-    idx, factorized = _data_rows(raw_all, mapping, first_row, notes)  # keep Excel row numbers
+    idx, factorized = _data_rows(raw_all, mapping, first_row, notes, header)  # keep Excel row numbers
     source_rows = (idx + first_row).tolist()
     rows_read = len(idx)
     if rows_read > MAX_ROWS:
@@ -670,7 +945,8 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
         factorized = {p: (codes[idx], uniques) for p, (codes, uniques) in factorized.items()}
     del raw_all
 
-    data = _normalize_columns(raw, mapping, factorized, header, source_rows, date1904, issue)
+    day_first = _date_orders(raw, mapping, header, date_order, notes)
+    data = _normalize_columns(raw, mapping, factorized, header, source_rows, date1904, issue, day_first)
     dob_pos = next((p for p, c in mapping.items() if c == C.DOB), None)
     dob_raw = raw[dob_pos] if dob_pos is not None else None
     del raw, factorized
@@ -693,8 +969,24 @@ def _build(path, sha, sheet, header, raw_all: pd.DataFrame, first_row: int, mapp
     return IngestResult(
         file=path.name, sha256=sha, sheet=sheet, lines=lines,
         issues=pd.DataFrame(issues, columns=ISSUE_COLUMNS).astype({"row": "Int64"}), mapped=mapped, unmapped=unmapped,
-        present=present, rows_read=rows_read, notes=notes,
+        present=present, rows_read=rows_read, notes=notes, layout=layout.name if layout else "",
     )
+
+
+def _header_notes(header, user_map: dict[str, str], unmapped: list[str], notes: list[str]) -> None:
+    """Headers named like claimscrub's own columns (ignored, never read as them), and ``--columns`` entries
+    whose header the file lacks (reported, not silently unused)."""
+    internal = [str(h).strip() for h in header if not N.is_blank(h) and header_key(h) in _INTERNAL_KEYS]
+    if internal:
+        notes.append("column(s) " + ", ".join(repr(h) for h in internal) + " have the name of a column "
+                     "claimscrub adds itself; ignored (rename them in the export to keep them apart)")
+        unmapped[:] = [h for h in unmapped if h not in internal]
+    keys = {header_key(h) for h in header if not N.is_blank(h)}
+    originals = getattr(user_map, "headers", {})
+    for key, canonical in user_map.items():
+        if key not in keys:
+            notes.append(f"the column map's header {originals.get(key, key)!r} (for {canonical}) is not in the "
+                         "file's header row")
 
 
 def _spread(data, series, targets, norm, n, overflow=None):

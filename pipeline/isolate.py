@@ -13,6 +13,7 @@ import multiprocessing as mp
 import resource
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,26 +98,30 @@ def _context():
     return _CTX
 
 
-def _read(path: str, column_map: dict | None):
+def _read(path: str, column_map: dict | None, date_order: str = "MDY"):
     from pipeline import ingest
 
-    return ingest.read_claims(Path(path), column_map)
+    return ingest.read_claims(Path(path), column_map, date_order)
 
 
-def _child(conn, path: str, column_map: dict | None, memory_mb: int) -> None:
-    _run_child(conn, _read, (path, column_map), Path(path).name, memory_mb)
+def _child(conn, path: str, column_map: dict | None, memory_mb: int, date_order: str = "MDY") -> None:
+    _run_child(conn, _read, (path, column_map, date_order), Path(path).name, memory_mb)
 
 
 def read_isolated(path: Path, column_map: dict | None = None, memory_mb: int = DEFAULT_MEMORY_MB,
-                  timeout_s: float = DEFAULT_TIMEOUT_S):
+                  timeout_s: float = DEFAULT_TIMEOUT_S, date_order: str = "MDY"):
     """``ingest.read_claims`` in a child process; raises ``IngestError`` for anything that goes wrong."""
+    from pipeline.ingest import check_input
+
+    check_input(Path(path))  # a folder or a pipe is refused here, without a child
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, str(path), column_map, memory_mb), daemon=True)
+    proc = ctx.Process(target=_child, args=(child, str(path), column_map, memory_mb, str(date_order)), daemon=True)
     return _await(proc, parent, child, Path(path).name, timeout_s)
 
 
-def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = "reading the file") -> None:
+def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = "reading the file",
+               progress: bool = False) -> None:
     # The parent decides when a child stops (it kills it): a signal to the whole process group (Ctrl-C,
     # systemd, timeout) must not end the child first, or the parent would take it for a reader crash.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -124,7 +129,10 @@ def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = 
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        conn.send(("ok", work(*args)))
+        if progress:  # each stage as it ends, ahead of the result
+            conn.send(("ok", work(*args, progress=lambda stage: conn.send(("stage", stage)))))
+        else:
+            conn.send(("ok", work(*args)))
     except IngestError as exc:
         conn.send(("ingest", (exc.code, exc.rule, exc.reason, exc.file, exc.sheet)))
     except MemoryError:
@@ -136,18 +144,20 @@ def _run_child(conn, work, args: tuple, name: str, memory_mb: int, doing: str = 
 
 
 def run_isolated(work, args: tuple, name: str, memory_mb: int = DEFAULT_MEMORY_MB,
-                 timeout_s: float = DEFAULT_TIMEOUT_S):
+                 timeout_s: float = DEFAULT_TIMEOUT_S, progress=None):
     """``work(*args)`` (a module-level function whose first step reads the file ``name``) in a child
     process; returns what it returns. What it raises, a crash, a timeout or too little memory comes back
-    as an ``IngestError`` (the file is quarantined): ``work`` reports its own later failures as values."""
+    as an ``IngestError`` (the file is quarantined): ``work`` reports its own later failures as values.
+    ``progress``: called here with each stage ``work`` reports through its ``progress`` keyword."""
     ctx = _context()
     parent, child = ctx.Pipe(duplex=False)
     doing = "scrubbing the file"
-    proc = ctx.Process(target=_run_child, args=(child, work, args, name, memory_mb, doing), daemon=True)
-    return _await(proc, parent, child, name, timeout_s, doing)
+    proc = ctx.Process(target=_run_child, args=(child, work, args, name, memory_mb, doing, progress is not None),
+                       daemon=True)
+    return _await(proc, parent, child, name, timeout_s, doing, progress)
 
 
-def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "reading the file"):
+def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "reading the file", progress=None):
     with _LIVE_LOCK:
         if _STOP.is_set():
             parent.close()
@@ -157,19 +167,25 @@ def _await(proc, parent, child, name: str, timeout_s: float, doing: str = "readi
         _LIVE.add(proc)
     child.close()
     try:
-        if not parent.poll(timeout_s):
-            proc.kill()
-            if _STOP.is_set():
-                raise Interrupted
-            raise IngestError("E_TIMEOUT", UNREADABLE.id, f"{doing} took longer than {timeout_s:g} s", name)
-        try:
-            kind, payload = parent.recv()
-        except (EOFError, OSError):
-            proc.join(5)
-            if _STOP.is_set():  # killed by ``request_stop``: not the file's fault
-                raise Interrupted from None
-            raise IngestError("E_READER_CRASH", UNREADABLE.id,
-                              f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if not parent.poll(max(deadline - time.monotonic(), 0)):
+                proc.kill()
+                if _STOP.is_set():
+                    raise Interrupted
+                raise IngestError("E_TIMEOUT", UNREADABLE.id, f"{doing} took longer than {timeout_s:g} s", name)
+            try:
+                kind, payload = parent.recv()
+            except (EOFError, OSError):
+                proc.join(5)
+                if _STOP.is_set():  # killed by ``request_stop``: not the file's fault
+                    raise Interrupted from None
+                raise IngestError("E_READER_CRASH", UNREADABLE.id,
+                                  f"{doing} stopped abnormally (exit {proc.exitcode})", name) from None
+            if kind != "stage":
+                break
+            if progress is not None:
+                progress(payload)
     except BaseException:  # e.g. a second Ctrl-C while waiting: the child ignores it, so end it here
         if proc.is_alive():
             proc.kill()

@@ -573,7 +573,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
     A file that cannot be read raises ``IngestError`` (it is quarantined); a failure after that comes
     back as (reason code, reason, outputs written?) and the file stays in the inbox. ``sha256``: the
     hash the night took; content read that differs (a file still being written) is not scrubbed."""
-    result = read(path, column_map)
+    result = read(path, column_map, date_order=config.date_order)
     if sha256 and result.sha256 != sha256:
         return "E_CHANGED", "the file changed after it was listed (still being written?)", False
     try:

@@ -18,8 +18,14 @@ BLANK = (None, "")
 _EXCEL_EPOCH = dt.date(1899, 12, 30)  # 1900 date system, counting the phantom 1900-02-29
 _MAX_SERIAL = 2958465  # 9999-12-31
 _ISO = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
-_US = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?(?: ?[AP]M)?)?$", re.IGNORECASE)
+_US = re.compile(r"^(\d{1,2})([/.-])(\d{1,2})\2(\d{4})(?: \d{1,2}:\d{2}(?::\d{2})?(?: ?[AP]M)?)?$", re.IGNORECASE)
 _COMPACT = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+# 27-OCT-2026, 27-Oct-26, 27OCT2026 (SAS DATE9, CMS CCW files), 27 Oct 2026
+_MON = re.compile(r"^(\d{1,2})([-/ ]?)([A-Za-z]{3})\2(\d{4}|\d{2})$")
+_MONTHS = {m: i for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov",
+                                      "dec"), start=1)}
+# The two fields of a slash date, for deciding a column's order (``slash_date_order``).
+SLASH_FIELDS = r"^\s*(\d{1,2})[/.-](\d{1,2})[/.-]\d{4}\b"
 _MONEY_PLAIN = re.compile(r"^-?\d+(?:\.\d+)?$")
 _MONEY_THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _EUROPEAN = re.compile(r"^-?\d{1,3}(?:\.\d{3})+,\d+$|^-?\d+,\d{1,2}$")
@@ -127,8 +133,16 @@ def _serial_to_date(serial: float, date1904: bool = False) -> Result:
     return pd.Timestamp(_EXCEL_EPOCH + dt.timedelta(days=day)), None
 
 
-def norm_date(value: Any, date1904: bool = False) -> Result:
-    """Dates: Excel dates and serial numbers, ISO ``YYYY-MM-DD`` and US ``MM/DD/YYYY`` text."""
+def _two_digit_year(yy: int, today: dt.date | None = None) -> int:
+    """A two-digit year in the century that puts it no later than next year (26 -> 2026, 45 -> 1945)."""
+    this = (today or dt.date.today()).year
+    year = 2000 + yy
+    return year if year <= this + 1 else year - 100
+
+
+def norm_date(value: Any, date1904: bool = False, day_first: bool = False) -> Result:
+    """Dates: Excel dates and serial numbers, ISO ``YYYY-MM-DD``, ``YYYYMMDD``, ``DD-MON-YYYY``/``DD-MON-YY``
+    and slash dates, month first (``MM/DD/YYYY``) unless ``day_first``."""
     if is_blank(value):
         return pd.NaT, None
     if isinstance(value, dt.datetime):
@@ -140,17 +154,49 @@ def norm_date(value: Any, date1904: bool = False) -> Result:
     if isinstance(value, int | float):
         return _serial_to_date(float(value), date1904)
     text = str(value).strip()
-    for pattern, order in ((_ISO, "ymd"), (_US, "mdy"), (_COMPACT, "ymd")):
-        m = pattern.match(text)
-        if m:
-            parts = dict(zip(order, (int(g) for g in m.groups()[:3]), strict=True))
-            try:
-                return pd.Timestamp(dt.date(parts["y"], parts["m"], parts["d"])), None
-            except ValueError:
-                return pd.NaT, "no such calendar date"
+    parts = None
+    if m := _ISO.match(text):
+        parts = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    elif m := _US.match(text):
+        a, b, y = int(m.group(1)), int(m.group(3)), int(m.group(4))
+        parts = (y, b, a) if day_first else (y, a, b)
+    elif m := _COMPACT.match(text):
+        parts = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    elif m := _MON.match(text):
+        month = _MONTHS.get(m.group(3).lower())
+        if month is None:
+            return pd.NaT, "not a date (unknown month name)"
+        y = int(m.group(4))
+        parts = (_two_digit_year(y) if len(m.group(4)) == 2 else y), month, int(m.group(1))
+    if parts is not None:
+        try:
+            return pd.Timestamp(dt.date(*parts)), None
+        except ValueError:
+            return pd.NaT, "no such calendar date"
     if re.fullmatch(r"[0-9]+(?:\.[0-9]+)?", text):  # ASCII digits: "²".isdigit() is True
         return _serial_to_date(float(text), date1904)
     return pd.NaT, "not a date (use YYYY-MM-DD or MM/DD/YYYY)"
+
+
+def slash_date_order(values: pd.Series) -> str | None:
+    """How a column's slash dates must be read, decided from all its values at once: "DMY" when a first field is
+    above 12 and no second one is, "MDY" when the reverse, "conflict" when both, "ambiguous" when some date
+    has two different fields of 12 or less and none decides, None when no date needs a decision."""
+    text = pd.Series(values.unique())
+    if not isinstance(text.dtype, pd.StringDtype):  # cells of any type (a workbook): its text cells only
+        text = text[text.map(type).eq(str)].astype("str")
+    if not len(text):
+        return None
+    fields = text.str.extract(SLASH_FIELDS).dropna()
+    if not len(fields):
+        return None
+    first, second = fields[0].astype(int), fields[1].astype(int)
+    day_first, month_first = bool((first > 12).any()), bool((second > 12).any())
+    if day_first and month_first:
+        return "conflict"
+    if day_first or month_first:
+        return "DMY" if day_first else "MDY"
+    return "ambiguous" if bool((first != second).any()) else None
 
 
 def norm_flag(value: Any) -> Result:

@@ -165,7 +165,7 @@ def scrub_file(path: Path, out: Path | None = None, config: ScrubConfig | None =
     as_of = as_of or dt.date.today()
     run_id = run_id or uuid.uuid4().hex[:12]
     step = progress or (lambda stage: None)
-    result = ingest.read_claims(path, column_map)
+    result = ingest.read_claims(path, column_map, config.date_order)
     step("read")
     checked = check_file(result, as_of, config, history, salt)
     step("check")
@@ -173,3 +173,14 @@ def scrub_file(path: Path, out: Path | None = None, config: ScrubConfig | None =
     summary = write_outputs(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
     step("write")
     return ScrubOutcome(summary, workbook, csv_path, checked.findings)
+
+
+def scrub_to(path: Path, config: ScrubConfig, as_of: dt.date, column_map: dict[str, str] | None, workbook: Path,
+             csv_path: Path, progress: Callable[[str], None] | None = None) -> dict | tuple[str, str]:
+    """``scrub_file`` into the given outputs, for a child process (``isolate.run_isolated``): the summary as a
+    dict, or an ``OutputError``'s (code, reason) (returned, not raised: a raise there reads as an unreadable file)."""
+    try:
+        return scrub_file(path, None, config, as_of, column_map, outputs=(workbook, csv_path),
+                          progress=progress).summary.__dict__
+    except OutputError as exc:
+        return exc.code, exc.reason

@@ -296,3 +296,30 @@ def _assemble(results: list) -> list[list[Any]]:
                 r += right
         rows.extend(piece)
     return rows
+
+
+def read_with_sheet(path: Path, part: str, sheet: str, xml: bytes) -> list[list[Any]]:
+    """The rows of ``sheet`` as calamine reads them (``to_python(skip_empty_area=False)``) from a copy of the
+    workbook whose sheet part is ``xml`` (a trimmed copy of its own: see ``cells.trimmed_sheets``)."""
+    from python_calamine import CalamineWorkbook
+
+    with zipfile.ZipFile(path) as z:
+        rest = _other_parts(z, part)
+    fh = _piece_zip(rest, part, (xml,))
+    try:
+        if os.path.isdir(_FD_DIR):
+            wb = CalamineWorkbook.from_path(f"{_FD_DIR}/{fh.fileno()}")
+        else:  # no /proc: a named copy
+            with tempfile.NamedTemporaryFile(suffix=".xlsx", delete=False) as named:
+                fh.seek(0)
+                named.write(fh.read())
+            try:
+                wb = CalamineWorkbook.from_path(named.name)
+            finally:
+                os.unlink(named.name)
+        try:
+            return wb.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+        finally:
+            wb.close()
+    finally:
+        fh.close()
