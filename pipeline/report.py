@@ -392,7 +392,7 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
     return [start, claims, not_checked, by_rule, by_payer, about]
 
 
-SUMMARY_WIDTHS = (26, 62, 34, 12)
+SUMMARY_WIDTHS = (24, 58, 46, 12)
 
 
 def _summary_sheet(wb, sections: list[Section]) -> None:
