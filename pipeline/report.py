@@ -441,7 +441,7 @@ def _status_sections(s: ScrubSummary) -> list[Section]:
     return [Section("Exceptions by review status", ("Status", "", "", "Exceptions"), rows)]
 
 
-SUMMARY_WIDTHS = (26, 62, 34, 12)
+SUMMARY_WIDTHS = (24, 58, 46, 12)
 
 
 def _summary_sheet(wb, sections: list[Section]) -> None:
