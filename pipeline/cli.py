@@ -153,6 +153,9 @@ def _summary_text(s: dict, seconds: float) -> str:
         lines.append(f"  {rule}: {count}")
     if s["not_checked"]:
         lines.append("  not checked: " + ", ".join(sorted(s["not_checked"])))
+    unmatched = sorted(p for p, profile in s.get("payer_profiles", {}).items() if not profile)
+    if unmatched:
+        lines.append("  payers matching no profile (default applies): " + ", ".join(unmatched))
     return "\n".join(lines)
 
 
