@@ -186,6 +186,9 @@ def _summary_text(s: dict, seconds: float) -> str:
                      f"({carried.get('not_an_issue', 0)} not an issue, {carried.get('reopened', 0)} re-opened)")
     for note in (s.get("reference") or {}).get("warnings", []):
         lines.append("  reference: " + note)
+    unmatched = sorted(p for p, profile in s.get("payer_profiles", {}).items() if not profile)
+    if unmatched:
+        lines.append("  payers matching no profile (default applies): " + ", ".join(unmatched))
     return "\n".join(lines)
 
 

@@ -123,8 +123,8 @@ def _off_label_without_scale(df: pd.DataFrame) -> pd.Series:
     fix="Document the severity on an objective scale (e.g. Jankovic rating scale, HFS-7) and the published evidence "
         "supporting the off-label use.",
     source="LCD L35170 (Noridian JE) and L35172 (Noridian JF), Botulinum Toxin Injections, effective 2026-02-22; "
-           "LCD L34635 (WPS), effective 2026-02-15; CMS response-to-comments article A60352; CMS Pub. 100-08 Ch. 13, "
-           "Sec. 13.5.1 (off-label use supported by published evidence)",
+           "WPS LCD Botulinum Toxin Injections (proposed as DL39909), effective 2026-02-15; CMS response-to-comments "
+           "article A60352; CMS Pub. 100-08 Ch. 13, Sec. 13.5.1 (off-label use supported by published evidence)",
     examples=examples(fires=[], quiet=[every(doc_severity_scale="Y")], value="2024-05-01",
                       fires_profile={"lcd_effective": "2024-05-01"}, quiet_profile={"lcd_effective": "2024-05-01"},
                       sampled=False))  # a sample file's claims are dated before any 2026 LCD
