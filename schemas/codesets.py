@@ -97,6 +97,8 @@ FACIAL_MUSCLES = {
     "auricular muscles": ("auricular", "auricularis", "auricular muscles"),
     "occipitalis": ("occipitalis",),
 }
+# Single midline muscles: a side given to the entries around them (a heading, "B/L ...") is not theirs.
+MIDLINE_MUSCLES = ("procerus",)
 # Parts and regions written beside a muscle (``OO pretarsal``, ``OOr upper lip``). A part in SOLE_PARTS names its
 # muscle on its own (``R pretarsal 2.5u``); the others only qualify a muscle written beside them.
 MUSCLE_PARTS = {

@@ -15,9 +15,17 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from schemas.codesets import FACIAL_MUSCLES, MUSCLE_PARTS, NON_FACIAL_MUSCLES, SITE_QUALIFIERS, SOLE_PARTS
+from schemas.codesets import (
+    FACIAL_MUSCLES,
+    MIDLINE_MUSCLES,
+    MUSCLE_PARTS,
+    NON_FACIAL_MUSCLES,
+    SITE_QUALIFIERS,
+    SOLE_PARTS,
+)
 
 FACIAL = frozenset(FACIAL_MUSCLES)
+MIDLINE = frozenset(MIDLINE_MUSCLES)
 ALIASES: dict[str, str] = {}
 for _name, _spellings in {**FACIAL_MUSCLES, **NON_FACIAL_MUSCLES}.items():
     for _s in (_name, *_spellings):
@@ -48,6 +56,7 @@ _AMOUNT = re.compile(
     r"(?<![\w.])(?:(\d+)\s*[x*]\s*)?(\d+(?:\.\d+)?|\.\d+)\s*(?:iu|units?|u)(?![a-z])"
     rf"(?:\s*/\s*{_WHERE}\b)?"
     rf"(?:\s*(?:[x*]\s*(\d+)(?!\d|\.\d)|(?:@\s*|(?:at|in|into|to|across|over)\s+)(\d+)\s*{_WHERE}\b)(?:\s*{_WHERE}\b)?)?")
+_SITE_COUNT = re.compile(rf"(?<![\w.])\d+\s*{_WHERE}\b")
 _PRODUCT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s*[x*]\s*(\d+)(?![\w.])")  # "(2.5 x 4)", no unit
 _PER_SIDE = re.compile(r"(?:/\s*side\b|\b(?:each|per|ea|a)\.?\s+side\b)")
 _EACH = re.compile(r"\b(?:each|ea|apiece)\b\.?")
@@ -55,6 +64,10 @@ _TOKEN_PUNCT = re.compile(r"[()\[\]{}:=~\"'`?!#<>]")
 _CONNECT = re.compile(r"\s*([/&+,])\s*")
 # A full stop ends an entry when a side starts the next one ("R OO 10u. L OO 10u"; "R. OO" and "zyg. maj" stay).
 _SENTENCE = re.compile(r"\.\s+(?=(?:R|L|B|Rt|RT|Lt|LT|Right|RIGHT|right|Left|LEFT|left|Bilat\w*|B/L|R/L)\b)")
+# A dose then a side ("OO R 10u L 10u") or a spaced "/", "&" or "+" before more than a place word ("OO 10u / ZM 5u")
+# starts the next entry.
+_NEXT_ENTRY = re.compile(r"(\d\s*(?:iu|units?|u)\b(?:\s*[x*]\s*\d+\b)?)(?:\s+(?=(?:r|l|rt|lt|right|left)\b\s)"
+                         r"|\s+[/&+]\s+(?!(?:sides?|sites?|pts?|points?|inj\w*)\b))", re.IGNORECASE)
 # "ZM" is zygomaticus major; a note writing both "ZM" and "Zm" may mean minor by "Zm": not guessed.
 _ZM_UPPER, _ZM_MIXED, _ZM_ANY = re.compile(r"\bZM\b"), re.compile(r"\bZm\b"), re.compile(r"\bZ[Mm]\b")
 
@@ -209,6 +222,9 @@ def _read_part(raw: str) -> _Part:
         aside = depth[m.start()] > 0 or low[:m.start()].rstrip().endswith("=")
         amounts.append(_Amount(float(m.group(2)) * count, count > 1, aside))
     rest = _AMOUNT.sub(" ", low)
+    if _SITE_COUNT.search(rest):  # "10u (4 sites)": the dose is over those sites; with "each" it is not clear
+        part.problem = "a number of sites with 'each'" if _EACH.search(rest) else ""
+        rest = _SITE_COUNT.sub(" ", rest)
     depth = _depths(rest)
     for m in _PRODUCT.finditer(rest):
         if depth[m.start()] == 0 and not rest[:m.start()].rstrip().endswith("="):
@@ -303,11 +319,13 @@ def _sites_of(group: list[tuple[_Part, tuple[str, ...] | None]], unread: list[st
     raw = ", ".join(p.raw for p, _ in group)
     each = any(p.each for p, _ in group)
     per_side = any(p.per_side for p, _ in group)
-    items = [(m, n, sides) for p, sides in group for m, n in p.muscles]
+    items = [(m, n, None if m in MIDLINE and (p.sides is None or p.heading) else sides)
+             for p, sides in group for m, n in p.muscles]
     if len({(m, sides) for m, _, sides in items}) == 1:  # "R orbicularis oculi, orbital part 5u": one site
         items = [(items[0][0], sum(n for _, n, _ in items), items[0][2])]
     total = dosed.amount
-    if not (each or per_side) and any(sides == ("R", "L") and (p.sides is None or p.heading) for p, sides in group):
+    if not (each or per_side) and any(sides == ("R", "L") and (p.sides is None or p.heading)
+                                      and any(m not in MIDLINE for m, _ in p.muscles) for p, sides in group):
         unread.append(f"{raw} (both sides from a heading or an earlier entry: per side or in total?)")
         return []
     if per_side:
@@ -325,6 +343,12 @@ def _sites_of(group: list[tuple[_Part, tuple[str, ...] | None]], unread: list[st
     return [Site(side, m, total / len(sides), raw) for side in sides]
 
 
+def _next_entry(m: re.Match) -> str:
+    """A comma after the dose when words come before it in its entry ("R OO 10u L OO 10u", not "10u R OO")."""
+    before = m.string[:m.start()].rsplit(",", 1)[-1]
+    return m.group(1) + ("," if re.search(r"[a-z]", before, re.IGNORECASE) else m.group(0)[len(m.group(1)):])
+
+
 @lru_cache(maxsize=65536)
 def read_note(text: str) -> Reading:
     """Read a whole muscles field (cached: exports repeat the same notes)."""
@@ -336,6 +360,7 @@ def read_note(text: str) -> Reading:
     heading: tuple[str, ...] | None = None
     zm_clash = bool(_ZM_UPPER.search(text) and _ZM_MIXED.search(text))
     for clause in _split_outside(_SENTENCE.sub(";", text), ";\n\r"):
+        clause = _NEXT_ENTRY.sub(_next_entry, clause)
         carry = heading
         pending: list[tuple[_Part, tuple[str, ...] | None]] = []
         previous: _Part | None = None
@@ -355,8 +380,10 @@ def read_note(text: str) -> Reading:
                 pending = []
                 previous = None
                 continue
-            if not p.muscles and p.parts_only and previous is not None and len(previous.muscles) == 1:
-                p.muscles = [(previous.muscles[0][0], p.parts_only)]  # "OOr upper lip 2.5u, lower lip 2.5u"
+            if not p.muscles and previous is not None and len(previous.muscles) == 1 and (
+                    p.parts_only or (p.sides is not None and p.has_amount and not p.words and not p.total)):
+                # "OOr upper lip 2.5u, lower lip 2.5u"; "Orbicularis oculi: R 10u, L 10u"
+                p.muscles = [(previous.muscles[0][0], max(p.parts_only, 1))]
             if not p.muscles:
                 if p.not_site:
                     continue
