@@ -324,8 +324,10 @@ def derive_claims(
     cf["lcd_effective"] = pd.Series(np.array(lcd, dtype="datetime64[ns]")[which])
     cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
     # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins.
+    patient = pd.factorize(cf[C.PATIENT_ID])[0]  # each claim's patient, as partition_lines keeps them together
+    who = np.where(patient >= 0, patient, len(patient) + np.arange(g.n))[g.codes]  # no patient: the claim
     f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
-                                         config.reference_dir), lookups.code_facts(lines, config.reference_dir)],
+                                         config.reference_dir, who), lookups.code_facts(lines, config.reference_dir)],
                   axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
 

@@ -53,12 +53,13 @@ def _is_em(codes: pd.Series) -> np.ndarray:
     return em[at]
 
 
-def edit_groups(lines: pd.DataFrame, present: set[str]) -> np.ndarray:
+def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None = None) -> np.ndarray:
     """The NCCI edit unit of each line: same patient (else the claim), date of service and rendering NPI
-    (when the file has the column)."""
-    patient, patients = pd.factorize(lines[C.PATIENT_ID])
-    claim = pd.factorize(lines[C.CLAIM_ID])[0]
-    who = np.where(patient >= 0, patient, len(patients) + claim)  # no patient id: the claim stands for it
+    (when the file has the column). ``who``: the patient code of each line, when the caller has it."""
+    if who is None:
+        patient, patients = pd.factorize(lines[C.PATIENT_ID])
+        claim = pd.factorize(lines[C.CLAIM_ID])[0]
+        who = np.where(patient >= 0, patient, len(patients) + claim)  # no patient id: the claim stands for it
     keys = [who, pd.factorize(lines[C.SERVICE_DATE])[0]]
     if C.RENDERING_NPI in present:
         keys.append(pd.factorize(lines[C.RENDERING_NPI])[0])
@@ -68,7 +69,8 @@ def edit_groups(lines: pd.DataFrame, present: set[str]) -> np.ndarray:
     return pd.factorize(combined)[0]
 
 
-def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir) -> pd.DataFrame:
+def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir,
+               who: np.ndarray | None = None) -> pd.DataFrame:
     """Per line: its MUE (``mue_limit``, ``mai``, the units it is judged on ``mue_units``) and the PTP pair that
     denies it (``ptp_col1`` the column-1 code, ``ptp_indicator`` 0/1, -1 none; ``ptp_bypass`` the modifier that
     bypasses an indicator-1 edit, "" none). ``ncci``: per line, whether the claim's payer applies NCCI."""
@@ -82,7 +84,7 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
     out["ptp_bypass"] = _texts(np.full(n, "", dtype=object), out.index)
     if not n or not ncci.any():
         return out
-    group = edit_groups(lines, present)
+    group = edit_groups(lines, present, who)
     proc_codes, procs = pd.factorize(lines[C.PROCEDURE_CODE])
     units = pd.to_numeric(lines[C.UNITS], errors="coerce").fillna(0).to_numpy(float)
     dates = lines[C.SERVICE_DATE]
@@ -226,7 +228,7 @@ def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     dx_not, release = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
     tables, which = _covered(dates, "icd10cm", user_dir)
     header = K.G51_3_HEADER.replace(".", "")
-    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if tables else ():
+    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if (which >= 0).any() else ():
         codes, texts = _uniques(lines[col])
         keys = [t.replace(".", "") for t in texts]
         judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])

@@ -15,9 +15,14 @@ E = Severity.ERROR
 _FY = "2023-03-01"  # a date the shipped ICD-10-CM releases cover (FY2023), before the examples' as-of date
 
 
-def _texts(mask: np.ndarray, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _texts(mask: np.ndarray, make) -> tuple[np.ndarray, np.ndarray]:
+    """The positions where ``mask`` holds and ``make(positions)``, their texts (built for those lines only)."""
     pos = np.flatnonzero(mask)
-    return pos, np.asarray(texts, dtype=object)[pos]
+    return pos, (np.asarray(make(pos), dtype=object) if len(pos) else np.empty(0, dtype=object))
+
+
+def _codes_at(lines: pd.DataFrame, col: str, pos: np.ndarray) -> np.ndarray:
+    return lines[col].iloc[pos].astype(object).fillna("").astype(str).str.strip().to_numpy(object)
 
 
 @claim_rule(
@@ -43,8 +48,8 @@ def dx_billable(df: pd.DataFrame) -> pd.Series:
 @dx_billable.texts(fact="dx_not_billable")
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: its codes not billable in the release of its date, and the release."""
-    bad = f["dx_not_billable"].to_numpy(object)
-    return _texts(bad != "", bad + " (not in ICD-10-CM " + f["dx_release"].to_numpy(object) + ")")
+    bad, release = f["dx_not_billable"].to_numpy(object), f["dx_release"].to_numpy(object)
+    return _texts(bad != "", lambda p: bad[p] + " (not in ICD-10-CM " + release[p] + ")")
 
 
 @claim_rule(
@@ -70,8 +75,7 @@ def procedure_active(df: pd.DataFrame) -> pd.Series:
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: the code and when it ended (or starts)."""
     why = f["proc_inactive"].to_numpy(object)
-    code = lines[C.PROCEDURE_CODE].astype(object).fillna("").astype(str).to_numpy(object)
-    return _texts(why != "", code + " " + why)
+    return _texts(why != "", lambda p: _codes_at(lines, C.PROCEDURE_CODE, p) + " " + why[p])
 
 
 @claim_rule(
@@ -93,8 +97,7 @@ def modifiers_exist(df: pd.DataFrame) -> pd.Series:
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: the modifiers not on the list, and the code they are on."""
     bad = f["mod_invalid"].to_numpy(object)
-    code = lines[C.PROCEDURE_CODE].astype(object).fillna("").astype(str).to_numpy(object)
-    return _texts(bad != "", bad + " on " + code)
+    return _texts(bad != "", lambda p: bad[p] + " on " + _codes_at(lines, C.PROCEDURE_CODE, p))
 
 
 @claim_rule(
@@ -117,9 +120,11 @@ def place_of_service_valid(df: pd.DataFrame) -> pd.Series:
 @place_of_service_valid.texts(fact="pos_faults")
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: a POS not in the code set, or telehealth on 64612."""
-    pos = lines[C.PLACE_OF_SERVICE].astype(object).fillna("").astype(str).str.strip().to_numpy(object)
     invalid = f["pos_invalid"].to_numpy(bool)
     tele = f["pos_telehealth"].to_numpy(bool) & f["is_64612"].to_numpy(bool)
-    text = np.where(invalid, "POS " + pos + " is not a CMS place-of-service code",
-                    np.where(tele, "telehealth POS " + pos + " on 64612", ""))
-    return _texts(invalid | tele, text)
+
+    def make(p):
+        pos = _codes_at(lines, C.PLACE_OF_SERVICE, p)
+        return np.where(invalid[p], "POS " + pos + " is not a CMS place-of-service code",
+                        "telehealth POS " + pos + " on 64612")
+    return _texts(invalid | tele, make)

@@ -136,7 +136,9 @@ def test_reviewer_texts_of_each_branch():
         "HIST": every(**{C.DOC_ONSET: "N", C.DOC_FREQUENCY: "N"}), "PAIR": pairing,
     }
     lines = lines_frame([line for cid, edit in edits.items() for line in _claim(cid, edit)])
-    config = ScrubConfig(payers={"Style50": PayerProfile(bilateral_style="50")})
+    # Payers without NCCI: for those that apply it, the units, pair and two-line branches are MUE-001 and PTP-001.
+    config = ScrubConfig(default=PayerProfile(ncci_applies=False),
+                         payers={"Style50": PayerProfile(bilateral_style="50", ncci_applies=False)})
     found = find_violations(lines, AS_OF, config).findings
 
     def shown(rule, what="value"):

@@ -21,7 +21,8 @@ from schemas.rules import RULES, RULES_BY_ID
 from tests.conftest import AS_OF, lines_frame, rules_fired
 
 M1, M2 = C.MODIFIERS[0], C.MODIFIERS[1]
-STYLE_50 = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50")})
+STYLE_50 = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50", ncci_applies=False)})
+NO_NCCI = ScrubConfig(payers={"Medicare": PayerProfile(ncci_applies=False)})
 STYLE_RTLT = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="RT_LT")})
 LCD_2024 = ScrubConfig(payers={"Medicare": PayerProfile(lcd_effective="2024-05-01")})  # HFS-033 on the sample dates
 CONFIG_FOR = {"HFS-009": (STYLE_50, STYLE_RTLT), "HFS-033": (LCD_2024, LCD_2024)}  # (firing, near miss)
@@ -104,7 +105,8 @@ LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS", "NDC")
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_fires_on_its_defect(rule):
     """It reports the rule on a claim built to break it."""
-    config = CONFIG_FOR.get(rule, (None, None))[0]
+    # HFS-009, HFS-022 (units) and HFS-024 (no modifier) are for payers without NCCI; with it, MUE-001/PTP-002 say so
+    config = CONFIG_FOR.get(rule, (NO_NCCI if rule in ("HFS-022", "HFS-024") else None, None))[0]
     assert rule in rules_fired(mutated(rule, f"BAD-{rule}", "MBR-BAD"), config=config)
 
 
@@ -117,7 +119,8 @@ def test_rule_quiet_on_near_miss(rule):
 
 def test_every_rule_has_a_mutation():
     """It keeps one synthetic defect per rule, so the mixed sample can fire them all."""
-    assert set(LINE_AND_CLAIM_RULES) | {"ING-001"} == set(MUTATIONS)
+    payer_edits = {r.id for r in RULES if r.id.split("-")[0] in ("MUE", "PTP", "CODE")}
+    assert set(LINE_AND_CLAIM_RULES) | payer_edits | {"ING-001"} == set(MUTATIONS)
 
 
 def test_clean_claim_and_evaluation_visit_are_clean():
