@@ -60,11 +60,13 @@ def scrub(
     record: Annotated[bool, typer.Option(help="Record a Prefect flow run even with no API configured")] = False,
 ) -> None:
     """Scrub claim files and write one exceptions workbook (and findings CSV) per input."""
+    from pipeline.isolate import run_isolated, warm_up
+
+    warm_up()  # the files are scrubbed in child processes: their server imports while this process does
     from pipeline import review
     from pipeline import scrub as S
     from pipeline.errors import OutputError
     from pipeline.ingest import IngestError, check_input
-    from pipeline.isolate import run_isolated
 
     if fail_on not in (None, "error", "warning"):
         _fail("--fail-on takes error or warning")
@@ -199,8 +201,10 @@ def ingest(
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml (its date_order)")] = None,
 ) -> None:
     """Show what claimscrub reads from a file: rows, claims, headers and ingest issues."""
+    from pipeline.isolate import read_isolated, warm_up
+
+    warm_up()
     from pipeline.ingest import IngestError
-    from pipeline.isolate import read_isolated
 
     cfg, cmap = _load(config, columns)
     try:

@@ -98,6 +98,14 @@ def _context():
     return _CTX
 
 
+def warm_up() -> None:
+    """Start the fork server now, so that its imports (pandas and the pipeline) overlap the caller's own."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
 def _read(path: str, column_map: dict | None, date_order: str = "MDY"):
     from pipeline import ingest
 
