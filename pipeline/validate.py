@@ -154,6 +154,7 @@ def find_violations(
         claims = pd.concat([d[1] for d in done], ignore_index=True)
     else:
         findings, claims = work(lines)
+    _drop_out_of_reach(not_checked, claims, present)
     findings = _once_per_cause(findings[~findings["rule"].isin(not_checked)])
     cells = _ingest_findings(ingest_issues, lines, present)
     findings, cells = _unread_cells_once(findings, cells, headers or {})
@@ -161,6 +162,15 @@ def find_violations(
     result = Validation(_finish(findings, config), not_checked, claims, reference)
     release_memory()
     return result
+
+
+def _drop_out_of_reach(not_checked: dict[str, str], claims: pd.DataFrame, present: set[str]) -> None:
+    """A rule whose optional columns are absent is checked after all when no claim of the file is within its
+    reach (say, HFS-033 on a file with no claim under a 2026 LCD): nothing it could say was left unsaid."""
+    for r in RULES:
+        if (r.reach is not None and r.id in not_checked and any(c not in present for c in r.needs)
+                and not (len(claims) and r.reach(claims).to_numpy(bool).any())):
+            del not_checked[r.id]
 
 
 def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[str, str]) -> dict:

@@ -110,5 +110,6 @@ LABELS = {
     MUSCLES: "Muscles", DOC_ONSET: "Onset Documented", DOC_DURATION: "Duration Documented",
     DOC_FREQUENCY: "Frequency Documented", DOC_NEURO_EXAM: "Neuro Exam Documented",
     DOC_FACIAL_NERVE: "Facial Nerve Exam Documented", DOC_IMAGING: "Imaging Documented",
-    DOC_SURGICAL_NOTES: "Surgical Notes Documented", SOURCE_ROW: "Row in File", SOURCE_SHEET: "Sheet",
+    DOC_SURGICAL_NOTES: "Surgical Notes Documented", DOC_SEVERITY_SCALE: "Severity Scale Documented",
+    SOURCE_ROW: "Row in File", SOURCE_SHEET: "Sheet",
 }

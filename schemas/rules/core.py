@@ -111,6 +111,7 @@ class Rule:
     line_texts: Callable | None = None  # claim rules: (lines, features, groups, claims) -> (positions, texts)
     examples: Examples | None = None
     tables: tuple[str, ...] = ()  # reference tables (pipeline/reference.py kinds) the rule is decided on
+    reach: Callable | None = None  # claim rules with optional columns: claim facts -> claims it could fire on
 
 
 REGISTRY: dict[str, Rule] = {}
@@ -190,13 +191,16 @@ def line_rule(rule_id: str, severity: Severity, *, title: str, checks: str, mess
 def claim_rule(rule_id: str, severity: Severity, *, title: str, checks: str, message: str, fix: str, source: str,
                reads: tuple[str, ...], field: str | None = None, needs: tuple[str, ...] = (),
                value: str | None = None, anchor: str = "first_index", severity_from: str | None = None,
-               blank_ok: bool = False, examples: Examples | None = None, tables: tuple[str, ...] = ()):
+               blank_ok: bool = False, examples: Examples | None = None, tables: tuple[str, ...] = (),
+               reach: Callable | None = None):
     """A rule decided once per claim: the decorated predicate reads the claim facts named in ``reads``;
-    ``tables``: the reference tables it is decided on (a date of service none covers: not checked there)."""
+    ``tables``: the reference tables it is decided on (a date of service none covers: not checked there);
+    ``reach``: which claims the rule could fire on, from facts that need none of ``needs`` (a file whose
+    claims are all out of its reach does not lack the rule's columns: nothing is left unchecked)."""
     return _decorator(rule_id, severity, Level.CLAIM, title=title, checks=checks, message=message, fix=fix,
                       source=source, field=field, needs=tuple(needs), reads=tuple(reads), value=value,
                       anchor=anchor, severity_from=severity_from, blank_ok=blank_ok, examples=examples,
-                      tables=tuple(tables))
+                      tables=tuple(tables), reach=reach)
 
 
 def file_rule(rule_id: str, severity: Severity, level: Level, *, title: str, checks: str, message: str, fix: str,

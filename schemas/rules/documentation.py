@@ -107,13 +107,19 @@ def surgical_notes_documented(df: pd.DataFrame) -> pd.Series:
 _LCD_2026 = ("in_scope", "is_64612", "is_toxin", "dos_min", "lcd_effective", C.DOC_SEVERITY_SCALE)
 
 
-def _off_label_without_scale(df: pd.DataFrame) -> pd.Series:
+def _under_2026_lcd(df: pd.DataFrame) -> pd.Series:
+    """G51.33 chemodenervation or toxin claims dated on or after their payer profile's 2026 LCD date."""
     on_or_after = df["lcd_effective"].notna() & df["dos_min"].notna() & (df["dos_min"] >= df["lcd_effective"])
-    return (df["is_64612"] | df["is_toxin"]) & on_or_after & ~df[C.DOC_SEVERITY_SCALE]
+    return df["in_scope"] & (df["is_64612"] | df["is_toxin"]) & on_or_after
+
+
+def _off_label_without_scale(df: pd.DataFrame) -> pd.Series:
+    return _under_2026_lcd(df) & ~df[C.DOC_SEVERITY_SCALE]
 
 
 @claim_rule(
     "HFS-033", W, field=C.DOC_SEVERITY_SCALE, needs=(C.DOC_SEVERITY_SCALE,), reads=_LCD_2026, anchor="idx_64612",
+    reach=_under_2026_lcd,
     title="2026 LCD: hemifacial spasm off-label, no objective severity scale",
     checks="On or after the payer profile's 2026 LCD date (its MAC's rewritten botulinum-toxin LCD: Noridian JE/JF "
            "2026-02-22, WPS 2026-02-15), hemifacial spasm is covered only as off-label use, and the record documents "

@@ -123,6 +123,17 @@ def test_every_rule_has_a_mutation():
     assert set(LINE_AND_CLAIM_RULES) | payer_edits | {"ING-001"} == set(MUTATIONS)
 
 
+def test_severity_scale_column_absent_leaves_hfs_033_unchecked_only_where_a_2026_lcd_applies():
+    """It does not call HFS-033 not checked (so the claims stay clean) when no claim is under a 2026 LCD, and it
+    does when one is: an export without the optional Severity Scale column is not 'checked in part' for nothing."""
+    present = set(C.CANONICAL) - {C.DOC_SEVERITY_SCALE}
+    plain = find_violations(lines_frame(clean_claim()), AS_OF, present=present)
+    assert "HFS-033" not in plain.not_checked and plain.findings.empty
+    under = find_violations(lines_frame(clean_claim()), AS_OF, LCD_2024, present=present)
+    assert "Severity Scale Documented" in under.not_checked["HFS-033"]
+    assert "HFS-033" not in set(under.findings["rule"])
+
+
 def test_clean_claim_and_evaluation_visit_are_clean():
     """It finds nothing on a complete bilateral claim or an evaluation-only G51.33 visit."""
     assert rules_fired(clean_claim()) == set()
