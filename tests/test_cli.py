@@ -17,7 +17,7 @@ def test_scrub_writes_outputs_and_exits_zero(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "mixed.exceptions.xlsx").exists() and (tmp_path / "mixed.findings.csv").exists()
     assert "HFS-013" in res.output
-    assert "payers matching no profile (default applies): Aetna, Demo MAC" in res.output  # no --config here
+    assert "payers matching no profile (default applies): Acme Commercial, Aetna, Demo MAC" in res.output  # no --config here
 
 
 def test_fail_on_and_unreadable_inputs(tmp_path):

@@ -426,8 +426,9 @@ def test_nightly_review_says_what_was_not_checked_per_file(tmp_path):
     from pipeline import scrub
     from pipeline.config import ScrubConfig
 
-    full = write_csv(clean_claim("A-1"), tmp_path / "full.csv")
-    lacking = write_csv(clean_claim("B-1", patient_id="MBR-000002"), tmp_path / "nomuscles.csv")
+    # dated in FY2025, a year the shipped ICD-10-CM tables cover (no FY2024 table ships: CODE-001 not checked)
+    full = write_csv(clean_claim("A-1", dos="2025-05-14"), tmp_path / "full.csv")
+    lacking = write_csv(clean_claim("B-1", patient_id="MBR-000002", dos="2025-05-14"), tmp_path / "nomuscles.csv")
     with open(lacking, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     with open(lacking, "w", newline="", encoding="utf-8") as fh:
@@ -436,7 +437,7 @@ def test_nightly_review_says_what_was_not_checked_per_file(tmp_path):
         writer.writerows({k: v for k, v in r.items() if k != "Muscles Injected"} for r in rows)
     outcomes = []
     for path in (full, lacking):
-        done = scrub.scrub_file(path, tmp_path / "out", ScrubConfig(), AS_OF, single=False)
+        done = scrub.scrub_file(path, tmp_path / "out", ScrubConfig(), dt.date(2025, 6, 30), single=False)
         s = done.summary
         outcomes.append(nightly.FileOutcome(
             path.stem, path.name, "scrubbed", findings=done.findings, not_checked=s.not_checked,
