@@ -171,12 +171,13 @@ class Groups:
         return _join_codes(self.codes[pos], texts, self.n)
 
 
-def line_features(lines: pd.DataFrame) -> pd.DataFrame:
-    """Per-line booleans used by the claim rules (codes, modifiers, pointers)."""
+def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame:
+    """Per-line booleans used by the claim rules (codes, modifiers, pointers). ``memo``: factorised columns to
+    share with the lookups (``lookups.factorized``)."""
     f = pd.DataFrame(index=lines.index)
     f["claim"] = lines[C.CLAIM_ID]
     # Procedure codes: each flag decided once per distinct code, then looked up per line.
-    proc_codes, procs = pd.factorize(lines[C.PROCEDURE_CODE])
+    proc_codes, procs = lookups.factorized(lines, C.PROCEDURE_CODE, memo)
     procs = [str(p) for p in procs.tolist()] + [""]  # code -1 (blank) reads as ""
     for name, test in (
         ("is_64612", lambda p: p == K.CHEMO_FACIAL), ("is_toxin", lambda p: p in K.TOXIN_CODES),
@@ -187,11 +188,12 @@ def line_features(lines: pd.DataFrame) -> pd.DataFrame:
     ):
         f[name] = np.array([test(p) for p in procs], dtype=bool)[proc_codes]
     mods = ((K.JW, "jw"), (K.JZ, "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
-    bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods])
+    mod_matrix = _code_matrix(lines[list(C.MODIFIERS)])[:2]  # factorised once for both look-ups below
+    bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods], mod_matrix)
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
     f["admin_toxin"] = f.is_toxin & ~f.jw
-    distinct = _carries(lines[list(C.MODIFIERS)], [["59", "XE", "XS", "XP", "XU"]])
+    distinct = _carries(lines[list(C.MODIFIERS)], [["59", "XE", "XS", "XP", "XU"]], mod_matrix)
     f["m96372_distinct"] = f.is_96372 & (distinct & 1).astype(bool)
     # Diagnosis codes as one integer matrix (lines x filled dx columns; -1 blank) over the file's codes.
     n = len(lines)
@@ -293,7 +295,8 @@ def derive_claims(
         lines = lines[lines[C.CLAIM_ID].notna()]
     if lines.empty:
         return pd.DataFrame(columns=[C.CLAIM_ID, "in_scope"])
-    f = line_features(lines)
+    memo: dict = {}  # columns of ``lines`` factorised once, shared by line_features and the lookups
+    f = line_features(lines, memo)
     g = Groups(lines[C.CLAIM_ID])
     cf = pd.DataFrame(index=pd.RangeIndex(g.n))
     cf[C.CLAIM_ID] = pd.Series(g.ids.array)  # text (Arrow) as in the lines: pandera checks its type by dtype
@@ -327,7 +330,8 @@ def derive_claims(
     patient = pd.factorize(cf[C.PATIENT_ID])[0]  # each claim's patient, as partition_lines keeps them together
     who = np.where(patient >= 0, patient, len(patient) + np.arange(g.n))[g.codes]  # no patient: the claim
     f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
-                                         config.reference_dir, who), lookups.code_facts(lines, config.reference_dir)],
+                                         config.reference_dir, who, memo),
+                   lookups.code_facts(lines, config.reference_dir, memo)],
                   axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
 

@@ -26,11 +26,21 @@ EM_ASSOCIATED = ("25", "57")  # on an E/M code, only these bypass an edit
 TELEHEALTH_POS = ("02", "10")
 
 
-def _bits(lines: pd.DataFrame, groups_of_mods: list[tuple[str, ...]]) -> np.ndarray:
+def factorized(lines: pd.DataFrame, col: str, memo: dict | None = None) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(lines[col])``, kept in ``memo`` (one dict per ``lines`` frame: derive's) so that each column
+    is factorised once per derive; the results are shared, never modified."""
+    if memo is None:
+        return pd.factorize(lines[col])
+    if col not in memo:
+        memo[col] = pd.factorize(lines[col])
+    return memo[col]
+
+
+def _bits(lines: pd.DataFrame, groups_of_mods: list[tuple[str, ...]], memo: dict | None = None) -> np.ndarray:
     """Per line, bit k set when one of its modifiers 1-4 is in ``groups_of_mods[k]``."""
     out = np.zeros(len(lines), dtype=np.int64)
     for col in C.MODIFIERS:
-        codes, uniques = pd.factorize(lines[col])
+        codes, uniques = factorized(lines, col, memo)
         bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)
         for i, u in enumerate(uniques.tolist()):
             u = str(u).strip().upper()
@@ -46,9 +56,8 @@ def _ymd(dates: pd.Series) -> np.ndarray:
     return (d.dt.year * 10000 + d.dt.month * 100 + d.dt.day).fillna(0).to_numpy(dtype=np.int64)
 
 
-def _is_em(codes: pd.Series) -> np.ndarray:
-    """E/M codes 99202-99499, decided once per distinct code."""
-    at, uniques = pd.factorize(codes)
+def _is_em(at: np.ndarray, uniques: pd.Index) -> np.ndarray:
+    """E/M codes 99202-99499, decided once per distinct code (``at``, ``uniques``: the factorised codes)."""
     em = np.array([str(u).isdigit() and "99202" <= str(u) <= "99499" for u in uniques.tolist()] + [False], dtype=bool)
     return em[at]
 
@@ -70,7 +79,7 @@ def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None =
 
 
 def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir,
-               who: np.ndarray | None = None) -> pd.DataFrame:
+               who: np.ndarray | None = None, memo: dict | None = None) -> pd.DataFrame:
     """Per line: its MUE (``mue_limit``, ``mai``, the units it is judged on ``mue_units``) and the PTP pair that
     denies it (``ptp_col1`` the column-1 code, ``ptp_indicator`` 0/1, -1 none; ``ptp_bypass`` the modifier that
     bypasses an indicator-1 edit, "" none). ``ncci``: per line, whether the claim's payer applies NCCI."""
@@ -85,7 +94,7 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
     if not n or not ncci.any():
         return out
     group = edit_groups(lines, present, who)
-    proc_codes, procs = pd.factorize(lines[C.PROCEDURE_CODE])
+    proc_codes, procs = factorized(lines, C.PROCEDURE_CODE, memo)
     units = pd.to_numeric(lines[C.UNITS], errors="coerce").fillna(0).to_numpy(float)
     dates = lines[C.SERVICE_DATE]
     # MUE: per code, the limit of the table in force on the line's date; MAI 2/3 sum units per group and code.
@@ -111,8 +120,8 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
     # PTP: candidate lines (codes in the table), paired within their group, looked up by sorted pair keys.
     ptp_tables = R.of_kind("ptp", user_dir)
     which = R.table_per_date(dates, ptp_tables, nearest=True)
-    mods = _bits(lines, [ANATOMIC, DISTINCT, OTHER_ASSOCIATED, EM_ASSOCIATED])
-    em = _is_em(lines[C.PROCEDURE_CODE])
+    mods = _bits(lines, [ANATOMIC, DISTINCT, OTHER_ASSOCIATED, EM_ASSOCIATED], memo)
+    em = _is_em(proc_codes, procs)
     ymd = _ymd(dates)
     col1 = np.full(n, "", dtype=object)
     indicator = np.full(n, -1, dtype=np.int8)
@@ -198,10 +207,10 @@ def _covered(dates: pd.Series, kind: str, user_dir) -> tuple[list[R.Table], np.n
     return tables, R.table_per_date(dates, tables)
 
 
-def _uniques(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+def _uniques(lines: pd.DataFrame, col: str, memo: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """Codes per line over the distinct values (-1 blank) and those values as stripped upper-case text: each
     text operation runs once per distinct value, not per line."""
-    codes, uniques = pd.factorize(values)
+    codes, uniques = factorized(lines, col, memo)
     return codes, [str(u).strip().upper() for u in uniques.tolist()]
 
 
@@ -214,7 +223,7 @@ _DX_FORM = re.compile(r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?")
 _MOD_FORM = re.compile(r"[A-Z0-9]{2}")
 
 
-def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
+def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.DataFrame:
     """Per line, what the code tables in force on its date say: diagnosis codes not billable in the ICD-10-CM
     release (``dx_not_billable``: codes as written, ", "-joined; the release in ``dx_release``), a procedure code
     not active (``proc_inactive``: when it ended or starts), modifiers not in the valid list (``mod_invalid``), a
@@ -229,7 +238,7 @@ def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     tables, which = _covered(dates, "icd10cm", user_dir)
     header = K.G51_3_HEADER.replace(".", "")
     for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if (which >= 0).any() else ():
-        codes, texts = _uniques(lines[col])
+        codes, texts = _uniques(lines, col, memo)
         keys = [t.replace(".", "") for t in texts]
         judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])
         for k, table in enumerate(tables):
@@ -246,7 +255,7 @@ def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     # Procedure codes: known to the table in force and outside their active dates.
     inactive = np.full(n, "", dtype=object)
     tables, which = _covered(dates, "procedures", user_dir)
-    codes, texts = _uniques(lines[C.PROCEDURE_CODE])
+    codes, texts = _uniques(lines, C.PROCEDURE_CODE, memo)
     for k, table in enumerate(tables):
         rows = np.flatnonzero((which == k) & (codes >= 0))
         if not len(rows):
@@ -267,7 +276,7 @@ def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     mod_bad = np.full(n, "", dtype=object)
     tables, which = _covered(dates, "modifiers", user_dir)
     for col in C.MODIFIERS:
-        codes, texts = _uniques(lines[col])
+        codes, texts = _uniques(lines, col, memo)
         if not texts:
             continue
         formed = _spread(codes, np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts]), False)
@@ -282,7 +291,7 @@ def code_facts(lines: pd.DataFrame, user_dir) -> pd.DataFrame:
     # Place of service: in the CMS list on the date (a spreadsheet may have dropped the leading zero).
     pos_bad = np.zeros(n, dtype=bool)
     tables, which = _covered(dates, "pos", user_dir)
-    codes, texts = _uniques(lines[C.PLACE_OF_SERVICE])
+    codes, texts = _uniques(lines, C.PLACE_OF_SERVICE, memo)
     texts = ["0" + t if len(t) == 1 and t.isdigit() else t for t in texts]
     for k, table in enumerate(tables):
         rows = np.flatnonzero((which == k) & (codes >= 0))

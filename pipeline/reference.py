@@ -100,7 +100,12 @@ def table_per_date(dates: pd.Series, candidates: list[Table], nearest: bool = Fa
     """Per date, the position in ``candidates`` of the table covering it (-1: none). With ``nearest``, a date no
     table covers takes the newest table that starts before it, else the oldest (the NCCI edits: the quarter in
     force is the best knowledge there is; the Summary says so)."""
-    d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))  # NaT: -1
+    per_date = _table_per_distinct_date(np.asarray(distinct, dtype="datetime64[ns]"), candidates, nearest)
+    return np.append(per_date, np.int64(-1))[at]  # each distinct date decided once (a file has a few hundred)
+
+
+def _table_per_distinct_date(d: np.ndarray, candidates: list[Table], nearest: bool) -> np.ndarray:
     out = np.full(len(d), -1, dtype=np.int64)
     for k in range(len(candidates) - 1, -1, -1):  # the first candidate wins: assign it last
         t = candidates[k]

@@ -334,9 +334,16 @@ def _once_per_cause(findings: pd.DataFrame) -> pd.DataFrame:
     first = ~sub.duplicated([C.CLAIM_ID, "rule", "value"])
     if first.all():
         return findings
-    numbers = sub[C.LINE_NO].astype("Int64").astype(str)
-    others = numbers.groupby(key, sort=False).transform(lambda x: ", ".join(x.iloc[1:]))
-    kept = sub[first.to_numpy(bool)].assign(also=others[first.to_numpy(bool)].to_numpy())
+    numbers = sub[C.LINE_NO].astype("Int64").astype(str).to_numpy(object)
+    # Each (claim, rule, value) group's later line numbers, joined in Python only for groups of two or more.
+    group = pd.MultiIndex.from_arrays(key).factorize()[0] if len(sub) else np.zeros(0, dtype=np.intp)
+    several = (np.bincount(group) > 1)[group]
+    members: dict[int, list[str]] = {}
+    for g, number in zip(group[several].tolist(), numbers[several].tolist(), strict=True):
+        members.setdefault(g, []).append(number)
+    heads = group[first.to_numpy(bool)]
+    also = np.array([", ".join(members[g][1:]) if g in members else "" for g in heads.tolist()], dtype=object)
+    kept = sub[first.to_numpy(bool)].assign(also=also)
     return pd.concat([findings[~line], kept], ignore_index=True)
 
 
