@@ -258,10 +258,7 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
     if arr is not None and (pa.types.is_string(arr.type) or (pa.types.is_int64(arr.type) and _below_1e16(arr))):
         style = ""
         if col.styles is not None:
-            protos = col.styles[start:stop]
-            distinct = {id(p): p for p in protos}  # a few prototype cells, repeated
-            attrs = {key: "" if p is None else cells.proto(p) for key, p in distinct.items()}
-            style = pa.array(list(map(attrs.__getitem__, map(id, protos))), type=pa.string())
+            style = _style_attrs(cells, col.styles[start:stop])
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
     if isinstance(values, pa.Array | pa.ChunkedArray):  # not text or whole numbers: their Python values
@@ -271,6 +268,15 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
         return pa.array(xml, type=pa.string())
     except UnicodeEncodeError:  # a lone surrogate (a damaged legacy file), replaced as _write would
         return pa.array([_NOT_XML.sub("\ufffd", x) for x in xml], type=pa.string())
+
+
+def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
+    """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
+    told apart by identity in numpy and looked up once each."""
+    keys = np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos))
+    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    attrs = pa.array(["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()], type=pa.string())
+    return attrs.take(pa.array(inverse.reshape(-1)))
 
 
 def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
@@ -416,11 +422,26 @@ def _attr(text: str) -> str:
 
 def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
     """``<hyperlink>`` elements of (cell, location, tooltip): as openpyxl writes a Hyperlink without a target."""
-    parts = []
-    for ref, location, tooltip in links:
-        tip = f' tooltip="{_attr(tooltip)}"' if tooltip is not None else ""
-        parts.append(f'<hyperlink ref="{ref}" location="{_attr(location)}"{tip}/>')
-    return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
+    try:
+        refs, locations, tooltips = (pa.array(part, type=pa.string()) for part in zip(*links, strict=True))
+    except UnicodeEncodeError:  # a lone surrogate: one at a time, replaced below
+        parts = []
+        for ref, location, tooltip in links:
+            tip = f' tooltip="{_attr(tooltip)}"' if tooltip is not None else ""
+            parts.append(f'<hyperlink ref="{ref}" location="{_attr(location)}"{tip}/>')
+        return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
+    tips = pc.binary_join_element_wise(' tooltip="', _attrs(tooltips), '"', "")
+    parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations),
+                                        '"', pc.fill_null(tips, ""), "/>", "")
+    return _NOT_XML.sub("\ufffd", "".join(parts.to_pylist())).encode()
+
+
+def _attrs(texts: pa.Array) -> pa.Array:
+    """``_attr`` of each text (nulls stay null), vectorised."""
+    for raw, ref in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("\t", "&#9;"),
+                     ("\n", "&#10;"), ("\r", "&#13;")):
+        texts = pc.replace_substring(texts, raw, ref)
+    return texts
 
 
 def _head(sheet: Path) -> bytes:
