@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from lxml import etree
 from openpyxl.cell import Cell, WriteOnlyCell
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.datetime import to_excel
+from openpyxl.utils.datetime import WINDOWS_EPOCH, to_excel
 from openpyxl.worksheet.hyperlink import Hyperlink
 
 from pipeline.sheetzip import Deflater, attach
@@ -248,15 +248,17 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
             arr = pa.array(values)  # str/None -> string, int/None -> int64; anything else another type or fails
         except (pa.ArrowException, UnicodeEncodeError, OverflowError):  # mixed values, objects, a lone surrogate
             arr = None
+    if (arr is not None and pa.types.is_date32(arr.type)
+            and not isinstance(values, pa.Array | pa.ChunkedArray)
+            and not set(map(type, values)) - {dt.date, type(None)}):  # a datetime too: pyarrow drops its time
+        return _date_cells(cells, letter, values, col.styles[start:stop] if col.styles is not None else None, arr,
+                           numbers)
     if arr is not None and pa.types.is_large_string(arr.type):
         arr = arr.cast(pa.string())  # one offset width for the joins (a chunk is far below 2 GB)
     if arr is not None and (pa.types.is_string(arr.type) or (pa.types.is_int64(arr.type) and _below_1e16(arr))):
         style = ""
         if col.styles is not None:
-            protos = col.styles[start:stop]
-            distinct = {id(p): p for p in protos}  # a few prototype cells, repeated
-            attrs = {key: "" if p is None else cells.proto(p) for key, p in distinct.items()}
-            style = pa.array(list(map(attrs.__getitem__, map(id, protos))), type=pa.string())
+            style = _style_attrs(cells, col.styles[start:stop])
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
     if isinstance(values, pa.Array | pa.ChunkedArray):  # not text or whole numbers: their Python values
@@ -266,6 +268,40 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
         return pa.array(xml, type=pa.string())
     except UnicodeEncodeError:  # a lone surrogate (a damaged legacy file), replaced as _write would
         return pa.array([_NOT_XML.sub("\ufffd", x) for x in xml], type=pa.string())
+
+
+def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
+    """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
+    told apart by identity in numpy and looked up once each."""
+    keys = np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos))
+    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    attrs = pa.array(["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()], type=pa.string())
+    return attrs.take(pa.array(inverse.reshape(-1)))
+
+
+def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
+                numbers: pa.Array) -> pa.Array:
+    """A column of dates (Python ``date`` values only) as XML: their serials as whole numbers, each with
+    its prototype's style or else the date format openpyxl gives a date; the cells ``_column_xml`` writes."""
+    days = pc.fill_null(arr.cast(pa.int32()), 0).to_numpy().astype(np.int64)  # days since 1970-01-01
+    valid = ~arr.is_null().to_numpy(zero_copy_only=False)
+    days = days + (dt.date(1970, 1, 1) - cells.epoch.date()).days
+    if cells.epoch == WINDOWS_EPOCH:
+        days = np.where((days > 0) & (days <= 60), days - 1, days)  # as to_excel: Excel's 1900 leap year
+    serials = pa.array(days, mask=~valid)
+    first = next((v for v in values if v is not None), None)
+    date_style = ""
+    if first is not None:
+        date_style = cells.date_style.get(dt.date)
+        if date_style is None:
+            date_style = cells.date_style[dt.date] = cells.style(WriteOnlyCell(cells.ws, value=first))
+    if protos is None:
+        style = pa.array(np.where(valid, date_style, ""), type=pa.string()) if first is not None else ""
+    else:
+        attrs = {id(p): cells.proto(p) for p in protos if p is not None}
+        style = pa.array([attrs[id(p)] if p is not None else date_style if ok else ""
+                          for p, ok in zip(protos, valid.tolist(), strict=True)], type=pa.string())
+    return _int_cells(f'<c r="{letter}', numbers, serials, style)
 
 
 def _below_1e16(arr: pa.Array) -> bool:
@@ -386,11 +422,26 @@ def _attr(text: str) -> str:
 
 def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
     """``<hyperlink>`` elements of (cell, location, tooltip): as openpyxl writes a Hyperlink without a target."""
-    parts = []
-    for ref, location, tooltip in links:
-        tip = f' tooltip="{_attr(tooltip)}"' if tooltip is not None else ""
-        parts.append(f'<hyperlink ref="{ref}" location="{_attr(location)}"{tip}/>')
-    return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
+    try:
+        refs, locations, tooltips = (pa.array(part, type=pa.string()) for part in zip(*links, strict=True))
+    except UnicodeEncodeError:  # a lone surrogate: one at a time, replaced below
+        parts = []
+        for ref, location, tooltip in links:
+            tip = f' tooltip="{_attr(tooltip)}"' if tooltip is not None else ""
+            parts.append(f'<hyperlink ref="{ref}" location="{_attr(location)}"{tip}/>')
+        return _NOT_XML.sub("\ufffd", "".join(parts)).encode()
+    tips = pc.binary_join_element_wise(' tooltip="', _attrs(tooltips), '"', "")
+    parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations),
+                                        '"', pc.fill_null(tips, ""), "/>", "")
+    return _NOT_XML.sub("\ufffd", "".join(parts.to_pylist())).encode()
+
+
+def _attrs(texts: pa.Array) -> pa.Array:
+    """``_attr`` of each text (nulls stay null), vectorised."""
+    for raw, ref in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"), ("\t", "&#9;"),
+                     ("\n", "&#10;"), ("\r", "&#13;")):
+        texts = pc.replace_substring(texts, raw, ref)
+    return texts
 
 
 def _head(sheet: Path) -> bytes:
