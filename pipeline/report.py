@@ -877,6 +877,12 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         return
     gone = carried.gone if carried.gone is not None else pd.DataFrame(columns=review.COLUMNS)
     n = len(ids)
+    if not len(gone):  # only what this run made: hex ids and hashes, listed statuses, ISO dates (no cleaning)
+        own = lambda values: Column(pa.array([v or None for v in values], type=pa.string()))  # noqa: E731
+        stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
+            own(ids), own(carried.claim_hash), _text_values(ws, pd.Series(carried.status, dtype=object)),
+            own(carried.since), Column(["yes"] * n), Column([None] * n), Column([None] * n)])
+        return
     stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
         _text_values(ws, pd.Series([*ids, *gone["exception_id"]], dtype=object)),
         _text_values(ws, pd.Series([*carried.claim_hash, *gone["claim_hash"]], dtype=object)),
