@@ -367,7 +367,7 @@ def nightly(
     outbox: Annotated[Path | None, typer.Option(help="Folder for workbooks (outbox/<date>/)")] = None,
     archive: Annotated[Path | None, typer.Option(help="Folder for scrubbed inputs (archive/<date>/)")] = None,
     quarantine: Annotated[Path | None, typer.Option(help="Folder for unreadable inputs")] = None,
-    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    ledger: Annotated[str | None, typer.Option(help="SQLite ledger file, or postgresql://user@host/db (password: PGPASSWORD/~/.pgpass) or prefect-secret://NAME")] = None,
     settle_seconds: Annotated[float | None, typer.Option(help="Skip files modified this recently")] = None,
     as_of: Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default today)")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
@@ -452,20 +452,26 @@ def _print_night(summary: dict) -> None:
         extra += " (left in the inbox for the next run)" if f["status"] == "deferred" else ""
         counts = f" {f.get('claims', 0)} claims, {f.get('findings', 0)} findings" if f["status"] == "scrubbed" else ""
         typer.echo(f"  file {f['file_id']}: {f['status']}{extra}{counts}")
+    if summary.get("taken_elsewhere"):
+        typer.echo(f"{summary['taken_elsewhere']} file(s) were taken by another nightly process over the same inbox")
     if summary["review_workbook"]:
         typer.echo(f"review workbook: {Path(summary['review_workbook']).resolve()}")
     typer.echo(f"outputs: {Path(summary['outbox']).resolve()}")
 
 
-ledger_app = typer.Typer(no_args_is_help=True, help="Check or restore the nightly run's SQLite ledger.")
+ledger_app = typer.Typer(no_args_is_help=True, help="Check or restore the nightly run's ledger.")
 app.add_typer(ledger_app, name="ledger")
 _ROOT_HELP = "Nightly root folder (DIR/ledger.sqlite, DIR/archive)"
 
 
-def _ledger_paths(root: Path | None, ledger: Path | None, archive: Path | None,
-                  config: Path | None) -> tuple[Path, Path | None]:
+def _ledger_paths(root: Path | None, ledger: str | None, archive: Path | None,
+                  config: Path | None) -> tuple[Path | str, Path | None]:
     """The ledger and archive the nightly run with the same options would use (no folder is created)."""
+    from pipeline.ledger import is_url
+
     cfg, _ = _load(config, None)
+    if ledger is not None and not is_url(ledger):
+        ledger = Path(ledger)
     if root is not None:
         return ledger or root / "ledger.sqlite", archive or root / "archive"
     if ledger is not None:
@@ -476,30 +482,42 @@ def _ledger_paths(root: Path | None, ledger: Path | None, archive: Path | None,
 @ledger_app.command("check")
 def ledger_check(
     root: Annotated[Path | None, typer.Option(help=_ROOT_HELP)] = None,
-    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    ledger: Annotated[str | None, typer.Option(help="SQLite ledger file, or postgresql://user@host/db (password: PGPASSWORD/~/.pgpass) or prefect-secret://NAME")] = None,
     archive: Annotated[Path | None, typer.Option(help="Archive folder (default: beside the ledger's root)")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
 ) -> None:
     """Integrity (quick_check), schema version, counts and backups of the ledger. Exit 5 if a night would refuse it."""
     from pipeline import ledgercheck
-    from pipeline.ledger import SCHEMA_VERSION, LedgerUnusable
+    from pipeline.ledger import SCHEMA_VERSION, LedgerUnusable, describe, is_url
 
     path, archive_dir = _ledger_paths(root, ledger, archive, config)
-    try:
-        state = ledgercheck.check_ledger(path, archive_dir)
-    except LedgerUnusable as exc:
-        _fail(exc.line, exc.exit_code)
+    if is_url(path):
+        try:
+            state = ledgercheck.pg_state(path, archive_dir)
+        except LedgerUnusable as exc:
+            _fail(exc.line, exc.exit_code)
+        typer.echo(f"ledger {describe(path)}: PostgreSQL, schema version {state.version} (this claimscrub: "
+                   f"{SCHEMA_VERSION}); back it up with pg_dump (no file backups are made)")
+    else:
+        try:
+            state = ledgercheck.check_ledger(path, archive_dir)
+        except LedgerUnusable as exc:
+            _fail(exc.line, exc.exit_code)
     if not state.exists:
         beside = "the archive is empty" if archive_dir is not None else "give --archive to compare with the archive"
         typer.echo(f"ledger {path}: none yet (the first night creates it); {beside}")
         return
-    typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: {SCHEMA_VERSION})")
+    if not is_url(path):
+        typer.echo(f"ledger {path}: quick_check ok, schema version {state.version} (this claimscrub: "
+                   f"{SCHEMA_VERSION})")
     files = ", ".join(f"{n} {s}" for s, n in sorted(state.files.items())) or "none"
     last = f", last started {state.last_run[0]} ({state.last_run[1] or 'not ended'})" if state.last_run else ""
     typer.echo(f"files: {files}; runs: {state.runs}{last}; injection sessions: {state.injections}; "
                f"disposition changes: {state.dispositions[0]} on {state.dispositions[1]} exception(s)")
     if state.unmatched_archive:
         typer.echo(f"archive: {state.unmatched_archive} file(s) no ledger row names; the next night records them")
+    if is_url(path):
+        return
     if state.backups:
         newest = state.backups[0]
         good = "passes quick_check" if ledgercheck.quick_check(newest) is None else "FAILS quick_check"
@@ -511,15 +529,18 @@ def ledger_check(
 @ledger_app.command("restore")
 def ledger_restore(
     root: Annotated[Path | None, typer.Option(help=_ROOT_HELP)] = None,
-    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    ledger: Annotated[str | None, typer.Option(help="SQLite ledger file, or postgresql://user@host/db (password: PGPASSWORD/~/.pgpass) or prefect-secret://NAME")] = None,
     from_: Annotated[Path | None, typer.Option("--from", help="Backup to restore (default: newest good one)")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
 ) -> None:
     """Put a good backup in the ledger's place; the old ledger is moved aside, never deleted. Exit 5 if refused."""
     from pipeline import ledgercheck
-    from pipeline.ledger import LedgerUnusable
+    from pipeline.ledger import LedgerUnusable, describe, is_url
 
     path, _ = _ledger_paths(root, ledger, None, config)
+    if is_url(path):
+        _fail(f"ledger {describe(path)}: a PostgreSQL ledger is restored with the database's own tools "
+              "(pg_restore from a pg_dump), not by claimscrub", 5)
     try:
         used, aside = ledgercheck.restore_ledger(path, path.with_name(path.name + ".lock"), from_)
     except LedgerUnusable as exc:
@@ -538,15 +559,15 @@ app.add_typer(review_app, name="review")
 def review_import(
     workbook: Annotated[Path, typer.Argument(help="A reviewed exceptions or nightly review workbook (.xlsx)")],
     root: Annotated[Path | None, typer.Option(help="Nightly root folder (DIR/ledger.sqlite)")] = None,
-    ledger: Annotated[Path | None, typer.Option(help="SQLite ledger file")] = None,
+    ledger: Annotated[str | None, typer.Option(help="SQLite ledger file, or postgresql://user@host/db (password: PGPASSWORD/~/.pgpass) or prefect-secret://NAME")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
 ) -> None:
     """Load the Status, Reviewer and Notes of a reviewed workbook into the ledger (a history row per change)."""
     from pipeline import ledgercheck, review
-    from pipeline.ledger import LedgerUnusable
+    from pipeline.ledger import LedgerUnusable, describe, is_url
 
     path, archive_dir = _ledger_paths(root, ledger, None, config)
-    if not path.is_file():
+    if not is_url(path) and not path.is_file():
         _fail(f"ledger {path}: none there (a night creates it); check --root or --ledger")
     try:
         book = ledgercheck.open_for_night(path, archive_dir)
@@ -558,7 +579,7 @@ def review_import(
             typer.echo(f"claimscrub: {line}", err=True)
         _fail(exc.lines[-1] + "; nothing imported")
     typer.echo(f"{workbook}: {done.rows} reviewed exception(s) read; {done.recorded} change(s) recorded in "
-               f"ledger {path}, {done.unchanged} already there")
+               f"ledger {describe(path)}, {done.unchanged} already there")
 
 
 @app.command()

@@ -147,7 +147,12 @@ class ScrubConfig(BaseModel):
     outbox: Path = Field(Path("outbox"), description="Folder for the exceptions workbooks")
     archive: Path = Field(Path("archive"), description="Folder scrubbed inputs are moved to")
     quarantine: Path = Field(Path("quarantine"), description="Folder unreadable inputs are moved to")
-    ledger: Path = Field(Path("ledger.sqlite"), description="SQLite ledger file")
+    ledger: Path | str = Field(Path("ledger.sqlite"), description="SQLite ledger file, or a PostgreSQL database: "
+                               "postgresql://user@host:port/db (password from PGPASSWORD or ~/.pgpass) or "
+                               "prefect-secret://NAME (a Prefect Secret block holding the URL)")
+    wait_for_other_runs_seconds: float = Field(
+        3600, ge=0, description="PostgreSQL ledger: how long a night waits, after its own files, for other "
+        "processes' files still in flight before its cross-file repeat pass (HFS-030 between them)")
     schedule: str = Field("0 2 * * *", description="Cron schedule of the nightly run")
     timezone: str = Field("America/New_York", description="Time zone of the schedule")
     settle_seconds: float = Field(60, ge=0, description="Skip files modified this recently")
@@ -171,6 +176,14 @@ class ScrubConfig(BaseModel):
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied at all")
 
     _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _ledger_target(cls, v):
+        """A PostgreSQL URL stays text (a path would fold its ``//``); anything else is a path."""
+        from pipeline.ledger import is_url
+
+        return v if is_url(v) else Path(v)
 
     @field_validator("output_mode", mode="before")
     @classmethod

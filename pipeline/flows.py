@@ -93,12 +93,15 @@ def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: 
 STOP_GRACE_S = 5  # after a stop, how long files in flight may take to end (their children are killed)
 
 
-def _scrub_bounded(items: list, args: tuple, limit: int) -> list:
-    """``scrub_inbox_file`` for each (path, sha256) with at most ``limit`` in flight, whatever the task
-    runner: the next file is submitted when one finishes. Outcomes in the items' order; none for a file
-    not started because a stop was asked for (it stays in the inbox). After a stop, a file still in
-    flight ``STOP_GRACE_S`` later (a Dask worker the signal ended, or one elsewhere that never heard of
-    it) is given up as interrupted: its outputs -> ledger -> archive order keeps it recoverable."""
+def _scrub_bounded(items: list, claimer, args: tuple, limit: int) -> tuple[list, list, int]:
+    """``scrub_inbox_file`` for each inbox path with at most ``limit`` in flight, whatever the task runner:
+    the next file is claimed (``nightly.Claimer.take``) and submitted when one finishes, so processes over one
+    shared inbox share it out. Returns (outcomes, twins, not started): outcomes in the items' order of the
+    files this run took; twins: files whose content this run already holds, to be taken after it; how
+    many were not started because a stop was asked for (they stay in the inbox). After a stop, a file still
+    in flight ``STOP_GRACE_S`` later (a Dask worker the signal ended, or one elsewhere that never heard of
+    it) is given up as interrupted: its outputs -> ledger -> archive order keeps it recoverable, and its
+    claim sends it back to the inbox at the next night."""
     import queue
     import time
 
@@ -107,31 +110,37 @@ def _scrub_bounded(items: list, args: tuple, limit: int) -> list:
     finished: queue.SimpleQueue = queue.SimpleQueue()
     outcomes: list = [None] * len(items)
     running: dict = {}
+    twins: list = []
     todo = list(enumerate(items))[::-1]
     given_up_at = None
     while todo or running:
         while todo and len(running) < limit and not isolate.stop_requested():
-            i, (path, sha) = todo.pop()
-            future = scrub_inbox_file.submit(path, sha, *args)
-            running[future] = i
+            i, path = todo.pop()
+            verdict, taken = claimer.take(path)
+            if verdict == "later":
+                twins.append(path)
+            if verdict != "go":
+                continue
+            future = scrub_inbox_file.submit(*taken, *args)
+            running[future] = (i, *taken)
             future.add_done_callback(finished.put)
         if not running:
             break
         if isolate.stop_requested():
             given_up_at = given_up_at or time.monotonic() + STOP_GRACE_S
             if time.monotonic() > given_up_at:
-                for i in running.values():
-                    path, sha = items[i]
-                    outcomes[i] = nightly.FileOutcome(nightly.file_id(sha), Path(path).name, "interrupted",
+                for i, work_path, sha in running.values():
+                    outcomes[i] = nightly.FileOutcome(nightly.file_id(sha), Path(work_path).name, "interrupted",
                                                       "E_INTERRUPTED", "still in flight when the run stopped")
                 break
         try:
             future = finished.get(timeout=0.5)  # wakes to see a stop asked for by a signal
         except queue.Empty:
             continue
-        i = running.pop(future)
-        outcomes[i] = _outcome(future, *items[i])
-    return outcomes
+        i, work_path, sha = running.pop(future)
+        outcomes[i] = _outcome(future, work_path, sha)
+        claimer.finish(work_path, sha)
+    return [o for o in outcomes if o is not None], twins, len(todo)
 
 
 def _outcome(future, path: Path, sha256: str):
@@ -165,11 +174,11 @@ def dask_check(result, as_of: dt.date, config: ScrubConfig, history, salt: str, 
 
 
 @task(cache_policy=None, persist_result=False)
-def find_cross_file_repeats(outcomes, history, config: ScrubConfig):
-    """Repeat injections between files of the same night."""
+def find_cross_file_repeats(outcomes, history, config: ScrubConfig, concurrent: dict | None = None):
+    """Repeat injections between files of the same night (other processes' files of tonight included)."""
     from pipeline import nightly
 
-    return nightly.cross_file_repeats(outcomes, history, config)
+    return nightly.cross_file_repeats(outcomes, history, config, concurrent)
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
@@ -184,7 +193,7 @@ def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, r
 
 @flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False)
 def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outbox: Path | None = None,
-                       archive: Path | None = None, quarantine: Path | None = None, ledger: Path | None = None,
+                       archive: Path | None = None, quarantine: Path | None = None, ledger: str | None = None,
                        settle_seconds: float | None = None, as_of: dt.date | None = None,
                        config_path: Path | None = None, partition_lines: int | None = None,
                        max_files_in_flight: int | None = None) -> dict:
@@ -213,8 +222,9 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
                                   quarantine=quarantine, ledger=ledger)
     settle = config.settle_seconds if settle_seconds is None else settle_seconds
     limit = max_files_in_flight or config.max_files_in_flight or os.cpu_count() or 1
-    try:
-        lock = nightly.RunLock(paths.lock).__enter__()
+    run_id = uuid.uuid4().hex[:12]
+    try:  # SQLite: one night at a time (the flock); PostgreSQL: processes share the inbox (advisory locks)
+        lock = nightly.RunLock(paths.lock).__enter__() if paths.lock is not None else None
     except nightly.RunInProgress:
         logger.warning("a nightly run is already in progress; this run does nothing")
         return {"status": "locked", "files": []}
@@ -222,48 +232,68 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     stopping = isolate.stop_on_signals()
     stopping.__enter__()  # from here on a signal leaves every file in a known state
     try:
-        run_id = uuid.uuid4().hex[:12]
         nightly.clean_stale_temps(paths.outbox)
         book = ledgercheck.open_for_night(paths.ledger, paths.archive)  # refuses a lost or damaged ledger
-        ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, run_id)  # rows a crash lost
-        book.start_run(run_id)
-        try:  # what reviewers changed in the last review workbook, so tonight's outputs carry it
-            imported = review.import_latest_review(paths.outbox, day, book, run_id)
-            logger.info("dispositions: %d change(s) taken from the last review workbook", imported)
-        except Exception as exc:  # noqa: BLE001 - counts and the error type only: reviewer text never logged
-            logger.warning("dispositions: the last review workbook could not be read (%s)", type(exc).__name__)
-        ready, skipped = nightly.scan_inbox(paths.inbox, settle)
-        logger.info("inbox: %d file(s) ready, %d left alone; up to %d at once", len(ready), len(skipped), limit)
-        hashed, faults = nightly.hash_inbox(ready, book, run_id)
-        first, later, seen = [], [], set()
-        for path, sha in hashed:
-            (later if sha in seen else first).append((path, sha))
-            seen.add(sha)
-        args = (paths, paths.ledger, config, as_of, day, run_id, partition_lines)
-        outcomes = _scrub_bounded(first, args, limit)
-        outcomes += _scrub_bounded(later, args, 1)  # after their twin is recorded
-        interrupted = isolate.stop_requested()
-        not_started = sum(o is None for o in outcomes)
-        outcomes = [o for o in outcomes if o is not None] + faults
-        if interrupted:
-            logger.warning("stopped by a signal: %d file(s) not started and %d interrupted stay in the inbox",
-                           not_started, sum(o.status == "interrupted" for o in outcomes))
-        try:
-            cross = find_cross_file_repeats(
-                outcomes, book.injection_history(exclude_run=run_id, **nightly.night_scope(outcomes)), config)
-        except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
-            logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
-            cross = pd.DataFrame()
-        reviewed = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross, config.output_mode,
-                                        book)
-        quarantined = sum(o.status == "quarantined" for o in outcomes)
-        failed = sum(o.status == "failed" for o in outcomes)
-        book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed
-                     else "quarantined" if quarantined else "ok")
-        ledgercheck.backup_after_night(paths.ledger, config.ledger_backups)
+        with book.holding_run(run_id):
+            with book.setup_lock():  # one process at a time: what a crash or a killed run left is put right
+                ledgercheck.reconcile_archive(book, paths.archive, paths.outbox, run_id)  # rows a crash lost
+                back = nightly.recover_claims(book, paths, run_id)
+                book.start_run(run_id)
+            if back:
+                logger.warning("%d file(s) a killed run had claimed are back in the inbox", back)
+            try:  # what reviewers changed in the last review workbook, so tonight's outputs carry it
+                imported = review.import_latest_review(paths.outbox, day, book, run_id)
+                logger.info("dispositions: %d change(s) taken from the last review workbook", imported)
+            except Exception as exc:  # noqa: BLE001 - counts and the error type only: reviewer text never logged
+                logger.warning("dispositions: the last review workbook could not be read (%s)", type(exc).__name__)
+            ready, skipped = nightly.scan_inbox(paths.inbox, settle)
+            logger.info("inbox: %d file(s) ready, %d left alone; up to %d at once", len(ready), len(skipped),
+                        limit)
+            claimer = nightly.Claimer(book, paths, run_id)
+            args = (paths, book.target, config, as_of, day, run_id, partition_lines)
+            try:
+                outcomes, twins, not_started = _scrub_bounded(ready, claimer, args, limit)
+                later, _, not_started_later = _scrub_bounded(twins, claimer, args, 1)  # after their twin is recorded
+            finally:
+                claimer.close()  # whatever was not finished goes back to the inbox
+            interrupted = isolate.stop_requested()
+            not_started += not_started_later
+            outcomes += later + claimer.faults
+            if claimer.elsewhere:
+                logger.info("%d file(s) were taken by another nightly process", claimer.elsewhere)
+            if interrupted:
+                logger.warning("stopped by a signal: %d file(s) not started and %d interrupted stay in the inbox",
+                               not_started, sum(o.status == "interrupted" for o in outcomes))
+            concurrent = {}
+            if book.dialect != "sqlite" and not interrupted:  # other processes' files of tonight
+                held = nightly.wait_for_other_runs(book, run_id, config.wait_for_other_runs_seconds,
+                                                   isolate.stop_requested)
+                if held:
+                    logger.warning("%d file(s) of other nightly processes still in flight; the cross-file "
+                                   "repeat check does not see them", held)
+            try:
+                scope = nightly.night_scope(outcomes)
+                history = book.injection_history(exclude_run=run_id, sources=True, **scope)
+                if book.dialect != "sqlite":
+                    others = set(book.concurrent_runs(run_id))
+                    shas = history.loc[history["run_id"].isin(others), "file_sha256"].unique().tolist()
+                    concurrent = {h: "" for h in shas} | book.file_names(shas)
+                cross = find_cross_file_repeats(outcomes, history, config, concurrent)
+            except Exception as exc:  # noqa: BLE001 - the files are scrubbed; this extra pass must not fail the night
+                logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
+                cross = pd.DataFrame()
+            reviewed = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross,
+                                            config.output_mode, book)
+            quarantined = sum(o.status == "quarantined" for o in outcomes)
+            failed = sum(o.status == "failed" for o in outcomes)
+            book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed
+                         else "quarantined" if quarantined else "ok")
+        if book.dialect == "sqlite":  # a PostgreSQL ledger is backed up by the database's own tools (pg_dump)
+            ledgercheck.backup_after_night(paths.ledger, config.ledger_backups)
     finally:
         stopping.__exit__(None, None, None)
-        lock.__exit__(None, None, None)
+        if lock is not None:
+            lock.__exit__(None, None, None)
     files = [o.public() for o in outcomes]
     by_rule: dict[str, int] = {}
     for o in outcomes:
@@ -288,7 +318,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         "status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
         "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
         "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
-        "cross_file_repeats": len(cross),
+        "cross_file_repeats": len(cross), "taken_elsewhere": claimer.elsewhere,
         "review_workbook": str(reviewed) if reviewed else "", "outbox": str(paths.outbox / day)})
 
 

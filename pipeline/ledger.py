@@ -103,6 +103,14 @@ def open_ledger(target, create: bool = True) -> "Ledger":
     return Ledger(target)
 
 
+def _ledger_errors() -> tuple:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error, LedgerUnusable)
+    return (sqlite3.Error, psycopg.Error, LedgerUnusable)
+
+
 def too_new_help(version: int) -> str:
     return (f"schema version {version} is newer than this claimscrub knows ({SCHEMA_VERSION}): "
             "run the claimscrub that wrote it, or upgrade")
@@ -128,6 +136,7 @@ class LedgerUnusable(Exception):
         return f"ledger {self.path}: {self.detail} [{self.code}]"
 
 
+LEDGER_ERRORS = _ledger_errors()  # what a ledger's backend raises when it cannot be read or written
 TRUNCATED_HELP = "it is empty (0 bytes): it was truncated; restore it with `claimscrub ledger restore`"
 
 

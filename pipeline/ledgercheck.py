@@ -17,7 +17,15 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.ledger import SCHEMA_VERSION, TRUNCATED_HELP, Ledger, LedgerUnusable, too_new_help
+from pipeline.ledger import (
+    LEDGER_ERRORS,
+    SCHEMA_VERSION,
+    TRUNCATED_HELP,
+    Ledger,
+    LedgerUnusable,
+    is_url,
+    too_new_help,
+)
 
 log = logging.getLogger(__name__)
 BACKUPS_KEPT = 7
@@ -170,20 +178,61 @@ def _state(path: Path, archive: Path | None) -> LedgerState:
                        list_backups(path), unmatched, tuple(dispositions))
 
 
-def open_for_night(path: Path, archive: Path | None) -> Ledger:
+def open_for_night(path: Path | str, archive: Path | None) -> Ledger:
     """The night's ledger after the check, created only when none was ever used; refuses one it cannot write.
 
-    Run under the run lock, once per night (not per file: ``Ledger(...)`` stays cheap)."""
+    Run under the run lock, once per night (not per file: ``Ledger(...)`` stays cheap). A PostgreSQL ledger
+    (a URL): connected and migrated, refused when its database holds no ledger yet while the archive holds
+    files (it was lost, or the URL names the wrong database)."""
+    if is_url(path):
+        return _open_pg(path, archive)
     path = Path(path)
     check_ledger(path, archive)
     try:
         book = Ledger(path)  # creates a new one (new salt) only when missing with an empty archive
-        with closing(book._connect()) as con:  # a real, committed write: read-only or full disks show here
-            con.execute("INSERT OR REPLACE INTO meta VALUES ('checked_at', ?)",
-                        (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),))
+        book.touch()  # a real, committed write: read-only or full disks show here
     except (sqlite3.Error, OSError) as exc:
         raise unusable_from(exc, path) from None
     return book
+
+
+def _open_pg(target: str, archive: Path | None) -> Ledger:
+    from pipeline.ledger_pg import PgLedger, unusable
+
+    try:
+        book = PgLedger(target)
+        if not book.file_rows():
+            archived = archive_files(archive)
+            if archived:
+                raise LedgerUnusable("LEDGER_MISSING", f"its database holds no files, but the archive holds "
+                                     f"{len(archived)} file(s): it was lost or --ledger names the wrong database "
+                                     "(a new one would scrub them again); restore the database with pg_restore",
+                                     target)
+        book.touch()
+    except LEDGER_ERRORS as exc:
+        raise unusable(exc, target) from None
+    return book
+
+
+def pg_state(target: str, archive: Path | None) -> LedgerState:
+    """``claimscrub ledger check`` on a PostgreSQL ledger: the same counts (no quick_check or backups: the
+    database's own tools look after those)."""
+    from pipeline.ledger_pg import PgLedger, unusable
+
+    try:
+        book = PgLedger(target)
+        with book._session() as db:
+            files = dict(db.all("SELECT status, COUNT(*) FROM files GROUP BY status"))
+            runs = db.one("SELECT COUNT(*) FROM runs")[0]
+            last = db.one("SELECT started, outcome FROM runs ORDER BY started DESC LIMIT 1")
+            injections = db.one("SELECT COUNT(*) FROM injections")[0]
+            dispositions = db.one("SELECT COUNT(*), COUNT(DISTINCT exception_id) FROM dispositions")
+            rows = db.all("SELECT name, size FROM files WHERE archived_at IS NOT NULL")
+    except LEDGER_ERRORS as exc:
+        raise unusable(exc, target) from None
+    unmatched = len(_match_by_name(archive_files(archive), [(i, n, s) for i, (n, s) in enumerate(rows)])[1])
+    return LedgerState(target, True, book.version, files, runs, tuple(last) if last else None, injections, [],
+                       unmatched, tuple(dispositions))
 
 
 # ---------------------------------------------------------------- reconciling the archive
@@ -229,9 +278,7 @@ def reconcile_archive(ledger: Ledger, archive: Path, outbox: Path, run_id: str) 
     files = archive_files(archive)
     if not files:
         return counts
-    with closing(ledger._connect()) as con:
-        con.row_factory = sqlite3.Row
-        rows = [dict(r) for r in con.execute("SELECT id, sha256, name, size, status, archived_at FROM files")]
+    rows = ledger.file_rows()
     used, left = _match_by_name(files, [(r["id"], r["name"], r["size"]) for r in rows if r["archived_at"]])
     if not left:
         return counts
@@ -398,6 +445,9 @@ def preflight(paths) -> None:
     says so)."""
     from pipeline.nightly import RunInProgress, RunLock
 
+    if paths.lock is None:  # PostgreSQL: nights share the ledger; connecting and migrating is the check
+        open_for_night(paths.ledger, paths.archive)
+        return
     try:
         with RunLock(paths.lock):
             open_for_night(paths.ledger, paths.archive)

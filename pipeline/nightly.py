@@ -6,6 +6,7 @@ A re-run re-writes the same outputs (same names) if the ledger was not reached, 
 archiving if it was. Logs and the returned summaries carry file ids (hash prefixes), never names.
 """
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
@@ -14,7 +15,6 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
-import sqlite3
 import stat
 import time
 from collections import Counter
@@ -29,7 +29,7 @@ from pipeline.config import MAX_REPEAT_INTERVAL_DAYS, ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
 from pipeline.isolate import Interrupted, read_isolated, run_isolated
-from pipeline.ledger import Ledger
+from pipeline.ledger import LEDGER_ERRORS, Ledger, is_url, open_ledger
 from schemas import codesets as K
 from schemas import columns as C
 
@@ -42,6 +42,7 @@ OUTPUT_STEM_MAX = 230  # room for ".exceptions.xlsx" and the writers' temporary 
 # Statuses of a file the night could not take; it stays in the inbox. "deferred": picked up next night
 # with nothing to do (changed while read, or gone); "failed": someone must look (reason code).
 LEFT_CODES = {"E_CHANGED": "deferred", "E_VANISHED": "deferred"}
+WORK_FOLDER = ".claimscrub-work"  # in the inbox (same file system: a move is a rename); hidden from scans
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,22 @@ class NightlyPaths:
     outbox: Path
     archive: Path
     quarantine: Path
-    ledger: Path
+    ledger: Path | str  # an SQLite file, or a PostgreSQL URL (``pipeline.ledger.open_ledger``)
 
     @property
-    def lock(self) -> Path:
-        return self.ledger.with_name(self.ledger.name + ".lock")
+    def lock(self) -> Path | None:
+        """The SQLite night's flock file beside the ledger (none on PostgreSQL: advisory locks instead)."""
+        return None if is_url(self.ledger) else self.ledger.with_name(self.ledger.name + ".lock")
+
+    @property
+    def work(self) -> Path:
+        """Where each run keeps the files it has claimed, one folder per run: ``<inbox>/.claimscrub-work/<run>``."""
+        return self.inbox / WORK_FOLDER
 
 
 def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Path | None) -> NightlyPaths:
-    """``--root DIR`` means DIR/inbox, outbox, archive, quarantine and ledger.sqlite; flags override."""
+    """``--root DIR`` means DIR/inbox, outbox, archive, quarantine and ledger.sqlite; flags override. Every
+    path is made absolute here, on the host that starts the night: workers elsewhere get the same paths."""
     base = {
         "inbox": config.inbox, "outbox": config.outbox, "archive": config.archive,
         "quarantine": config.quarantine, "ledger": config.ledger,
@@ -68,9 +76,11 @@ def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Pa
         root = Path(root)
         base = {"inbox": root / "inbox", "outbox": root / "outbox", "archive": root / "archive",
                 "quarantine": root / "quarantine", "ledger": root / "ledger.sqlite"}
-    base.update({k: Path(v) for k, v in overrides.items() if v is not None})
-    paths = NightlyPaths(root=root, **base)
-    for folder in (paths.inbox, paths.outbox, paths.archive, paths.quarantine, paths.ledger.parent):
+    base.update({k: v if k == "ledger" and is_url(v) else Path(v) for k, v in overrides.items() if v is not None})
+    base = {k: v if k == "ledger" and is_url(v) else Path(v).expanduser().absolute() for k, v in base.items()}
+    paths = NightlyPaths(root=Path(root).expanduser().absolute() if root is not None else None, **base)
+    for folder in (paths.inbox, paths.outbox, paths.archive, paths.quarantine,
+                   *([] if is_url(paths.ledger) else [paths.ledger.parent])):
         folder.mkdir(parents=True, exist_ok=True)
     return paths
 
@@ -102,7 +112,7 @@ def scan_inbox(inbox: Path, settle_seconds: float, now: float | None = None) -> 
             st = path.stat()
         except OSError:  # vanished since the listing (or a dangling link): nothing to take
             continue
-        if stat.S_ISDIR(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):  # the runs' working folder among them
             continue
         if not stat.S_ISREG(st.st_mode):  # a FIFO, socket or device: opening it could block the night
             skipped.append((path, "not a regular file"))
@@ -259,16 +269,116 @@ def inbox_sha256(path: Path) -> str:
         raise FileFault.from_os(exc, "hashing it") from None
 
 
-def hash_inbox(ready: list[Path], ledger: Ledger, run_id: str) -> tuple[list[tuple[Path, str]], list[FileOutcome]]:
-    """(path, sha256) of each ready file, and the outcome of each one that could not be hashed (it costs
-    that file alone: recorded with its reason code and left where it is)."""
-    hashed, faults = [], []
-    for path in ready:
+class Claimer:
+    """Takes inbox files for one run, one at a time as the run has room for them, so that processes over
+    one shared inbox share its files out: hash -> claim in the ledger (the insert is atomic: one run per
+    content) -> move into the run's working folder (a rename: one process per path). What one run holds,
+    no other scrubs; what it has not claimed yet, another may take. A file the run could not finish goes
+    back to the inbox (``finish``); a killed run's files are taken back by the next night (``recover_claims``).
+    """
+
+    def __init__(self, ledger: Ledger, paths: NightlyPaths, run_id: str):
+        self.ledger, self.paths, self.run_id = ledger, paths, run_id
+        self.folder = paths.work / run_id
+        self.faults: list[FileOutcome] = []  # files that could not be hashed or moved (left in the inbox)
+        self.elsewhere = 0  # files another run took first (or holds the same content of)
+
+    def take(self, path: Path) -> tuple[str, tuple[Path, str] | None]:
+        """``("go", (work path, sha256))``, ``("later", None)`` (this run holds the same content: a twin, taken
+        after it), or ``("skip", None)`` (gone to another run, or could not be taken: see ``faults``)."""
         try:
-            hashed.append((path, inbox_sha256(path)))
+            sha = inbox_sha256(path)
         except FileFault as fault:
-            faults.append(_leave(path, "", 0, ledger, run_id, fault.code, fault.reason))
-    return hashed, faults
+            if fault.code == "E_VANISHED" and is_url(self.paths.ledger):  # most likely another process took it
+                self.elsewhere += 1
+                return "skip", None
+            self.faults.append(_leave(path, "", 0, self.ledger, self.run_id, fault.code, fault.reason))
+            return "skip", None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = _unique(self.folder, path.name, sha)
+        for _ in range(3):  # a claim released between the insert and the look-up: try again
+            holder = self.ledger.claim(sha, path.name, self.run_id, str(target))
+            if holder != "":
+                break
+        if holder == self.run_id:
+            return "later", None
+        if holder:
+            log.info("file %s: the same content is being scrubbed by another run; left in the inbox", file_id(sha))
+            self.elsewhere += 1
+            return "skip", None
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:  # another process moved it (its claim came and went): not ours
+            self.ledger.release(sha, self.run_id)
+            self.elsewhere += 1
+            return "skip", None
+        except OSError as exc:
+            self.ledger.release(sha, self.run_id)
+            fault = FileFault.from_os(exc, "moving it to the run's working folder")
+            self.faults.append(_leave(path, sha, 0, self.ledger, self.run_id, fault.code, fault.reason))
+            return "skip", None
+        return "go", (target, sha)
+
+    def finish(self, work_path: Path, sha256: str) -> None:
+        """The file's task is over: a file still in the working folder (failed, deferred, interrupted) goes
+        back to the inbox; the claim is released."""
+        put_back(work_path, self.paths.inbox, sha256)
+        self.ledger.release(sha256, self.run_id)
+
+    def close(self) -> None:
+        """Files never finished (a stop) go back; the run's working folder is removed when empty."""
+        for claim in self.ledger.claims(self.run_id):
+            self.finish(Path(claim["work_path"]), claim["sha256"])
+        for folder in (self.folder, self.paths.work):  # each only when empty (other runs may be working)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def put_back(work_path: Path, inbox: Path, sha256: str) -> Path | None:
+    """A file from a run's working folder back into the inbox (a new name only if one is taken there)."""
+    work_path = Path(work_path)
+    if not work_path.exists():
+        return None
+    target = _unique(inbox, work_path.name, sha256)
+    os.rename(work_path, target)
+    return target
+
+
+def recover_claims(ledger: Ledger, paths: NightlyPaths, run_id: str) -> int:
+    """What dead runs (killed mid-night) had claimed goes back to the inbox and their claims are released;
+    their runs are closed as ``crashed``. Run during the night's setup (one process at a time). Returns how
+    many files went back."""
+    back = 0
+    for claim in ledger.claims():
+        if claim["run_id"] == run_id or ledger.run_alive(claim["run_id"]):
+            continue
+        back += put_back(Path(claim["work_path"]), paths.inbox, claim["sha256"]) is not None
+        ledger.release(claim["sha256"], claim["run_id"])
+        log.warning("file %s: claimed by a run that did not finish; back in the inbox", file_id(claim["sha256"]))
+    if paths.work.is_dir():  # files a dead run moved without a claim row left (never, but never lose one)
+        for folder in paths.work.iterdir():
+            if not folder.is_dir() or folder.name == run_id or ledger.run_alive(folder.name):
+                continue
+            for leftover in folder.iterdir():
+                if leftover.is_file() and not leftover.name.startswith("."):
+                    try:
+                        sha = inbox_sha256(leftover)
+                    except FileFault:
+                        continue
+                    back += put_back(leftover, paths.inbox, sha) is not None
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+    ledger.close_dead_runs()
+    return back
+
+
+def wait_for_other_runs(ledger: Ledger, run_id: str, timeout: float, stop=lambda: False, poll: float = 1.0) -> int:
+    """Wait until no other live run holds a file (their sessions are then all in the ledger for the
+    cross-file pass), at most ``timeout`` seconds; returns how many are still held."""
+    deadline = time.monotonic() + timeout
+    while (held := ledger.claims_in_flight(run_id)) and time.monotonic() < deadline and not stop():
+        time.sleep(poll)
+    return held
 
 
 def _leave(path: Path, sha256: str, size: int, ledger: Ledger, run_id: str, code: str, reason: str) -> FileOutcome:
@@ -296,7 +406,8 @@ def scrub_inbox_entry(path: Path, sha256: str, paths: NightlyPaths, ledger_path:
     the first try recorded); anything else is a failed outcome, and the file stays in the inbox."""
     fid = file_id(sha256)
     try:
-        return process_file(path, sha256, paths, Ledger(ledger_path), config, as_of, day, run_id, check=check)
+        return process_file(path, sha256, paths, open_ledger(ledger_path, create=False), config, as_of, day, run_id,
+                            check=check)
     except OSError as exc:
         log.error("file %s: %s", fid, errno.errorcode.get(exc.errno or 0, type(exc).__name__))
         raise MaskedOSError(exc, fid) from None
@@ -389,12 +500,16 @@ def night_sessions(claims: pd.DataFrame | None, lines: pd.DataFrame, salt: str, 
     })
 
 
-def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, config: ScrubConfig) -> pd.DataFrame:
+def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, config: ScrubConfig,
+                       concurrent: dict | None = None) -> pd.DataFrame:
     """The repeat-interval rule between files of the same night, which no file's own check could see (files
     run concurrently).
 
     A session is flagged when the patient's previous session, within the payer's interval, is in another
-    file of tonight; claims already flagged by their own file are left as they are.
+    file of tonight; claims already flagged by their own file are left as they are. ``concurrent``: file
+    sha256 -> name of the files other processes scrubbed while this night ran (over the same shared inbox,
+    on a PostgreSQL ledger); their sessions in ``history`` (with its ``file_sha256`` column) count as
+    tonight's, so that two processes flag what one process would have flagged.
     """
     from pipeline.validate import FINDING_COLUMNS, severity_for
     from schemas.rules import RULES_BY_ID
@@ -403,12 +518,18 @@ def cross_file_repeats(outcomes: list["FileOutcome"], history: pd.DataFrame, con
     rule_id = repeat_interval.rule_id
 
     parts = [o.sessions.assign(source_file=o.name) for o in outcomes if o.sessions is not None and len(o.sessions)]
-    if len(parts) < 2:
+    others = concurrent or {}
+    if not parts or (len(parts) < 2 and not others):
         return pd.DataFrame(columns=[*FINDING_COLUMNS, "source_file"])
     tonight = pd.concat(parts, ignore_index=True)
     tonight["date"] = pd.to_datetime(tonight["date"]).astype("datetime64[ns]")
     tonight["patient_key"] = tonight["patient_key"].astype(object)
     earlier = history.rename(columns={"service_date": "date"}).assign(source_file="(earlier run)")
+    if others and "file_sha256" in earlier:
+        tonight_elsewhere = earlier["file_sha256"].isin(list(others))
+        earlier.loc[tonight_elsewhere, "source_file"] = earlier.loc[tonight_elsewhere, "file_sha256"].map(
+            lambda h: f"{others.get(h) or 'file ' + file_id(h)} (scrubbed by another process tonight)")
+    earlier = earlier[["patient_key", "date", "source_file"]].copy()
     earlier["patient_key"] = earlier["patient_key"].astype(object)
     pool = pd.concat([tonight[["patient_key", "date", "source_file"]], earlier],
                      ignore_index=True).sort_values("date", kind="stable")
@@ -475,7 +596,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         again = None
         if done["run_id"] != run_id:
             workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-            work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id, sha256)
+            work = (path, column_map, as_of, config, ledger.target, ledger.salt, workbook, csv_path, run_id, sha256)
             try:
                 again = _scrub_work(path, work, isolate, check)
             except Interrupted as exc:
@@ -499,7 +620,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
     workbook, csv_path = output_names(paths.outbox / day, path.name, sha256)
-    work = (path, column_map, as_of, config, ledger.path, ledger.salt, workbook, csv_path, run_id, sha256)
+    work = (path, column_map, as_of, config, ledger.target, ledger.salt, workbook, csv_path, run_id, sha256)
     try:
         done = _scrub_work(path, work, isolate, check)
     except Interrupted as exc:  # a stop was asked for: nothing recorded, the file stays for the next run
@@ -533,7 +654,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
             sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
             claims=summary.claims, findings=counts["findings"], errors=summary.claims_with_errors,
             workbook=str(workbook))
-    except sqlite3.Error as exc:  # disk full, locked or damaged ledger: outputs exist, nothing recorded
+    except LEDGER_ERRORS as exc:  # disk full, locked, damaged or unreachable ledger: outputs exist, nothing recorded
         reason = f"the ledger could not be written ({type(exc).__name__}: {exc})"
         log.error("file %s: %s; the file stays in the inbox [E_LEDGER_UNWRITABLE]", fid, reason)
         return FileOutcome(fid, path.name, "failed", "E_LEDGER_UNWRITABLE", reason)
@@ -580,7 +701,7 @@ def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: Scrub
         # The ledger's history is read here, where it is used: handing it to a child would pickle every
         # session of every earlier night once per file.
         keys, window = session_keys(result.lines, salt)
-        book = Ledger(ledger_path)
+        book = open_ledger(ledger_path, create=False)
         # Not this run's sessions: what other files of tonight recorded depends on which ran first;
         # repeats within the night are found by the night-level pass (``cross_file_repeats``).
         history = (book.injection_history(exclude_run=run_id, keys=keys.values(), exclude_file=sha256 or "",

@@ -222,7 +222,7 @@ def test_full_disk_refuses_with_exit_5(tmp_path):
     RLIMIT_FSIZE limit gives EFBIG, which SQLite reports as an I/O error instead): exit 5, one line, input kept."""
     with _tmpfs(tmp_path / "fs", "2m") as fs:
         root = _root_on(fs)
-        with open(fs / "filler", "wb") as fh, contextlib.suppress(OSError):
+        with open(fs / "filler", "wb", buffering=0) as fh, contextlib.suppress(OSError):  # close never flushes
             while True:
                 fh.write(b"\0" * 65536)
                 fh.flush()
