@@ -133,7 +133,7 @@ def test_unreachable_server_is_one_line_exit_5(tmp_path):
 # ---------------------------------------------------------------- two nightly processes over one inbox
 
 
-FILES, LINES = 10, 1500
+FILES, LINES = 8, 600
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_two_processes_share_one_inbox(exports, one_process, pg_url, tmp_path):
     assert sorted(_hfs030(outboxes[0]) + _hfs030(outboxes[1])) == one_process
 
 
-def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path):
+def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path, prefect_harness):
     """kill -9 of one of two processes while it scrubs: the other ends with exit 0 (it does not wait for the
     dead one); the killed run's file stays in its working folder, claimed; a re-run takes it back and
     finishes it. Every file is scrubbed exactly once, nothing is lost, the killed run is closed as crashed."""
