@@ -185,7 +185,7 @@ def test_ledger_migrates_an_old_schema(tmp_path):
     """It upgrades a version-1 ledger in place, keeping its rows."""
     path = tmp_path / "old.sqlite"
     con = sqlite3.connect(path)
-    for stmt in filter(str.strip, __import__("pipeline.ledger", fromlist=["_MIGRATIONS"])._MIGRATIONS[1].split(";")):
+    for stmt in __import__("pipeline.ledger", fromlist=["migration_statements"]).migration_statements(1, "sqlite"):
         con.execute(stmt)
     con.execute("INSERT INTO meta VALUES ('salt', 'abc')")
     con.execute("PRAGMA user_version=1")
