@@ -158,6 +158,10 @@ class ScrubConfig(BaseModel):
                              "\"0640\"): by default the owner writes and the billing team's group reads")
     reference_dir: Path = Field(Path("reference"), description="Folder of imported reference tables "
                                 "(claimscrub reference import); they take precedence over the shipped ones")
+    outbox_link: str | None = Field(None, description=(
+        "Where the team opens the outbox, for the nightly artifact's link: a URL (https://files.example.org/outbox), "
+        "a share path (\\\\fileserver\\claims\\outbox) or a path as the team mounts it; default: the outbox "
+        "path and the host it is on"))
     date_order: DateOrder = Field(
         DateOrder.MDY, description="How a slash date such as 03/04/2024 is read when no value of its column proves "
         "the order: MDY (US, month first) or DMY (day first); noted once per file")
@@ -171,6 +175,15 @@ class ScrubConfig(BaseModel):
     disabled: list[str] = Field(default_factory=list, description="Rule ids not applied at all")
 
     _known_rules = field_validator("severity", "disabled")(classmethod(lambda cls, v: _check_rule_ids(v)))
+
+    @field_validator("outbox_link")
+    @classmethod
+    def _link_base(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value and not (value.startswith(("\\\\", "/")) or re.match(r"^([a-zA-Z]:[\\/]|[a-zA-Z][a-zA-Z0-9+.-]*://\S)", value)):
+            raise ValueError(f"{value!r} is not a URL (https://files.example.org/outbox), a share path "
+                             "(\\\\fileserver\\claims\\outbox) or an absolute path")
+        return value
 
     @field_validator("output_mode", mode="before")
     @classmethod
