@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import cluster
 from pipeline.sample import clean_claim, write_csv
-from tests.conftest import ROOT
+from tests.conftest import ROOT, read_all
 
 pytest.importorskip("prefect_dask")
 pytestmark = pytest.mark.e2e
@@ -113,16 +113,29 @@ def test_a_postgresql_ledger_the_workers_cannot_reach_is_named(good_cluster, tmp
 def test_a_daemonic_worker_is_reported_before_the_night(tmp_path, prefect_harness):
     """`claimscrub nightly --dask-address` on a scheduler whose worker is daemonic (Dask's default): the
     terminal says, before the night's summary, that files run in-process without limits and how to fix it;
-    the night still scrubs the file."""
+    the night still scrubs the file, and its artifact links to the outputs under ``outbox_link``."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
     _settled_file(tmp_path / "night" / "inbox")
+    config = tmp_path / "claimscrub.toml"
+    config.write_text("outbox_link = '\\\\fileserver\\claims\\outbox'\n")
     with _local_cluster(daemon=True) as c:
-        res = _nightly("--dask-address", c.scheduler_address, "--root", tmp_path / "night",
+        res = _nightly("--dask-address", c.scheduler_address, "--root", tmp_path / "night", "--config", config,
                        env=_cli_env(tmp_path, _harness_url()))
     assert res.returncode == 0, res.stderr[-2000:]
     [warning] = [line for line in res.stderr.splitlines() if "cannot start child processes" in line]
     assert warning.startswith("claimscrub: warning: 1 Dask worker(s) cannot start child processes (tcp://")
     assert "without memory or time limits" in warning and "DASK_DISTRIBUTED__WORKER__DAEMON=False" in warning
     assert ": scrubbed" in res.stdout and "claims.csv" not in res.stdout + res.stderr
+
+    async def summaries():
+        async with get_client() as client:
+            return [a for a in await read_all(client.read_artifacts) if a.key == "nightly-summary"]
+
+    link = "[`\\\\fileserver\\claims\\outbox\\2024-06-30`](file://fileserver/claims/outbox/2024-06-30)"
+    assert any(f"Outputs: {link}" in str(a.data) for a in asyncio.run(summaries()))
 
 
 @pytest.fixture
