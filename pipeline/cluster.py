@@ -163,7 +163,7 @@ def worker_facts(folders: dict[str, str], markers: dict[str, str | None], ledger
 
     facts: dict = {"host": socket.gethostname(), "daemon": bool(multiprocessing.current_process().daemon),
                    "folders": {name: _folder_state(path, markers.get(name)) for name, path in folders.items()},
-                   "api": None, "ledger": None, "env_api_url": os.environ.get("PREFECT_API_URL", "")}
+                   "api": None, "ledger": None}
     if ledger.get("kind") == "sqlite":
         path = Path(ledger["path"])
         state = _folder_state(str(path.parent), markers.get("ledger"))
@@ -208,7 +208,7 @@ def judge(facts: dict[str, dict | BaseException], folders: dict[str, str], ledge
             v.refusals.append(f"Dask worker {addr} could not run claimscrub's checks ({type(f).__name__}: {first}); "
                               "install the same claimscrub on every worker")
             continue
-        w = f"{addr} (host {f['host']})"
+        w = f"{addr} on host {f['host']}"
         if f["host"] != local_host:
             other_hosts.add(f["host"])
         if f["daemon"]:
@@ -244,7 +244,7 @@ def judge(facts: dict[str, dict | BaseException], folders: dict[str, str], ledge
                           f"serve Dask workers on other hosts ({', '.join(sorted(other_hosts))}): start a Prefect "
                           "server they reach (prefect server start --host 0.0.0.0) and set PREFECT_API_URL to it")
     if daemonic:
-        v.warnings.append(f"{len(daemonic)} Dask worker(s) cannot start child processes ({', '.join(daemonic)}): "
+        v.warnings.append(f"{len(daemonic)} Dask worker(s) cannot start child processes ({', '.join(daemonic)}); "
                           "files will be scrubbed in-process there, without memory or time limits; start the "
                           f"workers with {DAEMON_FIX}")
     if ledger.get("kind") == "sqlite" and other_hosts and not v.refusals:

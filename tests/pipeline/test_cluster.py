@@ -92,6 +92,11 @@ def test_an_unreachable_api_refuses_for_a_remote_cluster(good_cluster, tmp_path,
     [line] = refused.value.lines
     assert line.startswith(f"the Prefect API at {closed} does not answer from Dask worker tcp://")
     assert "PREFECT_API_URL" in line
+    # With no API URL at all, Prefect's ephemeral API would live in this process: no worker reaches it.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}), pytest.raises(cluster.ClusterRefused) as refused:
+        cluster.preflight(good_cluster, params, remote=True)
+    [line] = refused.value.lines
+    assert "has none (Prefect's ephemeral API lives in this process)" in line and "PREFECT_API_URL" in line
     # The local cluster claimscrub starts itself is not remote: its workers use this host's API as it is.
     with temporary_settings(updates={PREFECT_API_URL: closed}):
         assert cluster.preflight(good_cluster, params, remote=False).refusals == []
@@ -184,7 +189,7 @@ def test_a_worker_elsewhere_without_the_inbox_or_the_api_refuses(worker_elsewher
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 2, lines
     assert lines[0].startswith(f"claimscrub: the inbox folder {inbox} does not exist on Dask worker tcp://")
-    assert "(host elsewhere)" in lines[0] and "same absolute path" in lines[0]
+    assert " on host elsewhere:" in lines[0] and "same absolute path" in lines[0]
     assert lines[1].startswith("claimscrub: this command's temporary Prefect API (http://127.0.0.1:")
     assert "other hosts (elsewhere)" in lines[1] and lines[1].endswith("; nothing was scrubbed")
     assert claims.exists() and not (tmp_path / "night" / "outbox" / AS_OF.isoformat()).exists()
