@@ -263,20 +263,3 @@ def _tables(url: str) -> bool:
 def _run_pid(url: str, run_id: str) -> int | None:
     rows = _q(url, "SELECT pid FROM runs WHERE id=%s", (run_id,))
     return rows[0][0] if rows else None
-
-
-@pytest.fixture
-def pg_url():
-    """A new empty database on the local server (provisional: replaced by the shared harness)."""
-    import uuid
-
-    admin = os.environ.get("CLAIMSCRUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        _q(admin, "SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL tests skipped: no server at {admin} ({exc})")
-    name = f"claimscrub_test_{uuid.uuid4().hex[:10]}"
-    _q(admin, f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    _q(admin, f'DROP DATABASE "{name}" WITH (FORCE)')
-
