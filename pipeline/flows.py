@@ -80,7 +80,7 @@ def _retry_on_io(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False, task_run_name="scrub-inbox-file-{sha256:.12}")
-def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: ScrubConfig, as_of: dt.date,
+def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path | str, config: ScrubConfig, as_of: dt.date,
                      day: str, run_id: str, partition_lines: int | None = None):
     """Scrub, de-duplicate or quarantine one inbox file (what it raises never names the file: Prefect
     stores task states and logs; task-run parameters are not sent to the API)."""
