@@ -100,8 +100,8 @@ def absolute_params(params: dict) -> dict:
     paths = resolve_paths(config, out.get("root"), **overrides)
     for key in FOLDERS:
         out[key] = Path(getattr(paths, key)).expanduser().resolve()
-    target = url or paths.ledger
-    out["ledger"] = target if _is_url(target) else Path(target).expanduser().resolve()
+    target = url or paths.ledger  # a str either way: the flow's ledger parameter may be a URL or a path
+    out["ledger"] = str(target) if _is_url(target) else str(Path(target).expanduser().resolve())
     return out
 
 
