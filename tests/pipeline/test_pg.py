@@ -263,3 +263,19 @@ def _tables(url: str) -> bool:
 def _run_pid(url: str, run_id: str) -> int | None:
     rows = _q(url, "SELECT pid FROM runs WHERE id=%s", (run_id,))
     return rows[0][0] if rows else None
+
+
+def test_url_from_a_prefect_secret_block(pg_url, prefect_harness):
+    """``prefect-secret://NAME``: the URL (password included, where there is one) is read from a Prefect
+    Secret block; the ledger is named without it; a missing block is one refusal naming the block."""
+    import uuid
+
+    from prefect.blocks.system import Secret
+
+    name = f"ledger-{uuid.uuid4().hex[:8]}"
+    Secret(value=pg_url).save(name)
+    book = open_ledger(f"prefect-secret://{name}")
+    assert book.version == SCHEMA_VERSION and book.where == f"prefect-secret://{name}"
+    with pytest.raises(LedgerUnusable) as missing:
+        open_ledger("prefect-secret://no-such-block")
+    assert missing.value.code == "LEDGER_SECRET" and "no-such-block" in missing.value.line
