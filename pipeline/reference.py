@@ -4,7 +4,8 @@ Each table has a kind (``mue``, ``ptp``, ``icd10cm``, ``procedures``, ``modifier
 and the dates of service it covers. The package ships one set (``pipeline/reference_data/manifest.json``); a user
 loads newer official CMS files with ``claimscrub reference import KIND FILE`` into the configured
 ``reference_dir``. For a date of service the table used is the one whose coverage holds the date, an imported
-table before a shipped one and the newest version first. Importers parse and check a file's shape and refuse
+table before a shipped one and the newest version first. A code-set date between two tables (a release not
+shipped) is judged from the two around it (``bracket_per_date``). Importers parse and check a file's shape and refuse
 one that is not what it claims (``RefDataError``, one line). Nothing here names a rule.
 """
 
@@ -119,6 +120,35 @@ def _table_per_distinct_date(d: np.ndarray, candidates: list[Table], nearest: bo
                 pick[d[free] >= candidates[k].start.to_datetime64()] = k
             out[free] = pick
     return out
+
+
+def bracket_per_date(dates: pd.Series, candidates: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+    """Per date that no table covers but that lies between two of them (a release not shipped, say ICD-10-CM
+    FY2024 between FY2023 and FY2025): the positions in ``candidates`` of the table that ends last before it and
+    of the one that starts first after it; -1 and -1 for every other date (covered, before or after them all,
+    NaT). On a tie the first candidate (an imported table before a shipped one) is taken."""
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))
+    d = np.asarray(distinct, dtype="datetime64[ns]")
+    covered = _table_per_distinct_date(d, candidates, False)
+    before, after = np.full(len(d), -1, dtype=np.int64), np.full(len(d), -1, dtype=np.int64)
+    best_end = np.full(len(d), np.datetime64("NaT", "ns"))
+    best_start = np.full(len(d), np.datetime64("NaT", "ns"))
+    for k, t in enumerate(candidates):
+        end, start = t.end.to_datetime64(), t.start.to_datetime64()
+        later = (end < d) & (np.isnat(best_end) | (end > best_end))
+        before[later], best_end[later] = k, end
+        sooner = (start > d) & (np.isnat(best_start) | (start < best_start))
+        after[sooner], best_start[sooner] = k, start
+    gap = (covered < 0) & (before >= 0) & (after >= 0)
+    before, after = np.where(gap, before, -1), np.where(gap, after, -1)
+    return np.append(before, np.int64(-1))[at], np.append(after, np.int64(-1))[at]
+
+
+def gap_dates(earlier: Table, later: Table) -> str:
+    """The dates of service between two tables, as the Summary shows them."""
+    first = (earlier.end + pd.Timedelta(days=1)).date().isoformat()
+    last = (later.start - pd.Timedelta(days=1)).date().isoformat()
+    return f"{first} to {last}"
 
 
 # --- importers: parse an official file into the table's columns, refusing a file that is not what it claims ----
@@ -432,6 +462,15 @@ def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> lis
         strict = table_per_date(d, candidates) if nearest else at
         latest = max(t.end for t in candidates)
         counts = np.bincount(at[at >= 0], minlength=len(candidates))
+        bracketed = []
+        if kind in BRACKET_KINDS and ((strict < 0) & d.notna().to_numpy()).any():
+            before, after = bracket_per_date(d, candidates)
+            pairs, lines = np.unique(np.stack([before, after])[:, before >= 0], axis=1, return_counts=True) if (
+                before >= 0).any() else (np.empty((2, 0), dtype=np.int64), np.empty(0, dtype=np.int64))
+            bracketed = [{"between": [candidates[b].version, candidates[a].version],
+                          "dates": gap_dates(candidates[b], candidates[a]), "lines": int(n)}
+                         for (b, a), n in zip(pairs.T.tolist(), lines.tolist(), strict=True)]
+            strict = np.where(before >= 0, len(candidates), strict)  # judged from the two around them
         out.append({
             "kind": kind,
             "tables": [{"version": t.version, "origin": t.origin, "covers": f"{t.covers_from} to {t.covers_to}",
@@ -440,8 +479,12 @@ def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> lis
             "after_coverage_lines": int((d > latest).sum()),
             "latest_coverage": latest.date().isoformat(),
             "applied_outside_coverage": nearest,
+            "bracketed": bracketed,
         })
     return out
 
 
 NEAREST_KINDS = ("mue", "ptp")  # NCCI edits: a date outside every quarter is checked against the nearest one
+# Code sets: a date between two releases (one not shipped) is judged from both (lookups.code_facts): a code billable
+# in both was billable on it; one billable in neither and in no release never was; any other is not judged.
+BRACKET_KINDS = ("icd10cm",)

@@ -155,6 +155,7 @@ def find_violations(
     else:
         findings, claims = work(lines)
     _drop_out_of_reach(not_checked, claims, present)
+    _not_judged_claims(reference, claims)
     findings = _once_per_cause(findings[~findings["rule"].isin(not_checked)])
     cells = _ingest_findings(ingest_issues, lines, present)
     findings, cells = _unread_cells_once(findings, cells, headers or {})
@@ -171,6 +172,18 @@ def _drop_out_of_reach(not_checked: dict[str, str], claims: pd.DataFrame, presen
         if (r.reach is not None and r.id in not_checked and any(c not in present for c in r.needs)
                 and not (len(claims) and r.reach(claims).to_numpy(bool).any())):
             del not_checked[r.id]
+
+
+def _not_judged_claims(reference: dict, claims: pd.DataFrame) -> None:
+    """CODE-001 on claims dated between two ICD-10-CM releases whose codes only one of them has: not checked on
+    those claims (``reference["partly"]``; the Summary counts them as checked in part)."""
+    if "dx_not_judged" not in claims or not (n := int(claims["dx_not_judged"].to_numpy(bool).sum())):
+        return
+    between = [f"{b['between'][0]} and {b['between'][1]}" for u in reference.get("tables", [])
+               if u["kind"] == "icd10cm" for b in u.get("bracketed", [])]
+    reference.setdefault("partly", {})["CODE-001"] = (
+        f"not checked on {n} claim(s) dated between ICD-10-CM releases ({'; '.join(between)}) with a diagnosis "
+        "code billable in only one of the two: import the ICD-10-CM order file for those dates")
 
 
 def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[str, str]) -> dict:
@@ -203,6 +216,12 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
                 else:
                     partly[r.id] = why
     for u in used:
+        for b in u.get("bracketed", []):
+            warnings.append(f"{b['lines']} lines are dated {b['dates']}, between the {u['kind']} releases "
+                            f"{b['between'][0]} and {b['between'][1]} (none shipped for those dates): judged from "
+                            f"the {b['between'][0]} and {b['between'][1]} releases (a code billable in both passes; "
+                            "one billable in neither, nor in any release, is an error; any other is not checked on "
+                            "its claim); import the release for those dates to check them fully")
         before = u["uncovered_lines"] - u["after_coverage_lines"]
         if u["applied_outside_coverage"] and before > 0:
             warnings.append(f"{before} lines are dated outside the {u['kind']} tables' coverage (before or between "

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import reference as R
 from pipeline.config import PayerProfile, ScrubConfig
+from pipeline.report import summarize
 from pipeline.sample import apply_edits
 from pipeline.validate import find_violations
 from schemas.rules.core import add, every, on
@@ -120,16 +121,41 @@ def test_code_sets_on_the_date_of_service(edits, rule, value):
 
 
 def test_code_set_outside_the_shipped_releases_is_not_checked_never_passed():
-    """It reports CODE-001 as not checked for a file dated in a fiscal year no release covers, and as checked
-    on part of the lines when some dates are covered."""
-    v = _scrub([every(dx_2="G51.34", dx_pointer="A")], "2022-01-12")  # FY2022: not shipped
+    """It reports CODE-001 as not checked for a file dated before the oldest release or after the newest, and
+    as checked on part of the lines when some dates are covered."""
+    v = _scrub([every(dx_2="G51.34", dx_pointer="A")], "2020-05-12")  # before FY2021, the oldest shipped
     assert "CODE-001" not in set(v.findings["rule"])
     assert "outside the icd10cm tables" in v.not_checked["CODE-001"]
-    lines = (apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C1", "M1", "2022-01-12")
+    lines = (apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C1", "M1", "2026-10-12")  # after FY2026
              + apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C2", "M2", "2026-01-12"))
     v = find_violations(lines_frame(lines), AS_OF)
     assert list(v.findings.loc[v.findings["rule"] == "CODE-001", "claim_id"]) == ["C2"]
     assert "CODE-001" not in v.not_checked and "2 of 4 dated lines" in v.reference["partly"]["CODE-001"]
+
+
+def test_code_set_between_two_releases_is_judged_from_both():
+    """For a date between two shipped ICD-10-CM releases (FY2024: between FY2023 and FY2025) a code billable in
+    both passes, a code in no release is the error, and a code billable in one of the two only (A41.54, new
+    in FY2024; B60.0, a header since) leaves CODE-001 not checked on that claim: the Summary counts it as
+    checked in part and says which releases judged the dates."""
+    lines = []
+    for claim, dx in (("OK", "G24.5"), ("BAD", "G51.34"), ("NEW", "A41.54"), ("OLD", "B60.0")):
+        lines += apply_edits([every(dx_2=dx, dx_pointer="A")], claim, "M-" + claim, "2024-05-14")
+    v = find_violations(lines_frame(lines), dt.date(2024, 6, 30))
+    code = v.findings[v.findings["rule"] == "CODE-001"]
+    assert list(code["claim_id"]) == ["BAD"]
+    assert code["value"].iat[0] == "G51.34 (not in ICD-10-CM FY2023 or FY2025)"
+    assert "CODE-001" not in v.not_checked
+    assert "not checked on 2 claim(s)" in v.reference["partly"]["CODE-001"]
+    assert sorted(v.claims.loc[v.claims["dx_not_judged"], "claim_id"]) == ["NEW", "OLD"]
+    icd = next(u for u in v.reference["tables"] if u["kind"] == "icd10cm")
+    assert icd["uncovered_lines"] == 0
+    assert icd["bracketed"] == [{"between": ["FY2023", "FY2025"], "dates": "2023-04-01 to 2024-09-30",
+                                 "lines": len(lines)}]
+    assert any("judged from the FY2023 and FY2025 releases" in w for w in v.reference["warnings"])
+    s = summarize("f.csv", "", len(lines), lines_frame(lines), v.findings, v.claims, v.not_checked, "2024-06-30",
+                  "r", "0", v.reference)
+    assert (s.claims_with_errors, s.claims_checked_in_part, s.clean_claims) == (1, 2, 1)
 
 
 def test_imported_mue_table_takes_precedence_for_its_dates(tmp_path):
