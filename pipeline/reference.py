@@ -1,6 +1,6 @@
 """Reference tables behind the payer edits and code sets: versioned, dated, compact, with their provenance.
 
-Each table has a kind (``mue``, ``ptp``, ``icd10cm``, ``procedures``, ``modifiers``, ``pos``), a version, a source
+Each table has a kind (``mue``, ``ptp``, ``icd10cm``, ``procedures``, ``modifiers``, ``pos``, ``ndc``), a version, a source
 and the dates of service it covers. The package ships one set (``pipeline/reference_data/manifest.json``); a user
 loads newer official CMS files with ``claimscrub reference import KIND FILE`` into the configured
 ``reference_dir``. For a date of service the table used is the one whose coverage holds the date, an imported
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from schemas import ndc
 
 SHIPPED_DIR = Path(__file__).with_name("reference_data")
 MANIFEST = "manifest.json"
@@ -85,9 +87,19 @@ def _manifest(folder: Path, origin: str) -> list[Table]:
             for e in entries]
 
 
+def _ndc_table() -> list[Table]:
+    """The botulinum-toxin NDC table NDC-001 reads (``schemas/data/toxin_ndc.csv``, schemas/ndc.py), listed like
+    the others: its version, source and dates of service come from the file's own header."""
+    t = ndc.toxin_ndc_table()
+    if not (t.covers_from and t.covers_to):
+        return []
+    return [Table("ndc", t.version, t.source, t.covers_from, t.covers_to, ndc.TABLE, len(t.products), "shipped",
+                  t.sha256, "botulinum-toxin products only: an NDC not listed is not judged", str(ndc.data_folder()))]
+
+
 def tables(user_dir: Path | None = None) -> list[Table]:
     """Every table, in precedence order per kind: imported before shipped, newest coverage first."""
-    found = _manifest(SHIPPED_DIR, "shipped")
+    found = _manifest(SHIPPED_DIR, "shipped") + _ndc_table()
     if user_dir is not None and Path(user_dir).is_dir():
         found += _manifest(Path(user_dir), "imported")
     return sorted(found, key=lambda t: (t.kind, t.origin != "imported", -t.start.value, t.version))
@@ -484,7 +496,8 @@ def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> lis
     return out
 
 
-NEAREST_KINDS = ("mue", "ptp")  # NCCI edits: a date outside every quarter is checked against the nearest one
+# NCCI edits: a date outside every quarter is checked against the nearest one; so is an NDC (a product listing)
+NEAREST_KINDS = ("mue", "ptp", "ndc")
 # Code sets: a date between two releases (one not shipped) is judged from both (lookups.code_facts): a code billable
 # in both was billable on it; one billable in neither and in no release never was; any other is not judged.
 BRACKET_KINDS = ("icd10cm",)

@@ -2,6 +2,7 @@
 find_violations as a scrub runs it: real files imported into a real folder, real shipped tables."""
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +12,7 @@ from pipeline.config import PayerProfile, ScrubConfig
 from pipeline.report import summarize
 from pipeline.sample import apply_edits
 from pipeline.validate import find_violations
+from schemas.ndc import toxin_ndc_table
 from schemas.rules.core import add, every, on
 from tests.conftest import lines_frame
 
@@ -40,10 +42,24 @@ def _mue_file(path, value_64612: int) -> None:
 def test_shipped_tables_are_listed_with_source_version_and_coverage():
     """It ships every kind of table, each with a source, a version and dates of service covered."""
     kinds = {t.kind for t in R.tables()}
-    assert {"mue", "ptp", "icd10cm", "procedures", "modifiers", "pos"} <= kinds
+    assert {"mue", "ptp", "icd10cm", "procedures", "modifiers", "pos", "ndc"} <= kinds
     for t in R.tables():
         assert t.source and t.version and t.start <= t.end and t.rows > 0
-    assert sum((R.SHIPPED_DIR / t.file).stat().st_size for t in R.tables()) < 5_000_000
+    assert sum((Path(t.folder) / t.file).stat().st_size for t in R.tables()) < 5_000_000
+    ndc = R.of_kind("ndc")[0]  # the NDC table NDC-001 reads, with its own version and dates
+    assert (ndc.version, ndc.covers_from, ndc.covers_to) == ("2026-12", "2014-01-01", "2026-12-31")
+    assert "openFDA" in ndc.source and ndc.rows == len(toxin_ndc_table().products)
+
+
+def test_the_run_names_the_ndc_table_and_warns_after_its_coverage():
+    """It names the NDC table version NDC-001 was decided on, and for a date after the table's coverage still
+    judges the NDC (a product listing), saying so."""
+    v = _scrub([on(1, ndc="00023-9232-01")], "2027-02-10", claim="C1")
+    assert "NDC-001" in set(v.findings["rule"])
+    ndc = next(u for u in v.reference["tables"] if u["kind"] == "ndc")
+    assert [t["version"] for t in ndc["tables"]] == ["2026-12"]
+    assert any("after the newest ndc table's coverage (2026-12-31): checked against it anyway" in w
+               for w in v.reference["warnings"])
 
 
 def test_mue_rt_lt_lines_on_one_medicare_date_is_the_mue_error_not_the_style_warning():
@@ -68,6 +84,22 @@ def test_payer_without_ncci_gets_no_payer_edits():
     config = ScrubConfig(payers={"Medicare": PayerProfile(ncci_applies=False)})
     v = _scrub([*_RT_LT, add(line_no=4, procedure_code="64615", modifier_1=None)], "2026-03-10", config)
     assert not {"MUE-001", "PTP-001", "PTP-002"} & set(v.findings["rule"])
+
+
+@pytest.mark.parametrize("edits, ncci, want", [
+    ([on(0, modifier_1=None, units=2)], True, {"MUE-001": "error"}),
+    ([on(0, modifier_1=None, units=2)], False, {"HFS-008": "error"}),
+    ([on(0, units=2)], True, {"MUE-001": "error"}),  # 64612-50 x2
+    ([on(0, units=2)], False, {"HFS-008": "error"}),
+    ([add(line_no=3, procedure_code="64612", modifier_1="RT", units=1)], True, {"MUE-001": "error"}),  # 50 + RT
+    ([on(0, modifier_2="RT")], True, {"HFS-008": "error"}),  # 50 with RT on one line, 1 unit: not a unit fault
+])
+def test_hfs008_leaves_units_above_the_mue_to_mue001_for_ncci_payers(edits, ncci, want):
+    """It reports 64612 units above the MUE once: MUE-001 for a payer that applies NCCI, HFS-008 for one that
+    does not; a malformed line within the limit (50 with RT on one line) stays HFS-008's."""
+    config = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50", ncci_applies=ncci)})
+    v = _scrub(edits, "2026-03-10", config)
+    assert {r: s for r, s in _rules(v).items() if r in ("MUE-001", "HFS-008")} == want
 
 
 @pytest.mark.parametrize("code, modifier, rule, denied", [
