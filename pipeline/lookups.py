@@ -327,9 +327,9 @@ def _gaps(dates: pd.Series, tables: list[R.Table], which: np.ndarray, d: np.ndar
     if not tables or not ((which < 0) & ~np.isnat(d)).any():
         return []
     before, after = R.bracket_per_date(dates, tables)
-    pairs = np.unique(before[before >= 0] * len(tables) + after[before >= 0])
-    return [((before == p // len(tables)) & (after == p % len(tables)), tables[p // len(tables)],
-             tables[p % len(tables)]) for p in pairs.tolist()]
+    pair = np.where(before >= 0, before * len(tables) + after, len(tables) ** 2)  # the last bin: no gap
+    return [(pair == p, tables[p // len(tables)], tables[p % len(tables)])
+            for p in np.flatnonzero(np.bincount(pair, minlength=len(tables) ** 2 + 1)[:-1]).tolist()]
 
 
 def _code_set_union(tables: tuple) -> frozenset:

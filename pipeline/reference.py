@@ -141,7 +141,12 @@ def bracket_per_date(dates: pd.Series, candidates: list[Table]) -> tuple[np.ndar
     NaT). On a tie the first candidate (an imported table before a shipped one) is taken."""
     at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))
     d = np.asarray(distinct, dtype="datetime64[ns]")
-    covered = _table_per_distinct_date(d, candidates, False)
+    before, after = _bracket_distinct_dates(d, candidates, _table_per_distinct_date(d, candidates, False))
+    return np.append(before, np.int64(-1))[at], np.append(after, np.int64(-1))[at]
+
+
+def _bracket_distinct_dates(d: np.ndarray, candidates: list[Table], covered: np.ndarray) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
     before, after = np.full(len(d), -1, dtype=np.int64), np.full(len(d), -1, dtype=np.int64)
     best_end = np.full(len(d), np.datetime64("NaT", "ns"))
     best_start = np.full(len(d), np.datetime64("NaT", "ns"))
@@ -152,8 +157,7 @@ def bracket_per_date(dates: pd.Series, candidates: list[Table]) -> tuple[np.ndar
         sooner = (start > d) & (np.isnat(best_start) | (start < best_start))
         after[sooner], best_start[sooner] = k, start
     gap = (covered < 0) & (before >= 0) & (after >= 0)
-    before, after = np.where(gap, before, -1), np.where(gap, after, -1)
-    return np.append(before, np.int64(-1))[at], np.append(after, np.int64(-1))[at]
+    return np.where(gap, before, -1), np.where(gap, after, -1)
 
 
 def gap_dates(earlier: Table, later: Table) -> str:
@@ -462,33 +466,37 @@ def _record(folder: Path, made: list[Table]) -> None:
 
 def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> list[dict]:
     """What each kind of table did for these dates of service: the versions used (lines each), lines no table
-    covers, and lines dated after the newest table's coverage (for the Summary and the run's record)."""
-    d = pd.to_datetime(dates)
+    covers, and lines dated after the newest table's coverage (for the Summary and the run's record). Each
+    distinct date is decided once per kind (a file has a few hundred), weighted by its lines."""
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))  # NaT: -1
+    d = np.asarray(distinct, dtype="datetime64[ns]")
+    lines = np.bincount(at[at >= 0], minlength=len(d))  # lines per distinct date
     out = []
     for kind in kinds:
         candidates = of_kind(kind, user_dir)
         if not candidates:
             continue
         nearest = kind in NEAREST_KINDS
-        at = table_per_date(d, candidates, nearest=nearest)
-        strict = table_per_date(d, candidates) if nearest else at
+        which = _table_per_distinct_date(d, candidates, nearest)
+        strict = _table_per_distinct_date(d, candidates, False) if nearest else which
         latest = max(t.end for t in candidates)
-        counts = np.bincount(at[at >= 0], minlength=len(candidates))
+        counts = np.bincount(which[which >= 0], weights=lines[which >= 0], minlength=len(candidates))
         bracketed = []
-        if kind in BRACKET_KINDS and ((strict < 0) & d.notna().to_numpy()).any():
-            before, after = bracket_per_date(d, candidates)
-            pairs, lines = np.unique(np.stack([before, after])[:, before >= 0], axis=1, return_counts=True) if (
-                before >= 0).any() else (np.empty((2, 0), dtype=np.int64), np.empty(0, dtype=np.int64))
-            bracketed = [{"between": [candidates[b].version, candidates[a].version],
-                          "dates": gap_dates(candidates[b], candidates[a]), "lines": int(n)}
-                         for (b, a), n in zip(pairs.T.tolist(), lines.tolist(), strict=True)]
-            strict = np.where(before >= 0, len(candidates), strict)  # judged from the two around them
+        if kind in BRACKET_KINDS and (strict < 0).any():
+            before, after = _bracket_distinct_dates(d, candidates, strict)
+            gap = before >= 0
+            pair = before[gap] * len(candidates) + after[gap]
+            per_pair = np.bincount(pair, weights=lines[gap], minlength=len(candidates) ** 2)
+            bracketed = [{"between": [candidates[p // len(candidates)].version, candidates[p % len(candidates)].version],
+                          "dates": gap_dates(candidates[p // len(candidates)], candidates[p % len(candidates)]),
+                          "lines": int(per_pair[p])} for p in np.flatnonzero(per_pair).tolist()]
+            strict = np.where(gap, len(candidates), strict)  # judged from the two around them
         out.append({
             "kind": kind,
             "tables": [{"version": t.version, "origin": t.origin, "covers": f"{t.covers_from} to {t.covers_to}",
                         "source": t.source, "lines": int(counts[k])} for k, t in enumerate(candidates) if counts[k]],
-            "uncovered_lines": int(((strict < 0) & d.notna().to_numpy()).sum()),
-            "after_coverage_lines": int((d > latest).sum()),
+            "uncovered_lines": int(lines[strict < 0].sum()),
+            "after_coverage_lines": int(lines[d > latest.to_datetime64()].sum()),
             "latest_coverage": latest.date().isoformat(),
             "applied_outside_coverage": nearest,
             "bracketed": bracketed,

@@ -196,11 +196,13 @@ def _lcd_date_unknown(reference: dict, claims: pd.DataFrame, config: ScrubConfig
     (``claims["lcd_unknown"]``; ``reference["partly"]`` says how to set the date)."""
     if not len(claims) or "profile_name" not in claims or "HFS-033" in config.disabled:
         return
+    recent = (claims["dos_max"] >= LCD_REWRITE_FROM).to_numpy(bool)
+    if not recent.any():  # no claim dated in the LCDs' rewrite year or later: nothing to say (and nothing to do)
+        return
     names = claims["profile_name"].astype(str)
     part_b = {n for n in names.unique().tolist() if n == "Medicare" or (n in config.payers and config.payers[n].mac)}
     unknown = (claims["in_scope"].to_numpy(bool) & (claims["is_64612"] | claims["is_toxin"]).to_numpy(bool)
-               & claims["lcd_effective"].isna().to_numpy() & (claims["dos_max"] >= LCD_REWRITE_FROM).to_numpy(bool)
-               & names.isin(part_b).to_numpy(bool))
+               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(part_b).to_numpy(bool))
     claims["lcd_unknown"] = unknown
     if not unknown.any():
         return
