@@ -388,7 +388,7 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("Charges at risk", "billed charges of the claims with errors", "", (s.at_risk, MONEY_FORMAT)),
         ("Rows read", "claim lines read from the file", "", s.rows_read),
     ])
-    in_part = {r: "on part of the claims only: " + why for r, why in (s.reference or {}).get("partly", {}).items()
+    in_part = {r: "on part of the file only: " + why for r, why in (s.reference or {}).get("partly", {}).items()
                if r not in s.not_checked}
     if s.not_checked or in_part:
         rows = [(r, RULES_BY_ID[r].title if r in RULES_BY_ID else "", {**s.not_checked, **in_part}[r], "")
