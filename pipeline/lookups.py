@@ -264,12 +264,13 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
             if never.any():  # billable in neither: an error only if no release has it either
                 anywhere = _code_set_union(tuple(tables))
                 never &= ~np.array([key in anywhere for key in keys], dtype=bool)
-            bad = rows & _spread(codes, never, False)
-            if bad.any():
+            if never.any():  # per-line work only for the few codes that need it
+                bad = rows & _spread(codes, never, False)
                 shown = np.asarray(texts, dtype=object)[codes[bad]]
                 dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
                 release[bad] = f"{earlier.version} or {later.version}"
-            not_judged |= rows & _spread(codes, judged & ~(both & other) & ~never, False)
+            if (undecided := judged & ~(both & other) & ~never).any():
+                not_judged |= rows & _spread(codes, undecided, False)
     out["dx_not_billable"], out["dx_release"] = _texts(dx_not, out.index), _texts(release, out.index)
     out["dx_not_judged"] = not_judged  # a code billable in one of the two releases around its date only
     # Procedure codes: known to the table in force and outside their active dates.
