@@ -182,6 +182,8 @@ def _summary_text(s: dict, seconds: float) -> str:
         lines.append(f"  {rule}: {count}")
     for rule, why in sorted(s["not_checked"].items()):
         lines.append(f"  not checked: {rule} ({why})")
+    for rule, why in sorted((s.get("reference") or {}).get("partly", {}).items()):
+        lines.append(f"  not checked in part: {rule} ({why})")
     carried = s.get("carried") or {}
     if carried.get("carried"):
         lines.append(f"  reviewer dispositions carried forward: {carried['carried']} "

@@ -334,6 +334,7 @@ def derive_claims(
                    lookups.code_facts(lines, config.reference_dir, memo)],
                   axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
+    cf["dx_not_judged"] = g.any(f["dx_not_judged"])  # CODE-001 not checked on the claim (a date between releases)
 
     # Diagnosis.
     cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")

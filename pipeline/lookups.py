@@ -228,16 +228,21 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
     release (``dx_not_billable``: codes as written, ", "-joined; the release in ``dx_release``), a procedure code
     not active (``proc_inactive``: when it ended or starts), modifiers not in the valid list (``mod_invalid``), a
     place of service not in the CMS list (``pos_invalid``; ``pos_telehealth``). Malformed values are the structure
-    rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here."""
+    rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here. A date between
+    two ICD-10-CM releases (one not shipped) is judged from both: billable in both passes, billable in neither
+    and in no release is not billable (``dx_release`` "FY2023 or FY2025"), any other code is not judged
+    (``dx_not_judged``: CODE-001 is not checked on that claim)."""
     n = len(lines)
     out = pd.DataFrame(index=lines.index)
     dates = lines[C.SERVICE_DATE]
     d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
     # Diagnoses: per dx column, each distinct code judged once per release, then spread over the lines.
     dx_not, release = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    not_judged = np.zeros(n, dtype=bool)
     tables, which = _covered(dates, "icd10cm", user_dir)
+    gaps = _gaps(dates, tables, which, d)
     header = K.G51_3_HEADER.replace(".", "")
-    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if (which >= 0).any() else ():
+    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if (which >= 0).any() or gaps else ():
         codes, texts = _uniques(lines, col, memo)
         keys = [t.replace(".", "") for t in texts]
         judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])
@@ -251,7 +256,23 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
                 shown = np.asarray(texts, dtype=object)[codes[bad]]
                 dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
                 release[bad] = table.version
+        for rows, earlier, later in gaps:  # dates between two releases: judged from both
+            in_one, in_other = _code_set(earlier), _code_set(later)
+            both = np.array([key in in_one for key in keys], dtype=bool)
+            other = np.array([key in in_other for key in keys], dtype=bool)
+            never = judged & ~both & ~other
+            if never.any():  # billable in neither: an error only if no release has it either
+                anywhere = _code_set_union(tuple(tables))
+                never &= ~np.array([key in anywhere for key in keys], dtype=bool)
+            if never.any():  # per-line work only for the few codes that need it
+                bad = rows & _spread(codes, never, False)
+                shown = np.asarray(texts, dtype=object)[codes[bad]]
+                dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
+                release[bad] = f"{earlier.version} or {later.version}"
+            if (undecided := judged & ~(both & other) & ~never).any():
+                not_judged |= rows & _spread(codes, undecided, False)
     out["dx_not_billable"], out["dx_release"] = _texts(dx_not, out.index), _texts(release, out.index)
+    out["dx_not_judged"] = not_judged  # a code billable in one of the two releases around its date only
     # Procedure codes: known to the table in force and outside their active dates.
     inactive = np.full(n, "", dtype=object)
     tables, which = _covered(dates, "procedures", user_dir)
@@ -300,6 +321,25 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
     out["pos_invalid"] = pos_bad
     out["pos_telehealth"] = _spread(codes, np.array([t in TELEHEALTH_POS for t in texts], dtype=bool), False)
     return out
+
+
+def _gaps(dates: pd.Series, tables: list[R.Table], which: np.ndarray, d: np.ndarray) -> list:
+    """(lines, earlier table, later table) for the dated lines no release covers but two releases bracket."""
+    if not tables or not ((which < 0) & ~np.isnat(d)).any():
+        return []
+    before, after = R.bracket_per_date(dates, tables)
+    pair = np.where(before >= 0, before * len(tables) + after, len(tables) ** 2)  # the last bin: no gap
+    return [(pair == p, tables[p // len(tables)], tables[p % len(tables)])
+            for p in np.flatnonzero(np.bincount(pair, minlength=len(tables) ** 2 + 1)[:-1]).tolist()]
+
+
+def _code_set_union(tables: tuple) -> frozenset:
+    return _code_set_union_of(tuple(str(Path(t.folder) / t.file) for t in tables))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_set_union_of(paths: tuple) -> frozenset:
+    return frozenset().union(*(_code_set_of(p) for p in paths))
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,10 +1,11 @@
 """Reference tables behind the payer edits and code sets: versioned, dated, compact, with their provenance.
 
-Each table has a kind (``mue``, ``ptp``, ``icd10cm``, ``procedures``, ``modifiers``, ``pos``), a version, a source
+Each table has a kind (``mue``, ``ptp``, ``icd10cm``, ``procedures``, ``modifiers``, ``pos``, ``ndc``), a version, a source
 and the dates of service it covers. The package ships one set (``pipeline/reference_data/manifest.json``); a user
 loads newer official CMS files with ``claimscrub reference import KIND FILE`` into the configured
 ``reference_dir``. For a date of service the table used is the one whose coverage holds the date, an imported
-table before a shipped one and the newest version first. Importers parse and check a file's shape and refuse
+table before a shipped one and the newest version first. A code-set date between two tables (a release not
+shipped) is judged from the two around it (``bracket_per_date``). Importers parse and check a file's shape and refuse
 one that is not what it claims (``RefDataError``, one line). Nothing here names a rule.
 """
 
@@ -23,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from schemas import ndc
 
 SHIPPED_DIR = Path(__file__).with_name("reference_data")
 MANIFEST = "manifest.json"
@@ -84,9 +87,19 @@ def _manifest(folder: Path, origin: str) -> list[Table]:
             for e in entries]
 
 
+def _ndc_table() -> list[Table]:
+    """The botulinum-toxin NDC table NDC-001 reads (``schemas/data/toxin_ndc.csv``, schemas/ndc.py), listed like
+    the others: its version, source and dates of service come from the file's own header."""
+    t = ndc.toxin_ndc_table()
+    if not (t.covers_from and t.covers_to):
+        return []
+    return [Table("ndc", t.version, t.source, t.covers_from, t.covers_to, ndc.TABLE, len(t.products), "shipped",
+                  t.sha256, "botulinum-toxin products only: an NDC not listed is not judged", str(ndc.data_folder()))]
+
+
 def tables(user_dir: Path | None = None) -> list[Table]:
     """Every table, in precedence order per kind: imported before shipped, newest coverage first."""
-    found = _manifest(SHIPPED_DIR, "shipped")
+    found = _manifest(SHIPPED_DIR, "shipped") + _ndc_table()
     if user_dir is not None and Path(user_dir).is_dir():
         found += _manifest(Path(user_dir), "imported")
     return sorted(found, key=lambda t: (t.kind, t.origin != "imported", -t.start.value, t.version))
@@ -119,6 +132,39 @@ def _table_per_distinct_date(d: np.ndarray, candidates: list[Table], nearest: bo
                 pick[d[free] >= candidates[k].start.to_datetime64()] = k
             out[free] = pick
     return out
+
+
+def bracket_per_date(dates: pd.Series, candidates: list[Table]) -> tuple[np.ndarray, np.ndarray]:
+    """Per date that no table covers but that lies between two of them (a release not shipped, say ICD-10-CM
+    FY2024 between FY2023 and FY2025): the positions in ``candidates`` of the table that ends last before it and
+    of the one that starts first after it; -1 and -1 for every other date (covered, before or after them all,
+    NaT). On a tie the first candidate (an imported table before a shipped one) is taken."""
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))
+    d = np.asarray(distinct, dtype="datetime64[ns]")
+    before, after = _bracket_distinct_dates(d, candidates, _table_per_distinct_date(d, candidates, False))
+    return np.append(before, np.int64(-1))[at], np.append(after, np.int64(-1))[at]
+
+
+def _bracket_distinct_dates(d: np.ndarray, candidates: list[Table], covered: np.ndarray) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    before, after = np.full(len(d), -1, dtype=np.int64), np.full(len(d), -1, dtype=np.int64)
+    best_end = np.full(len(d), np.datetime64("NaT", "ns"))
+    best_start = np.full(len(d), np.datetime64("NaT", "ns"))
+    for k, t in enumerate(candidates):
+        end, start = t.end.to_datetime64(), t.start.to_datetime64()
+        later = (end < d) & (np.isnat(best_end) | (end > best_end))
+        before[later], best_end[later] = k, end
+        sooner = (start > d) & (np.isnat(best_start) | (start < best_start))
+        after[sooner], best_start[sooner] = k, start
+    gap = (covered < 0) & (before >= 0) & (after >= 0)
+    return np.where(gap, before, -1), np.where(gap, after, -1)
+
+
+def gap_dates(earlier: Table, later: Table) -> str:
+    """The dates of service between two tables, as the Summary shows them."""
+    first = (earlier.end + pd.Timedelta(days=1)).date().isoformat()
+    last = (later.start - pd.Timedelta(days=1)).date().isoformat()
+    return f"{first} to {last}"
 
 
 # --- importers: parse an official file into the table's columns, refusing a file that is not what it claims ----
@@ -420,28 +466,46 @@ def _record(folder: Path, made: list[Table]) -> None:
 
 def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> list[dict]:
     """What each kind of table did for these dates of service: the versions used (lines each), lines no table
-    covers, and lines dated after the newest table's coverage (for the Summary and the run's record)."""
-    d = pd.to_datetime(dates)
+    covers, and lines dated after the newest table's coverage (for the Summary and the run's record). Each
+    distinct date is decided once per kind (a file has a few hundred), weighted by its lines."""
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))  # NaT: -1
+    d = np.asarray(distinct, dtype="datetime64[ns]")
+    lines = np.bincount(at[at >= 0], minlength=len(d))  # lines per distinct date
     out = []
     for kind in kinds:
         candidates = of_kind(kind, user_dir)
         if not candidates:
             continue
         nearest = kind in NEAREST_KINDS
-        at = table_per_date(d, candidates, nearest=nearest)
-        strict = table_per_date(d, candidates) if nearest else at
+        which = _table_per_distinct_date(d, candidates, nearest)
+        strict = _table_per_distinct_date(d, candidates, False) if nearest else which
         latest = max(t.end for t in candidates)
-        counts = np.bincount(at[at >= 0], minlength=len(candidates))
+        counts = np.bincount(which[which >= 0], weights=lines[which >= 0], minlength=len(candidates))
+        bracketed = []
+        if kind in BRACKET_KINDS and (strict < 0).any():
+            before, after = _bracket_distinct_dates(d, candidates, strict)
+            gap = before >= 0
+            pair = before[gap] * len(candidates) + after[gap]
+            per_pair = np.bincount(pair, weights=lines[gap], minlength=len(candidates) ** 2)
+            bracketed = [{"between": [candidates[p // len(candidates)].version, candidates[p % len(candidates)].version],
+                          "dates": gap_dates(candidates[p // len(candidates)], candidates[p % len(candidates)]),
+                          "lines": int(per_pair[p])} for p in np.flatnonzero(per_pair).tolist()]
+            strict = np.where(gap, len(candidates), strict)  # judged from the two around them
         out.append({
             "kind": kind,
             "tables": [{"version": t.version, "origin": t.origin, "covers": f"{t.covers_from} to {t.covers_to}",
                         "source": t.source, "lines": int(counts[k])} for k, t in enumerate(candidates) if counts[k]],
-            "uncovered_lines": int(((strict < 0) & d.notna().to_numpy()).sum()),
-            "after_coverage_lines": int((d > latest).sum()),
+            "uncovered_lines": int(lines[strict < 0].sum()),
+            "after_coverage_lines": int(lines[d > latest.to_datetime64()].sum()),
             "latest_coverage": latest.date().isoformat(),
             "applied_outside_coverage": nearest,
+            "bracketed": bracketed,
         })
     return out
 
 
-NEAREST_KINDS = ("mue", "ptp")  # NCCI edits: a date outside every quarter is checked against the nearest one
+# NCCI edits: a date outside every quarter is checked against the nearest one; so is an NDC (a product listing)
+NEAREST_KINDS = ("mue", "ptp", "ndc")
+# Code sets: a date between two releases (one not shipped) is judged from both (lookups.code_facts): a code billable
+# in both was billable on it; one billable in neither and in no release never was; any other is not judged.
+BRACKET_KINDS = ("icd10cm",)

@@ -127,6 +127,11 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     total = len(claims) if claims is not None else lines[C.CLAIM_ID].nunique()
     rest = max(total - len(err) - len(warn), 0)  # claims with no error and no warning
     partly = rest if any(not why.startswith("disabled") for why in not_checked.values()) else 0
+    if not partly and claims is not None:  # rules not checked on some claims (validate: CODE-001, HFS-033)
+        flags = [claims[c].to_numpy(bool) for c in ("dx_not_judged", "lcd_unknown") if c in claims]
+        if flags:
+            not_judged = set(claims.loc[np.logical_or.reduce(flags), C.CLAIM_ID].dropna())
+            partly = len(not_judged - err - warn)
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
         "(none)").value_counts().to_dict()
@@ -383,9 +388,11 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("Charges at risk", "billed charges of the claims with errors", "", (s.at_risk, MONEY_FORMAT)),
         ("Rows read", "claim lines read from the file", "", s.rows_read),
     ])
-    if s.not_checked:
-        rows = [(r, RULES_BY_ID[r].title if r in RULES_BY_ID else "", s.not_checked[r], "")
-                for r in sorted(s.not_checked)]
+    in_part = {r: "on part of the file only: " + why for r, why in (s.reference or {}).get("partly", {}).items()
+               if r not in s.not_checked}
+    if s.not_checked or in_part:
+        rows = [(r, RULES_BY_ID[r].title if r in RULES_BY_ID else "", {**s.not_checked, **in_part}[r], "")
+                for r in sorted({**s.not_checked, **in_part})]
     else:
         rows = [("All rules were checked.",)]
     not_checked = Section("Not checked, and why", ("Rule", "Title", "Why", ""), rows)
@@ -425,8 +432,12 @@ def _reference_sections(reference: dict) -> list[Section]:
         return []
     rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']})", t["source"], int(t["lines"]))
             for use in reference.get("tables", []) for t in use["tables"]]
-    notes = list(reference.get("warnings", [])) + [f"{rule} checked on part of the lines only: {why}"
-                                                   for rule, why in sorted(reference.get("partly", {}).items())]
+    rows += [(use["kind"], f"{b['between'][0]} and {b['between'][1]} (dates {b['dates']}: no release shipped)",
+              f"judged from the {b['between'][0]} and {b['between'][1]} releases", int(b["lines"]))
+             for use in reference.get("tables", []) for b in use.get("bracketed", [])]
+    notes = list(reference.get("warnings", [])) + [
+        f"{rule} {why}" if why.startswith("not checked") else f"{rule} checked on part of the lines only: {why}"
+        for rule, why in sorted(reference.get("partly", {}).items())]
     rows += [("Warning", note) for note in notes]
     return [Section("Reference tables used", ("Table", "Version (covers)", "Source", "Lines"), rows)]
 

@@ -155,6 +155,8 @@ def find_violations(
     else:
         findings, claims = work(lines)
     _drop_out_of_reach(not_checked, claims, present)
+    _not_judged_claims(reference, claims)
+    _lcd_date_unknown(reference, claims, config)
     findings = _once_per_cause(findings[~findings["rule"].isin(not_checked)])
     cells = _ingest_findings(ingest_issues, lines, present)
     findings, cells = _unread_cells_once(findings, cells, headers or {})
@@ -171,6 +173,49 @@ def _drop_out_of_reach(not_checked: dict[str, str], claims: pd.DataFrame, presen
         if (r.reach is not None and r.id in not_checked and any(c not in present for c in r.needs)
                 and not (len(claims) and r.reach(claims).to_numpy(bool).any())):
             del not_checked[r.id]
+
+
+def _not_judged_claims(reference: dict, claims: pd.DataFrame) -> None:
+    """CODE-001 on claims dated between two ICD-10-CM releases whose codes only one of them has: not checked on
+    those claims (``reference["partly"]``; the Summary counts them as checked in part)."""
+    if "dx_not_judged" not in claims or not (n := int(claims["dx_not_judged"].to_numpy(bool).sum())):
+        return
+    between = [f"{b['between'][0]} and {b['between'][1]}" for u in reference.get("tables", [])
+               if u["kind"] == "icd10cm" for b in u.get("bracketed", [])]
+    reference.setdefault("partly", {})["CODE-001"] = (
+        f"not checked on {n} claim(s) dated between ICD-10-CM releases ({'; '.join(between)}) with a diagnosis "
+        "code billable in only one of the two: import the ICD-10-CM order file for those dates")
+
+
+LCD_REWRITE_FROM = pd.Timestamp("2026-01-01")  # the MACs' 2026 botulinum-toxin LCD rewrites (HFS-033)
+
+
+def _lcd_date_unknown(reference: dict, claims: pd.DataFrame, config: ScrubConfig) -> None:
+    """HFS-033 on Medicare (Part B) claims dated in 2026 or later whose payer profile (plain Medicare, or a MAC
+    whose rewritten LCD is not confirmed) has no ``lcd_effective``: not checked on those claims, never passed
+    (``claims["lcd_unknown"]``; ``reference["partly"]`` says how to set the date)."""
+    if not len(claims) or "profile_name" not in claims or "HFS-033" in config.disabled:
+        return
+    recent = (claims["dos_max"] >= LCD_REWRITE_FROM).to_numpy(bool)
+    if not recent.any():  # no claim dated in the LCDs' rewrite year or later: nothing to say (and nothing to do)
+        return
+    names = claims["profile_name"].astype(str)
+    part_b = {n for n in names.unique().tolist() if n == "Medicare" or (n in config.payers and config.payers[n].mac)}
+    unknown = (claims["in_scope"].to_numpy(bool) & (claims["is_64612"] | claims["is_toxin"]).to_numpy(bool)
+               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(part_b).to_numpy(bool))
+    claims["lcd_unknown"] = unknown
+    if not unknown.any():
+        return
+    which = sorted(set(names[unknown]))
+    reference.setdefault("partly", {})["HFS-033"] = (
+        f"not checked on {int(unknown.sum())} Medicare claim(s) dated from {LCD_REWRITE_FROM.date()} whose payer "
+        f"profile ({', '.join(which)}) has no 2026 LCD date: set it in claimscrub.toml, e.g. "
+        f"[payers.{_toml_key(which[0])}] lcd_effective = YYYY-MM-DD (your MAC's LCD effective date), or name the "
+        "MAC as the payer (Medicare Noridian and Medicare WPS carry their confirmed dates)")
+
+
+def _toml_key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else f'"{name}"'
 
 
 def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[str, str]) -> dict:
@@ -195,7 +240,9 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
             if u is None:
                 not_checked.setdefault(r.id, f"no {kind} reference table")
             elif u["uncovered_lines"] and not u["applied_outside_coverage"]:
-                covered = ", ".join(t["covers"] for t in u["tables"]) or "none of them"
+                covered = ", ".join([t["covers"] for t in u["tables"]] + [
+                    f"{b['dates']} judged from {b['between'][0]} and {b['between'][1]}"
+                    for b in u.get("bracketed", [])]) or "none of them"
                 why = (f"{u['uncovered_lines']} of {dated} dated lines have a date of service outside the {kind} "
                        f"tables (covered here: {covered}; import the release for those dates)")
                 if u["uncovered_lines"] >= dated:
@@ -203,6 +250,12 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
                 else:
                     partly[r.id] = why
     for u in used:
+        for b in u.get("bracketed", []):
+            warnings.append(f"{b['lines']} lines are dated {b['dates']}, between the {u['kind']} releases "
+                            f"{b['between'][0]} and {b['between'][1]} (none shipped for those dates): judged from "
+                            f"the {b['between'][0]} and {b['between'][1]} releases (a code billable in both passes; "
+                            "one billable in neither, nor in any release, is an error; any other is not checked on "
+                            "its claim); import the release for those dates to check them fully")
         before = u["uncovered_lines"] - u["after_coverage_lines"]
         if u["applied_outside_coverage"] and before > 0:
             warnings.append(f"{before} lines are dated outside the {u['kind']} tables' coverage (before or between "

@@ -5,6 +5,7 @@ Rule-free and vectorised: NDCs are looked up once per distinct text, then taken 
 
 import csv
 import functools
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -23,6 +24,15 @@ class NdcTable:
     version: str
     coverage: str
     products: pd.DataFrame
+    covers_from: str = ""  # dates of service (ISO), as the reference tables list them (pipeline/reference.py)
+    covers_to: str = ""
+    source: str = ""
+    sha256: str = ""
+
+
+def data_folder():
+    """Where the shipped table lives (the reference listing names it, pipeline/reference.py)."""
+    return resources.files("schemas").joinpath("data")
 
 
 @functools.cache
@@ -35,7 +45,11 @@ def toxin_ndc_table() -> NdcTable:
     rows = list(csv.DictReader(io.StringIO("\n".join(x for x in text.splitlines() if not x.startswith("#")))))
     products = pd.DataFrame(rows).set_index("labeler_product")
     products["cosmetic_only"] = products["cosmetic_only"].str.lower().eq("yes")
-    return NdcTable(version.group(1) if version else "", coverage.group(1) if coverage else "", products)
+    covers = re.search(r"covers:\s*(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})", header)
+    source = re.search(r"source:\s*(.+?)\s*(?:#|$)", header)
+    return NdcTable(version.group(1) if version else "", coverage.group(1) if coverage else "", products,
+                    *(covers.groups() if covers else ("", "")), source.group(1) if source else "",
+                    hashlib.sha256(text.encode("utf-8")).hexdigest())
 
 
 def labeler_product(ndc: str) -> str | None:

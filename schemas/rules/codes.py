@@ -32,7 +32,9 @@ def _codes_at(lines: pd.DataFrame, col: str, pos: np.ndarray) -> np.ndarray:
     checks="Every well-formed diagnosis code is a billable ICD-10-CM code in the fiscal-year release in force on "
            "the line's date of service (releases run October 1 to September 30; an April update is part of its "
            "year): a code that does not exist (G51.34), a header that needs more characters, or a code deleted or "
-           "not yet added on that date.",
+           "not yet added on that date. A date between two shipped releases (a release not shipped: FY2022, "
+           "FY2024) is judged from both: a code billable in both passes, one billable in neither (nor in any "
+           "release) is the error, any other is not checked on that claim.",
     message="Diagnosis code not billable on the date of service: {value}.",
     fix="Code the diagnosis to the billable code of the release in force on the date of service.",
     source="CDC NCHS / CMS ICD-10-CM code files for the fiscal year (order file: billable flag); ICD-10-CM Official "

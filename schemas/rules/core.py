@@ -182,10 +182,12 @@ def _decorator(rule_id: str, severity: Severity, level: Level, **entry):
 
 
 def line_rule(rule_id: str, severity: Severity, *, title: str, checks: str, message: str, fix: str, source: str,
-              field: str | None = None, needs: tuple[str, ...] = (), examples: Examples | None = None):
-    """A rule decided on every claim line: the decorated predicate reads the lines frame."""
+              field: str | None = None, needs: tuple[str, ...] = (), examples: Examples | None = None,
+              tables: tuple[str, ...] = ()):
+    """A rule decided on every claim line: the decorated predicate reads the lines frame (``tables``: the reference
+    tables it is decided on, named in the Summary, as for ``claim_rule``)."""
     return _decorator(rule_id, severity, Level.LINE, title=title, checks=checks, message=message, fix=fix,
-                      source=source, field=field, needs=tuple(needs), examples=examples)
+                      source=source, field=field, needs=tuple(needs), examples=examples, tables=tuple(tables))
 
 
 def claim_rule(rule_id: str, severity: Severity, *, title: str, checks: str, message: str, fix: str, source: str,

@@ -11,7 +11,7 @@ E = Severity.ERROR
 
 
 @line_rule(
-    "NDC-001", E, field=C.NDC, needs=(C.NDC,), title="NDC is not the billed toxin's product",
+    "NDC-001", E, field=C.NDC, needs=(C.NDC,), tables=("ndc",), title="NDC is not the billed toxin's product",
     checks="On a toxin line (J0585-J0589) an NDC of a listed botulinum-toxin product is that code's product "
            "(J0585 Botox, J0586 Dysport, J0587 Myobloc, J0588 Xeomin, J0589 Daxxify) and not a cosmetic-only product "
            "(Botox Cosmetic, Jeuveau, Letybo). NDCs the shipped table does not list are not judged.",

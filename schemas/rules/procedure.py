@@ -86,12 +86,13 @@ def _(rows: pd.DataFrame) -> pd.Series:
     title="Malformed bilateral billing",
     checks="64612 bilateral billing is well formed: 64612-50 has 1 unit; no line has 50 with RT or LT; no "
            "64612-50 beside a 64612-RT/LT line on the same date; no unmodified 64612 line of 2+ units; no two "
-           "64612 lines for the same side and date.",
+           "64612 lines for the same side and date. For a payer that applies NCCI, units of 64612 above its MUE "
+           "on a date (all but 50 with RT/LT on one line) are the unit-limit error (MUE-001) instead.",
     message="64612 bilateral billing is malformed: {value}.",
     fix="Bill one line 64612-50 with 1 unit, or one 64612-RT and one 64612-LT line of 1 unit each.",
     source=f"{_BILATERAL}; CMS Physician Fee Schedule bilateral surgery indicator for 64612",
     examples=examples(fires=[on(0, modifier_1=None, units=2)], quiet=list(_BOTH_SIDES),
-                      value="64612 without side modifier billed with 2+ units"))
+                      value="64612 without side modifier billed with 2+ units", fires_profile={"ncci_applies": False}))
 def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["bilateral_faults"])
 
@@ -105,17 +106,19 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
         date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
     p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
     m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    # Units above the MUE (a payer that applies NCCI) are MUE-001's to report: one finding for one cause.
+    units_ok = ~(f["mue_units"].to_numpy()[pos] > f["mue_limit"].to_numpy()[pos])
     why = np.full(len(p), "", dtype=object)
-    put(why, m50 & (pu != 1), lambda m: "64612-50 billed with " + numbers(pd.Series(pu[m])) + " units")
+    put(why, m50 & (pu != 1) & units_ok, lambda m: "64612-50 billed with " + numbers(pd.Series(pu[m])) + " units")
     put(why, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
-    put(why, unmod & (pu >= 2), lambda m: "64612 without side modifier billed with 2+ units")
-    put(why, (m_rt | m_lt) & ~m50 & (pu != 1),
+    put(why, unmod & (pu >= 2) & units_ok, lambda m: "64612 without side modifier billed with 2+ units")
+    put(why, (m_rt | m_lt) & ~m50 & (pu != 1) & units_ok,
         lambda m: "64612-RT/LT billed with " + numbers(pd.Series(pu[m])) + " units (1 per side)")
     per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
-    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy()
+    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy() & units_ok
     put(why, mixed & (why == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
     twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
-    put(why, twice & (why == ""), lambda m: "two 64612 lines for the same side on the same date")
+    put(why, twice & units_ok & (why == ""), lambda m: "two 64612 lines for the same side on the same date")
     return pos, why
 
 

@@ -2,14 +2,17 @@
 find_violations as a scrub runs it: real files imported into a real folder, real shipped tables."""
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from pipeline import reference as R
 from pipeline.config import PayerProfile, ScrubConfig
+from pipeline.report import summarize
 from pipeline.sample import apply_edits
 from pipeline.validate import find_violations
+from schemas.ndc import toxin_ndc_table
 from schemas.rules.core import add, every, on
 from tests.conftest import lines_frame
 
@@ -39,10 +42,24 @@ def _mue_file(path, value_64612: int) -> None:
 def test_shipped_tables_are_listed_with_source_version_and_coverage():
     """It ships every kind of table, each with a source, a version and dates of service covered."""
     kinds = {t.kind for t in R.tables()}
-    assert {"mue", "ptp", "icd10cm", "procedures", "modifiers", "pos"} <= kinds
+    assert {"mue", "ptp", "icd10cm", "procedures", "modifiers", "pos", "ndc"} <= kinds
     for t in R.tables():
         assert t.source and t.version and t.start <= t.end and t.rows > 0
-    assert sum((R.SHIPPED_DIR / t.file).stat().st_size for t in R.tables()) < 5_000_000
+    assert sum((Path(t.folder) / t.file).stat().st_size for t in R.tables()) < 5_000_000
+    ndc = R.of_kind("ndc")[0]  # the NDC table NDC-001 reads, with its own version and dates
+    assert (ndc.version, ndc.covers_from, ndc.covers_to) == ("2026-12", "2014-01-01", "2026-12-31")
+    assert "openFDA" in ndc.source and ndc.rows == len(toxin_ndc_table().products)
+
+
+def test_the_run_names_the_ndc_table_and_warns_after_its_coverage():
+    """It names the NDC table version NDC-001 was decided on, and for a date after the table's coverage still
+    judges the NDC (a product listing), saying so."""
+    v = _scrub([on(1, ndc="00023-9232-01")], "2027-02-10", claim="C1")
+    assert "NDC-001" in set(v.findings["rule"])
+    ndc = next(u for u in v.reference["tables"] if u["kind"] == "ndc")
+    assert [t["version"] for t in ndc["tables"]] == ["2026-12"]
+    assert any("after the newest ndc table's coverage (2026-12-31): checked against it anyway" in w
+               for w in v.reference["warnings"])
 
 
 def test_mue_rt_lt_lines_on_one_medicare_date_is_the_mue_error_not_the_style_warning():
@@ -67,6 +84,22 @@ def test_payer_without_ncci_gets_no_payer_edits():
     config = ScrubConfig(payers={"Medicare": PayerProfile(ncci_applies=False)})
     v = _scrub([*_RT_LT, add(line_no=4, procedure_code="64615", modifier_1=None)], "2026-03-10", config)
     assert not {"MUE-001", "PTP-001", "PTP-002"} & set(v.findings["rule"])
+
+
+@pytest.mark.parametrize("edits, ncci, want", [
+    ([on(0, modifier_1=None, units=2)], True, {"MUE-001": "error"}),
+    ([on(0, modifier_1=None, units=2)], False, {"HFS-008": "error"}),
+    ([on(0, units=2)], True, {"MUE-001": "error"}),  # 64612-50 x2
+    ([on(0, units=2)], False, {"HFS-008": "error"}),
+    ([add(line_no=3, procedure_code="64612", modifier_1="RT", units=1)], True, {"MUE-001": "error"}),  # 50 + RT
+    ([on(0, modifier_2="RT")], True, {"HFS-008": "error"}),  # 50 with RT on one line, 1 unit: not a unit fault
+])
+def test_hfs008_leaves_units_above_the_mue_to_mue001_for_ncci_payers(edits, ncci, want):
+    """It reports 64612 units above the MUE once: MUE-001 for a payer that applies NCCI, HFS-008 for one that
+    does not; a malformed line within the limit (50 with RT on one line) stays HFS-008's."""
+    config = ScrubConfig(payers={"Medicare": PayerProfile(bilateral_style="50", ncci_applies=ncci)})
+    v = _scrub(edits, "2026-03-10", config)
+    assert {r: s for r, s in _rules(v).items() if r in ("MUE-001", "HFS-008")} == want
 
 
 @pytest.mark.parametrize("code, modifier, rule, denied", [
@@ -120,16 +153,41 @@ def test_code_sets_on_the_date_of_service(edits, rule, value):
 
 
 def test_code_set_outside_the_shipped_releases_is_not_checked_never_passed():
-    """It reports CODE-001 as not checked for a file dated in a fiscal year no release covers, and as checked
-    on part of the lines when some dates are covered."""
-    v = _scrub([every(dx_2="G51.34", dx_pointer="A")], "2022-01-12")  # FY2022: not shipped
+    """It reports CODE-001 as not checked for a file dated before the oldest release or after the newest, and
+    as checked on part of the lines when some dates are covered."""
+    v = _scrub([every(dx_2="G51.34", dx_pointer="A")], "2020-05-12")  # before FY2021, the oldest shipped
     assert "CODE-001" not in set(v.findings["rule"])
     assert "outside the icd10cm tables" in v.not_checked["CODE-001"]
-    lines = (apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C1", "M1", "2022-01-12")
+    lines = (apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C1", "M1", "2026-10-12")  # after FY2026
              + apply_edits([every(dx_2="G51.34", dx_pointer="A")], "C2", "M2", "2026-01-12"))
     v = find_violations(lines_frame(lines), AS_OF)
     assert list(v.findings.loc[v.findings["rule"] == "CODE-001", "claim_id"]) == ["C2"]
     assert "CODE-001" not in v.not_checked and "2 of 4 dated lines" in v.reference["partly"]["CODE-001"]
+
+
+def test_code_set_between_two_releases_is_judged_from_both():
+    """For a date between two shipped ICD-10-CM releases (FY2024: between FY2023 and FY2025) a code billable in
+    both passes, a code in no release is the error, and a code billable in one of the two only (A41.54, new
+    in FY2024; B60.0, a header since) leaves CODE-001 not checked on that claim: the Summary counts it as
+    checked in part and says which releases judged the dates."""
+    lines = []
+    for claim, dx in (("OK", "G24.5"), ("BAD", "G51.34"), ("NEW", "A41.54"), ("OLD", "B60.0")):
+        lines += apply_edits([every(dx_2=dx, dx_pointer="A")], claim, "M-" + claim, "2024-05-14")
+    v = find_violations(lines_frame(lines), dt.date(2024, 6, 30))
+    code = v.findings[v.findings["rule"] == "CODE-001"]
+    assert list(code["claim_id"]) == ["BAD"]
+    assert code["value"].iat[0] == "G51.34 (not in ICD-10-CM FY2023 or FY2025)"
+    assert "CODE-001" not in v.not_checked
+    assert "not checked on 2 claim(s)" in v.reference["partly"]["CODE-001"]
+    assert sorted(v.claims.loc[v.claims["dx_not_judged"], "claim_id"]) == ["NEW", "OLD"]
+    icd = next(u for u in v.reference["tables"] if u["kind"] == "icd10cm")
+    assert icd["uncovered_lines"] == 0
+    assert icd["bracketed"] == [{"between": ["FY2023", "FY2025"], "dates": "2023-04-01 to 2024-09-30",
+                                 "lines": len(lines)}]
+    assert any("judged from the FY2023 and FY2025 releases" in w for w in v.reference["warnings"])
+    s = summarize("f.csv", "", len(lines), lines_frame(lines), v.findings, v.claims, v.not_checked, "2024-06-30",
+                  "r", "0", v.reference)
+    assert (s.claims_with_errors, s.claims_checked_in_part, s.clean_claims) == (1, 2, 1)
 
 
 def test_imported_mue_table_takes_precedence_for_its_dates(tmp_path):

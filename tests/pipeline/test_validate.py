@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 
 from pipeline.config import PayerProfile, ScrubConfig
+from pipeline.report import summarize
 from pipeline.sample import (
     BOTOX_NDC,
     MUTATIONS,
@@ -105,8 +106,8 @@ LINE_AND_CLAIM_RULES = [r.id for r in RULES if r.id[:3] in ("STR", "HFS", "NDC")
 @pytest.mark.parametrize("rule", LINE_AND_CLAIM_RULES)
 def test_rule_fires_on_its_defect(rule):
     """It reports the rule on a claim built to break it."""
-    # HFS-009, HFS-022 (units) and HFS-024 (no modifier) are for payers without NCCI; with it, MUE-001/PTP-002 say so
-    config = CONFIG_FOR.get(rule, (NO_NCCI if rule in ("HFS-022", "HFS-024") else None, None))[0]
+    # HFS-008 and HFS-022 (units), HFS-009 and HFS-024 (no modifier) are for payers without NCCI; with it, MUE-001/PTP-002 say so
+    config = CONFIG_FOR.get(rule, (NO_NCCI if rule in ("HFS-008", "HFS-022", "HFS-024") else None, None))[0]
     assert rule in rules_fired(mutated(rule, f"BAD-{rule}", "MBR-BAD"), config=config)
 
 
@@ -416,6 +417,27 @@ def test_hfs_033_from_the_macs_lcd_date(payer, dos, scale, fires):
     assert len(hit) == int(fires)
     if fires:
         assert hit["severity"].iat[0] == "warning" and hit["line_no"].iat[0] == 1
+
+
+@pytest.mark.parametrize(("payer", "dos", "unknown"), [
+    ("Medicare", "2026-03-02", True), ("Novitas", "2026-03-02", True), ("Medicare", "2025-12-31", False),
+    ("Noridian JE", "2026-03-02", False), ("UHC Medicare Advantage", "2026-03-02", False),
+    ("Aetna", "2026-03-02", False),
+])
+def test_hfs_033_not_checked_where_the_medicare_profile_has_no_lcd_date(payer, dos, unknown):
+    """It says HFS-033 was not checked (and how to set lcd_effective) for a 2026 Medicare claim whose profile has
+    no LCD date (plain Medicare, a MAC whose rewrite is not confirmed), and counts the claim as checked in part,
+    not clean; a MAC with its date, Medicare Advantage, a commercial payer or a 2025 date are not concerned."""
+    lines = _dated(clean_claim(), dos, **{C.PAYER: payer, C.DOC_SEVERITY_SCALE: "N"})
+    v = find_violations(lines_frame(lines), dt.date(2026, 6, 30))
+    why = v.reference.get("partly", {}).get("HFS-033", "")
+    assert bool(why) == unknown
+    if unknown:
+        assert "not checked on 1 Medicare claim(s)" in why and "lcd_effective = YYYY-MM-DD" in why
+        assert "HFS-033" not in set(v.findings["rule"])
+        s = summarize("f.csv", "", len(lines), lines_frame(lines), v.findings, v.claims, v.not_checked,
+                      "2026-06-30", "r", "0", v.reference)
+        assert (s.claims_checked_in_part, s.clean_claims) == (1, 0)
 
 
 def test_hfs_033_not_checked_without_the_column():

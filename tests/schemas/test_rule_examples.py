@@ -117,24 +117,25 @@ def test_history_examples(rule):
 # Every branch of the multi-part rules: (rule, firing edits, the text its finding shows, quiet edits).
 _NDC = "00023-1145-01"
 _RT_LT = [on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="LT", muscles=None)]
+_NO_NCCI = {"ncci_applies": False}  # a payer that applies NCCI has units above the MUE reported by MUE-001
 BRANCHES = {
     "HFS-008 50 with units other than 1": (
-        "HFS-008", [on(0, units=2)], "64612-50 billed with 2 units", [on(0, units=1)]),
+        "HFS-008", [on(0, units=2)], "64612-50 billed with 2 units", [on(0, units=1)], _NO_NCCI),
     "HFS-008 50 with RT/LT on one line": (
         "HFS-008", [on(0, modifier_2="RT")], "modifier 50 together with RT/LT on one line", [on(0, modifier_2="KX")]),
     "HFS-008 50 plus an RT/LT line on the same date": (
         "HFS-008", [add(line_no=3, procedure_code="64612", modifier_1="RT")],
         "64612-50 plus a 64612-RT/LT line on the same date",
-        [add(line_no=3, procedure_code="64612", modifier_1="RT", service_date="2024-05-15")]),
+        [add(line_no=3, procedure_code="64612", modifier_1="RT", service_date="2024-05-15")], _NO_NCCI),
     "HFS-008 unmodified line of 2+ units": (
         "HFS-008", [on(0, modifier_1=None, units=2)], "64612 without side modifier billed with 2+ units",
-        [on(0, modifier_1=None, units=1)]),
+        [on(0, modifier_1=None, units=1)], _NO_NCCI),
     "HFS-008 two lines for the same side and date": (
         "HFS-008", [on(0, modifier_1="RT"), add(line_no=3, procedure_code="64612", modifier_1="RT")],
-        "two 64612 lines for the same side on the same date", _RT_LT),
+        "two 64612 lines for the same side on the same date", _RT_LT, _NO_NCCI),
     "HFS-008 RT/LT line with units other than 1": (
         "HFS-008", [on(0, modifier_1="RT", units=2), add(line_no=3, procedure_code="64612", modifier_1="LT")],
-        "64612-RT/LT billed with 2 units (1 per side)", _RT_LT),
+        "64612-RT/LT billed with 2 units (1 per side)", _RT_LT, _NO_NCCI),
     "HFS-014 JZ required from 2023-07-01": (
         "HFS-014", [on(1, modifier_1=None)], "J0585 needs JZ or a JW line for discarded units (dates from 2023-07-01)",
         [on(1, modifier_1=None), every(service_date="2023-06-30")]),
