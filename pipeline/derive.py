@@ -32,18 +32,8 @@ _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
 
 
 def _code_matrix(cells: pd.DataFrame) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
-    """The columns' values as one integer matrix over their distinct values (factorised together; -1
-    blank), rows x (filled columns + 1). A column with no value at all (most of dx_3..dx_12, say) is
-    left out: it reads as the last matrix column, blank everywhere. Returns the codes, the distinct
-    values and each column's matrix column."""
-    n = len(cells)
-    filled = [c for c in cells.columns if cells[c].notna().any()]
-    codes = np.full((n, len(filled) + 1), -1, dtype=np.intp)
-    uniques = pd.Index([], dtype=object)
-    if filled:
-        flat, uniques = pd.factorize(pd.concat([cells[c] for c in filled], ignore_index=True))
-        codes[:, :len(filled)] = flat.reshape(len(filled), n).T
-    return codes, uniques, {c: filled.index(c) if c in filled else len(filled) for c in cells.columns}
+    """The columns' values as one integer matrix over their distinct values (``lookups.code_matrix``)."""
+    return lookups.code_matrix(cells)
 
 
 def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> np.ndarray:
@@ -188,7 +178,7 @@ def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame
     ):
         f[name] = np.array([test(p) for p in procs], dtype=bool)[proc_codes]
     mods = ((K.JW, "jw"), (K.JZ, "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
-    mod_matrix = _code_matrix(lines[list(C.MODIFIERS)])[:2]  # factorised once for both look-ups below
+    mod_matrix = lookups.matrix(lines, C.MODIFIERS, memo)[:2]  # factorised once, shared with the lookups
     bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods], mod_matrix)
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
@@ -197,7 +187,7 @@ def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame
     f["m96372_distinct"] = f.is_96372 & (distinct & 1).astype(bool)
     # Diagnosis codes as one integer matrix (lines x filled dx columns; -1 blank) over the file's codes.
     n = len(lines)
-    dx_codes, dx_uniques, dx_column = _code_matrix(lines[list(C.DX)])
+    dx_codes, dx_uniques, dx_column = lookups.matrix(lines, C.DX, memo)  # shared with the lookups
     f["dx_count"] = (dx_codes >= 0).sum(axis=1)
     code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
     conflicting = list(K.G51_3_CONFLICTING)
