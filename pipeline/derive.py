@@ -331,13 +331,11 @@ def derive_claims(
     # 64612 bilateral billing.
     units = lines[C.UNITS]
     pos = np.flatnonzero(f.is_64612.to_numpy())
-    p = f.iloc[pos][["m50", "m_rt", "m_lt"]].assign(units=units.to_numpy()[pos], cc=g.codes[pos],
-                                                    date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
-    p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
-    m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
+    unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
 
-    del p, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
+    del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
     for rule in CLAIM_RULES:
         if rule.offending_lines is not None:
@@ -397,16 +395,18 @@ def derive_claims(
 
     del f
     # History: repeat sessions within the batch and against the ledger.
-    cf["previous_session"] = _previous_sessions(cf, salt, history)
+    cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
     for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf
 
 
-def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None,
+                       patient: np.ndarray | None = None) -> pd.Series:
     """Per G51.33 64612 claim with a patient and a date: the patient's latest earlier session date, in this
-    batch or in the ledger's history (NaT where none)."""
+    batch or in the ledger's history (NaT where none). ``patient``: the claims' patient ids already factorised
+    (derive's), used when there is no history to compare with."""
     mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
     out = pd.Series(pd.NaT, index=cf.index, dtype="datetime64[ns]")
     cur = cf.loc[mask, [C.PATIENT_ID, "dos_min"]]
@@ -422,7 +422,11 @@ def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None
     if has_history:
         key_col = pd.concat([key_col, history["patient_key"]], ignore_index=True)
         dates = np.concatenate([dates, pd.to_datetime(history["service_date"]).to_numpy(dtype="datetime64[ns]")])
-    prev = _previous_dates(pd.factorize(key_col)[0], dates.view(np.int64))[:len(cur)]
+    if has_history or patient is None:
+        keys = pd.factorize(key_col)[0]
+    else:  # the batch alone: its patients' codes say the same (only equality counts)
+        keys = patient[mask.to_numpy(bool)]
+    prev = _previous_dates(keys, dates.view(np.int64))[:len(cur)]
     out[mask.to_numpy(bool)] = prev.view("datetime64[ns]")
     return out
 

@@ -421,23 +421,25 @@ def _record(folder: Path, made: list[Table]) -> None:
 def used(dates: pd.Series, user_dir: Path | None, kinds: tuple[str, ...]) -> list[dict]:
     """What each kind of table did for these dates of service: the versions used (lines each), lines no table
     covers, and lines dated after the newest table's coverage (for the Summary and the run's record)."""
-    d = pd.to_datetime(dates)
+    at, distinct = pd.factorize(pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]"))  # NaT: -1
+    d = pd.Series(np.asarray(distinct, dtype="datetime64[ns]"))  # each distinct date decided once
+    per_date = np.bincount(at[at >= 0], minlength=len(d))  # lines on each distinct date
     out = []
     for kind in kinds:
         candidates = of_kind(kind, user_dir)
         if not candidates:
             continue
         nearest = kind in NEAREST_KINDS
-        at = table_per_date(d, candidates, nearest=nearest)
-        strict = table_per_date(d, candidates) if nearest else at
+        which = table_per_date(d, candidates, nearest=nearest)
+        strict = table_per_date(d, candidates) if nearest else which
         latest = max(t.end for t in candidates)
-        counts = np.bincount(at[at >= 0], minlength=len(candidates))
+        counts = np.bincount(which[which >= 0], weights=per_date[which >= 0], minlength=len(candidates))
         out.append({
             "kind": kind,
             "tables": [{"version": t.version, "origin": t.origin, "covers": f"{t.covers_from} to {t.covers_to}",
                         "source": t.source, "lines": int(counts[k])} for k, t in enumerate(candidates) if counts[k]],
-            "uncovered_lines": int(((strict < 0) & d.notna().to_numpy()).sum()),
-            "after_coverage_lines": int((d > latest).sum()),
+            "uncovered_lines": int(per_date[strict < 0].sum()),
+            "after_coverage_lines": int(per_date[(d > latest).to_numpy()].sum()),
             "latest_coverage": latest.date().isoformat(),
             "applied_outside_coverage": nearest,
         })
