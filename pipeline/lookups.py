@@ -108,9 +108,11 @@ def _is_em(at: np.ndarray, uniques: pd.Index) -> np.ndarray:
 
 
 def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None = None,
-                memo: dict | None = None) -> np.ndarray:
+                memo: dict | None = None, compact: bool = True) -> np.ndarray:
     """The NCCI edit unit of each line: same patient (else the claim), date of service and rendering NPI
-    (when the file has the column). ``who``: the patient code of each line, when the caller has it."""
+    (when the file has the column). ``who``: the patient code of each line, when the caller has it. With
+    ``compact`` False, one non-negative integer per unit that is not renumbered 0..k-1 (no factorisation:
+    enough to sort or compare by)."""
     if who is None:
         patient, patients = pd.factorize(lines[C.PATIENT_ID])
         claim = pd.factorize(lines[C.CLAIM_ID])[0]
@@ -121,7 +123,7 @@ def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None =
     combined = np.zeros(len(lines), dtype=np.int64)
     for k in keys:  # one integer per combination (each code < lines, so the product fits in 64 bits)
         combined = combined * (int(k.max(initial=0)) + 2) + (k + 1)
-    return pd.factorize(combined)[0]
+    return pd.factorize(combined)[0] if compact else combined
 
 
 def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir,
@@ -142,7 +144,7 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
 
     if not n or not ncci.any():
         return frame()
-    group = edit_groups(lines, present, who, memo)
+    group = edit_groups(lines, present, who, memo, compact=False)  # sorted and combined below, never counted
     proc_codes, procs = factorized(lines, C.PROCEDURE_CODE, memo)
     procs_obj = pd.Index(procs.astype(object))
     units = pd.to_numeric(lines[C.UNITS], errors="coerce").fillna(0).to_numpy(float)
@@ -162,7 +164,10 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         mai_u = np.where(known, t["mai"].to_numpy()[np.maximum(at, 0)], 0).astype(np.int8)
         limit[rows] = lim_u[proc_codes[rows]]
         mai[rows] = mai_u[proc_codes[rows]]
-    per_code = pd.factorize(group.astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
+    if int(group.max(initial=0)) < np.iinfo(np.int64).max // (len(procs) + 2):
+        per_code = pd.factorize(group * (len(procs) + 1) + (proc_codes + 1))[0]
+    else:  # too many units to combine with the codes in 64 bits: number the units first
+        per_code = pd.factorize(pd.factorize(group)[0].astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
     per_date = np.bincount(per_code, weights=units)[per_code]  # units of the code in the line's group
     mue_units = np.where(mai == 1, units, per_date)
     # PTP: candidate lines (codes in the table), paired within their group, looked up by sorted pair keys.
