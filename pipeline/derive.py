@@ -7,14 +7,12 @@ every such registration the same way.
 """
 
 import hashlib
-from contextlib import nullcontext
 
 import numpy as np
 import pandas as pd
 
 from pipeline import lookups
 from pipeline.config import ScrubConfig
-from pipeline.threads import beside
 from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid
@@ -318,18 +316,26 @@ def derive_claims(
     lcd = [np.datetime64(p.lcd_effective, "ns") if p.lcd_effective else np.datetime64("NaT", "ns") for p in profiles]
     cf["lcd_effective"] = pd.Series(np.array(lcd, dtype="datetime64[ns]")[which])
     cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
-    # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins. On a large file
-    # they are joined on a helper thread while the facts that do not need them are derived (most of either is
-    # numpy and Arrow work, which releases the GIL); the columns keep their order (placeholders first).
+    # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins.
     patient = pd.factorize(cf[C.PATIENT_ID])[0]  # each claim's patient, as partition_lines keeps them together
     who = np.where(patient >= 0, patient, len(patient) + np.arange(g.n))[g.codes]  # no patient: the claim
-    args = (lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present, config.reference_dir, who, memo)
-    with (beside(_reference_facts, *args, name="claimscrub-lookups") if len(lines) >= LOOKUP_THREAD_LINES
-          else nullcontext(lambda: _reference_facts(*args))) as reference_facts:
-        cf["over_mue_64612"] = False  # placeholder
-        _line_facts_without_references(lines, f, g, cf, present)
-        f = pd.concat([f, *reference_facts()], axis=1)
+    f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
+                                         config.reference_dir, who, memo),
+                   lookups.code_facts(lines, config.reference_dir, memo)],
+                  axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
+
+    # Diagnosis.
+    cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
+
+    # 64612 bilateral billing.
+    units = lines[C.UNITS]
+    pos = np.flatnonzero(f.is_64612.to_numpy())
+    m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
+    unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
+    cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
+
+    del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
     for rule in CLAIM_RULES:
         if rule.offending_lines is not None:
@@ -342,44 +348,6 @@ def derive_claims(
             at_fault = np.zeros(len(lines), dtype=bool)
             at_fault[np.asarray(pos)[np.asarray(texts, dtype=object) != ""]] = True
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
-    del f
-    # History: repeat sessions within the batch and against the ledger.
-    cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
-    for col in ("conflict_dx", "surgery_codes"):
-        if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
-            cf[col] = cf[col].astype(object).fillna("").astype(str)
-    return cf
-
-
-
-LOOKUP_THREAD_LINES = 50_000  # from this many lines, the reference facts are joined on a helper thread
-
-
-def _reference_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], reference_dir, who: np.ndarray,
-                     memo: dict) -> list[pd.DataFrame]:
-    """The per-line facts of the reference tables (``lookups``): NCCI edits and code sets."""
-    return [lookups.ncci_facts(lines, ncci, present, reference_dir, who, memo),
-            lookups.code_facts(lines, reference_dir, memo)]
-
-
-def _line_facts_without_references(lines: pd.DataFrame, f: pd.DataFrame, g: Groups, cf: pd.DataFrame,
-                                   present: set[str]) -> None:
-    """The claim facts (columns of ``cf``, in place) that need no reference table, in the order of the frame."""
-    # Diagnosis.
-    cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
-
-    # 64612 bilateral billing.
-    units = lines[C.UNITS]
-    pos = np.flatnonzero(f.is_64612.to_numpy())
-    m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
-    unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
-    cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
-
-    del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
-    for rule in CLAIM_RULES:  # placeholders: the rules' line facts are decided once the reference facts are in
-        if rule.offending_lines is not None or rule.line_texts is not None:
-            cf[rule.line_fact] = None
-            cf[rule.line_fact + "_at"] = np.nan
     # Drug lines.
     src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
     supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
@@ -424,6 +392,14 @@ def _line_facts_without_references(lines: pd.DataFrame, f: pd.DataFrame, g: Grou
     cf["admin_first_date"], cf["admin_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
     cf["drug_first_date"], cf["drug_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
     cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
+
+    del f
+    # History: repeat sessions within the batch and against the ledger.
+    cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
+    for col in ("conflict_dx", "surgery_codes"):
+        if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
+            cf[col] = cf[col].astype(object).fillna("").astype(str)
+    return cf
 
 
 def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None,
