@@ -32,18 +32,8 @@ _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
 
 
 def _code_matrix(cells: pd.DataFrame) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
-    """The columns' values as one integer matrix over their distinct values (factorised together; -1
-    blank), rows x (filled columns + 1). A column with no value at all (most of dx_3..dx_12, say) is
-    left out: it reads as the last matrix column, blank everywhere. Returns the codes, the distinct
-    values and each column's matrix column."""
-    n = len(cells)
-    filled = [c for c in cells.columns if cells[c].notna().any()]
-    codes = np.full((n, len(filled) + 1), -1, dtype=np.intp)
-    uniques = pd.Index([], dtype=object)
-    if filled:
-        flat, uniques = pd.factorize(pd.concat([cells[c] for c in filled], ignore_index=True))
-        codes[:, :len(filled)] = flat.reshape(len(filled), n).T
-    return codes, uniques, {c: filled.index(c) if c in filled else len(filled) for c in cells.columns}
+    """The columns' values as one integer matrix over their distinct values (``lookups.code_matrix``)."""
+    return lookups.code_matrix(cells)
 
 
 def _carries(cells: pd.DataFrame, wanted: list[list[str]], factorized=None) -> np.ndarray:
@@ -188,7 +178,7 @@ def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame
     ):
         f[name] = np.array([test(p) for p in procs], dtype=bool)[proc_codes]
     mods = ((K.JW, "jw"), (K.JZ, "jz"), ("50", "m50"), ("RT", "m_rt"), ("LT", "m_lt"))
-    mod_matrix = _code_matrix(lines[list(C.MODIFIERS)])[:2]  # factorised once for both look-ups below
+    mod_matrix = lookups.matrix(lines, C.MODIFIERS, memo)[:2]  # factorised once, shared with the lookups
     bits = _carries(lines[list(C.MODIFIERS)], [[m] for m, _ in mods], mod_matrix)
     for k, (_, name) in enumerate(mods):
         f[name] = (bits >> k & 1).astype(bool)
@@ -197,7 +187,7 @@ def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame
     f["m96372_distinct"] = f.is_96372 & (distinct & 1).astype(bool)
     # Diagnosis codes as one integer matrix (lines x filled dx columns; -1 blank) over the file's codes.
     n = len(lines)
-    dx_codes, dx_uniques, dx_column = _code_matrix(lines[list(C.DX)])
+    dx_codes, dx_uniques, dx_column = lookups.matrix(lines, C.DX, memo)  # shared with the lookups
     f["dx_count"] = (dx_codes >= 0).sum(axis=1)
     code_of = {v: i for i, v in enumerate(dx_uniques.tolist())}
     conflicting = list(K.G51_3_CONFLICTING)
@@ -342,13 +332,11 @@ def derive_claims(
     # 64612 bilateral billing.
     units = lines[C.UNITS]
     pos = np.flatnonzero(f.is_64612.to_numpy())
-    p = f.iloc[pos][["m50", "m_rt", "m_lt"]].assign(units=units.to_numpy()[pos], cc=g.codes[pos],
-                                                    date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
-    p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
-    m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
+    unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
     cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
 
-    del p, m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
+    del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
     for rule in CLAIM_RULES:
         if rule.offending_lines is not None:
@@ -408,16 +396,18 @@ def derive_claims(
 
     del f
     # History: repeat sessions within the batch and against the ledger.
-    cf["previous_session"] = _previous_sessions(cf, salt, history)
+    cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
     for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
     return cf
 
 
-def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None) -> pd.Series:
+def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None,
+                       patient: np.ndarray | None = None) -> pd.Series:
     """Per G51.33 64612 claim with a patient and a date: the patient's latest earlier session date, in this
-    batch or in the ledger's history (NaT where none)."""
+    batch or in the ledger's history (NaT where none). ``patient``: the claims' patient ids already factorised
+    (derive's), used when there is no history to compare with."""
     mask = cf.in_scope & cf.is_64612 & cf[C.PATIENT_ID].notna() & cf.dos_min.notna()
     out = pd.Series(pd.NaT, index=cf.index, dtype="datetime64[ns]")
     cur = cf.loc[mask, [C.PATIENT_ID, "dos_min"]]
@@ -433,7 +423,11 @@ def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None
     if has_history:
         key_col = pd.concat([key_col, history["patient_key"]], ignore_index=True)
         dates = np.concatenate([dates, pd.to_datetime(history["service_date"]).to_numpy(dtype="datetime64[ns]")])
-    prev = _previous_dates(pd.factorize(key_col)[0], dates.view(np.int64))[:len(cur)]
+    if has_history or patient is None:
+        keys = pd.factorize(key_col)[0]
+    else:  # the batch alone: its patients' codes say the same (only equality counts)
+        keys = patient[mask.to_numpy(bool)]
+    prev = _previous_dates(keys, dates.view(np.int64))[:len(cur)]
     out[mask.to_numpy(bool)] = prev.view("datetime64[ns]")
     return out
 

@@ -36,24 +36,69 @@ def factorized(lines: pd.DataFrame, col: str, memo: dict | None = None) -> tuple
     return memo[col]
 
 
-def _bits(lines: pd.DataFrame, groups_of_mods: list[tuple[str, ...]], memo: dict | None = None) -> np.ndarray:
-    """Per line, bit k set when one of its modifiers 1-4 is in ``groups_of_mods[k]``."""
-    out = np.zeros(len(lines), dtype=np.int64)
-    for col in C.MODIFIERS:
-        codes, uniques = factorized(lines, col, memo)
-        bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)
-        for i, u in enumerate(uniques.tolist()):
-            u = str(u).strip().upper()
-            for k, group in enumerate(groups_of_mods):
-                if u in group:
-                    bit_of[i] |= 1 << k
-        out |= bit_of[codes]
+def code_matrix(cells: pd.DataFrame) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
+    """The columns' values as one integer matrix over their distinct values (factorised together; -1
+    blank), rows x (filled columns + 1). A column with no value at all (most of dx_3..dx_12, say) is
+    left out: it reads as the last matrix column, blank everywhere. Returns the codes, the distinct
+    values and each column's matrix column."""
+    n = len(cells)
+    filled = [c for c in cells.columns if cells[c].notna().any()]
+    codes = np.full((n, len(filled) + 1), -1, dtype=np.intp)
+    uniques = pd.Index([], dtype=object)
+    if filled:
+        flat, uniques = pd.factorize(pd.concat([cells[c] for c in filled], ignore_index=True))
+        codes[:, :len(filled)] = flat.reshape(len(filled), n).T
+    return codes, uniques, {c: filled.index(c) if c in filled else len(filled) for c in cells.columns}
+
+
+def matrix(lines: pd.DataFrame, cols: tuple[str, ...], memo: dict | None = None
+           ) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
+    """``code_matrix`` of ``lines[cols]`` (the diagnosis or modifier columns), kept in ``memo`` like
+    ``factorized``: derive's line features and the lookups share one factorisation."""
+    key = ("matrix", tuple(cols))
+    if memo is None:
+        return code_matrix(lines[list(cols)])
+    if key not in memo:
+        memo[key] = code_matrix(lines[list(cols)])
+    return memo[key]
+
+
+def dates_of(lines: pd.DataFrame, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The dates of service as codes (-1: no date) over the distinct dates (``datetime64[ns]``), kept in
+    ``memo``: a file has a few hundred dates, and everything decided per date is decided once per date."""
+    key = ("dates",)
+    if memo is not None and key in memo:
+        return memo[key]
+    at, distinct = pd.factorize(pd.to_datetime(lines[C.SERVICE_DATE]).to_numpy(dtype="datetime64[ns]"))
+    out = at, np.asarray(distinct, dtype="datetime64[ns]")
+    if memo is not None:
+        memo[key] = out
     return out
 
 
-def _ymd(dates: pd.Series) -> np.ndarray:
-    d = pd.to_datetime(dates)
-    return (d.dt.year * 10000 + d.dt.month * 100 + d.dt.day).fillna(0).to_numpy(dtype=np.int64)
+def _per_date(at: np.ndarray, distinct: np.ndarray, tables: list, nearest: bool = False) -> np.ndarray:
+    """``R.table_per_date`` for the lines, decided on the distinct dates and spread over the lines."""
+    per = R.table_per_date(pd.Series(distinct, dtype="datetime64[ns]"), tables, nearest=nearest)
+    return np.append(per, np.int64(-1))[at]
+
+
+def _bits(lines: pd.DataFrame, groups_of_mods: list[tuple[str, ...]], memo: dict | None = None) -> np.ndarray:
+    """Per line, bit k set when one of its modifiers 1-4 is in ``groups_of_mods[k]``."""
+    codes, uniques, _ = matrix(lines, C.MODIFIERS, memo)
+    bit_of = np.zeros(len(uniques) + 1, dtype=np.int64)  # the last entry: blank (-1)
+    for i, u in enumerate(uniques.tolist()):
+        u = str(u).strip().upper()
+        for k, group in enumerate(groups_of_mods):
+            if u in group:
+                bit_of[i] |= 1 << k
+    return np.bitwise_or.reduce(bit_of[codes], axis=1) if codes.size else np.zeros(len(lines), dtype=np.int64)
+
+
+def _ymd(at: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Per line, its date as the integer YYYYMMDD (0: no date), computed once per distinct date."""
+    d = pd.DatetimeIndex(distinct)
+    per = np.asarray(d.year * 10000 + d.month * 100 + d.day, dtype=np.int64)
+    return np.append(per, np.int64(0))[at]
 
 
 def _is_em(at: np.ndarray, uniques: pd.Index) -> np.ndarray:
@@ -62,20 +107,23 @@ def _is_em(at: np.ndarray, uniques: pd.Index) -> np.ndarray:
     return em[at]
 
 
-def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None = None) -> np.ndarray:
+def edit_groups(lines: pd.DataFrame, present: set[str], who: np.ndarray | None = None,
+                memo: dict | None = None, compact: bool = True) -> np.ndarray:
     """The NCCI edit unit of each line: same patient (else the claim), date of service and rendering NPI
-    (when the file has the column). ``who``: the patient code of each line, when the caller has it."""
+    (when the file has the column). ``who``: the patient code of each line, when the caller has it. With
+    ``compact`` False, one non-negative integer per unit that is not renumbered 0..k-1 (no factorisation:
+    enough to sort or compare by)."""
     if who is None:
         patient, patients = pd.factorize(lines[C.PATIENT_ID])
         claim = pd.factorize(lines[C.CLAIM_ID])[0]
         who = np.where(patient >= 0, patient, len(patients) + claim)  # no patient id: the claim stands for it
-    keys = [who, pd.factorize(lines[C.SERVICE_DATE])[0]]
+    keys = [who, dates_of(lines, memo)[0]]
     if C.RENDERING_NPI in present:
-        keys.append(pd.factorize(lines[C.RENDERING_NPI])[0])
+        keys.append(factorized(lines, C.RENDERING_NPI, memo)[0])
     combined = np.zeros(len(lines), dtype=np.int64)
     for k in keys:  # one integer per combination (each code < lines, so the product fits in 64 bits)
         combined = combined * (int(k.max(initial=0)) + 2) + (k + 1)
-    return pd.factorize(combined)[0]
+    return pd.factorize(combined)[0] if compact else combined
 
 
 def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_dir,
@@ -84,56 +132,56 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
     denies it (``ptp_col1`` the column-1 code, ``ptp_indicator`` 0/1, -1 none; ``ptp_bypass`` the modifier that
     bypasses an indicator-1 edit, "" none). ``ncci``: per line, whether the claim's payer applies NCCI."""
     n = len(lines)
-    out = pd.DataFrame(index=lines.index)
-    out["mue_limit"] = np.nan
-    out["mai"] = np.int8(0)
-    out["mue_units"] = np.nan
-    out["ptp_col1"] = _texts(np.full(n, "", dtype=object), out.index)
-    out["ptp_indicator"] = np.int8(-1)
-    out["ptp_bypass"] = _texts(np.full(n, "", dtype=object), out.index)
+    limit, mai, mue_units = np.full(n, np.nan), np.zeros(n, dtype=np.int8), np.full(n, np.nan)
+    col1 = np.full(n, "", dtype=object)
+    indicator = np.full(n, -1, dtype=np.int8)
+    bypass = np.full(n, "", dtype=object)
+
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"mue_limit": limit, "mai": mai, "mue_units": mue_units,
+                             "ptp_col1": _texts(col1, lines.index), "ptp_indicator": indicator,
+                             "ptp_bypass": _texts(bypass, lines.index)}, index=lines.index)
+
     if not n or not ncci.any():
-        return out
-    group = edit_groups(lines, present, who)
+        return frame()
+    group = edit_groups(lines, present, who, memo, compact=False)  # sorted and combined below, never counted
     proc_codes, procs = factorized(lines, C.PROCEDURE_CODE, memo)
+    procs_obj = pd.Index(procs.astype(object))
     units = pd.to_numeric(lines[C.UNITS], errors="coerce").fillna(0).to_numpy(float)
-    dates = lines[C.SERVICE_DATE]
+    date_at, distinct = dates_of(lines, memo)
+    coded = ncci & (proc_codes >= 0)
     # MUE: per code, the limit of the table in force on the line's date; MAI 2/3 sum units per group and code.
     mue_tables = R.of_kind("mue", user_dir)
-    which = R.table_per_date(dates, mue_tables, nearest=True)
-    limit, mai = np.full(n, np.nan), np.zeros(n, dtype=np.int8)
+    which = _per_date(date_at, distinct, mue_tables, nearest=True)
     for k, table in enumerate(mue_tables):
-        rows = (which == k) & ncci & (proc_codes >= 0)
-        if not rows.any():
+        rows = np.flatnonzero((which == k) & coded)
+        if not len(rows):
             continue
         t = table.load().set_index("code")
-        at = t.index.get_indexer(pd.Index(procs.astype(object)))
+        at = t.index.get_indexer(procs_obj)
         known = at >= 0
         lim_u = np.where(known, t["mue"].to_numpy(float)[np.maximum(at, 0)], np.nan)
         mai_u = np.where(known, t["mai"].to_numpy()[np.maximum(at, 0)], 0).astype(np.int8)
         limit[rows] = lim_u[proc_codes[rows]]
         mai[rows] = mai_u[proc_codes[rows]]
-    per_code = pd.factorize(group.astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
+    if int(group.max(initial=0)) < np.iinfo(np.int64).max // (len(procs) + 2):
+        per_code = pd.factorize(group * (len(procs) + 1) + (proc_codes + 1))[0]
+    else:  # too many units to combine with the codes in 64 bits: number the units first
+        per_code = pd.factorize(pd.factorize(group)[0].astype(np.int64) * (len(procs) + 1) + (proc_codes + 1))[0]
     per_date = np.bincount(per_code, weights=units)[per_code]  # units of the code in the line's group
-    out["mue_limit"] = limit
-    out["mai"] = mai
-    out["mue_units"] = np.where(mai == 1, units, per_date)
+    mue_units = np.where(mai == 1, units, per_date)
     # PTP: candidate lines (codes in the table), paired within their group, looked up by sorted pair keys.
     ptp_tables = R.of_kind("ptp", user_dir)
-    which = R.table_per_date(dates, ptp_tables, nearest=True)
-    mods = _bits(lines, [ANATOMIC, DISTINCT, OTHER_ASSOCIATED, EM_ASSOCIATED], memo)
-    em = _is_em(proc_codes, procs)
-    ymd = _ymd(dates)
-    col1 = np.full(n, "", dtype=object)
-    indicator = np.full(n, -1, dtype=np.int8)
-    bypass = np.full(n, "", dtype=object)
+    which = _per_date(date_at, distinct, ptp_tables, nearest=True)
+    mods = em = ymd = None  # computed once, when some table has candidate pairs
     best = np.full(n, 9, dtype=np.int8)  # 0: indicator 0; 1: indicator 1 not bypassed; 2: bypassed
     for k, table in enumerate(ptp_tables):
-        rows = np.flatnonzero((which == k) & ncci & (proc_codes >= 0))
+        rows = np.flatnonzero((which == k) & coded)
         if not len(rows):
             continue
         vocab, keys, ptp_ind, ptp_eff, ptp_del = R.ptp_pairs(table)
         v = len(vocab)
-        at = vocab.get_indexer(pd.Index(procs.astype(object)))[proc_codes[rows]]
+        at = vocab.get_indexer(procs_obj)[proc_codes[rows]]
         rows, at = rows[at >= 0], at[at >= 0]
         first, second = _pairs_within(group[rows])
         if not len(first):
@@ -142,6 +190,10 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         hit = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
         found = keys[hit] == key
         p1, p2, hit = rows[first[found]], rows[second[found]], hit[found]
+        if ymd is None:
+            mods = _bits(lines, [ANATOMIC, DISTINCT, OTHER_ASSOCIATED, EM_ASSOCIATED], memo)
+            em = _is_em(proc_codes, procs)
+            ymd = _ymd(date_at, distinct)
         day = ymd[p2]
         live = (ptp_eff[hit] <= day) & (day < ptp_del[hit])
         p1, p2, hit = p1[live], p2[live], hit[live]
@@ -161,16 +213,13 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         better = rank < best[p2]
         p1, p2, rank, ind, m2 = p1[better], p2[better], rank[better], ind[better], m2[better]
         best[p2] = rank
-        col1[p2] = np.asarray(procs.astype(object))[proc_codes[p1]]
+        col1[p2] = np.asarray(procs_obj)[proc_codes[p1]]
         indicator[p2] = ind
         bypass[p2] = ""
         if (rank == 2).any():
             shown = _first_modifier(lines.iloc[p2[rank == 2]])
             bypass[p2[rank == 2]] = shown
-    out["ptp_col1"] = _texts(col1, out.index)
-    out["ptp_indicator"] = indicator
-    out["ptp_bypass"] = _texts(bypass, out.index)
-    return out
+    return frame()
 
 
 def _texts(values: np.ndarray, index) -> pd.Series:
@@ -202,11 +251,6 @@ def _first_modifier(rows: pd.DataFrame) -> np.ndarray:
                     dtype=object)
 
 
-def _covered(dates: pd.Series, kind: str, user_dir) -> tuple[list[R.Table], np.ndarray]:
-    tables = R.of_kind(kind, user_dir)
-    return tables, R.table_per_date(dates, tables)
-
-
 def _uniques(lines: pd.DataFrame, col: str, memo: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """Codes per line over the distinct values (-1 blank) and those values as stripped upper-case text: each
     text operation runs once per distinct value, not per line."""
@@ -217,6 +261,19 @@ def _uniques(lines: pd.DataFrame, col: str, memo: dict | None = None) -> tuple[n
 def _spread(codes: np.ndarray, per_unique: np.ndarray, blank) -> np.ndarray:
     """``per_unique`` looked up per line (code -1 reads ``blank``)."""
     return np.append(per_unique, np.array([blank], dtype=per_unique.dtype))[codes]
+
+
+def _joined(bad: np.ndarray, codes: np.ndarray, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with a ``True`` in ``bad`` (rows x columns) and, for those rows only, the texts of their flagged
+    columns (``codes`` into ``texts``), ", "-joined in column order."""
+    rows = np.flatnonzero(bad.any(axis=1))
+    shown = np.full(len(rows), "", dtype=object)
+    for j in range(bad.shape[1]):
+        hit = bad[rows, j]
+        if hit.any():
+            t = texts[codes[rows[hit], j]]
+            shown[hit] = np.where(shown[hit] == "", t, shown[hit] + ", " + t)
+    return rows, shown
 
 
 _DX_FORM = re.compile(r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?")
@@ -231,32 +288,41 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
     rules' (STR-003, STR-005, STR-007), and G51.3 is the header rule's: they are left out here. A date between
     two ICD-10-CM releases (one not shipped) is judged from both: billable in both passes, billable in neither
     and in no release is not billable (``dx_release`` "FY2023 or FY2025"), any other code is not judged
-    (``dx_not_judged``: CODE-001 is not checked on that claim)."""
+    (``dx_not_judged``: CODE-001 is not checked on that claim).
+
+    Each distinct value is judged once per table (the diagnosis and modifier columns as one matrix over their
+    values, shared with derive's line features); the texts are built for the flagged lines only."""
     n = len(lines)
-    out = pd.DataFrame(index=lines.index)
-    dates = lines[C.SERVICE_DATE]
-    d = pd.to_datetime(dates).to_numpy(dtype="datetime64[ns]")
-    # Diagnoses: per dx column, each distinct code judged once per release, then spread over the lines.
+    date_at, distinct = dates_of(lines, memo)
+
+    def covered(kind: str) -> tuple[list[R.Table], np.ndarray]:
+        tables = R.of_kind(kind, user_dir)
+        return tables, _per_date(date_at, distinct, tables)
+
+    # Diagnoses: each distinct code of the dx columns judged once per release, then spread over the lines.
     dx_not, release = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
     not_judged = np.zeros(n, dtype=bool)
-    tables, which = _covered(dates, "icd10cm", user_dir)
-    gaps = _gaps(dates, tables, which, d)
-    header = K.G51_3_HEADER.replace(".", "")
-    for col in (c for c in C.DX if c in lines and lines[c].notna().any()) if (which >= 0).any() or gaps else ():
-        codes, texts = _uniques(lines, col, memo)
+    tables, which = covered("icd10cm")
+    gaps = _gaps(date_at, distinct, tables, which)
+    codes, uniques, _ = matrix(lines, C.DX, memo)
+    if ((which >= 0).any() or gaps) and len(uniques):
+        header = K.G51_3_HEADER.replace(".", "")
+        texts = [str(u).strip().upper() for u in uniques.tolist()]
         keys = [t.replace(".", "") for t in texts]
         judged = np.array([bool(_DX_FORM.fullmatch(t)) and k != header for t, k in zip(texts, keys, strict=True)])
+        shown_of = np.asarray(texts, dtype=object)
         for k, table in enumerate(tables):
-            if not (which == k).any():
+            on = which == k
+            if not on.any():
                 continue
             valid = _code_set(table)
-            bad_u = judged & ~np.array([key in valid for key in keys], dtype=bool)
-            bad = (which == k) & _spread(codes, bad_u, False)
-            if bad.any():
-                shown = np.asarray(texts, dtype=object)[codes[bad]]
-                dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
-                release[bad] = table.version
-        for rows, earlier, later in gaps:  # dates between two releases: judged from both
+            bad_u = np.append(judged & ~np.array([key in valid for key in keys], dtype=bool), False)
+            if not bad_u.any():
+                continue
+            rows, shown = _joined(bad_u[codes] & on[:, None], codes, shown_of)
+            dx_not[rows] = shown
+            release[rows] = table.version
+        for on, earlier, later in gaps:  # dates between two releases: judged from both
             in_one, in_other = _code_set(earlier), _code_set(later)
             both = np.array([key in in_one for key in keys], dtype=bool)
             other = np.array([key in in_other for key in keys], dtype=bool)
@@ -265,70 +331,77 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
                 anywhere = _code_set_union(tuple(tables))
                 never &= ~np.array([key in anywhere for key in keys], dtype=bool)
             if never.any():  # per-line work only for the few codes that need it
-                bad = rows & _spread(codes, never, False)
-                shown = np.asarray(texts, dtype=object)[codes[bad]]
-                dx_not[bad] = np.where(dx_not[bad] == "", shown, dx_not[bad] + ", " + shown)
-                release[bad] = f"{earlier.version} or {later.version}"
+                rows, shown = _joined(np.append(never, False)[codes] & on[:, None], codes, shown_of)
+                dx_not[rows] = np.where(dx_not[rows] == "", shown, dx_not[rows] + ", " + shown)
+                release[rows] = f"{earlier.version} or {later.version}"
             if (undecided := judged & ~(both & other) & ~never).any():
-                not_judged |= rows & _spread(codes, undecided, False)
-    out["dx_not_billable"], out["dx_release"] = _texts(dx_not, out.index), _texts(release, out.index)
-    out["dx_not_judged"] = not_judged  # a code billable in one of the two releases around its date only
+                not_judged |= on & np.append(undecided, False)[codes].any(axis=1)
     # Procedure codes: known to the table in force and outside their active dates.
     inactive = np.full(n, "", dtype=object)
-    tables, which = _covered(dates, "procedures", user_dir)
+    tables, which = covered("procedures")
     codes, texts = _uniques(lines, C.PROCEDURE_CODE, memo)
+    dates = np.append(distinct, np.datetime64("NaT", "ns"))[None, :]  # the last column: no date
     for k, table in enumerate(tables):
         rows = np.flatnonzero((which == k) & (codes >= 0))
         if not len(rows):
             continue
         t = _indexed(table)
-        at = t.index.get_indexer(pd.Index(texts, dtype=object))[codes[rows]]
-        rows, at = rows[at >= 0], at[at >= 0]
-        start = t["active_from"].to_numpy(dtype="datetime64[ns]")[at]
-        end = t["active_to"].to_numpy(dtype="datetime64[ns]")[at]
-        before = ~np.isnat(start) & (d[rows] < start)
-        after = ~np.isnat(end) & (d[rows] > end)
-        if (before | after).any():
-            text = np.where(after, "ended " + pd.Series(end).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object),
-                            "starts " + pd.Series(start).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object))
-            inactive[rows[before | after]] = text[before | after]
-    out["proc_inactive"] = _texts(inactive, out.index)
+        at = t.index.get_indexer(pd.Index(texts, dtype=object))  # per distinct code; then per (code, date)
+        start = np.where(at >= 0, t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)],
+                         np.datetime64("NaT", "ns"))[:, None]
+        end = np.where(at >= 0, t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)],
+                       np.datetime64("NaT", "ns"))[:, None]
+        status = np.where(~np.isnat(end) & (dates > end), 2, np.where(~np.isnat(start) & (dates < start), 1, 0))
+        per_row = status[codes[rows], date_at[rows]]  # 1: before its start, 2: after its end
+        flagged = per_row > 0
+        if flagged.any():
+            rows, c = rows[flagged], codes[rows[flagged]]
+            after = per_row[flagged] == 2
+            text = np.where(after, "ended " + pd.Series(end[c, 0]).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object),
+                            "starts " + pd.Series(start[c, 0]).dt.strftime("%Y-%m-%d").fillna("").to_numpy(object))
+            inactive[rows] = text
     # Modifiers 1-4: well formed (STR-007's) but not in the list in force on the date.
     mod_bad = np.full(n, "", dtype=object)
-    tables, which = _covered(dates, "modifiers", user_dir)
-    for col in C.MODIFIERS:
-        codes, texts = _uniques(lines, col, memo)
-        if not texts:
-            continue
-        formed = _spread(codes, np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts]), False)
+    tables, which = covered("modifiers")
+    codes, uniques, _ = matrix(lines, C.MODIFIERS, memo)
+    if len(uniques):
+        texts = np.asarray([str(u).strip().upper() for u in uniques.tolist()], dtype=object)
+        formed_u = np.append(np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts], dtype=bool), False)
         for k, table in enumerate(tables):
-            rows = np.flatnonzero(formed & (which == k))
-            if len(rows):
-                ok = _valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
-                bad = rows[~ok]
-                shown = np.asarray(texts, dtype=object)[codes[bad]]
-                mod_bad[bad] = np.where(mod_bad[bad] == "", shown, mod_bad[bad] + ", " + shown)
-    out["mod_invalid"] = _texts(mod_bad, out.index)
+            on = which == k
+            rows = np.flatnonzero(on & formed_u[codes].any(axis=1))
+            if not len(rows):
+                continue
+            sub = codes[rows]
+            bad = formed_u[sub] & ~_valid_on(table, texts, np.maximum(sub, 0), date_at[rows][:, None], distinct)
+            at, shown = _joined(bad, sub, texts)
+            mod_bad[rows[at]] = shown
     # Place of service: in the CMS list on the date (a spreadsheet may have dropped the leading zero).
     pos_bad = np.zeros(n, dtype=bool)
-    tables, which = _covered(dates, "pos", user_dir)
+    tables, which = covered("pos")
     codes, texts = _uniques(lines, C.PLACE_OF_SERVICE, memo)
     texts = ["0" + t if len(t) == 1 and t.isdigit() else t for t in texts]
     for k, table in enumerate(tables):
         rows = np.flatnonzero((which == k) & (codes >= 0))
         if len(rows):
-            pos_bad[rows] = ~_valid_on(table, np.asarray(texts, dtype=object), codes[rows], d[rows])
-    out["pos_invalid"] = pos_bad
-    out["pos_telehealth"] = _spread(codes, np.array([t in TELEHEALTH_POS for t in texts], dtype=bool), False)
-    return out
+            pos_bad[rows] = ~_valid_on(table, np.asarray(texts, dtype=object), codes[rows], date_at[rows], distinct)
+    return pd.DataFrame({
+        "dx_not_billable": _texts(dx_not, lines.index), "dx_release": _texts(release, lines.index),
+        "proc_inactive": _texts(inactive, lines.index), "mod_invalid": _texts(mod_bad, lines.index),
+        "pos_invalid": pos_bad,
+        "pos_telehealth": _spread(codes, np.array([t in TELEHEALTH_POS for t in texts], dtype=bool), False),
+        "dx_not_judged": not_judged,  # a code billable in one of the two releases around its date only
+    }, index=lines.index)
 
 
-def _gaps(dates: pd.Series, tables: list[R.Table], which: np.ndarray, d: np.ndarray) -> list:
-    """(lines, earlier table, later table) for the dated lines no release covers but two releases bracket."""
-    if not tables or not ((which < 0) & ~np.isnat(d)).any():
+def _gaps(date_at: np.ndarray, distinct: np.ndarray, tables: list[R.Table], which: np.ndarray) -> list:
+    """(lines, earlier table, later table) for the dated lines no release covers but two releases bracket
+    (``date_at``: each line's position in ``distinct``, -1 for none; decided per distinct date)."""
+    if not tables or not ((which < 0) & (date_at >= 0)).any():
         return []
-    before, after = R.bracket_per_date(dates, tables)
-    pair = np.where(before >= 0, before * len(tables) + after, len(tables) ** 2)  # the last bin: no gap
+    before, after = R.bracket_per_date(pd.Series(np.asarray(distinct, dtype="datetime64[ns]")), tables)
+    b, a = np.append(before, -1)[date_at], np.append(after, -1)[date_at]
+    pair = np.where((which < 0) & (b >= 0), b * len(tables) + a, len(tables) ** 2)  # the last bin: no gap
     return [(pair == p, tables[p // len(tables)], tables[p % len(tables)])
             for p in np.flatnonzero(np.bincount(pair, minlength=len(tables) ** 2 + 1)[:-1]).tolist()]
 
@@ -363,11 +436,15 @@ def _indexed(table: R.Table) -> pd.DataFrame:
     return _indexed_of(str(Path(table.folder) / table.file))
 
 
-def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, dates: np.ndarray) -> np.ndarray:
-    """Per row (``codes`` into the distinct ``texts``): the value is in ``table`` and active on its date."""
+def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, date_at: np.ndarray,
+              distinct: np.ndarray) -> np.ndarray:
+    """Per row (``codes`` >= 0 into the distinct ``texts``; ``date_at`` into the ``distinct`` dates, -1 none): the
+    value is in ``table`` and active on its date. Decided once per (value, date) pair, then looked up."""
     t = _indexed(table)
-    at = t.index.get_indexer(pd.Index(texts))[codes]
+    at = t.index.get_indexer(pd.Index(texts))
     known = at >= 0
-    start = t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
-    end = t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)]
-    return known & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))
+    start = t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)][:, None]
+    end = t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)][:, None]
+    dates = np.append(distinct, np.datetime64("NaT", "ns"))[None, :]  # the last column: no date
+    valid = known[:, None] & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))
+    return valid[codes, date_at]

@@ -19,6 +19,15 @@ def group_codes(values: pd.Series) -> np.ndarray:
     return np.where(codes < 0, len(uniques), codes)
 
 
+def combined_groups(*keys: np.ndarray) -> np.ndarray:
+    """One integer code per distinct combination of the rows' non-negative integer keys (a group-by on
+    several keys, in numpy): aggregate with ``np.bincount`` and spread back with ``[codes]``."""
+    combined = np.zeros(len(keys[0]), dtype=np.int64)
+    for k in keys:  # each key < rows, so the product fits in 64 bits for any realistic file
+        combined = combined * (int(k.max(initial=0)) + 1) + k
+    return pd.factorize(combined)[0]
+
+
 def several_per_group(groups: np.ndarray, values: pd.Series) -> np.ndarray:
     """Per row: whether its group (integer ``groups``) holds two or more distinct non-missing ``values``:
     some value differs from the group's first one (no sort)."""

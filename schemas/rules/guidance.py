@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from schemas import columns as C
+from schemas.checks import combined_groups, group_codes
 from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
 from schemas.text import choose
 
@@ -38,16 +39,15 @@ _LARYNX = "95874 with 64617 (guidance included)"
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per guidance line: no chemodenervation code on its date, or more than 1 unit of guidance that date."""
     pos = np.flatnonzero((f["is_95873"] | f["is_95874"] | f["is_chemo"]).to_numpy())
-    gl = f.iloc[pos][["is_95873", "is_95874", "is_chemo"]].assign(
-        cc=groups.codes[pos], date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy(),
-        units=lines[C.UNITS].to_numpy()[pos])
-    gl["guide"] = gl.is_95873 | gl.is_95874
-    chemo_same_day = gl.groupby(["cc", "date"], sort=False)["is_chemo"].transform("any").to_numpy(bool)
-    guide_units = gl.units.where(gl.guide, 0).groupby([gl.cc, gl.date], sort=False).transform("sum").to_numpy()
-    guide = gl.guide.to_numpy()
-    why = np.full(len(gl), "", dtype=object)
+    cc = groups.codes[pos]
+    day = combined_groups(cc, group_codes(lines[C.SERVICE_DATE].iloc[pos]))  # claim and date (none: one date)
+    guide = (f["is_95873"].to_numpy() | f["is_95874"].to_numpy())[pos]
+    chemo_same_day = (np.bincount(day, weights=f["is_chemo"].to_numpy()[pos]) > 0)[day]
+    units = np.nan_to_num(np.asarray(lines[C.UNITS].to_numpy()[pos], dtype=float))  # a missing unit counts 0
+    guide_units = np.bincount(day, weights=np.where(guide, units, 0.0))[day]
+    why = np.full(len(pos), "", dtype=object)
     why[guide & ~chemo_same_day] = "guidance without a chemodenervation code on the same date"
-    ncci = claims["ncci_applies"].to_numpy(bool)[gl.cc.to_numpy()]  # else MUE-001 (MAI 2) says it
+    ncci = claims["ncci_applies"].to_numpy(bool)[cc]  # else MUE-001 (MAI 2) says it
     why[guide & (guide_units > 1) & ~ncci] = "more than 1 unit of guidance on one date"
     return pos, why
 

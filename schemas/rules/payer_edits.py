@@ -125,7 +125,9 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
         return np.full(len(col2), "unless an NCCI-associated modifier (59, XE, XS, XP, XU or anatomic) is on it "
                                   "(modifier indicator 1)", dtype=object)
 
-    mask = ((f["ptp_indicator"] == 1) & (f["ptp_bypass"] == "")).to_numpy(bool)
+    mask = f["ptp_indicator"].to_numpy() == 1
+    on = np.flatnonzero(mask)  # the bypass text compared on the indicator-1 lines only
+    mask[on] = f["ptp_bypass"].to_numpy(object)[on] == ""
     pos, texts = _pair_texts(lines, f, mask, why)
     if len(pos):
         em = lines[C.PROCEDURE_CODE].iloc[pos].astype(object).fillna("").astype(str).str.fullmatch(

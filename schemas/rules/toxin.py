@@ -5,7 +5,7 @@ import pandas as pd
 
 from schemas import codesets as K
 from schemas import columns as C
-from schemas.checks import vial_totals
+from schemas.checks import combined_groups, group_codes, vial_totals
 from schemas.rules.core import Severity, add, claim_rule, every, examples, keep, on, passes_unless
 from schemas.text import join_texts, numbers, put
 
@@ -138,17 +138,20 @@ def waste_modifiers_valid(df: pd.DataFrame) -> pd.Series:
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per toxin or JW line, what is wrong with its waste modifiers (drug lines grouped by code and date)."""
     pos = np.flatnonzero((f["is_toxin"] | f["jw"]).to_numpy())
-    t = f.iloc[pos][["is_toxin", "jw", "jz", "admin_toxin", "is_drug"]].assign(
-        cc=groups.codes[pos], code=lines[C.PROCEDURE_CODE].array.take(pos),
-        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)).to_numpy())
-    grp = t.groupby(["cc", "code", "date"], sort=False, dropna=False)
-    is_toxin, jw, jz, admin, is_drug = (t[c].to_numpy() for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
-    has_jw = grp["jw"].transform("any").to_numpy(bool) & is_toxin
-    has_jz = grp["jz"].transform("any").to_numpy(bool) & is_toxin
-    has_admin = grp["admin_toxin"].transform("any").to_numpy(bool)
-    code = t["code"]
-    dated = (t.date >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy()
-    why = np.full(len(t), "", dtype=object)
+    is_toxin, jw, jz, admin, is_drug = (f[c].to_numpy()[pos]
+                                        for c in ("is_toxin", "jw", "jz", "admin_toxin", "is_drug"))
+    code = pd.Series(lines[C.PROCEDURE_CODE].array.take(pos))
+    dates = lines[C.SERVICE_DATE].iloc[pos]
+    drug_day = combined_groups(groups.codes[pos], group_codes(code), group_codes(dates))  # claim, code and date
+
+    def anywhere(flags: np.ndarray) -> np.ndarray:
+        return (np.bincount(drug_day, weights=flags) > 0)[drug_day]
+
+    has_jw = anywhere(jw) & is_toxin
+    has_jz = anywhere(jz) & is_toxin
+    has_admin = anywhere(admin)
+    dated = (dates >= pd.Timestamp(K.JZ_REQUIRED)).to_numpy(bool)
+    why = np.full(len(pos), "", dtype=object)
     put(why, admin & dated & ~jz & ~has_jw,
         lambda m: code[m] + " needs JZ or a JW line for discarded units (dates from 2023-07-01)")
     put(why, jw & jz, lambda m: "JW and JZ on one line")
