@@ -372,7 +372,8 @@ def nightly(
     as_of: Annotated[str | None, typer.Option(help="As-of date YYYY-MM-DD (default today)")] = None,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
     runner: Annotated[str, typer.Option(help="default (concurrent in-process) or dask")] = "default",
-    dask_address: Annotated[str | None, typer.Option(help="Existing Dask scheduler, e.g. tcp://host:8786")] = None,
+    dask_address: Annotated[str | None, typer.Option(
+        help="Existing Dask scheduler, e.g. tcp://host:8786 (its workers are checked before the night)")] = None,
     dask_workers: Annotated[int, typer.Option(min=1, help="Workers of the local Dask cluster")] = 2,
     partition_lines: Annotated[int, typer.Option(
         min=1, help="With --runner dask: validate a file with more lines in parts across the cluster")] = PARTITION_LINES,
@@ -384,6 +385,7 @@ def nightly(
     import signal
 
     from pipeline import isolate, ledgercheck
+    from pipeline.cluster import ClusterRefused
     from pipeline.ledger import LedgerUnusable
     from pipeline.localapi import temporary_api
     from pipeline.nightly import resolve_paths
@@ -414,9 +416,13 @@ def nightly(
                                    ledger=ledger, settle_seconds=settle_seconds, as_of=_date(as_of),
                                    config_path=config, runner=runner, dask_address=dask_address,
                                    dask_workers=dask_workers, partition_lines=partition_lines,
-                                   max_files_in_flight=max_files)
+                                   max_files_in_flight=max_files, notify=_warn)
     except LedgerUnusable as exc:
         _fail(exc.line, exc.exit_code)
+    except ClusterRefused as exc:
+        for line in exc.lines[:-1]:
+            typer.echo(f"claimscrub: {line}", err=True)
+        _fail(f"{exc.lines[-1]}; nothing was scrubbed", exc.exit_code)
     except KeyboardInterrupt:
         signum = isolate.stop_signal() or signal.SIGINT
         typer.echo(f"claimscrub: stopped by {signal.Signals(signum).name}; files not done stay in the inbox",
@@ -436,6 +442,10 @@ def nightly(
         raise typer.Exit(4)
     if summary["quarantined"]:
         raise typer.Exit(3)
+
+
+def _warn(line: str) -> None:
+    typer.echo(f"claimscrub: warning: {line}", err=True)
 
 
 def _run_nightly(**params) -> dict:

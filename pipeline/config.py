@@ -163,6 +163,10 @@ class ScrubConfig(BaseModel):
                              "\"0640\"): by default the owner writes and the billing team's group reads")
     reference_dir: Path = Field(Path("reference"), description="Folder of imported reference tables "
                                 "(claimscrub reference import); they take precedence over the shipped ones")
+    outbox_link: str | None = Field(None, description=(
+        "Where the team opens the outbox, for the nightly artifact's link: a URL (https://files.example.org/outbox), "
+        "a share path (\\\\fileserver\\claims\\outbox) or a path as the team mounts it; default: the outbox "
+        "path and the host it is on"))
     date_order: DateOrder = Field(
         DateOrder.MDY, description="How a slash date such as 03/04/2024 is read when no value of its column proves "
         "the order: MDY (US, month first) or DMY (day first); noted once per file")
@@ -184,6 +188,15 @@ class ScrubConfig(BaseModel):
         from pipeline.ledger import is_url
 
         return v if is_url(v) else Path(v)
+
+    @field_validator("outbox_link")
+    @classmethod
+    def _link_base(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value and not (value.startswith(("\\\\", "/")) or re.match(r"^([a-zA-Z]:[\\/]|[a-zA-Z][a-zA-Z0-9+.-]*://\S)", value)):
+            raise ValueError(f"{value!r} is not a URL (https://files.example.org/outbox), a share path "
+                             "(\\\\fileserver\\claims\\outbox) or an absolute path")
+        return value
 
     @field_validator("output_mode", mode="before")
     @classmethod

@@ -80,7 +80,7 @@ def _retry_on_io(task, task_run, state) -> bool:
 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False, task_run_name="scrub-inbox-file-{sha256:.12}")
-def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path, config: ScrubConfig, as_of: dt.date,
+def scrub_inbox_file(path: Path, sha256: str, paths, ledger_path: Path | str, config: ScrubConfig, as_of: dt.date,
                      day: str, run_id: str, partition_lines: int | None = None):
     """Scrub, de-duplicate or quarantine one inbox file (what it raises never names the file: Prefect
     stores task states and logs; task-run parameters are not sent to the API)."""
@@ -208,7 +208,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    from pipeline import isolate, ledgercheck, logsafe, nightly, report, review
+    from pipeline import cluster, isolate, ledgercheck, logsafe, nightly, report, review
     from pipeline.config import load_config
 
     report.check_environment()
@@ -312,7 +312,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         f"{sum(f['status'] == 'scrubbed' for f in files)} scrubbed, "
         f"{sum(f['status'] == 'duplicate' for f in files)} duplicate, {quarantined} quarantined, "
         f"{failed} failed (left in the inbox).\n\n"
-        f"Outputs: [{paths.outbox / day}](file://{(paths.outbox / day).resolve()})\n",
+        f"Outputs: {cluster.outbox_markdown(config.outbox_link, (paths.outbox / day).resolve(), day)}\n",
         key="nightly-summary")
     return runstate.night_state({
         "status": "interrupted" if interrupted else "done", "run_id": run_id, "day": day, "files": files,
@@ -341,15 +341,21 @@ def task_runner_for(runner: str, dask_address: str | None = None, dask_workers: 
 
 
 def run_nightly(runner: str = "default", dask_address: str | None = None, dask_workers: int = 2,
-                partition_lines: int = PARTITION_LINES, **params) -> dict:
+                partition_lines: int = PARTITION_LINES, notify=None, **params) -> dict:
     """Run the nightly flow with the chosen task runner (Dask: files, and parts of files with more than
-    ``partition_lines`` lines, spread over the cluster)."""
-    flow_ = nightly_scrub_flow
-    chosen = task_runner_for(runner, dask_address, dask_workers)
-    if chosen is not None:
-        flow_ = nightly_scrub_flow.with_options(task_runner=chosen)
-        params["partition_lines"] = partition_lines
-    return runstate.summary_of(flow_(**params, return_state=True))
+    ``partition_lines`` lines, spread over the cluster). On Dask, every path is made absolute here and the
+    workers are checked before the night (``cluster.preflight``: raises ClusterRefused, nothing scrubbed;
+    its warnings go to ``notify``)."""
+    if runner != "dask":
+        task_runner_for(runner)  # None for "default"; a ValueError for an unknown runner
+        return runstate.summary_of(nightly_scrub_flow(**params, return_state=True))
+    from pipeline import cluster
+
+    params = cluster.absolute_params(params)
+    with cluster.dask_cluster(dask_address, dask_workers) as address:
+        cluster.preflight(address, params, remote=dask_address is not None, notify=notify)
+        flow_ = nightly_scrub_flow.with_options(task_runner=task_runner_for(runner, address))
+        return runstate.summary_of(flow_(**params, partition_lines=partition_lines, return_state=True))
 
 
 def build_deployment(config: ScrubConfig, root: Path | None = None, config_path: Path | None = None,

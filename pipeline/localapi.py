@@ -17,6 +17,8 @@ from contextlib import contextmanager
 
 from pipeline.localserver import api_healthy, free_port
 
+ACTIVE: set[str] = set()  # URLs of the temporary APIs running now (they serve this host only)
+
 
 def _configured() -> bool:
     from prefect.settings import PREFECT_API_URL
@@ -51,9 +53,11 @@ def temporary_api(timeout_s: float = 120) -> Iterator[str | None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the temporary Prefect API did not start in {timeout_s:g} s")
             time.sleep(0.1)
+        ACTIVE.add(url)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             yield url
     finally:
+        ACTIVE.discard(url)
         _drain_prefect_workers()  # logs and events still queued go out while the API is there
         proc.terminate()
         try:

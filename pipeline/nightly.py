@@ -399,7 +399,7 @@ def _same_file(path: Path, before: os.stat_result) -> bool:
     return (now.st_ino, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
 
 
-def scrub_inbox_entry(path: Path, sha256: str, paths: NightlyPaths, ledger_path: Path, config: ScrubConfig,
+def scrub_inbox_entry(path: Path, sha256: str, paths: NightlyPaths, ledger_path: Path | str, config: ScrubConfig,
                       as_of: dt.date, day: str, run_id: str, check=scrub.check_file) -> FileOutcome:
     """``process_file`` for the nightly task: nothing it raises names the file. An ``OSError`` (a share
     hiccup, a full archive) comes back as a ``MaskedOSError`` the task may retry (a retry finishes what
@@ -686,7 +686,7 @@ class Scrubbed:
     sessions: pd.DataFrame
 
 
-def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, ledger_path: Path,
+def scrub_one(path: Path, column_map: dict | None, as_of: dt.date, config: ScrubConfig, ledger_path: Path | str,
               salt: str, workbook: Path, csv_path: Path, run_id: str, sha256: str | None = None,
               check=scrub.check_file, read=ingest.read_claims) -> "Scrubbed | tuple[str, str, bool | None]":
     """Read, check and write one file (in the nightly run's child process, or in-process).

@@ -66,3 +66,27 @@ async def read_all(read, **filters) -> list:
         if len(page) < 200:
             return found
         offset += 200
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (see tests/pg.py): the one at 127.0.0.1:5432 (or
+    CLAIMSCRUB_TEST_PG_URL), else a throwaway one from the Debian binaries, else a skip saying what is missing."""
+    from tests import pg
+
+    found = pg.server()
+    if isinstance(found, str):
+        pytest.skip(found)
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The ``postgresql://`` URL of a brand-new empty database, dropped after the test."""
+    from tests import pg
+
+    with pg.database(pg_server.admin_url) as url:
+        yield url

@@ -37,9 +37,10 @@ def _findings(root):
     return frames
 
 
-def test_dask_runner_matches_default(tmp_path, prefect_harness):
-    """It produces the same files, findings and ledger statuses on 2 Dask workers, with each file's
-    claims validated in partitions across the workers, as in-process in one piece."""
+def test_dask_runner_matches_default(tmp_path, prefect_harness, pg_url):
+    """It produces the same files, findings and ledger statuses on 2 Dask workers on the PostgreSQL ledger,
+    with each file's claims validated in partitions across the workers, as in-process in one piece on the
+    SQLite ledger."""
     import asyncio
 
     from prefect.client.orchestration import get_client
@@ -49,9 +50,16 @@ def test_dask_runner_matches_default(tmp_path, prefect_harness):
     for runner in ("default", "dask"):
         root = tmp_path / runner
         _inbox(root)
+        ledger = pg_url if runner == "dask" else None
         summary = run_nightly(runner=runner, dask_workers=2, partition_lines=5, root=root, settle_seconds=0,
-                              as_of=AS_OF)
+                              as_of=AS_OF, ledger=ledger)
         results[runner] = (summary, _findings(root))
+    from pipeline.ledger import open_ledger
+
+    statuses = {runner: sorted(open_ledger(target).files()["status"]) for runner, target in (
+        ("default", tmp_path / "default" / "ledger.sqlite"), ("dask", pg_url))}
+    assert statuses["default"] == statuses["dask"] and "scrubbed" in statuses["dask"]
+    assert not (tmp_path / "dask" / "ledger.sqlite").exists()  # nothing made a ledger of its own
 
     async def partition_logs():
         async with get_client() as client:

@@ -4,6 +4,7 @@ import asyncio
 import datetime as dt
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -90,6 +91,8 @@ def test_nightly_inbox_run(tmp_path, prefect_harness):
     arts, logs, runs = asyncio.run(_client_read(artifacts_and_logs))
     keys = {a.key for a in arts}
     assert {"nightly-files", "nightly-rules", "nightly-summary"} <= keys
+    where = f"Outputs: `{day.resolve()}` on host `{socket.gethostname()}`"  # no outbox_link configured
+    assert any(where in str(a.data) for a in arts if a.key == "nightly-summary")
     text = " ".join(str(a.data) for a in arts) + " ".join(log.message for log in logs)
     text += " ".join(f"{r.name} {r.parameters}" for r in runs)
     for needle in PHI:
@@ -185,7 +188,7 @@ def test_ledger_migrates_an_old_schema(tmp_path):
     """It upgrades a version-1 ledger in place, keeping its rows."""
     path = tmp_path / "old.sqlite"
     con = sqlite3.connect(path)
-    for stmt in filter(str.strip, __import__("pipeline.ledger", fromlist=["_MIGRATIONS"])._MIGRATIONS[1].split(";")):
+    for stmt in __import__("pipeline.ledger", fromlist=["migration_statements"]).migration_statements(1, "sqlite"):
         con.execute(stmt)
     con.execute("INSERT INTO meta VALUES ('salt', 'abc')")
     con.execute("PRAGMA user_version=1")

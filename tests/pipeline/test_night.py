@@ -404,6 +404,7 @@ def test_io_error_of_one_file_is_masked_and_retry_finishes_it(tmp_path):
     paths = nightly.resolve_paths(ScrubConfig(), root)
     f = write_csv(clean_claim("A1", "MBR-000777", "2024-05-14"), paths.inbox / f"{PHI_NAME}.csv")
     sha = nightly.inbox_sha256(f)
+    Ledger(paths.ledger)  # the night made it (a file's task never makes a ledger of its own)
     (paths.archive / DAY).write_text("a file where the day's archive folder should be")
     with pytest.raises(OSError) as caught:
         nightly.scrub_inbox_entry(f, sha, paths, paths.ledger, ScrubConfig(), AS_OF, DAY, "run-1")

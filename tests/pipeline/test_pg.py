@@ -133,7 +133,7 @@ def test_unreachable_server_is_one_line_exit_5(tmp_path):
 # ---------------------------------------------------------------- two nightly processes over one inbox
 
 
-FILES, LINES = 10, 1500
+FILES, LINES = 8, 600
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +224,7 @@ def test_two_processes_share_one_inbox(exports, one_process, pg_url, tmp_path):
     assert sorted(_hfs030(outboxes[0]) + _hfs030(outboxes[1])) == one_process
 
 
-def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path):
+def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path, prefect_harness):
     """kill -9 of one of two processes while it scrubs: the other ends with exit 0 (it does not wait for the
     dead one); the killed run's file stays in its working folder, claimed; a re-run takes it back and
     finishes it. Every file is scrubbed exactly once, nothing is lost, the killed run is closed as crashed."""
@@ -265,18 +265,17 @@ def _run_pid(url: str, run_id: str) -> int | None:
     return rows[0][0] if rows else None
 
 
-@pytest.fixture
-def pg_url():
-    """A new empty database on the local server (provisional: replaced by the shared harness)."""
+def test_url_from_a_prefect_secret_block(pg_url, prefect_harness):
+    """``prefect-secret://NAME``: the URL (password included, where there is one) is read from a Prefect
+    Secret block; the ledger is named without it; a missing block is one refusal naming the block."""
     import uuid
 
-    admin = os.environ.get("CLAIMSCRUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        _q(admin, "SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"PostgreSQL tests skipped: no server at {admin} ({exc})")
-    name = f"claimscrub_test_{uuid.uuid4().hex[:10]}"
-    _q(admin, f'CREATE DATABASE "{name}"')
-    yield admin.rsplit("/", 1)[0] + f"/{name}"
-    _q(admin, f'DROP DATABASE "{name}" WITH (FORCE)')
+    from prefect.blocks.system import Secret
 
+    name = f"ledger-{uuid.uuid4().hex[:8]}"
+    Secret(value=pg_url).save(name)
+    book = open_ledger(f"prefect-secret://{name}")
+    assert book.version == SCHEMA_VERSION and book.where == f"prefect-secret://{name}"
+    with pytest.raises(LedgerUnusable) as missing:
+        open_ledger("prefect-secret://no-such-block")
+    assert missing.value.code == "LEDGER_SECRET" and "no-such-block" in missing.value.line
