@@ -184,11 +184,12 @@ def find_cross_file_repeats(outcomes, history, config: ScrubConfig, concurrent: 
 @task(retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=_retry_on_io, cache_policy=None,
       persist_result=False)
 def write_nightly_review(outcomes, outbox_day: Path, day: str, as_of: dt.date, run_id: str, extra=None,
-                         mode: int = 0o640, ledger=None):
+                         mode: int = 0o640, ledger=None, tag: str = ""):
     """Write the combined nightly review workbook, carrying the reviewers' dispositions."""
     from pipeline import nightly
 
-    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra, mode, ledger)
+    return nightly.write_combined(outcomes, outbox_day, day, as_of, run_id, scrub.VERSION, extra, mode, ledger,
+                                  tag)
 
 
 @flow(name="nightly-scrub", flow_run_name=runstate.night_run_name, persist_result=False)
@@ -264,18 +265,19 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
             if interrupted:
                 logger.warning("stopped by a signal: %d file(s) not started and %d interrupted stay in the inbox",
                                not_started, sum(o.status == "interrupted" for o in outcomes))
-            concurrent = {}
+            concurrent, others = {}, set()
             if book.dialect != "sqlite" and not interrupted:  # other processes' files of tonight
                 held = nightly.wait_for_other_runs(book, run_id, config.wait_for_other_runs_seconds,
                                                    isolate.stop_requested)
                 if held:
                     logger.warning("%d file(s) of other nightly processes still in flight; the cross-file "
                                    "repeat check does not see them", held)
+            if book.dialect != "sqlite":  # other processes of the night: their sessions, and a review of its own
+                others = set(book.concurrent_runs(run_id))
             try:
                 scope = nightly.night_scope(outcomes)
                 history = book.injection_history(exclude_run=run_id, sources=True, **scope)
                 if book.dialect != "sqlite":
-                    others = set(book.concurrent_runs(run_id))
                     shas = history.loc[history["run_id"].isin(others), "file_sha256"].unique().tolist()
                     concurrent = {h: "" for h in shas} | book.file_names(shas)
                 cross = find_cross_file_repeats(outcomes, history, config, concurrent)
@@ -283,7 +285,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
                 logger.error("cross-file repeat check failed (%s); per-file results stand", type(exc).__name__)
                 cross = pd.DataFrame()
             reviewed = write_nightly_review(outcomes, paths.outbox / day, day, as_of, run_id, cross,
-                                            config.output_mode, book)
+                                            config.output_mode, book, f"run-{run_id}" if others else "")
             quarantined = sum(o.status == "quarantined" for o in outcomes)
             failed = sum(o.status == "failed" for o in outcomes)
             book.end_run(run_id, len(outcomes), "interrupted" if interrupted else "failed" if failed

@@ -75,7 +75,8 @@ def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Pa
     if root is not None:
         root = Path(root)
         base = {"inbox": root / "inbox", "outbox": root / "outbox", "archive": root / "archive",
-                "quarantine": root / "quarantine", "ledger": root / "ledger.sqlite"}
+                "quarantine": root / "quarantine",  # a PostgreSQL ledger is no file of the root's: kept
+                "ledger": config.ledger if is_url(config.ledger) else root / "ledger.sqlite"}
     base.update({k: v if k == "ledger" and is_url(v) else Path(v) for k, v in overrides.items() if v is not None})
     base = {k: v if k == "ledger" and is_url(v) else Path(v).expanduser().absolute() for k, v in base.items()}
     paths = NightlyPaths(root=Path(root).expanduser().absolute() if root is not None else None, **base)
@@ -756,11 +757,12 @@ REASON_HELP = {
 
 def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_of: dt.date, run_id: str,
                    version: str, extra: pd.DataFrame | None = None, mode: int = report.DEFAULT_MODE,
-                   ledger: Ledger | None = None) -> Path | None:
+                   ledger: Ledger | None = None, tag: str = "") -> Path | None:
     """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones), and a
     re-sent duplicate's exceptions still open, with a Source File column; its Summary says, file by file,
     which rules were not checked and why. Dispositions are carried from the ledger and from a review
-    workbook already at its path; what changed is recorded in the ledger."""
+    workbook already at its path; what changed is recorded in the ledger. ``tag``: a name part of its own
+    (the run's id when other processes ran the same night: their review workbooks may share an outbox)."""
     done = [o for o in outcomes if o.status in ("scrubbed", "duplicate") and o.findings is not None]
     if not done:
         return None
@@ -769,7 +771,7 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
                          ignore_index=True)
     findings = report.sort_findings(findings)
     lines = pd.concat([o.lines.assign(source_file=o.name) for o in done], ignore_index=True)
-    path = outbox_day / f"nightly-review-{day}.xlsx"
+    path = outbox_day / f"nightly-review-{day}{'.' + tag if tag else ''}.xlsx"
     if review.lock_files(path):  # open in a spreadsheet app: never replaced; tonight's is written beside it
         path = path.with_name(f"nightly-review-{day}.{dt.datetime.now(dt.UTC):%H%M%S}.xlsx")
         log.warning("the review workbook is open in a spreadsheet app; tonight's is written beside it")

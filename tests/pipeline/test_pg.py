@@ -113,6 +113,18 @@ def test_refuses_what_it_must_not_use(pg_url):
     assert pw.value.code == "LEDGER_PASSWORD_IN_URL" and "hunter2" not in pw.value.line
 
 
+def test_a_root_keeps_the_configured_postgresql_ledger(tmp_path):
+    """``--root DIR`` names the folders; a PostgreSQL ledger from the config stays the ledger (no
+    DIR/ledger.sqlite in its place), and every folder is absolute."""
+    from pipeline.config import ScrubConfig
+    from pipeline.nightly import resolve_paths
+
+    url = "postgresql://claimscrub@db.example.org:5432/claimscrub"
+    paths = resolve_paths(ScrubConfig(ledger=url), Path(os.path.relpath(tmp_path / "night")))
+    assert paths.ledger == url and paths.lock is None
+    assert paths.inbox == tmp_path / "night" / "inbox" and paths.inbox.is_absolute()
+
+
 def test_unreachable_server_is_one_line_exit_5(tmp_path):
     """``claimscrub nightly --ledger postgresql://...`` on a port where no server listens: exit 5, one line,
     nothing scrubbed, no file moved."""
@@ -156,14 +168,14 @@ def _drop(exports: Path, inbox: Path) -> None:
 
 def _hfs030(outbox: Path) -> list[tuple]:
     """(source file, claim id) of every HFS-030 exception in a night's review workbook."""
-    path = outbox / DAY / f"nightly-review-{DAY}.xlsx"
-    if not path.exists():
-        return []
-    rows = list(load_workbook(path, read_only=True)["Exceptions"].iter_rows(values_only=True))
-    head = next(i for i, r in enumerate(rows) if "Rule" in r)
-    names = list(rows[head])
-    rule, claim, source = names.index("Rule"), names.index("Claim ID"), names.index("Source File")
-    return sorted((r[source], r[claim]) for r in rows[head + 1:] if r[rule] == "HFS-030")
+    found = []
+    for path in (outbox / DAY).glob(f"nightly-review-{DAY}*.xlsx"):
+        rows = list(load_workbook(path, read_only=True)["Exceptions"].iter_rows(values_only=True))
+        head = next(i for i, r in enumerate(rows) if "Rule" in r)
+        names = list(rows[head])
+        rule, claim, source = names.index("Rule"), names.index("Claim ID"), names.index("Source File")
+        found += [(r[source], r[claim]) for r in rows[head + 1:] if r[rule] == "HFS-030"]
+    return sorted(found)
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +234,9 @@ def test_two_processes_share_one_inbox(exports, one_process, pg_url, tmp_path):
     runs = _q(pg_url, "SELECT outcome, files FROM runs")
     assert sorted(runs) == sorted([("ok", n) for n in shares])
     assert sorted(_hfs030(outboxes[0]) + _hfs030(outboxes[1])) == one_process
+    # each review workbook is named by its run, so outboxes shared by the processes would keep both
+    reviews = sorted(p.name for o in outboxes for p in (o / DAY).glob("nightly-review-*.xlsx"))
+    assert reviews == sorted(f"nightly-review-{DAY}.run-{r}.xlsx" for (r,) in _q(pg_url, "SELECT id FROM runs"))
 
 
 def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path, prefect_harness):
