@@ -78,8 +78,9 @@ def resolve_paths(config: ScrubConfig, root: Path | None = None, **overrides: Pa
                 "quarantine": root / "quarantine",  # a PostgreSQL ledger is no file of the root's: kept
                 "ledger": config.ledger if is_url(config.ledger) else root / "ledger.sqlite"}
     base.update({k: v if k == "ledger" and is_url(v) else Path(v) for k, v in overrides.items() if v is not None})
-    base = {k: v if k == "ledger" and is_url(v) else Path(v).expanduser().absolute() for k, v in base.items()}
-    paths = NightlyPaths(root=Path(root).expanduser().absolute() if root is not None else None, **base)
+    base = {k: v if k == "ledger" and is_url(v) else Path(os.path.abspath(Path(v).expanduser()))
+            for k, v in base.items()}
+    paths = NightlyPaths(root=Path(os.path.abspath(Path(root).expanduser())) if root is not None else None, **base)
     for folder in (paths.inbox, paths.outbox, paths.archive, paths.quarantine,
                    *([] if is_url(paths.ledger) else [paths.ledger.parent])):
         folder.mkdir(parents=True, exist_ok=True)
