@@ -26,6 +26,7 @@ Dask and Prefect are imported inside the functions.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -153,6 +154,23 @@ def _ledger_connects(target: str, timeout: int) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """A hash of claimscrub's own code as this process imported it (``pipeline`` and ``schemas``): a worker
+    started before an upgrade keeps the old code, and its files would be scrubbed by it."""
+    import hashlib
+
+    import pipeline
+    import schemas
+
+    digest = hashlib.sha256()
+    for package in (pipeline, schemas):
+        base = Path(package.__file__).parent
+        for path in sorted(p for p in base.rglob("*") if p.suffix in (".py", ".toml") and p.is_file()):
+            digest.update(str(path.relative_to(base.parent)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def worker_facts(folders: dict[str, str], markers: dict[str, str | None], ledger: dict,
                  api_url: str | None, timeout: int = CONNECT_TIMEOUT_S) -> dict:
     """What one worker sees (run there by ``client.run``): its host, whether it may start child processes,
@@ -162,7 +180,7 @@ def worker_facts(folders: dict[str, str], markers: dict[str, str | None], ledger
 
     facts: dict = {"host": socket.gethostname(), "daemon": bool(multiprocessing.current_process().daemon),
                    "folders": {name: _folder_state(path, markers.get(name)) for name, path in folders.items()},
-                   "api": None, "ledger": None}
+                   "api": None, "ledger": None, "code": code_fingerprint()}
     if ledger.get("kind") == "sqlite":
         path = Path(ledger["path"])
         state = _folder_state(str(path.parent), markers.get("ledger"))
@@ -195,10 +213,11 @@ _FOLDER_HELP = {
 
 
 def judge(facts: dict[str, dict | BaseException], folders: dict[str, str], ledger: dict, *, remote: bool,
-          api_url: str | None, api_kind: str, local_host: str) -> Verdict:
+          api_url: str | None, api_kind: str, local_host: str, code: str | None = None) -> Verdict:
     """The refusals and warnings for the workers' ``facts`` (worker address -> ``worker_facts`` or the error
     it raised). ``api_kind``: "server" (a configured URL), "temporary" (this command's own, on 127.0.0.1)
-    or "ephemeral" (in-process, no URL); checked only for a ``remote`` cluster."""
+    or "ephemeral" (in-process, no URL); checked only for a ``remote`` cluster. ``code``: this host's
+    ``code_fingerprint``; a worker running other code is refused."""
     v = Verdict(workers=len(facts))
     daemonic, other_hosts = [], set()
     for addr, f in sorted(facts.items()):
@@ -208,6 +227,9 @@ def judge(facts: dict[str, dict | BaseException], folders: dict[str, str], ledge
                               "install the same claimscrub on every worker")
             continue
         w = f"{addr} on host {f['host']}"
+        if code and f.get("code") != code:
+            v.refusals.append(f"Dask worker {w} runs other claimscrub code than this host (code {f.get('code') or 'older'}"
+                              f", here {code}): install the same claimscrub there and restart the worker")
         if f["host"] != local_host:
             other_hosts.add(f["host"])
         if f["daemon"]:
@@ -309,7 +331,7 @@ def check_cluster(client, params: dict, *, remote: bool) -> Verdict:
         facts = client.run(worker_facts, folders, markers, ledger, api_url if remote else None,
                            on_error="return")
     return judge(facts, folders, ledger, remote=remote, api_url=api_url, api_kind=api_kind,
-                 local_host=socket.gethostname())
+                 local_host=socket.gethostname(), code=code_fingerprint())
 
 
 def connect(address: str):

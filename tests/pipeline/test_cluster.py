@@ -194,3 +194,17 @@ def test_a_worker_elsewhere_without_the_inbox_or_the_api_refuses(worker_elsewher
     assert "other hosts (elsewhere)" in lines[1] and lines[1].endswith("; nothing was scrubbed")
     assert claims.exists() and not (tmp_path / "night" / "outbox" / AS_OF.isoformat()).exists()
     assert client.run(os.listdir, str(hidden)) == {w: [] for w in client.scheduler_info()["workers"]}
+
+
+def test_a_worker_running_other_code_is_refused():
+    """A worker started before an upgrade keeps the code it imported: its fingerprint differs from this
+    host's and the night is refused, naming the worker (the judge, on what two workers reported)."""
+    here = cluster.code_fingerprint()
+    seen = {"daemon": False, "folders": {k: "ok" for k in cluster.FOLDERS}, "api": None, "ledger": None}
+    facts = {"tcp://10.0.0.5:4000": {**seen, "host": "old-host", "code": "0123456789ab"},
+             "tcp://10.0.0.6:4000": {**seen, "host": "new-host", "code": here}}
+    verdict = cluster.judge(facts, {k: f"/srv/{k}" for k in cluster.FOLDERS},
+                            {"kind": "postgresql", "target": "postgresql://db/claimscrub"}, remote=False, api_url=None, api_kind="server", local_host="here", code=here)
+    assert verdict.refusals == [
+        f"Dask worker tcp://10.0.0.5:4000 on host old-host runs other claimscrub code than this host (code "
+        f"0123456789ab, here {here}): install the same claimscrub there and restart the worker"]
