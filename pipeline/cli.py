@@ -552,7 +552,7 @@ def ledger_restore(
     path, _ = _ledger_paths(root, ledger, None, config)
     if is_url(path):
         _fail(f"ledger {describe(path)}: a PostgreSQL ledger is restored with the database's own tools "
-              "(pg_restore from a pg_dump), not by claimscrub", 5)
+              "(pg_restore from a pg_dump), not by claimscrub [RESTORE_POSTGRESQL]", 5)
     try:
         used, aside = ledgercheck.restore_ledger(path, path.with_name(path.name + ".lock"), from_)
     except LedgerUnusable as exc:

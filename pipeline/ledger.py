@@ -298,7 +298,8 @@ class Ledger:
             open_runs = [r[0] for r in db.all("SELECT id FROM runs WHERE ended IS NULL")]
             dead = [r for r in open_runs if not self.run_alive(r)]
             for run_id in dead:
-                db.run("UPDATE runs SET ended=?, outcome='crashed' WHERE id=? AND ended IS NULL", (_now(), run_id))
+                db.run("UPDATE runs SET ended=?, outcome='crashed', files=(SELECT COUNT(*) FROM files WHERE run_id=?) "
+                       "WHERE id=? AND ended IS NULL", (_now(), run_id, run_id))
         return len(dead)
 
     def concurrent_runs(self, run_id: str) -> list[str]:

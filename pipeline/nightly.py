@@ -616,8 +616,10 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         log.info("file %s: duplicate of content already scrubbed; archived", fid)
         if again is None:
             return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed")
+        # Its counts too: the night's review lists its open exceptions, and its Summary adds up its claims.
         return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed",
-                           workbook=str(workbook), lines=again.lines, findings=again.findings, issues=again.issues)
+                           counts=_counts(again.summary, again.findings), workbook=str(workbook), lines=again.lines,
+                           findings=again.findings, issues=again.issues, not_checked=again.summary.not_checked)
     if isolate and mp.current_process().daemon:
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
@@ -647,10 +649,7 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         return FileOutcome(fid, path.name, "failed", code, reason)
     summary, sessions = done.summary, done.sessions
     _fault("after_outputs")
-    counts = {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
-              "claims_with_errors": summary.claims_with_errors,
-              "claims_with_warnings": summary.claims_with_warnings, "findings": int(len(done.findings)),
-              "claims_checked_in_part": summary.claims_checked_in_part, "clean_claims": summary.clean_claims}
+    counts = _counts(summary, done.findings)
     try:
         row = ledger.record_scrubbed(
             sha256, path.name, size, run_id, injection_rows(sessions), rows=summary.rows_read,
@@ -668,6 +667,14 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
                        lines=done.lines, findings=done.findings, issues=done.issues, sessions=sessions,
                        not_checked=summary.not_checked)
+
+
+def _counts(summary: report.ScrubSummary, findings: pd.DataFrame) -> dict:
+    """A scrubbed file's counts, as logs, artifacts and the night's Summary show them."""
+    return {"rows": summary.rows_read, "claims": summary.claims, "g5133_claims": summary.g5133_claims,
+            "claims_with_errors": summary.claims_with_errors, "claims_with_warnings": summary.claims_with_warnings,
+            "findings": int(len(findings)), "claims_checked_in_part": summary.claims_checked_in_part,
+            "clean_claims": summary.clean_claims}
 
 
 def _scrub_work(path: Path, work: tuple, isolate: bool, check):

@@ -269,6 +269,7 @@ def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path, pre
     _exactly_once(shared, outboxes, pg_url)
     outcomes = dict(_q(pg_url, "SELECT id, outcome FROM runs"))
     assert outcomes.pop(killed_run) == "crashed" and set(outcomes.values()) == {"ok"}
+    assert _q(pg_url, "SELECT files FROM runs WHERE id=%s", (killed_run,))[0][0] >= 1  # what it finished
 
 
 def _tables(url: str) -> bool:

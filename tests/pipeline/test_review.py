@@ -271,6 +271,11 @@ def test_nightly_keeps_dispositions_and_a_resent_duplicate_keeps_open_exceptions
     _inbox(tmp_path, ["mixed.csv"])  # the same bytes again the next night
     second = nightly_scrub_flow(root=tmp_path, settle_seconds=0, as_of=AS_OF + dt.timedelta(days=1))
     assert [f["status"] for f in second["files"]] == ["duplicate"]
+    # its Summary adds up: the re-sent file's claims are counted (they were 0 beside its listed exceptions)
+    summary = {r[0]: r[3] for r in load_workbook(second["review_workbook"])["Summary"].iter_rows(values_only=True)
+               if r[0] in ("With errors", "With warnings only", "Checked in part", "Clean", "Total claims")}
+    assert summary["Total claims"] == first["files"][0]["claims"] > 0
+    assert summary["Total claims"] == sum(v for k, v in summary.items() if k != "Total claims")
     got = _rows(Path(second["review_workbook"]))
     assert nai not in got and fixed not in got
     assert (got[appealed]["Status"], got[appealed]["Reviewer"], got[appealed]["Notes"]) == (
