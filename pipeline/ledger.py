@@ -336,9 +336,9 @@ class Ledger:
 
     def claims_in_flight(self, exclude_run: str) -> int:
         """Files other live runs hold now (a night waits for them before its cross-file pass)."""
-        runs = {c["run_id"] for c in self.claims() if c["run_id"] != exclude_run}
-        live = {r for r in runs if self.run_alive(r)}
-        return sum(c["run_id"] in live for c in self.claims())
+        held = [c["run_id"] for c in self.claims() if c["run_id"] != exclude_run]  # one read: one moment
+        live = {r for r in set(held) if self.run_alive(r)}
+        return sum(r in live for r in held)
 
     # files
     def scrubbed(self, sha256: str) -> dict | None:
