@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline import lookups
 from pipeline.config import ScrubConfig
+from pipeline.threads import beside, here
 from schemas import codesets as K
 from schemas import columns as C
 from schemas.checks import ndc_is_valid
@@ -29,6 +30,7 @@ def patient_key(patient_id: str | None, salt: str) -> str | None:
 
 
 _LETTER_INDEX = {chr(65 + i): i for i in range(12)}
+PARALLEL_LINES = 50_000  # from this many lines, the reference-table lookups run on a helper thread
 
 
 def _code_matrix(cells: pd.DataFrame) -> tuple[np.ndarray, pd.Index, dict[str, int]]:
@@ -316,27 +318,81 @@ def derive_claims(
     lcd = [np.datetime64(p.lcd_effective, "ns") if p.lcd_effective else np.datetime64("NaT", "ns") for p in profiles]
     cf["lcd_effective"] = pd.Series(np.array(lcd, dtype="datetime64[ns]")[which])
     cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
-    # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins.
+    # Reference tables (NCCI edits, code sets on the date of service): per-line facts, by joins. For a large file
+    # they run on a helper thread beside the claim facts below that read none of them (numpy and Arrow work, which
+    # mostly releases the GIL), and join the line features before the claim rules that read them.
     patient = pd.factorize(cf[C.PATIENT_ID])[0]  # each claim's patient, as partition_lines keeps them together
     who = np.where(patient >= 0, patient, len(patient) + np.arange(g.n))[g.codes]  # no patient: the claim
-    f = pd.concat([f, lookups.ncci_facts(lines, cf["ncci_applies"].to_numpy(bool)[g.codes], present,
-                                         config.reference_dir, who, memo),
-                   lookups.code_facts(lines, config.reference_dir, memo)],
-                  axis=1)
+    ncci = cf["ncci_applies"].to_numpy(bool)[g.codes]
+
+    def reference_facts() -> pd.DataFrame:
+        return pd.concat([lookups.ncci_facts(lines, ncci, present, config.reference_dir, who, memo),
+                          lookups.code_facts(lines, config.reference_dir, memo)], axis=1)
+
+    with beside(reference_facts, name="claimscrub-tables") if len(lines) >= PARALLEL_LINES else here(
+            reference_facts) as reference:
+        # Diagnosis.
+        cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
+
+        # 64612 bilateral billing.
+        units = lines[C.UNITS]
+        pos = np.flatnonzero(f.is_64612.to_numpy())
+        m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
+        unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
+        cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
+
+        del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
+        # Drug lines.
+        src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
+        supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
+            "|".join(K.DRUG_NOT_BILLED_SOURCES), regex=True).to_numpy(bool)
+        cf["drug_supplied"] = g.any((src_codes >= 0) & supplied_src[np.maximum(src_codes, 0)]
+                                    if len(sources) else np.zeros(len(src_codes), dtype=bool))
+        toxin = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin)  # text; missing where no administered toxin
+        has_toxin = toxin.notna()  # on the text column: cheap, unlike on the object column below
+        cf["toxin_code"] = toxin.astype(object).where(has_toxin.to_numpy(bool), np.nan)
+        cf["admin_units"] = g.sum(units, f.admin_toxin)
+        cf["waste_units"] = g.sum(units, f.is_toxin & f.jw)
+        tox_codes, tox_uniques = pd.factorize(toxin)  # a handful of codes: look values up per code
+        tox_uniques = tox_uniques.tolist()
+
+        def per_toxin(mapping: dict) -> np.ndarray:
+            return np.array([mapping.get(u, np.nan) for u in tox_uniques] + [np.nan], dtype=float)[tox_codes]
+
+        cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
+
+        cf["uses_jz"] = cf.jz & cf.is_toxin
+
+        # Sites.
+        sp = _sites_per_claim(lines, g)
+        for col in ("n_sites", "site_units", "r_units", "l_units"):
+            cf[col] = sp[col]
+        cf["sites_without_units"] = sp["no_units"]
+        cf["nonfacial_muscles"] = sp["nonfacial"]
+        cf["sites_unread"] = sp["unread"]
+        cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
+
+        cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit
+
+        del sp
+
+        # Documentation flags (a flag documented on any line counts for the claim).
+        for col in C.FLAG_COLUMNS:
+            cf[col] = g.any(lines[col]) | (col not in present)
+        cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
+
+        # Setting, and the 64612 lines beside the administered toxin lines (dates, rendering NPIs).
+        cf["prior_auth_given"] = g.any(lines[C.PRIOR_AUTH].notna())
+        cf["admin_first_date"], cf["admin_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
+        cf["drug_first_date"], cf["drug_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
+        cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
+
+        # History: repeat sessions within the batch and against the ledger.
+        cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
+        f = pd.concat([f, reference()], axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
     cf["dx_not_judged"] = g.any(f["dx_not_judged"])  # CODE-001 not checked on the claim (a date between releases)
 
-    # Diagnosis.
-    cf["conflict_dx"] = g.join(f["conflict_dx"], f["conflict_dx"].to_numpy() != "")
-
-    # 64612 bilateral billing.
-    units = lines[C.UNITS]
-    pos = np.flatnonzero(f.is_64612.to_numpy())
-    m50, m_rt, m_lt = (f[c].to_numpy()[pos] for c in ("m50", "m_rt", "m_lt"))  # numpy: f has many columns
-    unmod, pu = ~(m50 | m_rt | m_lt), units.to_numpy()[pos]
-    cf["n_unmod_multi"] = np.bincount(g.codes[pos][unmod & (pu >= 2)], minlength=g.n) > 0
-
-    del m50, m_rt, m_lt, unmod  # line-sized temporaries: free them
     # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
     for rule in CLAIM_RULES:
         if rule.offending_lines is not None:
@@ -349,54 +405,7 @@ def derive_claims(
             at_fault = np.zeros(len(lines), dtype=bool)
             at_fault[np.asarray(pos)[np.asarray(texts, dtype=object) != ""]] = True
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
-    # Drug lines.
-    src_codes, sources = pd.factorize(lines[C.DRUG_SOURCE])  # a handful of distinct texts
-    supplied_src = pd.Series(sources, dtype=object).astype(str).str.lower().str.contains(
-        "|".join(K.DRUG_NOT_BILLED_SOURCES), regex=True).to_numpy(bool)
-    cf["drug_supplied"] = g.any((src_codes >= 0) & supplied_src[np.maximum(src_codes, 0)]
-                                if len(sources) else np.zeros(len(src_codes), dtype=bool))
-    toxin = g.first_value(lines[C.PROCEDURE_CODE], f.admin_toxin)  # text; missing where no administered toxin
-    has_toxin = toxin.notna()  # on the text column: cheap, unlike on the object column below
-    cf["toxin_code"] = toxin.astype(object).where(has_toxin.to_numpy(bool), np.nan)
-    cf["admin_units"] = g.sum(units, f.admin_toxin)
-    cf["waste_units"] = g.sum(units, f.is_toxin & f.jw)
-    tox_codes, tox_uniques = pd.factorize(toxin)  # a handful of codes: look values up per code
-    tox_uniques = tox_uniques.tolist()
-
-    def per_toxin(mapping: dict) -> np.ndarray:
-        return np.array([mapping.get(u, np.nan) for u in tox_uniques] + [np.nan], dtype=float)[tox_codes]
-
-    cf["billing_unit"] = per_toxin(K.TOXIN_BILLING_UNIT)
-
-    cf["uses_jz"] = cf.jz & cf.is_toxin
-
-    # Sites.
-    sp = _sites_per_claim(lines, g)
-    for col in ("n_sites", "site_units", "r_units", "l_units"):
-        cf[col] = sp[col]
-    cf["sites_without_units"] = sp["no_units"]
-    cf["nonfacial_muscles"] = sp["nonfacial"]
-    cf["sites_unread"] = sp["unread"]
-    cf["site_on_right"], cf["site_on_left"], cf["site_without_side"] = sp["R"], sp["L"], sp["U"]
-
-    cf["botox_divisor"] = per_toxin(K.BOTOX_EQUIVALENT_DIVISOR)  # toxin units per Botox-equivalent unit
-
-    del sp
-
-    # Documentation flags (a flag documented on any line counts for the claim).
-    for col in C.FLAG_COLUMNS:
-        cf[col] = g.any(lines[col]) | (col not in present)
-    cf["surgery_codes"] = g.join(lines[C.PROCEDURE_CODE], f.is_surgery)
-
-    # Setting, and the 64612 lines beside the administered toxin lines (dates, rendering NPIs).
-    cf["prior_auth_given"] = g.any(lines[C.PRIOR_AUTH].notna())
-    cf["admin_first_date"], cf["admin_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.is_64612)
-    cf["drug_first_date"], cf["drug_last_date"] = g.date_range(lines[C.SERVICE_DATE], f.admin_toxin)
-    cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
-
     del f
-    # History: repeat sessions within the batch and against the ledger.
-    cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
     for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)

@@ -368,12 +368,17 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
         texts = np.asarray([str(u).strip().upper() for u in uniques.tolist()], dtype=object)
         formed_u = np.append(np.array([bool(_MOD_FORM.fullmatch(t)) for t in texts], dtype=bool), False)
         for k, table in enumerate(tables):
-            on = which == k
-            rows = np.flatnonzero(on & formed_u[codes].any(axis=1))
-            if not len(rows):
+            # Decided per (modifier, date) first: only the lines holding a modifier invalid on some date of the
+            # table's lines are looked at line by line (most files have none or a handful).
+            valid = _valid_matrix(table, texts, distinct)
+            dates_here = np.zeros(len(distinct) + 1, dtype=bool)
+            dates_here[date_at[which == k]] = True  # -1 (no date): the last column
+            suspect = np.append(formed_u[:-1] & ~valid[:, dates_here].all(axis=1), False)
+            if not suspect.any():
                 continue
+            rows = np.flatnonzero((which == k) & suspect[codes].any(axis=1))
             sub = codes[rows]
-            bad = formed_u[sub] & ~_valid_on(table, texts, np.maximum(sub, 0), date_at[rows][:, None], distinct)
+            bad = formed_u[sub] & ~valid[np.maximum(sub, 0), date_at[rows][:, None]]
             at, shown = _joined(bad, sub, texts)
             mod_bad[rows[at]] = shown
     # Place of service: in the CMS list on the date (a spreadsheet may have dropped the leading zero).
@@ -436,15 +441,20 @@ def _indexed(table: R.Table) -> pd.DataFrame:
     return _indexed_of(str(Path(table.folder) / table.file))
 
 
-def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, date_at: np.ndarray,
-              distinct: np.ndarray) -> np.ndarray:
-    """Per row (``codes`` >= 0 into the distinct ``texts``; ``date_at`` into the ``distinct`` dates, -1 none): the
-    value is in ``table`` and active on its date. Decided once per (value, date) pair, then looked up."""
+def _valid_matrix(table: R.Table, texts: np.ndarray, distinct: np.ndarray) -> np.ndarray:
+    """Per distinct value (``texts``) and distinct date (``distinct``, plus a last column: no date): the value is in
+    ``table`` and active on that date."""
     t = _indexed(table)
     at = t.index.get_indexer(pd.Index(texts))
     known = at >= 0
     start = t["active_from"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)][:, None]
     end = t["active_to"].to_numpy(dtype="datetime64[ns]")[np.maximum(at, 0)][:, None]
     dates = np.append(distinct, np.datetime64("NaT", "ns"))[None, :]  # the last column: no date
-    valid = known[:, None] & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))
-    return valid[codes, date_at]
+    return known[:, None] & (np.isnat(start) | (dates >= start)) & (np.isnat(end) | (dates <= end))
+
+
+def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, date_at: np.ndarray,
+              distinct: np.ndarray) -> np.ndarray:
+    """Per row (``codes`` >= 0 into the distinct ``texts``; ``date_at`` into the ``distinct`` dates, -1 none): the
+    value is in ``table`` and active on its date. Decided once per (value, date) pair, then looked up."""
+    return _valid_matrix(table, texts, distinct)[codes, date_at]

@@ -1,4 +1,5 @@
-"""Helper threads that are safe in a child near its memory limit: ``room_for_threads`` and ``beside``."""
+"""Helper threads that are safe in a child near its memory limit: ``room_for_threads`` and ``beside`` (``here``: the
+same shape, on the calling thread)."""
 
 import mmap
 from collections.abc import Callable, Iterator
@@ -30,3 +31,10 @@ def beside(fn: Callable, *args, name: str = "claimscrub-beside") -> Iterator[Cal
         return
     with ThreadPoolExecutor(1, thread_name_prefix=name) as pool:
         yield pool.submit(fn, *args).result
+
+
+@contextmanager
+def here(fn: Callable, *args) -> Iterator[Callable]:
+    """``beside``'s shape without a thread: ``fn(*args)`` runs on the calling thread when its result is asked for
+    (a small file, where a thread costs more than it saves)."""
+    yield lambda: fn(*args)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 
 from schemas import columns as C
+from schemas.checks import combined_groups, group_codes
 from schemas.rules.core import Severity, add, claim_rule, examples, keep, on, passes_unless
 from schemas.text import choose, numbers, put
 
@@ -101,23 +102,25 @@ def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per 64612 line, what is malformed (one text a line; the line's own faults first, then its date's)."""
     pos = np.flatnonzero(f["is_64612"].to_numpy())
-    p = f.iloc[pos][["m50", "m_rt", "m_lt"]].assign(
-        units=lines[C.UNITS].to_numpy()[pos], cc=groups.codes[pos],
-        date=lines[C.SERVICE_DATE].iloc[pos].fillna(pd.Timestamp(0)))
-    p["unmod"] = ~(p.m50 | p.m_rt | p.m_lt)
-    m50, m_rt, m_lt, unmod, pu = (p[c].to_numpy() for c in ("m50", "m_rt", "m_lt", "unmod", "units"))
+    m50, m_rt, m_lt = (f[c].to_numpy(bool)[pos] for c in ("m50", "m_rt", "m_lt"))
+    unmod, pu = ~(m50 | m_rt | m_lt), lines[C.UNITS].to_numpy()[pos]
     # Units above the MUE (a payer that applies NCCI) are MUE-001's to report: one finding for one cause.
     units_ok = ~(f["mue_units"].to_numpy()[pos] > f["mue_limit"].to_numpy()[pos])
-    why = np.full(len(p), "", dtype=object)
+    why = np.full(len(pos), "", dtype=object)
     put(why, m50 & (pu != 1) & units_ok, lambda m: "64612-50 billed with " + numbers(pd.Series(pu[m])) + " units")
     put(why, m50 & (m_rt | m_lt), lambda m: "modifier 50 together with RT/LT on one line")
     put(why, unmod & (pu >= 2) & units_ok, lambda m: "64612 without side modifier billed with 2+ units")
     put(why, (m_rt | m_lt) & ~m50 & (pu != 1) & units_ok,
         lambda m: "64612-RT/LT billed with " + numbers(pd.Series(pu[m])) + " units (1 per side)")
-    per_date = p.groupby(["cc", "date"], sort=False)[["m50", "m_rt", "m_lt", "unmod"]].transform("sum")
-    mixed = ((per_date.m50 > 0) & ((per_date.m_rt > 0) | (per_date.m_lt > 0))).to_numpy() & units_ok
+    day = combined_groups(groups.codes[pos], group_codes(lines[C.SERVICE_DATE].iloc[pos]))  # claim and date
+
+    def per_day(flags: np.ndarray) -> np.ndarray:  # the lines of the flag on the line's claim and date
+        return np.bincount(day, weights=flags)[day] if len(day) else np.zeros(0)
+
+    d50, d_rt, d_lt, d_unmod = per_day(m50), per_day(m_rt), per_day(m_lt), per_day(unmod)
+    mixed = (d50 > 0) & ((d_rt > 0) | (d_lt > 0)) & units_ok
     put(why, mixed & (why == ""), lambda m: "64612-50 plus a 64612-RT/LT line on the same date")
-    twice = ((per_date.m_rt > 1) | (per_date.m_lt > 1) | (per_date.m50 > 1) | (per_date.unmod > 1)).to_numpy()
+    twice = (d_rt > 1) | (d_lt > 1) | (d50 > 1) | (d_unmod > 1)
     put(why, twice & units_ok & (why == ""), lambda m: "two 64612 lines for the same side on the same date")
     return pos, why
 

@@ -289,12 +289,13 @@ def test_partitioned_check_finds_the_same(tmp_path):
 
 def test_line_rules_beside_the_claim_facts_find_the_same(monkeypatch):
     """It finds the same when a large file's line rules run on a helper thread while the claim facts
-    are derived, as when they run one after the other."""
+    are derived, and its reference-table lookups on another beside the claim facts that need none of them,
+    as when they run one after the other."""
     import threading
 
     import pandas as pd
 
-    from pipeline import validate
+    from pipeline import derive, lookups, validate
     from pipeline.ingest import read_claims
     from tests.conftest import SAMPLES
 
@@ -305,16 +306,27 @@ def test_line_rules_beside_the_claim_facts_find_the_same(monkeypatch):
         ran_on.append(threading.current_thread().name)
         return line_rules(*args)
 
+    looked_up_on = []
+    code_facts = lookups.code_facts
+
+    def spy_tables(*args):
+        looked_up_on.append(threading.current_thread().name)
+        return code_facts(*args)
+
     monkeypatch.setattr(validate, "_line_rule_findings", spy)
-    for source in (SAMPLES / "mixed.csv", SAMPLES / "messy.xlsx"):
+    monkeypatch.setattr(lookups, "code_facts", spy_tables)
+    for source in (SAMPLES / "mixed.csv", SAMPLES / "messy.xlsx", SAMPLES / "payer_edits.csv"):
         r = read_claims(source)
         monkeypatch.setattr(validate, "PARALLEL_LINES", 10**9)
+        monkeypatch.setattr(derive, "PARALLEL_LINES", 10**9)
         alone = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues).findings
         monkeypatch.setattr(validate, "PARALLEL_LINES", 1)
+        monkeypatch.setattr(derive, "PARALLEL_LINES", 1)
         beside = find_violations(r.lines, AS_OF, None, r.present, None, "", r.issues).findings
-        assert {"STR-002", "HFS-014"} <= set(alone["rule"])  # line and claim rules both fire
+        assert {"STR-002", "MUE-001"} <= set(alone["rule"])  # line rules, and claim rules on the tables, fire
         pd.testing.assert_frame_equal(beside, alone)
     assert ran_on[0] == "MainThread" and ran_on[1].startswith("claimscrub-lines")
+    assert looked_up_on[0] == "MainThread" and looked_up_on[1].startswith("claimscrub-tables")
 
 
 def test_outpatient_prior_auth_names_the_right_claim():
