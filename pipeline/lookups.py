@@ -186,7 +186,7 @@ def ncci_facts(lines: pd.DataFrame, ncci: np.ndarray, present: set[str], user_di
         first, second = _pairs_within(group[rows])
         if not len(first):
             continue
-        key = at[first].astype(np.int64) * v + at[second]
+        key = (at[first].astype(np.int64) * v + at[second]).astype(keys.dtype)  # the table's key type: no copy of it
         hit = np.minimum(np.searchsorted(keys, key), len(keys) - 1)
         found = keys[hit] == key
         p1, p2, hit = rows[first[found]], rows[second[found]], hit[found]
@@ -327,9 +327,8 @@ def code_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.Da
             both = np.array([key in in_one for key in keys], dtype=bool)
             other = np.array([key in in_other for key in keys], dtype=bool)
             never = judged & ~both & ~other
-            if never.any():  # billable in neither: an error only if no release has it either
-                anywhere = _code_set_union(tuple(tables))
-                never &= ~np.array([key in anywhere for key in keys], dtype=bool)
+            for i in np.flatnonzero(never).tolist():  # billable in neither: an error only if no release has it
+                never[i] = not any(keys[i] in _code_set(t) for t in tables)
             if never.any():  # per-line work only for the few codes that need it
                 rows, shown = _joined(np.append(never, False)[codes] & on[:, None], codes, shown_of)
                 dx_not[rows] = np.where(dx_not[rows] == "", shown, dx_not[rows] + ", " + shown)
@@ -409,15 +408,6 @@ def _gaps(date_at: np.ndarray, distinct: np.ndarray, tables: list[R.Table], whic
     pair = np.where((which < 0) & (b >= 0), b * len(tables) + a, len(tables) ** 2)  # the last bin: no gap
     return [(pair == p, tables[p // len(tables)], tables[p % len(tables)])
             for p in np.flatnonzero(np.bincount(pair, minlength=len(tables) ** 2 + 1)[:-1]).tolist()]
-
-
-def _code_set_union(tables: tuple) -> frozenset:
-    return _code_set_union_of(tuple(str(Path(t.folder) / t.file) for t in tables))
-
-
-@functools.lru_cache(maxsize=8)
-def _code_set_union_of(paths: tuple) -> frozenset:
-    return frozenset().union(*(_code_set_of(p) for p in paths))
 
 
 @functools.lru_cache(maxsize=32)
