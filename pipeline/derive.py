@@ -389,12 +389,25 @@ def derive_claims(
 
         # History: repeat sessions within the batch and against the ledger.
         cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
+        # Claim rules that name their lines at fault (schemas/rules), but those that read the reference tables.
+        _rule_line_facts([r for r in CLAIM_RULES if not r.line_reads_tables], lines, f, g, cf)
         f = pd.concat([f, reference()], axis=1)
     cf["over_mue_64612"] = g.any(f.is_64612 & (f["mue_units"] > f["mue_limit"]))
     cf["dx_not_judged"] = g.any(f["dx_not_judged"])  # CODE-001 not checked on the claim (a date between releases)
 
-    # Claim rules that name their lines at fault (schemas/rules): the values and first label of those lines.
-    for rule in CLAIM_RULES:
+    # The claim rules whose lines at fault are read on the reference-table facts.
+    _rule_line_facts([r for r in CLAIM_RULES if r.line_reads_tables], lines, f, g, cf)
+    del f
+    for col in ("conflict_dx", "surgery_codes"):
+        if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
+            cf[col] = cf[col].astype(object).fillna("").astype(str)
+    return cf
+
+
+def _rule_line_facts(rules: list, lines: pd.DataFrame, f: pd.DataFrame, g: Groups, cf: pd.DataFrame) -> None:
+    """The claim facts of rules that name their lines at fault (schemas/rules), into ``cf``: the lines' values
+    or texts per claim, and the first such line's label."""
+    for rule in rules:
         if rule.offending_lines is not None:
             at_fault = np.asarray(rule.offending_lines(lines, f, g, cf), dtype=bool)
             cf[rule.line_fact] = g.join(lines[rule.line_shows], at_fault, fill=rule.line_blank)
@@ -405,11 +418,6 @@ def derive_claims(
             at_fault = np.zeros(len(lines), dtype=bool)
             at_fault[np.asarray(pos)[np.asarray(texts, dtype=object) != ""]] = True
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
-    del f
-    for col in ("conflict_dx", "surgery_codes"):
-        if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
-            cf[col] = cf[col].astype(object).fillna("").astype(str)
-    return cf
 
 
 def _previous_sessions(cf: pd.DataFrame, salt: str, history: pd.DataFrame | None,

@@ -47,7 +47,7 @@ def dx_billable(df: pd.DataFrame) -> pd.Series:
     return ~df["dx_not_billable"]
 
 
-@dx_billable.texts(fact="dx_not_billable")
+@dx_billable.texts(fact="dx_not_billable", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: its codes not billable in the release of its date, and the release."""
     bad, release = f["dx_not_billable"].to_numpy(object), f["dx_release"].to_numpy(object)
@@ -73,7 +73,7 @@ def procedure_active(df: pd.DataFrame) -> pd.Series:
     return ~df["proc_inactive"]
 
 
-@procedure_active.texts(fact="proc_inactive")
+@procedure_active.texts(fact="proc_inactive", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: the code and when it ended (or starts)."""
     why = f["proc_inactive"].to_numpy(object)
@@ -95,7 +95,7 @@ def modifiers_exist(df: pd.DataFrame) -> pd.Series:
     return ~df["mod_invalid"]
 
 
-@modifiers_exist.texts(fact="mod_invalid")
+@modifiers_exist.texts(fact="mod_invalid", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: the modifiers not on the list, and the code they are on."""
     bad = f["mod_invalid"].to_numpy(object)
@@ -119,7 +119,7 @@ def place_of_service_valid(df: pd.DataFrame) -> pd.Series:
     return ~df["pos_faults"]
 
 
-@place_of_service_valid.texts(fact="pos_faults")
+@place_of_service_valid.texts(fact="pos_faults", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line: a POS not in the code set, or telehealth on 64612."""
     invalid = f["pos_invalid"].to_numpy(bool)

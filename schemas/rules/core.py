@@ -109,6 +109,7 @@ class Rule:
     line_shows: str | None = None  # the line column whose values the fact joins
     line_blank: str = ""  # how a blank value reads in that fact
     line_texts: Callable | None = None  # claim rules: (lines, features, groups, claims) -> (positions, texts)
+    line_reads_tables: bool = False  # those line functions read the reference-table facts (pipeline/lookups.py)
     examples: Examples | None = None
     tables: tuple[str, ...] = ()  # reference tables (pipeline/reference.py kinds) the rule is decided on
     reach: Callable | None = None  # claim rules with optional columns: claim facts -> claims it could fire on
@@ -147,22 +148,25 @@ class RuleFunction:
             return fn
         return wrap
 
-    def lines(self, fact: str, shows: str, blank: str = ""):
+    def lines(self, fact: str, shows: str, blank: str = "", tables: bool = False):
         """Register the lines at fault, ``fn(lines, features, groups, claims) -> bool per line``. derive makes
         two claim facts of it, rule-free: ``fact`` (the distinct ``shows`` values of those lines, joined) and
-        ``fact + "_at"`` (the first such line's label)."""
+        ``fact + "_at"`` (the first such line's label). ``tables``: ``fn`` reads the per-line reference-table
+        facts (``pipeline/lookups.py``: MUE, PTP, code sets), which derive has only after the other facts."""
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], offending_lines=fn, line_fact=fact,
-                                             line_shows=shows, line_blank=blank)
+                                             line_shows=shows, line_blank=blank, line_reads_tables=tables)
             return fn
         return wrap
 
-    def texts(self, fact: str):
+    def texts(self, fact: str, tables: bool = False):
         """Register per-line texts of what is wrong, ``fn(lines, features, groups, claims) -> (positions,
         texts)`` ("" = nothing wrong). derive makes the claim fact ``fact`` of them, rule-free: each claim's
-        distinct texts in line order, joined with '; ' (and ``fact + "_at"``, the first such line's label)."""
+        distinct texts in line order, joined with '; ' (and ``fact + "_at"``, the first such line's label).
+        ``tables``: as for ``lines``."""
         def wrap(fn: Callable) -> Callable:
-            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], line_texts=fn, line_fact=fact)
+            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], line_texts=fn, line_fact=fact,
+                                             line_reads_tables=tables)
             return fn
         return wrap
 

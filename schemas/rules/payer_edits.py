@@ -45,7 +45,7 @@ def units_within_mue(df: pd.DataFrame) -> pd.Series:
     return ~df["mue_faults"]
 
 
-@units_within_mue.texts(fact="mue_faults")
+@units_within_mue.texts(fact="mue_faults", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per line over its MUE: the code, its units (per line or per date) and the limit with its indicator."""
     pos = np.flatnonzero((f["mue_units"] > f["mue_limit"]).to_numpy(bool))
@@ -91,7 +91,7 @@ def no_pair_never_paid(df: pd.DataFrame) -> pd.Series:
     return ~df["ptp_never"]
 
 
-@no_pair_never_paid.texts(fact="ptp_never")
+@no_pair_never_paid.texts(fact="ptp_never", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per column-2 line of an indicator-0 pair: both codes, the date and which one is denied."""
     return _pair_texts(lines, f, (f["ptp_indicator"] == 0).to_numpy(bool),
@@ -118,7 +118,7 @@ def pair_has_modifier(df: pd.DataFrame) -> pd.Series:
     return ~df["ptp_needs_modifier"]
 
 
-@pair_has_modifier.texts(fact="ptp_needs_modifier")
+@pair_has_modifier.texts(fact="ptp_needs_modifier", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per column-2 line of an indicator-1 pair without an associated modifier: which modifier it needs."""
     def why(col2):

@@ -98,7 +98,7 @@ def bilateral_well_formed(df: pd.DataFrame) -> pd.Series:
     return passes_unless(df, df["bilateral_faults"])
 
 
-@bilateral_well_formed.texts(fact="bilateral_faults")
+@bilateral_well_formed.texts(fact="bilateral_faults", tables=True)
 def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per 64612 line, what is malformed (one text a line; the line's own faults first, then its date's)."""
     pos = np.flatnonzero(f["is_64612"].to_numpy())
