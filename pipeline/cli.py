@@ -312,17 +312,22 @@ def reference_list(
     for t in found:
         typer.echo(f"{t.kind:11}{t.version:10}{t.covers_from + ' to ' + t.covers_to:26}{t.rows:>9}  {t.origin:9} "
                    f"{t.source}")
+        if t.origin == "imported" and t.note:
+            typer.echo(f"{'':58}note: {t.note}")
     typer.echo(f"imported tables: {cfg.reference_dir} (take precedence for the dates they cover)")
 
 
 @reference_app.command("import")
 def reference_import(
-    kind: Annotated[str, typer.Argument(help="mue, ptp, icd10cm or hcpcs")],
+    kind: Annotated[str, typer.Argument(help="mue, ptp, icd10cm, hcpcs or ndc (the ASP NDC-HCPCS crosswalk; also asp)")],
     files: Annotated[list[Path], typer.Argument(help="The official file(s); PTP: the quarter's four files")],
     covers_from: Annotated[str, typer.Option("--from", help="First date of service covered, YYYY-MM-DD")],
     covers_to: Annotated[str | None, typer.Option("--to", help="Last date covered (default: the quarter, fiscal "
                                                                "year or year of --from)")] = None,
     version: Annotated[str | None, typer.Option(help="Version label, e.g. 2026-Q3 (default: from the dates)")] = None,
+    partial: Annotated[bool, typer.Option("--partial", help="Accept an MUE or PTP table smaller than the official "
+                                                            "one (a deliberate extract: codes it lacks go "
+                                                            "unchecked for its dates)")] = False,
     config: Annotated[Path | None, typer.Option(help="claimscrub.toml")] = None,
 ) -> None:
     """Load an official CMS file into the reference folder (``reference_dir``), checking its shape first.
@@ -332,10 +337,13 @@ def reference_import(
         claimscrub reference import ptp ccipra-v323r0-f1.txt ccipra-v323r0-f2.txt ccipra-v323r0-f3.txt
             ccipra-v323r0-f4.txt --from 2026-07-01
         claimscrub reference import icd10cm icd10cm-order-2027.txt --from 2026-10-01
+        claimscrub reference import hcpcs HCPC2027_CONTR_ANWEB.csv --from 2027-01-01
+        claimscrub reference import ndc "July 2026 ASP NDC-HCPCS Crosswalk.csv" --from 2026-07-01
     """
     from pipeline import reference as R
 
     cfg, _ = _load(config, None)
+    kind = {"asp": "ndc"}.get(kind.lower(), kind.lower())
     if kind not in R.IMPORTERS:
         _fail(f"unknown reference kind {kind!r}: one of {', '.join(sorted(R.IMPORTERS))}")
     start = _day(covers_from, "--from")
@@ -347,12 +355,19 @@ def reference_import(
                         else f"FY{start.year + (start.month >= 10)}" if R.IMPORTERS[kind].span == "fiscal_year"
                         else str(start.year))
     try:
-        table = R.build_table(kind, files, cfg.reference_dir, label, start, end,
+        before = R.would_replace(kind, cfg.reference_dir, label)
+        made = R.build_tables(kind, files, cfg.reference_dir, label, start, end, partial=partial,
                               note="imported from " + ", ".join(f.name for f in files))
     except R.RefDataError as exc:
         _fail(str(exc))
-    typer.echo(f"imported {table.kind} {table.version}: {table.rows} rows, covers {table.covers_from} to "
-               f"{table.covers_to}, into {cfg.reference_dir}")
+    for old in before:
+        typer.echo(f"replaced the earlier {old.kind} {old.version} table ({old.rows} rows, covers {old.covers_from} "
+                   f"to {old.covers_to}; {old.note or 'imported'})")
+    for table in made:
+        typer.echo(f"imported {table.kind} {table.version}: {table.rows} rows, covers {table.covers_from} to "
+                   f"{table.covers_to}, into {cfg.reference_dir}")
+        if table.note:
+            typer.echo(f"  note: {table.note}")
 
 
 def _day(value: str, option: str) -> dt.date:

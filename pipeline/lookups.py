@@ -16,6 +16,7 @@ import pandas as pd
 from pipeline import reference as R
 from schemas import codesets as K
 from schemas import columns as C
+from schemas import ndc
 
 # NCCI-associated modifiers (NCCI Policy Manual Ch. I, Sec. E): anatomic, global surgery, and the distinct-service ones.
 ANATOMIC = ("E1", "E2", "E3", "E4", "FA", "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "TA", "T1", "T2", "T3",
@@ -448,3 +449,55 @@ def _valid_on(table: R.Table, texts: np.ndarray, codes: np.ndarray, date_at: np.
     """Per row (``codes`` >= 0 into the distinct ``texts``; ``date_at`` into the ``distinct`` dates, -1 none): the
     value is in ``table`` and active on its date. Decided once per (value, date) pair, then looked up."""
     return _valid_matrix(table, texts, distinct)[codes, date_at]
+
+
+def ndc_products(table: R.Table) -> pd.DataFrame:
+    """An NDC table's products by labeler-product (brand, hcpcs, cosmetic_only): the shipped toxin CSV
+    (schemas/ndc.py) or an imported ASP crosswalk (merged with the shipped products it does not list)."""
+    if table.origin == "shipped" and table.file == ndc.TABLE:
+        return ndc.toxin_ndc_table().products
+    return _ndc_products_of(str(Path(table.folder) / table.file))
+
+
+@functools.lru_cache(maxsize=8)
+def _ndc_products_of(path: str) -> pd.DataFrame:
+    return R._read(path).drop_duplicates("labeler_product", keep="first").set_index("labeler_product")
+
+
+def ndc_facts(lines: pd.DataFrame, user_dir, memo: dict | None = None) -> pd.DataFrame:
+    """Per line, the product its NDC is in the NDC table in force on its date (``ndc.FACTS``: the product's name,
+    "" when not listed; the HCPCS code(s) it is billed on; cosmetic-only). A date no table covers takes the
+    nearest table (a product listing: the Summary warns), an undated line the shipped table. Each distinct NDC
+    is looked up once per table."""
+    n = len(lines)
+    brand, hcpcs = np.full(n, "", dtype=object), np.full(n, "", dtype=object)
+    cosmetic = np.zeros(n, dtype=bool)
+
+    def frame() -> pd.DataFrame:
+        return pd.DataFrame({"ndc_brand": _texts(brand, lines.index), "ndc_hcpcs": _texts(hcpcs, lines.index),
+                             "ndc_cosmetic": cosmetic}, index=lines.index)
+
+    if not n or C.NDC not in lines or not lines[C.NDC].notna().any():
+        return frame()
+    tables = R.of_kind("ndc", user_dir)
+    if not tables:
+        return frame()
+    date_at, distinct = dates_of(lines, memo)
+    which = _per_date(date_at, distinct, tables, nearest=True)
+    shipped = next((k for k, t in enumerate(tables) if t.origin == "shipped"), len(tables) - 1)
+    which = np.where(which < 0, shipped, which)
+    codes, uniques = factorized(lines, C.NDC, memo)
+    keys = pd.Index([ndc.labeler_product(u) or "" for u in uniques.tolist()], dtype=object)
+    for k, table in enumerate(tables):
+        rows = np.flatnonzero((which == k) & (codes >= 0))
+        if not len(rows):
+            continue
+        products = ndc_products(table)
+        at = products.index.get_indexer(keys)
+        known = at >= 0
+        per = np.maximum(at, 0)
+        b = np.where(known, products["brand"].astype(object).to_numpy(object)[per], "")
+        h = np.where(known, products["hcpcs"].astype(object).fillna("").to_numpy(object)[per], "")
+        c = known & products["cosmetic_only"].to_numpy(bool)[per]
+        brand[rows], hcpcs[rows], cosmetic[rows] = b[codes[rows]], h[codes[rows]], c[codes[rows]]
+    return frame()

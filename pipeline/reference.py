@@ -189,26 +189,49 @@ def register_importer(kind: str, what: str, parse: Callable[[Path], pd.DataFrame
 
 
 def _text_rows(path: Path) -> list[list[str]]:
-    """Rows of a CSV, tab-separated text or spreadsheet, every cell as stripped text."""
-    suffix = path.suffix.lower()
-    if suffix in (".xlsx", ".xls", ".xlsm"):
-        try:
-            frame = pd.read_excel(path, header=None, dtype=str, engine="calamine")
-        except Exception as exc:  # noqa: BLE001 - any reader failure is "not a readable spreadsheet"
-            raise RefDataError(f"{path.name}: not a readable spreadsheet ({type(exc).__name__})") from None
-        return [["" if pd.isna(v) else str(v).strip() for v in row] for row in frame.itertuples(index=False)]
+    """Rows of a CSV, tab-separated text or spreadsheet, every cell as stripped text. A file that is none of these
+    (a PDF, an image, random bytes, a damaged spreadsheet) is refused in one line; old-Mac CR-only line ends and
+    Windows-1252 / Latin-1 text (CMS's ASP files) are read."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise RefDataError(f"{path.name}: cannot read ({exc.strerror})") from None
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if raw[:2] == b"PK":
-        raise RefDataError(f"{path.name}: a zip archive; unzip it and import the file inside")
-    text = raw.decode("utf-8-sig", errors="replace")
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError):
+            _refuse(path, "a damaged gzip file")
+    suffix = path.suffix.lower()
+    if suffix in (".xlsx", ".xls", ".xlsm") or raw[:4] in (b"PK\x03\x04", b"\xd0\xcf\x11\xe0"):
+        if raw[:2] == b"PK" and b"xl/" not in raw[:65536] and suffix not in (".xlsx", ".xlsm"):
+            _refuse(path, "a zip archive; unzip it and import the file inside")
+        try:
+            frame = pd.read_excel(io.BytesIO(raw), header=None, dtype=str, engine="calamine")
+        except Exception as exc:  # noqa: BLE001 - any reader failure is "not a readable spreadsheet"
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise RefDataError(f"{path.name}: not a readable spreadsheet ({why})") from None
+        return [["" if pd.isna(v) else str(v).strip() for v in row] for row in frame.itertuples(index=False)]
+    if raw[:5] == b"%PDF-":
+        _refuse(path, "a PDF document, not a data file: download the table as CSV, TXT or XLSX")
+    if not raw.strip():
+        _refuse(path, "an empty file")
+    head = raw[:65536]
+    control = sum(head.count(bytes([b])) for b in range(32) if b not in (9, 10, 13))
+    if b"\x00" in head or control > len(head) / 100:
+        _refuse(path, "not a text file or spreadsheet (binary content)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("cp1252", errors="replace")  # CMS's ASP crosswalk is Windows-1252 / Latin-1
+    if "\r" in text:  # Windows CRLF, or old-Mac CR-only line ends
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     sample = text[:20000]
     delim = "\t" if sample.count("\t") > sample.count(",") else ","
-    return [[c.strip() for c in row] for row in csv.reader(io.StringIO(text), delimiter=delim)]
+    reader = csv.reader(io.StringIO(text), delimiter=delim)
+    try:
+        return [[c.strip() for c in row] for row in reader]
+    except csv.Error as exc:
+        raise RefDataError(f"{path.name}: not a readable CSV or text table (line {reader.line_num}: {exc})") from None
 
 
 def _refuse(path: Path, message: str) -> None:
@@ -224,6 +247,17 @@ def _header_at(rows: list[list[str]], *needles: str, limit: int = 40) -> int:
     return -1
 
 
+def _header(rows: list[list[str]], locate: Callable[[list[str]], tuple[int, ...] | None],
+            limit: int = 40) -> tuple[int, tuple[int, ...]]:
+    """The first row (of the first ``limit``) in which ``locate`` finds every column it needs, and those columns'
+    positions; (-1, ()) if none. A title or notice line above the header that names the table is passed over."""
+    for i, row in enumerate(rows[:limit]):
+        found = locate(row)
+        if found is not None and min(found) >= 0:
+            return i, found
+    return -1, ()
+
+
 def _column(header: list[str], *needles: str) -> int:
     for i, cell in enumerate(header):
         if all(n in cell.lower() for n in needles):
@@ -231,30 +265,53 @@ def _column(header: list[str], *needles: str) -> int:
     return -1
 
 
+def _first_bad(path: Path, what: str, rows: list[int], header: list[str],
+               checks: list[tuple[int, np.ndarray, str]], values: dict[int, list[str]]) -> None:
+    """Refuse ``path`` at its first bad cell: the file row, the column (as the header names it), the value and
+    what it should be. ``checks``: (column, bad per body row, what the column holds); ``rows``: the file row
+    (1-based) of each body row."""
+    firsts = [(int(np.flatnonzero(bad)[0]), k) for k, (_, bad, _) in enumerate(checks) if bad.any()]
+    if not firsts:
+        return
+    at, k = min(firsts)
+    col, _, wants = checks[k]
+    _refuse(path, f"not {what} (row {rows[at]}, column {header[col]!r}: {values[col][at]!r} is not {wants})")
+
+
+MUE_MIN_ROWS = 5_000  # the practitioner table holds about 15,000 codes (2026 Q2: 15,095)
+
+
+def _mue_columns(header: list[str]) -> tuple[int, int, int] | None:
+    low = [c.lower() for c in header]
+    code = next((i for i, c in enumerate(low) if "code" in c), -1)
+    value = _column(header, "mue", "value")
+    value = value if value >= 0 else next((i for i, c in enumerate(low) if c == "mue"), -1)
+    mai = _column(header, "adjudication")
+    mai = mai if mai >= 0 else next((i for i, c in enumerate(low) if c == "mai"), -1)
+    return code, value, mai
+
+
 def parse_mue(path: Path) -> pd.DataFrame:
     """CMS "Practitioner Services MUE Table" (CSV or spreadsheet; header "HCPCS/CPT Code", "... MUE Values",
-    "MUE Adjudication Indicator"), or the shipped form code,mue,mai."""
+    "MUE Adjudication Indicator", below any title and notice lines), or the shipped form code,mue,mai."""
     rows = _text_rows(path)
-    at = _header_at(rows, "mue")
+    at, cols = _header(rows, _mue_columns)
     if at < 0:
-        _refuse(path, "not an NCCI MUE table (no header naming the MUE values in its first 40 rows)")
+        _refuse(path, "not an NCCI MUE table (needs the code, MUE value and MUE adjudication indicator columns "
+                      "in a header row within its first 40 rows)")
     header = rows[at]
-    code = next((i for i, c in enumerate(header) if "code" in c.lower()), -1)
-    value = _column(header, "mue", "value")
-    value = value if value >= 0 else next((i for i, c in enumerate(header) if c.lower() == "mue"), -1)
-    mai = _column(header, "adjudication")
-    mai = mai if mai >= 0 else next((i for i, c in enumerate(header) if c.lower() == "mai"), -1)
-    if min(code, value, mai) < 0:
-        _refuse(path, "not an NCCI MUE table (needs the code, MUE value and MUE adjudication indicator columns)")
-    body = [r for r in rows[at + 1:] if len(r) > max(code, value, mai) and r[code]]
-    frame = pd.DataFrame({"code": [r[code].upper() for r in body], "mue": [r[value] for r in body],
-                          "mai": [r[mai][:1] for r in body]})
-    bad = ~frame["code"].str.fullmatch(CODE.pattern) | ~frame["mue"].str.fullmatch(r"\d+") | ~frame["mai"].isin(
-        ["1", "2", "3"])
-    if not len(frame) or bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
-        _refuse(path, f"not an NCCI MUE table (row {at + 2 + first}: code, MUE value or indicator unreadable)"
-                if len(frame) else "no MUE rows below the header")
+    code, value, mai = cols
+    picked = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > code and r[code]]
+    if not picked:
+        _refuse(path, "not an NCCI MUE table (no MUE rows below the header)")
+    cell = {c: [r[c] if len(r) > c else "" for _, r in picked] for c in (code, value, mai)}
+    frame = pd.DataFrame({"code": [v.upper() for v in cell[code]], "mue": cell[value],
+                          "mai": [v[:1] for v in cell[mai]]})
+    _first_bad(path, "an NCCI MUE table", [n for n, _ in picked], header, [
+        (code, ~frame["code"].str.fullmatch(CODE.pattern).to_numpy(bool), "a 5-character HCPCS/CPT code"),
+        (value, ~frame["mue"].str.fullmatch(r"\d+").to_numpy(bool), "a whole number of units"),
+        (mai, ~frame["mai"].isin(["1", "2", "3"]).to_numpy(bool), "an adjudication indicator 1, 2 or 3"),
+    ], cell)
     frame = frame.drop_duplicates("code", keep="last")
     return pd.DataFrame({"code": frame["code"].to_numpy(), "mue": frame["mue"].astype("int32").to_numpy(),
                          "mai": frame["mai"].astype("int8").to_numpy()})
@@ -274,22 +331,25 @@ def parse_ptp(path: Path) -> pd.DataFrame:
     flag, effective date, deletion date, modifier indicator, rationale), or the form column1,column2,
     modifier_indicator of the shipped extract (no dates)."""
     rows = _text_rows(path)
-    data = [r for r in rows if len(r) >= 3 and CODE.fullmatch(r[0].upper() or "-") and CODE.fullmatch(
-        r[1].upper() or "-")]
+    numbered = [(n, r) for n, r in enumerate(rows, 1) if len(r) >= 3 and CODE.fullmatch(r[0].upper() or "-")
+                and CODE.fullmatch(r[1].upper() or "-")]
+    data = [r for _, r in numbered]
     if not data or len(data) < 0.5 * sum(1 for r in rows if any(r)) - 20:
         _refuse(path, "not an NCCI PTP edit file (rows must start with two procedure codes)")
     dated = sum(1 for r in data[:200] if len(r) >= 6 and _YMD.fullmatch(r[3])) > len(data[:200]) / 2
-    if dated:  # the official layout: c1, c2, prior flag, effective, deletion, modifier, rationale
-        ok = [r for r in data if len(r) >= 6 and r[5] in ("0", "1", "9")]
-        if len(ok) < len(data):
-            _refuse(path, "not an NCCI PTP edit file (a row lacks its modifier indicator 0, 1 or 9)")
+    at = 5 if dated else 2  # the official layout: c1, c2, prior flag, effective, deletion, modifier, rationale
+    bad = next(((n, r) for n, r in numbered if len(r) <= at or r[at] not in ("0", "1", "9")), None)
+    if bad is not None:
+        n, r = bad
+        _refuse(path, f"not an NCCI PTP edit file (row {n}, column {at + 1} (modifier indicator): "
+                      f"{r[at] if len(r) > at else ''!r} is not 0, 1 or 9)")
+    ok = data
+    if dated:
         eff = [int(r[3]) if _YMD.fullmatch(r[3]) else 0 for r in ok]
         dele = [_ymd(r[4]) for r in ok]
         ind = [r[5] for r in ok]
     else:
-        if not all(r[2] in ("0", "1", "9") for r in data):
-            _refuse(path, "not an NCCI PTP edit file (third column must be the modifier indicator 0, 1 or 9)")
-        ok, eff, dele, ind = data, [0] * len(data), [99991231] * len(data), [r[2] for r in data]
+        eff, dele, ind = [0] * len(data), [99991231] * len(data), [r[2] for r in data]
     frame = pd.DataFrame({"column1": [r[0].upper() for r in ok], "column2": [r[1].upper() for r in ok],
                           "indicator": np.array(ind, dtype=np.int8), "effective": np.array(eff, dtype=np.int32),
                           "deleted": np.array(dele, dtype=np.int32)})
@@ -343,13 +403,64 @@ def parse_hcpcs(path: Path) -> pd.DataFrame:
     end = header.index("TERM_DT")
     if code < 0 or start < 0:
         _refuse(path, "not a CMS HCPCS annual file (needs the HCPC, ADD_DT or ACT_EFF_DT, and TERM_DT columns)")
-    body = [r for r in rows[at + 1:] if len(r) > max(code, start, end) and r[code]]
+    numbered = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > max(code, start, end) and r[code]]
+    body = [r for _, r in numbered]
     codes = [r[code].upper() for r in body]
-    if not body or not all(CODE.fullmatch(c) or re.fullmatch(r"[A-Z0-9]{2}", c) for c in codes):
-        _refuse(path, "not a CMS HCPCS annual file (HCPC values must be 5-character codes or 2-character modifiers)")
+    if not body:
+        _refuse(path, "not a CMS HCPCS annual file (no codes below the header)")
+    bad = next((k for k, c in enumerate(codes) if not (CODE.fullmatch(c) or re.fullmatch(r"[A-Z0-9]{2}", c))), None)
+    if bad is not None:
+        _refuse(path, f"not a CMS HCPCS annual file (row {numbered[bad][0]}, column {rows[at][code]!r}: "
+                      f"{body[bad][code]!r} is not a 5-character code or a 2-character modifier)")
     frame = pd.DataFrame({"code": codes, "active_from": [_date_cell(r[start]) for r in body],
                           "active_to": [_date_cell(r[end]) for r in body]})
     return frame.drop_duplicates("code", keep="last").reset_index(drop=True)
+
+
+_ASP_CODE = re.compile(r"_?(\d{4}_)?(hcpcs[ _]?)?code", re.IGNORECASE)
+ASP_MIN_ROWS = 1_000  # the quarterly crosswalk lists several thousand NDCs
+
+
+def _asp_columns(header: list[str]) -> tuple[int, int, int] | None:
+    """The HCPCS code column (``_2026_CODE`` in the CMS file, or "HCPCS Code"), the 11-digit NDC column (``NDC2``
+    or "11-Digit NDC ...") and the drug name column."""
+    low = [c.strip().lower() for c in header]
+    code = next((i for i, c in enumerate(low) if _ASP_CODE.fullmatch(c.replace("/", "_"))), -1)
+    ndc_col = next((i for i, c in enumerate(low) if c in ("ndc2", "ndc") or c.startswith("11-digit")), -1)
+    drug = next((i for i, c in enumerate(low) if c.startswith("drug name")), -1)
+    return code, ndc_col, drug
+
+
+def parse_asp_crosswalk(path: Path) -> pd.DataFrame:
+    """CMS "ASP NDC-HCPCS Crosswalk" (quarterly; CSV or spreadsheet, title lines above the header ``_2026_CODE``,
+    Short Description, LABELER NAME, NDC2, Drug Name, HCPCS dosage, PKG SIZE, PKG QTY, BILLUNITS, BILLUNITSPKG):
+    one row per labeler-product (``LLLLL-PPPP``) with its drug name and the HCPCS code(s) it is billed on. Rows
+    whose ID is not an 11-digit NDC (CMS lists a few alternate IDs) are left out."""
+    rows = _text_rows(path)
+    at, cols = _header(rows, _asp_columns)
+    if at < 0:
+        _refuse(path, "not a CMS ASP NDC-HCPCS crosswalk (needs the HCPCS code (_YYYY_CODE), NDC2 and Drug Name "
+                      "columns in a header row within its first 40 rows)")
+    header = rows[at]
+    code, ndc_col, drug = cols
+    picked = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > max(cols) and r[code]]
+    if not picked:
+        _refuse(path, "not a CMS ASP NDC-HCPCS crosswalk (no rows below the header)")
+    cell = {c: [r[c] for _, r in picked] for c in cols}
+    codes = pd.Series([v.upper() for v in cell[code]], dtype=object)
+    keys = pd.Series([ndc.labeler_product(v) for v in cell[ndc_col]], dtype=object)
+    _first_bad(path, "a CMS ASP NDC-HCPCS crosswalk", [n for n, _ in picked], header, [
+        (code, ~codes.str.fullmatch(CODE.pattern).to_numpy(bool), "a 5-character HCPCS code")], cell)
+    if keys.notna().sum() < 0.5 * len(keys):
+        first = int(np.flatnonzero(keys.isna().to_numpy())[0])
+        _refuse(path, f"not a CMS ASP NDC-HCPCS crosswalk (most rows have no 11-digit NDC; row {picked[first][0]}, "
+                      f"column {header[ndc_col]!r}: {cell[ndc_col][first]!r})")
+    frame = pd.DataFrame({"labeler_product": keys, "hcpcs": codes, "brand": cell[drug]})[keys.notna().to_numpy()]
+    grouped = frame.groupby("labeler_product", sort=True)
+    return pd.DataFrame({"labeler_product": grouped.size().index.to_numpy(dtype=object),
+                         "brand": grouped["brand"].first().to_numpy(dtype=object),
+                         "hcpcs": grouped["hcpcs"].agg(lambda c: " ".join(sorted(set(c)))).to_numpy(dtype=object),
+                         "cosmetic_only": np.zeros(grouped.ngroups, dtype=bool)})
 
 
 register_importer("mue", "CMS NCCI Practitioner Services MUE Table (quarterly)", parse_mue, "quarter",
@@ -360,6 +471,8 @@ register_importer("icd10cm", "CDC/CMS ICD-10-CM order file (icd10cm-order-*.txt)
                   "CDC NCHS / CMS ICD-10-CM code descriptions in tabular order")
 register_importer("hcpcs", "CMS alpha-numeric HCPCS annual file (HCPC20xx_CONTR_ANWEB)", parse_hcpcs, "year",
                   "CMS Alpha-Numeric HCPCS File")
+register_importer("ndc", "CMS ASP NDC-HCPCS crosswalk (quarterly)", parse_asp_crosswalk, "quarter",
+                  "CMS ASP NDC-HCPCS Crosswalk")
 
 
 def default_span(kind: str, start: dt.date) -> dt.date:
@@ -383,17 +496,99 @@ def _sha256(paths: list[Path]) -> str:
     return h.hexdigest()
 
 
+# A table that stands alone for its dates must be whole: a code it lacks would pass unchecked (silently). Tables
+# merged with the shipped ones (hcpcs, ndc) keep the shipped knowledge for what a file lacks, so need no minimum.
+MIN_ROWS = {
+    "mue": (MUE_MIN_ROWS, "codes", "the Practitioner Services MUE Table holds about 15,000"),
+    "ptp": (1_000_000, "pairs", "a quarter's practitioner PTP files (import all four together) hold about 2 million"),
+}
+
+
+def _too_small(kind: str, files: list[Path], rows: int) -> str:
+    least, unit, full = MIN_ROWS[kind]
+    names = ", ".join(Path(f).name for f in files)
+    return (f"{names}: only {rows:,} {kind.upper()} {unit if rows != 1 else unit[:-1]}, too few for the official table ({full}; refused "
+            f"below {least:,}): a partial table would let every code it lacks pass unchecked. Import the whole "
+            "table, or add --partial to load a deliberate extract")
+
+
+def _shipped_rows(kind: str, known: pd.Series) -> tuple[pd.DataFrame, Table | None]:
+    """The rows of the newest shipped table of ``kind`` whose code is not in ``known`` (what an imported file does
+    not carry), and that table."""
+    shipped = [t for t in tables() if t.kind == kind and t.origin == "shipped"]
+    if not shipped:
+        return pd.DataFrame(), None
+    newest = max(shipped, key=lambda t: (t.end, t.start))
+    if kind == "ndc":
+        frame = ndc.toxin_ndc_table().products.reset_index()[["labeler_product", "brand", "hcpcs", "cosmetic_only"]]
+        key = "labeler_product"
+    else:
+        frame, key = newest.load(), "code"
+    return frame[~frame[key].isin(set(known))].reset_index(drop=True), newest
+
+
+def _merged(kind: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """An imported HCPCS or NDC table with the shipped entries the official file does not carry, and the note
+    saying so. The HCPCS file holds Level II codes and modifiers only: CPT codes, CPT modifiers (25, 50, 59 ...)
+    and CPT deletions (64613) stay known from the shipped table. The ASP crosswalk lists billable products only:
+    the cosmetic-only toxin products (never billed) stay known from the shipped NDC table."""
+    key = "labeler_product" if kind == "ndc" else "code"
+    extra, source = _shipped_rows(kind, frame[key])
+    if source is None or not len(extra):
+        return frame, ""
+    merged = pd.concat([frame, extra.astype(frame.dtypes.to_dict())], ignore_index=True)
+    what = {"procedures": "CPT codes and deletions", "modifiers": "CPT modifiers and others",
+            "ndc": "cosmetic-only and other products"}[kind]
+    return merged, (f"merged with the shipped {kind} table {source.version} for the {len(extra):,} entries the "
+                    f"file does not carry ({what})")
+
+
+def would_replace(kind: str, folder: Path, version: str) -> list[Table]:
+    """The tables already in ``folder`` that importing ``kind`` as ``version`` would overwrite."""
+    names = {f"{k}-{_slug(version)}.arrow" for k in (("procedures", "modifiers") if kind == "hcpcs" else (kind,))}
+    return [t for t in _manifest(Path(folder), "imported") if t.file in names]
+
+
+def _slug(version: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", version).strip("-").lower()
+
+
+def _parse(kind: str, path: Path) -> pd.DataFrame:
+    """``IMPORTERS[kind].parse``; any reader failure on a user's file is a one-line refusal, never a traceback."""
+    try:
+        return IMPORTERS[kind].parse(path)
+    except RefDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a file no check foresaw: still one line naming it
+        raise RefDataError(f"{path.name}: not a readable {IMPORTERS[kind].what} ({type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+
+
 def build_table(kind: str, files: list[Path], folder: Path, version: str, covers_from: dt.date,
                 covers_to: dt.date | None = None, source: str | None = None, note: str = "",
-                origin: str = "imported") -> Table:
-    """Parse ``files`` as ``kind``, write the compact table into ``folder`` and record it in its manifest."""
+                origin: str = "imported", partial: bool = False) -> Table:
+    """``build_tables``' first table (the procedures table of an HCPCS file)."""
+    return build_tables(kind, files, folder, version, covers_from, covers_to, source, note, origin, partial)[0]
+
+
+def build_tables(kind: str, files: list[Path], folder: Path, version: str, covers_from: dt.date,
+                 covers_to: dt.date | None = None, source: str | None = None, note: str = "",
+                 origin: str = "imported", partial: bool = False) -> list[Table]:
+    """Parse ``files`` as ``kind``, write the compact table(s) into ``folder`` and record them in its manifest (an
+    HCPCS file gives two: procedures and modifiers). ``partial``: accept an MUE or PTP table smaller than the
+    official one (a test, a deliberate extract)."""
     if kind not in IMPORTERS:
         raise RefDataError(f"unknown reference kind {kind!r}: one of {', '.join(sorted(IMPORTERS))}")
     covers_to = covers_to or default_span(kind, covers_from)
     if covers_to < covers_from:
         raise RefDataError(f"coverage ends ({covers_to}) before it starts ({covers_from})")
-    parsed = [IMPORTERS[kind].parse(Path(f)) for f in files]
+    parsed = [_parse(kind, Path(f)) for f in files]
     frame = pd.concat(parsed, ignore_index=True) if len(parsed) > 1 else parsed[0]
+    if kind in MIN_ROWS and not partial and len(frame) < MIN_ROWS[kind][0]:
+        raise RefDataError(_too_small(kind, files, len(frame)))
+    if partial and kind in MIN_ROWS:
+        note = "; ".join(x for x in (note, "partial table (--partial): codes it lacks are not checked for its "
+                                           "dates") if x)
     tables_out: list[tuple[str, pd.DataFrame]] = []
     if kind == "hcpcs":  # one official file holds the Level II codes and the modifiers
         two = frame["code"].str.len() == 2
@@ -402,18 +597,22 @@ def build_table(kind: str, files: list[Path], folder: Path, version: str, covers
     else:
         tables_out = [(kind, frame)]
     folder.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", version).strip("-").lower()
+    slug = _slug(version)
     digest = _sha256([Path(f) for f in files])
     made = []
     for table_kind, table in tables_out:
+        table_note = note
+        if origin == "imported" and table_kind in ("procedures", "modifiers", "ndc"):
+            table, merge_note = _merged(table_kind, table)
+            table_note = "; ".join(x for x in (note, merge_note) if x)
         name = f"{table_kind}-{slug}.arrow"
         _write(table_kind, table, folder / name)
         made.append(Table(table_kind, version, source or IMPORTERS[kind].source, covers_from.isoformat(),
-                          covers_to.isoformat(), name, len(table), origin, digest, note, str(folder)))
+                          covers_to.isoformat(), name, len(table), origin, digest, table_note, str(folder)))
     _record(folder, made)
     _read.cache_clear()
     _pairs.cache_clear()
-    return made[0]
+    return made
 
 
 def _write(kind: str, table: pd.DataFrame, path: Path) -> None:

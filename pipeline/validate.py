@@ -16,7 +16,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaError, SchemaErrors
 
-from pipeline import reference
+from pipeline import lookups, reference
 from pipeline.config import ScrubConfig
 from pipeline.derive import derive_claims
 from pipeline.ingest import COMBINED_DX, COMBINED_MODIFIERS, release_memory, to_canonical
@@ -286,7 +286,8 @@ def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig
     rows = []
     which, _, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
     days = np.array([p.timely_filing_days for p in profiles], dtype=float)[which]
-    checked = lines.assign(as_of=pd.Timestamp(as_of), timely_filing_days=days)
+    ndc = lookups.ndc_facts(lines, config.reference_dir)  # NDC-001: the NDC table in force on each line's date
+    checked = lines.assign(as_of=pd.Timestamp(as_of), timely_filing_days=days, **{c: ndc[c] for c in ndc.columns})
     for rule, idx in _failing(LINE_SCHEMA, checked).items():
         sub = checked.loc[idx, _line_columns(RULES_BY_ID[rule], checked)]
         fld, value = _line_values(RULES_BY_ID[rule], sub, lines)

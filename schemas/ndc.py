@@ -90,3 +90,23 @@ def wrong_product(procedure_codes: pd.Series, ndcs: pd.Series, checked_codes: tu
             row = products.loc[key]
             bad[i] = checked & (bool(row["cosmetic_only"]) | (procs != row["hcpcs"]))
     return bad[ndc_codes, proc_codes]
+
+
+# Per-line facts of the table in force on each line's date (pipeline/lookups.py ``ndc_facts``): the product's name
+# ("" not listed), the HCPCS code(s) it is billed on (space-separated: the ASP crosswalk may list more than one)
+# and whether it is cosmetic-only.
+FACTS = ("ndc_brand", "ndc_hcpcs", "ndc_cosmetic")
+
+
+def billed_elsewhere(procedure_codes: pd.Series, brand: pd.Series, hcpcs: pd.Series, cosmetic: pd.Series,
+                     checked_codes: tuple[str, ...]) -> np.ndarray:
+    """Per line (the facts above): its code is one of ``checked_codes`` and its NDC is a listed product that is
+    cosmetic-only or billed on another code. Decided per distinct (code, codes billed on) pair."""
+    listed = brand.fillna("").astype(str).to_numpy(object) != ""
+    proc = procedure_codes.astype(object).where(procedure_codes.notna(), "").astype(str).to_numpy(object)
+    billed = hcpcs.fillna("").astype(str).to_numpy(object)
+    pair, uniques = pd.factorize(pd.Series(proc + "|" + billed))
+    other = np.array([u.split("|")[0] in checked_codes and u.split("|")[0] not in u.split("|")[1].split()
+                      for u in uniques.tolist()] + [False], dtype=bool)[pair]
+    checked = np.array([u.split("|")[0] in checked_codes for u in uniques.tolist()] + [False], dtype=bool)[pair]
+    return listed & checked & (cosmetic.fillna(False).to_numpy(bool) | other)

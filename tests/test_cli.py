@@ -160,6 +160,7 @@ def test_reference_lists_tables_and_import_refuses_a_wrong_file(tmp_path):
     assert res.exit_code == 2 and "MCR_MUE.csv: not an NCCI MUE table" in res.output
     good = tmp_path / "mue.csv"
     good.write_text("HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2\n")
-    res = runner.invoke(app, ["reference", "import", "mue", str(good), "--from", "2026-07-01", "--config", str(cfg)])
+    res = runner.invoke(app, ["reference", "import", "mue", str(good), "--from", "2026-07-01", "--config", str(cfg),
+                              "--partial"])
     assert res.exit_code == 0 and "imported mue 2026-Q3: 1 rows, covers 2026-07-01 to 2026-09-30" in res.output
     assert "imported" in runner.invoke(app, ["reference", "--config", str(cfg)]).output

@@ -194,7 +194,7 @@ def test_imported_mue_table_takes_precedence_for_its_dates(tmp_path):
     """It uses an imported MUE table for the dates it covers and the shipped one elsewhere."""
     official = tmp_path / "MCR_MUE_PractitionerServices.csv"
     _mue_file(official, 2)
-    table = R.build_table("mue", [official], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1))
+    table = R.build_table("mue", [official], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1), partial=True)
     assert (table.covers_to, table.rows, table.origin) == ("2026-09-30", 2, "imported")
     config = ScrubConfig(reference_dir=tmp_path / "ref")
     assert "MUE-001" not in set(_scrub(_RT_LT, "2026-08-04", config).findings["rule"])
@@ -210,7 +210,7 @@ def test_official_ptp_file_dates_are_respected(tmp_path):
     f1.write_text("Column 1\tColumn 2\t*=in existence prior to 1996\tEffective Date\tDeletion Date\tModifier\tRationale\n"
                   "64612\t64615\t\t20260701\t20260801\t0\tMutually exclusive procedures\n"
                   "64612\t96372\t\t20260701\t*\t9\tNot applicable\n")
-    R.build_table("ptp", [f1], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1))
+    R.build_table("ptp", [f1], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1), partial=True)
     config = ScrubConfig(reference_dir=tmp_path / "ref")
     pair = [add(line_no=3, procedure_code="64615", modifier_1=None, muscles=None)]
     assert "PTP-001" in set(_scrub(pair, "2026-07-15", config).findings["rule"])
@@ -242,7 +242,9 @@ def test_hcpcs_import_gives_procedure_dates_and_modifiers(tmp_path):
                   "TERM_DT": ["", "", "20261231", ""]}).to_csv(f, index=False)
     R.build_table("hcpcs", [f], tmp_path / "ref", "2027", dt.date(2027, 1, 1))
     kinds = {t.kind: t for t in R.tables(tmp_path / "ref") if t.origin == "imported"}
-    assert kinds["procedures"].rows == 2 and kinds["modifiers"].rows == 2
+    shipped = {k: R.of_kind(k)[-1].rows for k in ("procedures", "modifiers")}
+    assert kinds["procedures"].rows == 2 + shipped["procedures"] - 1  # J0585 is the file's; the others kept
+    assert kinds["modifiers"].rows == 2 + shipped["modifiers"] - 1  # KX is the file's (ZZ is not shipped)
     config = ScrubConfig(reference_dir=tmp_path / "ref")
     v = _scrub([on(0, modifier_2="ZZ")], "2027-02-01", config)
     assert "CODE-003" in set(v.findings["rule"])  # ZZ terminated 2026-12-31 in this file
