@@ -362,7 +362,7 @@ def reference_import(
         _fail(str(exc))
     for old in before:
         typer.echo(f"replaced the earlier {old.kind} {old.version} table ({old.rows} rows, covers {old.covers_from} "
-                   f"to {old.covers_to}; {old.note or 'imported'})")
+                   f"to {old.covers_to}, {(old.note or 'imported').split(';')[0]})")
     for table in made:
         typer.echo(f"imported {table.kind} {table.version}: {table.rows} rows, covers {table.covers_from} to "
                    f"{table.covers_to}, into {cfg.reference_dir}")

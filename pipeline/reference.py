@@ -499,17 +499,33 @@ def _sha256(paths: list[Path]) -> str:
 # A table that stands alone for its dates must be whole: a code it lacks would pass unchecked (silently). Tables
 # merged with the shipped ones (hcpcs, ndc) keep the shipped knowledge for what a file lacks, so need no minimum.
 MIN_ROWS = {
-    "mue": (MUE_MIN_ROWS, "codes", "the Practitioner Services MUE Table holds about 15,000"),
-    "ptp": (1_000_000, "pairs", "a quarter's practitioner PTP files (import all four together) hold about 2 million"),
+    "mue": (MUE_MIN_ROWS, "code", "the Practitioner Services MUE Table holds about 15,000"),
+    "ptp": (1_000_000, "pair", "a quarter's practitioner PTP files (import all four together) hold about 2 million"),
 }
+PTP_FILES = 4  # CMS splits a quarter's practitioner PTP edits over ccipra-v<version>-f1 ... -f4
 
 
 def _too_small(kind: str, files: list[Path], rows: int) -> str:
     least, unit, full = MIN_ROWS[kind]
     names = ", ".join(Path(f).name for f in files)
-    return (f"{names}: only {rows:,} {kind.upper()} {unit if rows != 1 else unit[:-1]}, too few for the official table ({full}; refused "
-            f"below {least:,}): a partial table would let every code it lacks pass unchecked. Import the whole "
-            "table, or add --partial to load a deliberate extract")
+    return (f"{names}: only {rows:,} {kind.upper()} {unit}{'s' if rows != 1 else ''}, too few for the official "
+            f"table ({full}; refused below {least:,}): every {unit} it lacks would pass unchecked. Import the "
+            "whole table, or add --partial to load a deliberate extract")
+
+
+def _missing_ptp_files(files: list[Path]) -> str:
+    """A PTP import named like CMS's split files (``ccipra-v323r0-f1.txt``) must hold f1 to f4 of one version."""
+    parts = [re.search(r"^(.*)-f(\d+)\.[^.]+$", Path(f).name, re.IGNORECASE) for f in files]
+    if not parts or not all(parts):
+        return ""
+    have = {int(m.group(2)) for m in parts}
+    want = set(range(1, max(PTP_FILES, max(have)) + 1))
+    if have >= want:
+        return ""
+    missing = ", ".join(f"f{k}" for k in sorted(want - have))
+    return (f"{', '.join(Path(f).name for f in files)}: the quarter's PTP edits come in {len(want)} files and "
+            f"{missing} {'is' if len(want - have) == 1 else 'are'} missing (every pair in them would pass unchecked): import them together, or add "
+            "--partial")
 
 
 def _shipped_rows(kind: str, known: pd.Series) -> tuple[pd.DataFrame, Table | None]:
@@ -584,6 +600,8 @@ def build_tables(kind: str, files: list[Path], folder: Path, version: str, cover
         raise RefDataError(f"coverage ends ({covers_to}) before it starts ({covers_from})")
     parsed = [_parse(kind, Path(f)) for f in files]
     frame = pd.concat(parsed, ignore_index=True) if len(parsed) > 1 else parsed[0]
+    if kind == "ptp" and not partial and (missing := _missing_ptp_files(files)):
+        raise RefDataError(missing)
     if kind in MIN_ROWS and not partial and len(frame) < MIN_ROWS[kind][0]:
         raise RefDataError(_too_small(kind, files, len(frame)))
     if partial and kind in MIN_ROWS:

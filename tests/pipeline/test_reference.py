@@ -248,3 +248,161 @@ def test_hcpcs_import_gives_procedure_dates_and_modifiers(tmp_path):
     config = ScrubConfig(reference_dir=tmp_path / "ref")
     v = _scrub([on(0, modifier_2="ZZ")], "2027-02-01", config)
     assert "CODE-003" in set(v.findings["rule"])  # ZZ terminated 2026-12-31 in this file
+
+
+# --- importing what a user downloads (issue 19): real files written, imported, then scrubbed ---------------------
+
+def _hcpcs_file(path) -> None:
+    """The CMS alpha-numeric HCPCS file as published: Level II codes and Level II modifiers only (no CPT)."""
+    path.write_text(
+        "HCPC,SEQNUM,RECID,LONG DESCRIPTION,SHORT DESCRIPTION,ADD_DT,ACT_EFF_DT,TERM_DT,ACTION_CD\n"
+        'J0585,0010,3,"Injection, onabotulinumtoxina, 1 unit",Onabotulinumtoxina,20000101,20000101,,N\n'
+        'J0586,0010,3,"Injection, abobotulinumtoxina, 5 units",Abobotulinumtoxina,20100101,20100101,,N\n'
+        "JZ,0010,7,Zero drug amount discarded,Zero drug wastage,20230101,20230101,,N\n"
+        "RT,0010,7,Right side,Right side,19890101,19890101,,N\n"
+        "LT,0010,7,Left side,Left side,19890101,19890101,,N\n")
+
+
+def test_hcpcs_import_keeps_the_cpt_codes_modifiers_and_deletions_it_does_not_carry(tmp_path):
+    """After importing the HCPCS file (Level II only) a clean 64612-50 claim stays clean (50 and 25 are CPT
+    modifiers, not in the file), 64613 (deleted from CPT in 2014) is still the CODE-002 error, and the table's
+    note says what was kept from the shipped tables."""
+    f = tmp_path / "HCPC2026_CONTR_ANWEB.csv"
+    _hcpcs_file(f)
+    made = R.build_tables("hcpcs", [f], tmp_path / "ref", "2026", dt.date(2026, 1, 1))
+    assert {t.kind for t in made} == {"procedures", "modifiers"}
+    assert all("merged with the shipped" in t.note for t in made)
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    v = _scrub([], "2026-11-20", config)
+    assert "CODE-003" not in set(v.findings["rule"]) and "CODE-003" not in v.not_checked
+    v = _scrub([add(line_no=3, procedure_code="99213", modifier_1="25", units=1, muscles=None)], "2026-03-10", config)
+    assert "CODE-003" not in set(v.findings["rule"])
+    v = _scrub([on(0, procedure_code="64613")], "2026-11-20", config)
+    hit = v.findings[v.findings["rule"] == "CODE-002"]
+    assert list(hit["value"]) == ["64613 ended 2013-12-31"]
+    procedures = next(u for u in v.reference["tables"] if u["kind"] == "procedures")
+    assert [t["version"] + " " + t["origin"] for t in procedures["tables"]] == ["2026 imported"]
+
+
+def _crosswalk_file(path) -> None:
+    """The CMS ASP NDC-HCPCS crosswalk as published: title lines, then the header (``_2027_CODE``, NDC2 ...),
+    Windows-1252 text with CRLF line ends. 00259-1630 is a product the shipped toxin table does not list."""
+    title = ['"January 2027 ASP NDC-HCPCS Crosswalk"', '"Effective January 1, 2027"', '""',
+             '"CPT codes, descriptions and other data only are copyright 2026 American Medical Association."',
+             '""', '""', '""', '""']
+    rows = ["_2027_CODE,Short Description,LABELER NAME,NDC2,Drug Name,HCPCS dosage,PKG SIZE,PKG QTY,BILLUNITS,"
+            "BILLUNITSPKG",
+            "J0585,Injection onabotulinumtoxina,Allergan Inc,00023-1145-01,Botox,1 UNIT,100,1,100,100",
+            "J0588,Incobotulinumtoxin a,Merz Pharmaceuticals,00259-1630-01,Xeomin,1 UNIT,300,1,300,300",
+            "J9035,Injection bevacizumab,Genentech,50242-0060-01,Avastin\u00ae,10 MG,4,1,10,10"]
+    path.write_bytes("\r\n".join(title + rows).encode("cp1252") + b"\r\n")
+
+
+def test_asp_crosswalk_import_feeds_ndc001_and_keeps_the_cosmetic_only_products(tmp_path):
+    """An imported ASP crosswalk decides NDC-001 for its quarter: a product it maps to another J-code is the error
+    (the shipped table does not list it: quiet without the import); a cosmetic-only product (never in the
+    crosswalk) is still the error; the run names the imported version and no longer warns past coverage."""
+    f = tmp_path / "January 2027 ASP NDC-HCPCS Crosswalk.csv"
+    _crosswalk_file(f)
+    table = R.build_table("ndc", [f], tmp_path / "ref", "2027-Q1", dt.date(2027, 1, 1))
+    assert (table.covers_to, table.origin) == ("2027-03-31", "imported")
+    assert "cosmetic-only" in table.note
+    wrong = [on(1, ndc="00259-1630-01")]
+    assert "NDC-001" not in set(_scrub(wrong, "2027-02-10").findings["rule"])  # shipped table: not listed
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    v = _scrub(wrong, "2027-02-10", config)
+    hit = v.findings[v.findings["rule"] == "NDC-001"]
+    assert list(hit["value"]) == ["00259-1630-01 is Xeomin (billed on J0588), not J0585"]
+    ndc = next(u for u in v.reference["tables"] if u["kind"] == "ndc")
+    assert [t["version"] + " " + t["origin"] for t in ndc["tables"]] == ["2027-Q1 imported"]
+    assert not any("ndc table" in w for w in v.reference["warnings"])
+    v = _scrub([on(1, ndc="00023-9232-01")], "2027-02-10", config)
+    assert "cosmetic-only" in v.findings.loc[v.findings["rule"] == "NDC-001", "value"].iat[0]
+    assert not _scrub([], "2027-02-10", config).findings["rule"].eq("NDC-001").any()  # Botox on J0585
+    assert "NDC-001" not in set(_scrub(wrong, "2026-11-10", config).findings["rule"])  # before its quarter
+
+
+_NOT_TABLES = {
+    "random.csv": bytes(range(256)) * 40,
+    "download.bin": b"\x00\x01\x02garbage\x00" * 100,
+    "readme.pdf": b"%PDF-1.6\n%\xc3\xa4\n2 0 obj\n<< /Length 3 0 R >>\nstream\n",
+    "broken.xlsx": b"this is not a spreadsheet" * 10,
+    "empty.csv": b"",
+}
+
+
+@pytest.mark.parametrize("kind", ["mue", "ptp", "hcpcs", "ndc"])
+@pytest.mark.parametrize("name", sorted(_NOT_TABLES))
+def test_a_file_that_is_no_table_is_refused_in_one_line(tmp_path, kind, name):
+    """A binary, PDF, damaged spreadsheet or empty file is refused with one line naming it (no traceback)."""
+    bad = tmp_path / name
+    bad.write_bytes(_NOT_TABLES[name])
+    with pytest.raises(R.RefDataError) as err:
+        R.build_table(kind, [bad], tmp_path / "ref", "x", dt.date(2026, 7, 1))
+    assert str(err.value).startswith(name + ": ") and "\n" not in str(err.value)
+    assert not (tmp_path / "ref").exists()
+
+
+def test_mue_table_with_cr_line_ends_and_a_title_naming_mue_is_read(tmp_path):
+    """An MUE table saved with old-Mac CR-only line ends, below a title line that names the MUE table, is read
+    from its real header: its 64612 limit of 2 then lets RT + LT pass."""
+    f = tmp_path / "mue_titled.csv"
+    f.write_bytes(b'"Medicare NCCI Practitioner Services MUE Table, effective 2026-07-01"\r'
+                  b'"CPT codes, descriptions and other data only are copyright 2025 American Medical Association."\r'
+                  b'"HCPCS/CPT Code","Practitioner Services MUE Values","MUE Adjudication Indicator"\r'
+                  b'"64612","2","2 Date of Service Edit: Policy"\r"J0585","600","3 Date of Service Edit: Clinical"\r')
+    table = R.build_table("mue", [f], tmp_path / "ref", "2026-Q3", dt.date(2026, 7, 1), partial=True)
+    assert table.rows == 2
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    assert "MUE-001" not in set(_scrub(_RT_LT, "2026-08-04", config).findings["rule"])
+
+
+@pytest.mark.parametrize("kind, content, says", [
+    ("mue", "HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2 Policy\n"
+            "64615,one,2 Policy\n",
+     "row 3, column 'Practitioner Services MUE Values': 'one' is not a whole number of units"),
+    ("mue", "HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2 Policy\n"
+            "64615,1,7 Policy\n",
+     "row 3, column 'MUE Adjudication Indicator': '7 Policy' is not an adjudication indicator 1, 2 or 3"),
+    ("ptp", "Column 1\tColumn 2\t*\tEffective Date\tDeletion Date\tModifier\tRationale\n"
+            "64612\t64615\t\t20140101\t*\t0\tMisuse\n64612\t95870\t\t20140101\t*\tx\tMisuse\n",
+     "row 3, column 6 (modifier indicator): 'x' is not 0, 1 or 9"),
+    ("ndc", "_2026_CODE,Short Description,LABELER NAME,NDC2,Drug Name\nJ0585,Botox,Allergan,00023-1145-01,Botox\n"
+            "J05,Botox,Allergan,00023-3921-02,Botox\n",
+     "row 3, column '_2026_CODE': 'J05' is not a 5-character HCPCS code"),
+])
+def test_a_bad_row_is_named_with_its_column_and_value(tmp_path, kind, content, says):
+    """It names the row, the column and the value that is wrong."""
+    bad = tmp_path / "download.csv"
+    bad.write_text(content)
+    with pytest.raises(R.RefDataError) as err:
+        R.build_table(kind, [bad], tmp_path / "ref", "x", dt.date(2026, 7, 1), partial=True)
+    assert says in str(err.value) and str(err.value).startswith("download.csv: ")
+
+
+def test_partial_mue_and_ptp_tables_are_refused_and_the_shipped_edits_still_apply(tmp_path):
+    """A 3-row PTP file or a 2-row MUE table is refused as far smaller than the official one (the scrub then still
+    finds 64612 + 95870 on the shipped edits); so is a PTP set missing some of its four files; --partial
+    (``partial=True``) loads them on purpose, saying so in the table's note."""
+    ptp = tmp_path / "ptp_edits.txt"
+    ptp.write_text("Column 1\tColumn 2\t*\tEffective Date\tDeletion Date\tModifier\tRationale\n"
+                   "64612\t64615\t\t20140101\t*\t0\tMisuse\n64612\t95867\t\t20020101\t*\t0\tStandards\n"
+                   "64612\t99213\t\t20000101\t*\t1\tStandards\n")
+    with pytest.raises(R.RefDataError, match=r"only 3 PTP pairs, too few for the official table"):
+        R.build_table("ptp", [ptp], tmp_path / "ref", "2026-Q1", dt.date(2026, 1, 1))
+    assert not (tmp_path / "ref").exists()
+    f1, f3 = tmp_path / "ccipra-v321r0-f1.txt", tmp_path / "ccipra-v321r0-f3.txt"
+    f1.write_text(ptp.read_text())
+    f3.write_text(ptp.read_text())
+    with pytest.raises(R.RefDataError, match=r"4 files and f2, f4 are missing"):
+        R.build_table("ptp", [f1, f3], tmp_path / "ref", "2026-Q1", dt.date(2026, 1, 1))
+    config = ScrubConfig(reference_dir=tmp_path / "ref")
+    emg = [add(line_no=3, procedure_code="95870", modifier_1=None, units=1, muscles=None)]
+    assert "PTP-001" in set(_scrub(emg, "2026-02-10", config).findings["rule"])
+    mue = tmp_path / "mue.csv"
+    _mue_file(mue, 2)
+    with pytest.raises(R.RefDataError, match=r"only 2 MUE codes.*--partial"):
+        R.build_table("mue", [mue], tmp_path / "ref", "2026-Q1", dt.date(2026, 1, 1))
+    table = R.build_table("ptp", [ptp], tmp_path / "ref", "2026-Q1", dt.date(2026, 1, 1), partial=True)
+    assert "partial table" in table.note
+    assert "PTP-001" not in set(_scrub(emg, "2026-02-10", config).findings["rule"])  # the user's choice
