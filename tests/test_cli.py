@@ -164,3 +164,29 @@ def test_reference_lists_tables_and_import_refuses_a_wrong_file(tmp_path):
                               "--partial"])
     assert res.exit_code == 0 and "imported mue 2026-Q3: 1 rows, covers 2026-07-01 to 2026-09-30" in res.output
     assert "imported" in runner.invoke(app, ["reference", "--config", str(cfg)]).output
+
+
+def test_reference_import_refuses_garbage_in_one_line_and_says_what_it_replaced(tmp_path):
+    """A random-bytes file gets one line naming it and exit 2 (no traceback); importing a quarter again says which
+    table it replaced; an HCPCS import prints both tables it gives and what it kept from the shipped ones."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'reference_dir = "{tmp_path / "ref"}"\n')
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    for kind in ("mue", "ptp", "hcpcs", "ndc", "asp"):
+        res = runner.invoke(app, ["reference", "import", kind, str(garbage), "--from", "2026-07-01", "--config", str(cfg)])
+        assert res.exit_code == 2 and isinstance(res.exception, SystemExit), res.output  # no Python error
+        assert res.output.strip() == "claimscrub: garbage.csv: not a text file or spreadsheet (binary content)"
+    good = tmp_path / "mue.csv"
+    good.write_text("HCPCS/CPT Code,Practitioner Services MUE Values,MUE Adjudication Indicator\n64612,1,2\n")
+    args = ["reference", "import", "mue", str(good), "--from", "2026-07-01", "--config", str(cfg), "--partial"]
+    assert "replaced" not in runner.invoke(app, args).output
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0
+    assert "replaced the earlier mue 2026-Q3 table (1 rows, covers 2026-07-01 to 2026-09-30, imported from mue.csv)" \
+        in res.output
+    hcpcs = tmp_path / "HCPC2027_CONTR_ANWEB.csv"
+    hcpcs.write_text("HCPC,ADD_DT,TERM_DT\nJ0585,20000101,\nJZ,20230101,\n")
+    res = runner.invoke(app, ["reference", "import", "hcpcs", str(hcpcs), "--from", "2027-01-01", "--config", str(cfg)])
+    assert res.exit_code == 0 and "imported procedures 2027" in res.output and "imported modifiers 2027" in res.output
+    assert "(CPT modifiers and others)" in res.output and "(CPT codes and deletions)" in res.output
