@@ -6,7 +6,9 @@ loads newer official CMS files with ``claimscrub reference import KIND FILE`` in
 ``reference_dir``. For a date of service the table used is the one whose coverage holds the date, an imported
 table before a shipped one and the newest version first. A code-set date between two tables (a release not
 shipped) is judged from the two around it (``bracket_per_date``). Importers parse and check a file's shape and refuse
-one that is not what it claims (``RefDataError``, one line). Nothing here names a rule.
+one that is not what it claims (``RefDataError``, one line); an MUE or PTP table far smaller than the official one
+is refused unless ``partial``; an imported HCPCS file or ASP NDC-HCPCS crosswalk is merged with the shipped entries
+it does not carry (CPT codes, modifiers and deletions; cosmetic-only toxin products). Nothing here names a rule.
 """
 
 import csv
@@ -184,7 +186,7 @@ IMPORTERS: dict[str, Importer] = {}
 
 
 def register_importer(kind: str, what: str, parse: Callable[[Path], pd.DataFrame], span: str, source: str) -> None:
-    """Add an importer (e.g. the ASP NDC-HCPCS crosswalk): ``parse`` returns the table or raises RefDataError."""
+    """Add an importer (a kind of official file): ``parse`` returns the table or raises RefDataError."""
     IMPORTERS[kind] = Importer(kind, what, parse, span, source)
 
 
