@@ -101,12 +101,17 @@ FACTS = ("ndc_brand", "ndc_hcpcs", "ndc_cosmetic")
 def billed_elsewhere(procedure_codes: pd.Series, brand: pd.Series, hcpcs: pd.Series, cosmetic: pd.Series,
                      checked_codes: tuple[str, ...]) -> np.ndarray:
     """Per line (the facts above): its code is one of ``checked_codes`` and its NDC is a listed product that is
-    cosmetic-only or billed on another code. Decided per distinct (code, codes billed on) pair."""
-    listed = brand.fillna("").astype(str).to_numpy(object) != ""
-    proc = procedure_codes.astype(object).where(procedure_codes.notna(), "").astype(str).to_numpy(object)
-    billed = hcpcs.fillna("").astype(str).to_numpy(object)
-    pair, uniques = pd.factorize(pd.Series(proc + "|" + billed))
-    other = np.array([u.split("|")[0] in checked_codes and u.split("|")[0] not in u.split("|")[1].split()
-                      for u in uniques.tolist()] + [False], dtype=bool)[pair]
-    checked = np.array([u.split("|")[0] in checked_codes for u in uniques.tolist()] + [False], dtype=bool)[pair]
-    return listed & checked & (cosmetic.fillna(False).to_numpy(bool) | other)
+    cosmetic-only or billed on another code. Only the lines of those codes are looked at, and each distinct
+    (code, codes billed on) pair is decided once."""
+    out = np.zeros(len(procedure_codes), dtype=bool)
+    rows = np.flatnonzero(procedure_codes.isin(checked_codes).to_numpy(bool))  # toxin lines: the others pass
+    names = brand.to_numpy(object)[rows]
+    rows = rows[pd.notna(names) & (names != "")]  # a listed product
+    if not len(rows):
+        return out
+    billed = hcpcs.to_numpy(object)[rows]
+    proc = procedure_codes.to_numpy(object)[rows]
+    pair, uniques = pd.factorize(pd.Series(proc + "|" + np.where(pd.isna(billed), "", billed), dtype=object))
+    other = np.array([u.split("|")[0] not in u.split("|")[1].split() for u in uniques.tolist()], dtype=bool)[pair]
+    out[rows] = cosmetic.to_numpy(dtype=bool, na_value=False)[rows] | other
+    return out
