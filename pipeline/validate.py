@@ -191,27 +191,36 @@ LCD_REWRITE_FROM = pd.Timestamp("2026-01-01")  # the MACs' 2026 botulinum-toxin 
 
 
 def _lcd_date_unknown(reference: dict, claims: pd.DataFrame, config: ScrubConfig) -> None:
-    """HFS-033 on Medicare (Part B) claims dated in 2026 or later whose payer profile (plain Medicare, or a MAC
-    whose rewritten LCD is not confirmed) has no ``lcd_effective``: not checked on those claims, never passed
-    (``claims["lcd_unknown"]``; ``reference["partly"]`` says how to set the date)."""
+    """HFS-033 on claims dated in 2026 or later whose payer follows Medicare's LCDs (plain Medicare, a MAC whose
+    rewritten LCD is not confirmed, a Medicare Advantage plan: 42 CFR 422.101(b)(3)) and whose profile has no
+    ``lcd_effective``: not checked on those claims, never passed (``claims["lcd_unknown"]``;
+    ``reference["partly"]`` says how to set the date)."""
     if not len(claims) or "profile_name" not in claims or "HFS-033" in config.disabled:
         return
     recent = (claims["dos_max"] >= LCD_REWRITE_FROM).to_numpy(bool)
     if not recent.any():  # no claim dated in the LCDs' rewrite year or later: nothing to say (and nothing to do)
         return
     names = claims["profile_name"].astype(str)
-    part_b = {n for n in names.unique().tolist() if n == "Medicare" or (n in config.payers and config.payers[n].mac)}
+    follow = {n for n in names.unique().tolist() if n == "Medicare" or (
+        n in config.payers and (config.payers[n].mac or config.payers[n].follows_lcds))}
     unknown = (claims["in_scope"].to_numpy(bool) & (claims["is_64612"] | claims["is_toxin"]).to_numpy(bool)
-               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(part_b).to_numpy(bool))
+               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(follow).to_numpy(bool))
     claims["lcd_unknown"] = unknown
     if not unknown.any():
         return
     which = sorted(set(names[unknown]))
+    plans = [n for n in which if not (n == "Medicare" or config.payers[n].mac)]  # Medicare Advantage and the like
+    macs = [n for n in which if n not in plans]
+    how = []
+    if macs:
+        how.append(f"[payers.{_toml_key(macs[0])}] lcd_effective = YYYY-MM-DD (your MAC's LCD effective date), or "
+                   "name the MAC as the payer (Medicare Noridian and Medicare WPS carry their confirmed dates)")
+    if plans:
+        how.append(f"[payers.{_toml_key(plans[0])}] lcd_effective = YYYY-MM-DD (a Medicare Advantage plan follows "
+                   "the LCD of the MAC of its service area: that MAC's date)")
     reference.setdefault("partly", {})["HFS-033"] = (
         f"not checked on {int(unknown.sum())} Medicare claim(s) dated from {LCD_REWRITE_FROM.date()} whose payer "
-        f"profile ({', '.join(which)}) has no 2026 LCD date: set it in claimscrub.toml, e.g. "
-        f"[payers.{_toml_key(which[0])}] lcd_effective = YYYY-MM-DD (your MAC's LCD effective date), or name the "
-        "MAC as the payer (Medicare Noridian and Medicare WPS carry their confirmed dates)")
+        f"profile ({', '.join(which)}) has no 2026 LCD date: set it in claimscrub.toml, e.g. " + "; or ".join(how))
 
 
 def _toml_key(name: str) -> str:
