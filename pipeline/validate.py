@@ -293,16 +293,23 @@ PARALLEL_LINES = 50_000  # from this many lines, the line rules run on a helper 
 def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig) -> list[pd.DataFrame]:
     """The line rules' findings (ClaimLines), one frame per failing rule."""
     rows = []
-    which, _, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
+    which, names, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
     days = np.array([p.timely_filing_days for p in profiles], dtype=float)[which]
     checked = lines.assign(as_of=pd.Timestamp(as_of), timely_filing_days=days)
     for rule, idx in _failing(LINE_SCHEMA, checked).items():
-        sub = checked.loc[idx, _line_columns(RULES_BY_ID[rule], checked)]
-        fld, value = _line_values(RULES_BY_ID[rule], sub, lines)
-        rows.append(pd.DataFrame({
+        entry = RULES_BY_ID[rule]
+        sub = checked.loc[idx, _line_columns(entry, checked)]
+        fld, value = _line_values(entry, sub, lines)
+        part = pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
             C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
-        }))
+        })
+        if entry.note:  # said after the message; never part of the value (nor of the exception id)
+            facts = checked.loc[idx, [c for c in entry.note_columns if c in checked]]
+            if "payer_profile" in entry.note_columns:
+                facts = facts.assign(payer_profile=np.array(names, dtype=object)[which[checked.index.get_indexer(idx)]])
+            part["reason"] = pd.Series(entry.note(facts), index=sub.index).astype(object)
+        rows.append(part)
     return rows
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from pipeline.config import PayerProfile, ScrubConfig
-from pipeline.report import summarize
+from pipeline.report import exception_ids, summarize
 from pipeline.sample import (
     BOTOX_NDC,
     MUTATIONS,
@@ -413,6 +413,22 @@ def test_str_012_uses_the_matched_profile_days(payer, dos, fires):
     assert (len(hit) == 1) == fires  # once for the claim (its lines share the date: one finding per cause)
     if fires:
         assert set(hit["value"]) == {dos} and set(hit["severity"]) == {"warning"}
+        # The message names the limit applied and whose it is, never another payer's (the value stays the date).
+        days, profile = ("90", "Aetna") if payer.startswith("Aetna") else ("365", "Medicare")
+        assert f"({days} days: the {profile} profile's limit)" in hit["message"].iat[0]
+        assert "Medicare" not in hit["message"].iat[0] or profile == "Medicare"
+
+
+def test_str_012_note_leaves_the_exception_id_alone():
+    """Its note changes with the profile's days; the value, and so the exception id, does not."""
+    lines = lines_frame(_dated(clean_claim(), "2024-03-31", **{C.PAYER: "Aetna PPO"}))
+    ids, notes = set(), set()
+    for days in (60, 90):
+        cfg = ScrubConfig(payers={"Aetna": PayerProfile(aliases=["Aetna PPO"], timely_filing_days=days)})
+        hit = find_violations(lines, AS_OF, cfg).findings.query("rule == 'STR-012'")
+        ids |= set(exception_ids(hit))
+        notes.add(hit["message"].iat[0])
+    assert len(ids) == 1 and len(notes) == 2
 
 
 @pytest.mark.parametrize(("payer", "dos", "scale", "fires"), [
