@@ -251,9 +251,10 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
             elif u["uncovered_lines"] and not u["applied_outside_coverage"]:
                 covered = ", ".join([t["covers"] for t in u["tables"]] + [
                     f"{b['dates']} judged from {b['between'][0]} and {b['between'][1]}"
-                    for b in u.get("bracketed", [])]) or "none of them"
+                    for b in u.get("bracketed", [])])
                 why = (f"{u['uncovered_lines']} of {dated} dated lines have a date of service outside the {kind} "
-                       f"tables (covered here: {covered}; import the release for those dates)")
+                       "tables" + (f" (covered here: {covered}; import the release for those dates)" if covered
+                                   else ": import the release for those dates"))
                 if u["uncovered_lines"] >= dated:
                     not_checked.setdefault(r.id, why)
                 else:
@@ -275,6 +276,33 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
                                 ": checked against it anyway; import the current quarter's file"
                                 if u["applied_outside_coverage"] else ": not checked on those lines"))
     return {"tables": used, "partly": partly, "warnings": warnings}
+
+
+def combine_reference_use(uses: list[tuple[str, dict]]) -> dict:
+    """Several files' ``reference_use`` as one (a night's): each table version with its lines and the number of
+    files that used it, each file's coverage warnings and rules checked in part said with ``label`` (a file's
+    name in the review workbook, its id where names may not go). Same shape, plus ``files``."""
+    kinds: dict[str, dict] = {}
+    partly: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for label, ref in uses:
+        for use in (ref or {}).get("tables", []):
+            kind = kinds.setdefault(use["kind"], {"kind": use["kind"], "tables": {}, "bracketed": {}})
+            for t in use["tables"]:
+                row = kind["tables"].setdefault((t["version"], t["source"]), {**t, "lines": 0, "files": 0})
+                row["lines"] += int(t["lines"])
+                row["files"] += 1
+            for b in use.get("bracketed", []):
+                row = kind["bracketed"].setdefault(tuple(b["between"]), {**b, "lines": 0, "files": 0})
+                row["lines"] += int(b["lines"])
+                row["files"] += 1
+        warnings += [f"{label}: {w}" for w in (ref or {}).get("warnings", [])]
+        for rule, why in (ref or {}).get("partly", {}).items():
+            partly.setdefault(rule, []).append(f"{label}: {why}")
+    tables = [{"kind": k["kind"], "tables": list(k["tables"].values()), "bracketed": list(k["bracketed"].values())}
+              for k in kinds.values()]
+    return {"tables": tables, "partly": {r: "; ".join(w) for r, w in sorted(partly.items())}, "warnings": warnings,
+            "files": len(uses)}
 
 
 def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
