@@ -351,7 +351,7 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     if by_rule:
         create_table_artifact([{"rule": r, "findings": n} for r, n in sorted(by_rule.items())],
                               key="nightly-rules", description=f"Findings per rule on {day}")
-    from pipeline.validate import combine_reference_use
+    from pipeline.validate import combine_reference_use, grouped_warnings
 
     used = combine_reference_use([(f"file {o.file_id}", o.reference) for o in outcomes if o.reference])
     _record_reference(used, "nightly", f"Reference tables used on {day}")
@@ -367,7 +367,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
         "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
         "cross_file_repeats": len(cross), "taken_elsewhere": claimer.elsewhere,
-        "reference": {"tables": reference_rows(used), "warnings": used["warnings"], "partly": used["partly"]},
+        "reference": {"tables": reference_rows(used), "partly": used["partly"],
+                      "warnings": grouped_warnings([o.reference for o in outcomes if o.reference])},
         "review_workbook": str(reviewed) if reviewed else "", "outbox": str(paths.outbox / day)})
 
 

@@ -8,6 +8,7 @@ be evaluated for this file as *not checked*.
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -303,6 +304,22 @@ def combine_reference_use(uses: list[tuple[str, dict]]) -> dict:
               for k in kinds.values()]
     return {"tables": tables, "partly": {r: "; ".join(w) for r, w in sorted(partly.items())}, "warnings": warnings,
             "files": len(uses)}
+
+
+_LEADING_COUNT = re.compile(r"^(\d+) lines (.*)$")
+
+
+def grouped_warnings(uses: list[dict]) -> list[str]:
+    """Several files' coverage warnings, each said once: the same warning of several files with their lines
+    added up and the files counted ("41 lines in 2 file(s) are dated ..."), for a console line per warning."""
+    groups: dict[str, list[int]] = {}
+    for ref in uses:
+        for w in (ref or {}).get("warnings", []):
+            m = _LEADING_COUNT.match(w)
+            key, n = (m.group(2), int(m.group(1))) if m else (w, 0)
+            groups.setdefault(key, []).append(n)
+    return [f"{sum(ns)} lines{f' in {len(ns)} file(s)' if len(ns) > 1 else ''} {key}" if any(ns) else key
+            for key, ns in groups.items()]
 
 
 def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
