@@ -488,12 +488,13 @@ def _reference_sections(reference: dict) -> list[Section]:
     if not reference:
         return []
     def files(t: dict) -> str:  # the nightly review: how many of the night's files used it
-        return f" (in {_n(t['files'])} file(s))" if "files" in t else ""
+        return f"; in {_n(t['files'])} file(s)" if "files" in t else ""
 
-    rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']})", t["source"] + files(t), int(t["lines"]))
+    rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']}{files(t)})", t["source"], int(t["lines"]))
             for use in reference.get("tables", []) for t in use["tables"]]
-    rows += [(use["kind"], f"{b['between'][0]} and {b['between'][1]} (dates {b['dates']}: no release shipped)",
-              f"judged from the {b['between'][0]} and {b['between'][1]} releases" + files(b), int(b["lines"]))
+    rows += [(use["kind"], f"{b['between'][0]} and {b['between'][1]} (dates {b['dates']}: no release shipped"
+                           f"{files(b)})",
+              f"judged from the {b['between'][0]} and {b['between'][1]} releases", int(b["lines"]))
              for use in reference.get("tables", []) for b in use.get("bracketed", [])]
     night = "files" in reference
     notes = list(reference.get("warnings", [])) + [

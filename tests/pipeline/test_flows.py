@@ -319,7 +319,8 @@ def test_nightly_names_the_tables_used_and_the_coverage_warnings(tmp_path, prefe
 
     parts = _sections(s["review_workbook"])
     tables = {(r[0], r[1].split(" ")[0]): r for r in parts["Reference tables used"] if r[0] != "Warning"}
-    assert tables[("mue", "2026-Q2")][2].endswith("(in 2 file(s))") and tables[("mue", "2026-Q2")][3] == 6
+    assert tables[("mue", "2026-Q2")][1] == "2026-Q2 (shipped; 2026-04-01 to 2026-06-30; in 2 file(s))"
+    assert tables[("mue", "2026-Q2")][3] == 6 and tables[("icd10cm", "FY2026")][1].endswith("; in 2 file(s))")
     warnings = [r[1] for r in parts["Reference tables used"] if r[0] == "Warning"]
     assert "night-a.csv: 4 lines are dated outside the mue tables' coverage (before or between them): checked " \
            "against the nearest table" in warnings
