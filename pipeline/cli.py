@@ -479,6 +479,13 @@ def _print_night(summary: dict) -> None:
         extra += " (left in the inbox for the next run)" if f["status"] == "deferred" else ""
         counts = f" {f.get('claims', 0)} claims, {f.get('findings', 0)} findings" if f["status"] == "scrubbed" else ""
         typer.echo(f"  file {f['file_id']}: {f['status']}{extra}{counts}")
+    used = summary.get("reference") or {}
+    if used.get("tables"):
+        typer.echo("reference tables used: " + ", ".join(f"{r['kind']} {r['version']}" for r in used["tables"]))
+    for note in used.get("warnings", []):
+        typer.echo("  reference: " + note)
+    for rule, why in sorted(used.get("partly", {}).items()):
+        typer.echo(f"  not checked in part: {rule} ({why})")
     if summary.get("taken_elsewhere"):
         typer.echo(f"{summary['taken_elsewhere']} file(s) were taken by another nightly process over the same inbox")
     if summary["review_workbook"]:
@@ -701,8 +708,12 @@ def deploy(
 def demo(
     out: Annotated[Path, typer.Option(help="Demo folder (recreated)")] = Path("demo_run"),
 ) -> None:
-    """Build a demo inbox from sample_claims/, run the nightly flow over it and say where the workbook is."""
+    """Build a demo inbox from sample_claims/, run the nightly flow over it and say where the workbook is; then
+    scrub the payer-edits sample ad hoc at its own as-of date (its claims are dated 2025-12 and 2026-03)."""
     import shutil
+
+    from pipeline import scrub as S
+    from pipeline.config import load_config
 
     root = Path(__file__).resolve().parent.parent / "sample_claims"
     if out.exists():
@@ -710,14 +721,25 @@ def demo(
     inbox = out / "inbox"
     inbox.mkdir(parents=True)
     for path in sorted(root.glob("*")):
-        if path.suffix.lower() in (".csv", ".xlsx"):
+        if path.suffix.lower() in (".csv", ".xlsx") and path.name not in DEMO_AD_HOC:
             shutil.copy(path, inbox / path.name)
     (inbox / "~$mixed.xlsx").write_bytes(b"owner file of an open workbook")
     (inbox / "damaged.xlsx").write_bytes(b"PK\x03\x04 this is not really a workbook")
     typer.echo(f"demo inbox: {inbox.resolve()} ({len(list(inbox.iterdir()))} files, one damaged, one lock file)")
-    summary = _run_nightly(root=out, settle_seconds=0, as_of=dt.date(2024, 6, 30),
-                           config_path=root / "claimscrub.toml")
+    summary = _run_nightly(root=out, settle_seconds=0, as_of=DEMO_AS_OF, config_path=root / "claimscrub.toml")
     _print_night(summary)
+    cfg = load_config(root / "claimscrub.toml")
+    for name, as_of in DEMO_AD_HOC.items():  # what `claimscrub scrub FILE --as-of DATE` does, in-process
+        typer.echo(f"ad hoc scrub of {name} as of {as_of} (claimscrub scrub sample_claims/{name} --as-of {as_of} "
+                   "--config sample_claims/claimscrub.toml):")
+        started = time.perf_counter()
+        done = S.scrub_file(root / name, out / "adhoc", cfg, as_of)
+        typer.echo(_summary_text(done.summary.__dict__, time.perf_counter() - started))
+        typer.echo(f"  workbook: {done.workbook.resolve()}")
+
+
+DEMO_AS_OF = dt.date(2024, 6, 30)  # the nightly samples' claims are dated 2024-05
+DEMO_AD_HOC = {"payer_edits.csv": dt.date(2026, 4, 15)}  # samples dated later, scrubbed ad hoc at their own date
 
 
 def main() -> None:

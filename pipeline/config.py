@@ -78,6 +78,9 @@ class PayerProfile(BaseModel):
     lcd: str | None = Field(None, description="The MAC's botulinum-toxin LCD (and billing article) numbers")
     lcd_effective: dt.date | None = Field(None, description=(
         "Effective date of the MAC's 2026 LCD, from which hemifacial spasm is off-label there (HFS-033)"))
+    follows_lcds: bool = Field(False, description=(
+        "Medicare's LCDs apply to this payer's claims (Medicare, its MACs, Medicare Advantage: 42 CFR 422.101(b)): "
+        "without lcd_effective, HFS-033 is listed as not checked on its 2026 claims, never passed"))
     dose_caps: list[DoseCap] = Field(default_factory=list, description="Dose caps with their effective dates (HFS-016)")
     bilateral_style: BilateralStyle = Field(BilateralStyle.ANY, description="50, RT_LT or any (HFS-009)")
     repeat_interval_days: int = Field(84, ge=1, le=MAX_REPEAT_INTERVAL_DAYS,

@@ -37,6 +37,35 @@ def write_report(result, checked, workbook: Path, csv_path: Path, as_of: dt.date
     return scrub.write_outputs(result, checked, workbook, csv_path, as_of, run_id, mode)
 
 
+def reference_rows(reference: dict) -> list[dict]:
+    """The reference table versions a run used, one row each, for a Prefect table artifact (versions and
+    counts only: no file name, no claim data)."""
+    rows = [{"kind": use["kind"], "version": t["version"], "origin": t["origin"], "covers": t["covers"],
+             "lines": int(t["lines"]), **({"files": int(t["files"])} if "files" in t else {})}
+            for use in (reference or {}).get("tables", []) for t in use["tables"]]
+    rows += [{"kind": use["kind"], "version": f"{b['between'][0]} and {b['between'][1]} (judged from both)",
+              "origin": "no release shipped", "covers": b["dates"], "lines": int(b["lines"]),
+              **({"files": int(b["files"])} if "files" in b else {})}
+             for use in (reference or {}).get("tables", []) for b in use.get("bracketed", [])]
+    return rows
+
+
+def reference_markdown(reference: dict) -> str:
+    """The reference tables used, the coverage warnings and the rules checked in part, as Markdown for the
+    run's record (labels are file ids, never names)."""
+    rows = reference_rows(reference)
+    out = ["## Reference tables used", ""]
+    out += [f"- {r['kind']} {r['version']} ({r['origin']}; covers {r['covers']}): {r['lines']:,} line(s)"
+            + (f" in {r['files']} file(s)" if "files" in r else "") for r in rows] or ["- none"]
+    warnings = list((reference or {}).get("warnings", []))
+    partly = (reference or {}).get("partly", {})
+    out += ["", "## Coverage warnings", ""] + ([f"- {w}" for w in warnings] or ["- none"])
+    if partly:
+        out += ["", "## Rules not checked on part of the claims", ""]
+        out += [f"- {rule}: {why}" for rule, why in sorted(partly.items())]
+    return "\n".join(out) + "\n"
+
+
 # Paths of ad hoc jobs, by file id: flow parameters are stored by Prefect, and file names can carry
 # patient data, so the recorded flow takes only the id and finds its paths here, in-process.
 _JOBS: dict[str, tuple[Path, Path, Path]] = {}
@@ -62,9 +91,22 @@ def scrub_file_flow(file_id: str, as_of: dt.date, config: ScrubConfig | None = N
     result = read_claims(input_path, column_map, config.date_order, isolated=True)
     checked = check_claims(result, as_of, config)
     summary = write_report(result, checked, workbook, csv_path, as_of, run_id, config.output_mode)
+    _record_reference(summary.reference, "scrub", f"Reference tables used by ad hoc scrub {file_id}")
     public = dict(summary.__dict__)
     public["file"] = file_id
     return public
+
+
+def _record_reference(reference: dict, key: str, what: str) -> None:
+    """The run's manifest of reference tables: a table artifact of the versions used and a Markdown one with
+    the coverage warnings (versions, counts and file ids only)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    rows = reference_rows(reference)
+    if rows:
+        create_table_artifact(rows, key=f"{key}-reference-tables", description=what)
+    create_markdown_artifact(reference_markdown(reference), key=f"{key}-coverage",
+                             description=f"{what}: coverage warnings")
 
 
 def _retry_on_io(task, task_run, state) -> bool:
@@ -309,6 +351,10 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
     if by_rule:
         create_table_artifact([{"rule": r, "findings": n} for r, n in sorted(by_rule.items())],
                               key="nightly-rules", description=f"Findings per rule on {day}")
+    from pipeline.validate import combine_reference_use, grouped_warnings
+
+    used = combine_reference_use([(f"file {o.file_id}", o.reference) for o in outcomes if o.reference])
+    _record_reference(used, "nightly", f"Reference tables used on {day}")
     create_markdown_artifact(
         f"# Nightly scrub {day}\n\n{len(files)} file(s): "
         f"{sum(f['status'] == 'scrubbed' for f in files)} scrubbed, "
@@ -321,6 +367,8 @@ def nightly_scrub_flow(root: Path | None = None, inbox: Path | None = None, outb
         "by_rule": by_rule, "quarantined": quarantined, "failed": failed, "skipped": len(skipped),
         "deferred": sum(o.status == "deferred" for o in outcomes), "not_started": not_started,
         "cross_file_repeats": len(cross), "taken_elsewhere": claimer.elsewhere,
+        "reference": {"tables": reference_rows(used), "partly": used["partly"],
+                      "warnings": grouped_warnings([o.reference for o in outcomes if o.reference])},
         "review_workbook": str(reviewed) if reviewed else "", "outbox": str(paths.outbox / day)})
 
 

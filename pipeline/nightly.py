@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import ingest, report, review, scrub
+from pipeline import ingest, report, review, scrub, validate
 from pipeline.config import MAX_REPEAT_INTERVAL_DAYS, ScrubConfig
 from pipeline.derive import patient_key
 from pipeline.errors import OutputError, ScrubFailure
@@ -178,6 +178,8 @@ class FileOutcome:
     findings: pd.DataFrame | None = None
     issues: pd.DataFrame | None = None
     not_checked: dict = field(default_factory=dict)  # rule -> why (rule ids and column names only)
+    reference: dict = field(default_factory=dict)  # tables used, coverage warnings (validate.reference_use)
+    payer_profiles: dict = field(default_factory=dict)  # payer name -> profile matched ("" = none)
 
     def public(self) -> dict:
         """What may be shown in logs and Prefect artifacts (no names, no patient data)."""
@@ -619,7 +621,8 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
         # Its counts too: the night's review lists its open exceptions, and its Summary adds up its claims.
         return FileOutcome(fid, path.name, "duplicate", "DUPLICATE", "the same content was already scrubbed",
                            counts=_counts(again.summary, again.findings), workbook=str(workbook), lines=again.lines,
-                           findings=again.findings, issues=again.issues, not_checked=again.summary.not_checked)
+                           findings=again.findings, issues=again.issues, not_checked=again.summary.not_checked,
+                           reference=again.summary.reference, payer_profiles=again.summary.payer_profiles)
     if isolate and mp.current_process().daemon:
         isolate = False  # a daemonic worker (e.g. a Dask worker so configured) may not start children
         log.warning("file %s: scrubbed in-process (this worker cannot start a child process)", fid)
@@ -666,7 +669,8 @@ def process_file(path: Path, sha256: str, paths: NightlyPaths, ledger: Ledger, c
     log.info("file %s: scrubbed, %d findings", fid, counts["findings"])
     return FileOutcome(fid, path.name, "scrubbed", counts=counts, by_rule=summary.by_rule, workbook=str(workbook),
                        lines=done.lines, findings=done.findings, issues=done.issues, sessions=sessions,
-                       not_checked=summary.not_checked)
+                       not_checked=summary.not_checked, reference=summary.reference,
+                       payer_profiles=summary.payer_profiles)
 
 
 def _counts(summary: report.ScrubSummary, findings: pd.DataFrame) -> dict:
@@ -768,7 +772,8 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
                    ledger: Ledger | None = None, tag: str = "") -> Path | None:
     """The nightly review workbook: every scrubbed file's findings (plus ``extra`` night-level ones), and a
     re-sent duplicate's exceptions still open, with a Source File column; its Summary says, file by file,
-    which rules were not checked and why. Dispositions are carried from the ledger and from a review
+    which rules were not checked and why, the reference tables the night used (lines and files each) with each
+    file's coverage warnings, and the payer profile each payer name matched. Dispositions are carried from the ledger and from a review
     workbook already at its path; what changed is recorded in the ledger. ``tag``: a name part of its own
     (the run's id when other processes ran the same night: their review workbooks may share an outbox)."""
     done = [o for o in outcomes if o.status in ("scrubbed", "duplicate") and o.findings is not None]
@@ -805,6 +810,9 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
                      findings.loc[findings.severity == "error", C.CLAIM_ID], strict=True))
     warned = set(zip(findings.loc[findings.severity == "warning", "source_file"],
                      findings.loc[findings.severity == "warning", C.CLAIM_ID], strict=True)) - errors
+    profiles: dict[str, str] = {}
+    for o in done:  # a payer name matched in one file matches the same profile in every other
+        profiles.update(o.payer_profiles)
     # Counted from the night's findings (the night-level pass may add some to a file's claims).
     summary = report.ScrubSummary(
         file=f"nightly review {day}: {len(done)} file(s)", sha256="", rows_read=total("rows"),
@@ -817,7 +825,8 @@ def write_combined(outcomes: list[FileOutcome], outbox_day: Path, day: str, as_o
         run_id=run_id, version=version, claims_checked_in_part=total("claims_checked_in_part"),
         exceptions=len(findings),
         by_status=dict(Counter(s if s in review.STATUSES else review.OTHER_STATUS for s in carried.status)),
-        carried=carried.counts)
+        carried=carried.counts, payer_profiles=profiles,
+        reference=validate.combine_reference_use([(o.name, o.reference) for o in done]))
     generated = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     written = report.build_workbook(path, summary, lines, findings, issues, generated, source_file_column=True,
                                     ids=ids, carried=carried, mode=mode)

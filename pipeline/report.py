@@ -365,11 +365,7 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
     if s.claims_with_warnings:
         steps.append(f"Then review the {_n(s.claims_with_warnings)} claim(s) with warnings only (further down "
                      "the Worklist).")
-    missing = {r: why for r, why in s.not_checked.items() if not why.startswith("disabled")}
-    if missing:
-        columns = sorted({c for why in missing.values() for c in why.split(": ", 1)[-1].split(", ")})
-        steps.append(f"{_n(len(missing))} rule(s) could not be checked (missing column(s): {', '.join(columns)}): "
-                     "add them to the export and scrub it again. Until then no claim of this file is clean.")
+    steps += _not_checked_steps(s)
     if not steps:
         steps.append("Nothing to fix: every rule was checked and no claim has an error or a warning.")
     steps.append("Set each exception's Status on the Exceptions sheet as you work it (the Claim ID links "
@@ -388,11 +384,15 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
         ("Charges at risk", "billed charges of the claims with errors", "", (s.at_risk, MONEY_FORMAT)),
         ("Rows read", "claim lines read from the file", "", s.rows_read),
     ])
-    in_part = {r: "on part of the file only: " + why for r, why in (s.reference or {}).get("partly", {}).items()
-               if r not in s.not_checked}
+    night = "files" in (s.reference or {})  # the nightly review: the night's files together
+    part = "on part of the night's claims only: " if night else "on part of the file only: "
+    in_part = {r: part + why for r, why in (s.reference or {}).get("partly", {}).items() if r not in s.not_checked}
     if s.not_checked or in_part:
         rows = [(r, RULES_BY_ID[r].title if r in RULES_BY_ID else "", {**s.not_checked, **in_part}[r], "")
                 for r in sorted({**s.not_checked, **in_part})]
+    elif s.claims_checked_in_part:  # never "all checked" beside claims counted as checked in part
+        rows = [(f"Some rules could not run on {_n(s.claims_checked_in_part)} claim(s) (checked in part): each "
+                 "file's own workbook says which and why.",)]
     else:
         rows = [("All rules were checked.",)]
     not_checked = Section("Not checked, and why", ("Rule", "Title", "Why", ""), rows)
@@ -416,8 +416,65 @@ def summary_sections(s: ScrubSummary, generated_at: str) -> list[Section]:
             *_reference_sections(s.reference), about]
 
 
+_ABSENT = re.compile(r"column\(s\) absent from the file: ([^;]+)")
+_OUTSIDE = re.compile(r"outside the (\w+) tables|no (\w+) reference table|between (ICD-10-CM) releases")
+_KIND_NAMES = {"mue": "MUE", "ptp": "NCCI pairs (PTP)", "icd10cm": "ICD-10-CM", "ICD-10-CM": "ICD-10-CM", "ndc": "NDC",
+               "procedures": "procedure codes", "modifiers": "modifiers", "pos": "places of service"}
+
+
+def _rule_list(rules: set[str]) -> str:
+    return f"{_n(len(rules))} rule(s) ({', '.join(sorted(rules))})"
+
+
+def _not_checked_steps(s: ScrubSummary) -> list[str]:
+    """What to do about the rules that could not run, one step per cause, in plain words: columns missing from
+    the export, dates of service outside what the reference tables cover, a payer profile lacking a setting."""
+    night = "files" in (s.reference or {})
+    why_of: dict[str, list[str]] = {}
+    for r, why in {**(s.reference or {}).get("partly", {}), **s.not_checked}.items():
+        if not why.startswith("disabled"):
+            why_of.setdefault(r, []).append(why)
+    columns, absent, dated, kinds, profile, other = set(), set(), set(), [], set(), set()
+    for rule, whys in why_of.items():
+        text = "; ".join(whys)
+        found = False
+        if cols := _ABSENT.findall(text):
+            absent.add(rule)
+            columns |= {c.strip() for group in cols for c in group.split(", ")}
+            found = True
+        if hits := _OUTSIDE.findall(text):
+            dated.add(rule)
+            kinds += [_KIND_NAMES.get(k, k) for hit in hits for k in hit if k]
+            found = True
+        if "lcd_effective" in text:
+            profile.add(rule)
+            found = True
+        if not found:
+            other.add(rule)
+    steps = []
+    if absent:
+        where = "some of the night's files lack" if night else "the file lacks"
+        steps.append(f"{_rule_list(absent)} could not be checked because {where} the column(s) "
+                     f"{', '.join(sorted(columns))}: add them to the export and scrub it again. Until then no claim "
+                     f"of {'those files' if night else 'this file'} is clean.")
+    if dated:
+        steps.append(f"{_rule_list(dated)} could not be checked on the claims whose date of service is outside "
+                     f"what the reference tables cover ({', '.join(dict.fromkeys(kinds))}): import the release that "
+                     "covers those dates (claimscrub reference import) and scrub again. Until then those claims count "
+                     "as checked in part, not clean.")
+    if profile:
+        steps.append(f"{_rule_list(profile)} could not be checked on some claims because their payer profile lacks "
+                     "a setting (the date its LCD took effect): set it in claimscrub.toml as \"Not checked, and "
+                     "why\" below shows, and scrub again. Until then those claims count as checked in part.")
+    if other:
+        steps.append(f"{_rule_list(other)} could not be checked: \"Not checked, and why\" below says why. Until "
+                     "then the claims they concern count as checked in part, not clean.")
+    return steps
+
+
 def _profile_sections(payer_profiles: dict[str, str]) -> list[Section]:
-    """Each payer name of the file with the payer profile it reached (the nightly review lists none)."""
+    """Each payer name of the file (of the night's files, for the nightly review) with the payer profile it
+    reached."""
     if not payer_profiles:
         return []
     rows = [(payer, profile or "none matched: default profile", "", "")
@@ -430,15 +487,23 @@ def _reference_sections(reference: dict) -> list[Section]:
     rules checked on part of the lines only."""
     if not reference:
         return []
-    rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']})", t["source"], int(t["lines"]))
+    def files(t: dict) -> str:  # the nightly review: how many of the night's files used it
+        return f"; in {_n(t['files'])} file(s)" if "files" in t else ""
+
+    rows = [(use["kind"], f"{t['version']} ({t['origin']}; {t['covers']}{files(t)})", t["source"], int(t["lines"]))
             for use in reference.get("tables", []) for t in use["tables"]]
-    rows += [(use["kind"], f"{b['between'][0]} and {b['between'][1]} (dates {b['dates']}: no release shipped)",
+    rows += [(use["kind"], f"{b['between'][0]} and {b['between'][1]} (dates {b['dates']}: no release shipped"
+                           f"{files(b)})",
               f"judged from the {b['between'][0]} and {b['between'][1]} releases", int(b["lines"]))
              for use in reference.get("tables", []) for b in use.get("bracketed", [])]
+    night = "files" in reference
     notes = list(reference.get("warnings", [])) + [
-        f"{rule} {why}" if why.startswith("not checked") else f"{rule} checked on part of the lines only: {why}"
+        f"{rule} not checked on part of the night's claims: {why}" if night
+        else f"{rule} {why}" if why.startswith("not checked") else f"{rule} checked on part of the lines only: {why}"
         for rule, why in sorted(reference.get("partly", {}).items())]
     rows += [("Warning", note) for note in notes]
+    if not rows:
+        return []
     return [Section("Reference tables used", ("Table", "Version (covers)", "Source", "Lines"), rows)]
 
 

@@ -8,6 +8,7 @@ be evaluated for this file as *not checked*.
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -191,27 +192,36 @@ LCD_REWRITE_FROM = pd.Timestamp("2026-01-01")  # the MACs' 2026 botulinum-toxin 
 
 
 def _lcd_date_unknown(reference: dict, claims: pd.DataFrame, config: ScrubConfig) -> None:
-    """HFS-033 on Medicare (Part B) claims dated in 2026 or later whose payer profile (plain Medicare, or a MAC
-    whose rewritten LCD is not confirmed) has no ``lcd_effective``: not checked on those claims, never passed
-    (``claims["lcd_unknown"]``; ``reference["partly"]`` says how to set the date)."""
+    """HFS-033 on claims dated in 2026 or later whose payer follows Medicare's LCDs (plain Medicare, a MAC whose
+    rewritten LCD is not confirmed, a Medicare Advantage plan: 42 CFR 422.101(b)(3)) and whose profile has no
+    ``lcd_effective``: not checked on those claims, never passed (``claims["lcd_unknown"]``;
+    ``reference["partly"]`` says how to set the date)."""
     if not len(claims) or "profile_name" not in claims or "HFS-033" in config.disabled:
         return
     recent = (claims["dos_max"] >= LCD_REWRITE_FROM).to_numpy(bool)
     if not recent.any():  # no claim dated in the LCDs' rewrite year or later: nothing to say (and nothing to do)
         return
     names = claims["profile_name"].astype(str)
-    part_b = {n for n in names.unique().tolist() if n == "Medicare" or (n in config.payers and config.payers[n].mac)}
+    follow = {n for n in names.unique().tolist() if n == "Medicare" or (
+        n in config.payers and (config.payers[n].mac or config.payers[n].follows_lcds))}
     unknown = (claims["in_scope"].to_numpy(bool) & (claims["is_64612"] | claims["is_toxin"]).to_numpy(bool)
-               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(part_b).to_numpy(bool))
+               & claims["lcd_effective"].isna().to_numpy() & recent & names.isin(follow).to_numpy(bool))
     claims["lcd_unknown"] = unknown
     if not unknown.any():
         return
     which = sorted(set(names[unknown]))
+    plans = [n for n in which if not (n == "Medicare" or config.payers[n].mac)]  # Medicare Advantage and the like
+    macs = [n for n in which if n not in plans]
+    how = []
+    if macs:
+        how.append(f"[payers.{_toml_key(macs[0])}] lcd_effective = YYYY-MM-DD (your MAC's LCD effective date), or "
+                   "name the MAC as the payer (Medicare Noridian and Medicare WPS carry their confirmed dates)")
+    if plans:
+        how.append(f"[payers.{_toml_key(plans[0])}] lcd_effective = YYYY-MM-DD (a Medicare Advantage plan follows "
+                   "the LCD of the MAC of its service area: that MAC's date)")
     reference.setdefault("partly", {})["HFS-033"] = (
         f"not checked on {int(unknown.sum())} Medicare claim(s) dated from {LCD_REWRITE_FROM.date()} whose payer "
-        f"profile ({', '.join(which)}) has no 2026 LCD date: set it in claimscrub.toml, e.g. "
-        f"[payers.{_toml_key(which[0])}] lcd_effective = YYYY-MM-DD (your MAC's LCD effective date), or name the "
-        "MAC as the payer (Medicare Noridian and Medicare WPS carry their confirmed dates)")
+        f"profile ({', '.join(which)}) has no 2026 LCD date: set it in claimscrub.toml, e.g. " + "; or ".join(how))
 
 
 def _toml_key(name: str) -> str:
@@ -242,9 +252,10 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
             elif u["uncovered_lines"] and not u["applied_outside_coverage"]:
                 covered = ", ".join([t["covers"] for t in u["tables"]] + [
                     f"{b['dates']} judged from {b['between'][0]} and {b['between'][1]}"
-                    for b in u.get("bracketed", [])]) or "none of them"
+                    for b in u.get("bracketed", [])])
                 why = (f"{u['uncovered_lines']} of {dated} dated lines have a date of service outside the {kind} "
-                       f"tables (covered here: {covered}; import the release for those dates)")
+                       "tables" + (f" (covered here: {covered}; import the release for those dates)" if covered
+                                   else ": import the release for those dates"))
                 if u["uncovered_lines"] >= dated:
                     not_checked.setdefault(r.id, why)
                 else:
@@ -268,6 +279,49 @@ def reference_use(lines: pd.DataFrame, config: ScrubConfig, not_checked: dict[st
     return {"tables": used, "partly": partly, "warnings": warnings}
 
 
+def combine_reference_use(uses: list[tuple[str, dict]]) -> dict:
+    """Several files' ``reference_use`` as one (a night's): each table version with its lines and the number of
+    files that used it, each file's coverage warnings and rules checked in part said with ``label`` (a file's
+    name in the review workbook, its id where names may not go). Same shape, plus ``files``."""
+    kinds: dict[str, dict] = {}
+    partly: dict[str, list[str]] = {}
+    warnings: list[str] = []
+    for label, ref in uses:
+        for use in (ref or {}).get("tables", []):
+            kind = kinds.setdefault(use["kind"], {"kind": use["kind"], "tables": {}, "bracketed": {}})
+            for t in use["tables"]:
+                row = kind["tables"].setdefault((t["version"], t["source"]), {**t, "lines": 0, "files": 0})
+                row["lines"] += int(t["lines"])
+                row["files"] += 1
+            for b in use.get("bracketed", []):
+                row = kind["bracketed"].setdefault(tuple(b["between"]), {**b, "lines": 0, "files": 0})
+                row["lines"] += int(b["lines"])
+                row["files"] += 1
+        warnings += [f"{label}: {w}" for w in (ref or {}).get("warnings", [])]
+        for rule, why in (ref or {}).get("partly", {}).items():
+            partly.setdefault(rule, []).append(f"{label}: {why}")
+    tables = [{"kind": k["kind"], "tables": list(k["tables"].values()), "bracketed": list(k["bracketed"].values())}
+              for k in kinds.values()]
+    return {"tables": tables, "partly": {r: "; ".join(w) for r, w in sorted(partly.items())}, "warnings": warnings,
+            "files": len(uses)}
+
+
+_LEADING_COUNT = re.compile(r"^(\d+) lines (.*)$")
+
+
+def grouped_warnings(uses: list[dict]) -> list[str]:
+    """Several files' coverage warnings, each said once: the same warning of several files with their lines
+    added up and the files counted ("41 lines in 2 file(s) are dated ..."), for a console line per warning."""
+    groups: dict[str, list[int]] = {}
+    for ref in uses:
+        for w in (ref or {}).get("warnings", []):
+            m = _LEADING_COUNT.match(w)
+            key, n = (m.group(2), int(m.group(1))) if m else (w, 0)
+            groups.setdefault(key, []).append(n)
+    return [f"{sum(ns)} lines{f' in {len(ns)} file(s)' if len(ns) > 1 else ''} {key}" if any(ns) else key
+            for key, ns in groups.items()]
+
+
 def partition_lines(lines: pd.DataFrame, parts: int) -> list[pd.DataFrame]:
     """``parts`` frames of lines: a claim is never split, and all claims of one patient (the patient of
     the claim's first line, as the repeat-session rule counts them) fall in the same part."""
@@ -284,17 +338,24 @@ PARALLEL_LINES = 50_000  # from this many lines, the line rules run on a helper 
 def _line_rule_findings(lines: pd.DataFrame, as_of: dt.date, config: ScrubConfig) -> list[pd.DataFrame]:
     """The line rules' findings (ClaimLines), one frame per failing rule."""
     rows = []
-    which, _, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
+    which, names, profiles = config.profiles_of(lines[C.PAYER])  # once per distinct payer name
     days = np.array([p.timely_filing_days for p in profiles], dtype=float)[which]
     ndc = lookups.ndc_facts(lines, config.reference_dir)  # NDC-001: the NDC table in force on each line's date
     checked = lines.assign(as_of=pd.Timestamp(as_of), timely_filing_days=days, **{c: ndc[c] for c in ndc.columns})
     for rule, idx in _failing(LINE_SCHEMA, checked).items():
-        sub = checked.loc[idx, _line_columns(RULES_BY_ID[rule], checked)]
-        fld, value = _line_values(RULES_BY_ID[rule], sub, lines)
-        rows.append(pd.DataFrame({
+        entry = RULES_BY_ID[rule]
+        sub = checked.loc[idx, _line_columns(entry, checked)]
+        fld, value = _line_values(entry, sub, lines)
+        part = pd.DataFrame({
             "rule": rule, C.CLAIM_ID: sub[C.CLAIM_ID], C.LINE_NO: sub[C.LINE_NO],
             C.SOURCE_ROW: sub[C.SOURCE_ROW], "field": fld, "value": value, "_line": sub.index,
-        }))
+        })
+        if entry.note:  # said after the message; never part of the value (nor of the exception id)
+            facts = checked.loc[idx, [c for c in entry.note_columns if c in checked]]
+            if "payer_profile" in entry.note_columns:
+                facts = facts.assign(payer_profile=np.array(names, dtype=object)[which[checked.index.get_indexer(idx)]])
+            part["reason"] = pd.Series(entry.note(facts), index=sub.index).astype(object)
+        rows.append(part)
     return rows
 
 

@@ -190,3 +190,29 @@ def test_reference_import_refuses_garbage_in_one_line_and_says_what_it_replaced(
     res = runner.invoke(app, ["reference", "import", "hcpcs", str(hcpcs), "--from", "2027-01-01", "--config", str(cfg)])
     assert res.exit_code == 0 and "imported procedures 2027" in res.output and "imported modifiers 2027" in res.output
     assert "(CPT modifiers and others)" in res.output and "(CPT codes and deletions)" in res.output
+
+
+@pytest.mark.e2e
+def test_demo_flags_no_clean_sample_claim(tmp_path, prefect_harness):
+    """It runs the demo night over the 2024 samples and scrubs the payer-edits sample ad hoc at its own as-of
+    date, so no clean sample claim gets a finding (no "after the as-of date" on claims dated 2025-2026)."""
+    from openpyxl import load_workbook
+
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    assert "ad hoc scrub of payer_edits.csv as of 2026-04-15" in res.output
+    books = [tmp_path / "demo" / "outbox" / "2024-06-30" / "nightly-review-2024-06-30.xlsx",
+             tmp_path / "demo" / "adhoc" / "payer_edits.exceptions.xlsx"]
+    flagged, rules = set(), set()
+    for book in books:
+        ws = load_workbook(book, read_only=True)["Exceptions"]
+        header = [c.value for c in next(ws.iter_rows(max_row=1))]
+        at, rule = header.index("Claim ID"), header.index("Rule")
+        for row in ws.iter_rows(min_row=2, values_only=True):
+            flagged.add(row[at])
+            rules.add(row[rule])
+    clean = {"CLN-001", "CLN-002", "CLN-003", "CLN-004", "CLN-005", "CLN-EVAL", "MIX-CLEAN", "MIX-EVAL", "C01", "C02"}
+    assert not flagged & clean
+    assert {"A01", "A02", "A05", "MIX-HFS-013"} <= flagged  # the defects are still found
+    payer_edits = load_workbook(books[1], read_only=True)["Exceptions"]
+    assert not any("STR-002" in (row or ()) for row in payer_edits.iter_rows(values_only=True))

@@ -102,6 +102,8 @@ class Rule:
     blank_ok: bool = False  # an empty value is part of the sentence, not a missing value
     detail: Callable | None = None  # line rules: (rows, lines) -> (field, value); claim rules: rows -> value
     detail_columns: tuple[str, ...] = ()  # the columns of the failing rows the detail reads
+    note: Callable | None = None  # line rules: failing rows -> text said after the message (never in the value)
+    note_columns: tuple[str, ...] = ()
     severity_of: Callable | None = None  # claim rules: failing rows -> severity per row (catalog says so)
     severity_columns: tuple[str, ...] = ()
     offending_lines: Callable | None = None  # claim rules: (lines, features, groups, claims) -> line mask
@@ -145,6 +147,15 @@ class RuleFunction:
         ``fn(rows, lines) -> (field, value)``, a claim rule's ``fn(rows) -> value``."""
         def wrap(fn: Callable) -> Callable:
             REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], detail=fn, detail_columns=tuple(columns))
+            return fn
+        return wrap
+
+    def note(self, columns: tuple[str, ...] = ()):
+        """Register a line rule's note, ``fn(rows) -> text per failing row``, said in brackets after the message:
+        what the reviewer needs to read the finding right (say, the payer profile's limit) that is not part of
+        the value (the value is part of the exception id, which must not change when a setting does)."""
+        def wrap(fn: Callable) -> Callable:
+            REGISTRY[self.rule_id] = replace(REGISTRY[self.rule_id], note=fn, note_columns=tuple(columns))
             return fn
         return wrap
 

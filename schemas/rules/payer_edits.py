@@ -78,8 +78,8 @@ def _pair_texts(lines: pd.DataFrame, f: pd.DataFrame, mask: np.ndarray, why) -> 
            "64615, 64612 with diagnostic EMG 95860-95870, 95873 with 95874): the column-2 code is never paid "
            "with the column-1 code, whatever the modifiers.",
     message="NCCI pair with indicator 0: {value}.",
-    fix="Remove the column-2 code (no modifier bypasses an indicator-0 edit), or bill it on its own date if it "
-        "was a separate encounter.",
+    fix="Remove the code the payer denies (the finding names it): no modifier gets these two codes paid "
+        "together. If that service was a separate visit on another day, bill it on that day.",
     source=f"CMS NCCI Procedure-to-Procedure Edits, Practitioner (quarterly); {_NCCI}, Sec. E (modifier "
            "indicators)",
     examples=examples(fires=[add(line_no=3, procedure_code="95870", modifier_1=None, units=1, muscles=None)],
@@ -106,8 +106,9 @@ def _(lines: pd.DataFrame, f: pd.DataFrame, groups, claims: pd.DataFrame) -> tup
            "96372, or with an E/M 99211-99215) carries an NCCI-associated modifier on the column-2 code: 25 (or 57) "
            "on an E/M; 59, XE, XS, XP or XU, or an anatomic modifier the column-1 line does not carry, on others.",
     message="NCCI pair with indicator 1 and no associated modifier: {value}.",
-    fix="If the service was distinct (a separately identifiable E/M, a different site or session), add the "
-        "modifier to the denied code and document why; otherwise remove that code.",
+    fix="If the denied service was separate from the other one (a visit for another problem, a different site "
+        "or session), add the modifier the finding names to the denied code and say why in the record; otherwise "
+        "remove the denied code.",
     source=f"CMS NCCI Procedure-to-Procedure Edits, Practitioner (quarterly); {_NCCI}, Sec. E (modifier "
            "indicators) and Ch. XI (E/M with modifier 25 on the day of a procedure)",
     examples=examples(fires=[add(line_no=3, procedure_code="99213", modifier_1=None, units=1, muscles=None)],

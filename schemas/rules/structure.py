@@ -200,8 +200,7 @@ def _(rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     checks="The date of service is no more than the payer profile's timely-filing days before the as-of date "
            "(Medicare and the default profile: 365 days, Medicare's 12 months; a commercial contract's days are set "
            "on its profile).",
-    message="Date of service {value} is more than the payer's timely-filing days (its profile's; Medicare 365) "
-            "before the as-of date.",
+    message="Date of service {value} is more than the payer's timely-filing days before the as-of date.",
     fix="Check whether the claim can still be filed; attach proof of timely filing if so.",
     source="42 CFR 424.44; CMS Pub. 100-04 Ch. 1, Sec. 70 (time limitation for filing claims); the payer's "
            "provider agreement (commercial filing limits)",
@@ -211,3 +210,10 @@ def within_timely_filing(df: pd.DataFrame) -> pd.Series:
     # The value shown stays the date alone: it is part of the exception id, which must not change run to run.
     limit = df["as_of"] - pd.to_timedelta(df["timely_filing_days"], unit="D")
     return df[C.SERVICE_DATE].isna() | (df[C.SERVICE_DATE] >= limit)
+
+
+@within_timely_filing.note(columns=("timely_filing_days", "payer_profile"))
+def _(rows: pd.DataFrame) -> pd.Series:
+    """The limit applied and whose it is (the value stays the date alone)."""
+    days = rows["timely_filing_days"].astype("int64").astype(str)
+    return days + " days: the " + rows["payer_profile"].fillna("default").astype(str) + " profile's limit"

@@ -58,6 +58,7 @@ def test_rules_command_shows_effective_severity(tmp_path):
     ("Palmetto GBA", "Medicare Palmetto"), ("National Government Services", "Medicare NGS"),
     ("WPS", "Medicare WPS"), ("CGS Administrators, LLC", "Medicare CGS"),
     ("UHC Medicare Advantage", "Medicare Advantage"), ("Humana Medicare HMO", "Medicare Advantage"),
+    ("Medicare Replacement (Aetna)", "Medicare Advantage"), ("Medicare Supplement (Aetna)", "Medicare"),
     ("Aetna", None), ("", None), (None, None),
 ])
 def test_payer_names_reach_their_profile(payer, profile):

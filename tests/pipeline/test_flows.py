@@ -279,3 +279,91 @@ def test_session_keys_cover_every_session_of_the_file():
     plain = nightly.night_sessions(claims, lines, "s")
     pd.testing.assert_frame_equal(nightly.night_sessions(claims, lines, "s", keys), plain)
     assert set(plain["patient_key"]) <= set(keys.values())
+
+
+def _latest(arts, key):
+    mine = [a for a in arts if a.key == key]
+    assert mine, key
+    return str(max(mine, key=lambda a: a.created).data)
+
+
+def _sections(workbook) -> dict[str, list[tuple]]:
+    """The Summary sheet's sections: title -> its rows (header included)."""
+    out, title = {}, None
+    rows = list(load_workbook(workbook)["Summary"].iter_rows(values_only=True))
+    for i, row in enumerate(rows):
+        if i and row[0] and not any(row[1:]) and (i + 1 < len(rows)) and (i == 0 or not any(rows[i - 1])):
+            title = row[0]
+            out[title] = []
+        elif title and any(row):
+            out[title].append(row)
+    return out
+
+
+def test_nightly_names_the_tables_used_and_the_coverage_warnings(tmp_path, prefect_harness, capsys):
+    """It gives the nightly review's Summary the reference tables the night used (lines and files each), each
+    file's coverage warnings, the rules not checked on part of the claims (never "All rules were checked" beside
+    claims checked in part) and the payer profiles matched; the Prefect artifacts name the table versions and the
+    warnings (no file name, no claim data); the console says the warnings."""
+    from pipeline.cli import _print_night
+    from schemas import columns as C
+
+    inbox = tmp_path / "inbox"
+    medicare = [dict(line, **{C.DOC_SEVERITY_SCALE: "N"})
+                for line in clean_claim("N1", "MBR-000101", "2026-03-10", payer="Medicare")
+                + clean_claim("N2", "MBR-000102", "2026-03-11", payer="UHC Medicare Advantage")]
+    _old(write_csv(medicare, inbox / "night-a.csv"))
+    _old(write_csv(clean_claim("N3", "MBR-000103", "2026-03-20", payer="Acme Health"), inbox / "night-b.csv"))
+    s = run_nightly(root=tmp_path, settle_seconds=0, as_of=dt.date(2026, 4, 15))
+    assert [f["status"] for f in s["files"]] == ["scrubbed", "scrubbed"]
+
+    parts = _sections(s["review_workbook"])
+    tables = {(r[0], r[1].split(" ")[0]): r for r in parts["Reference tables used"] if r[0] != "Warning"}
+    assert tables[("mue", "2026-Q2")][1] == "2026-Q2 (shipped; 2026-04-01 to 2026-06-30; in 2 file(s))"
+    assert tables[("mue", "2026-Q2")][3] == 6 and tables[("icd10cm", "FY2026")][1].endswith("; in 2 file(s))")
+    warnings = [r[1] for r in parts["Reference tables used"] if r[0] == "Warning"]
+    assert "night-a.csv: 4 lines are dated outside the mue tables' coverage (before or between them): checked " \
+           "against the nearest table" in warnings
+    assert any(w.startswith("HFS-033 not checked on part of the night's claims: night-a.csv: not checked on 2 ")
+               for w in warnings)
+    assert ("UHC Medicare Advantage", "Medicare Advantage", None, None) in parts["Payer profiles matched"]
+    assert ("Acme Health", "none matched: default profile", None, None) in parts["Payer profiles matched"]
+    not_checked = parts["Not checked, and why"]
+    assert not any(r[0] == "All rules were checked." for r in not_checked)
+    assert any(r[0] == "HFS-033" for r in not_checked)
+    assert any(r[0] == "Checked in part" and r[3] == 2 for r in parts["Claims"])
+
+    async def artifacts(client):
+        return await read_all(client.read_artifacts)
+
+    arts = asyncio.run(_client_read(artifacts))
+    versions, coverage = _latest(arts, "nightly-reference-tables"), _latest(arts, "nightly-coverage")
+    assert "2026-Q2" in versions and "FY2026" in versions
+    assert "4 lines are dated outside the mue tables' coverage" in coverage and "HFS-033" in coverage
+    for text in (versions, coverage):
+        assert "night-a" not in text and "night-b" not in text and "MBR-" not in text and "Testperson" not in text
+
+    capsys.readouterr()
+    _print_night(s)
+    said = capsys.readouterr().out
+    assert "reference tables used: mue 2026-Q2, ptp 2026-Q2" in said
+    assert "reference: 6 lines in 2 file(s) are dated outside the mue tables' coverage" in said
+    assert "not checked in part: HFS-033" in said and "night-a" not in said
+
+
+def test_ad_hoc_scrub_flow_names_the_tables_used(tmp_path, prefect_harness):
+    """It records, with the ad hoc scrub-file flow run, the table versions used and the coverage warnings."""
+    from pipeline.flows import register_job, scrub_file_flow
+
+    src = write_csv(clean_claim("H1", "MBR-000201", "2026-03-10"), tmp_path / "adhoc-x.csv")
+    fid = register_job(src, tmp_path / "x.exceptions.xlsx", tmp_path / "x.findings.csv")
+    scrub_file_flow(file_id=fid, as_of=dt.date(2026, 4, 15), run_id="adhoc")
+
+    async def artifacts(client):
+        return await read_all(client.read_artifacts)
+
+    arts = asyncio.run(_client_read(artifacts))
+    versions, coverage = _latest(arts, "scrub-reference-tables"), _latest(arts, "scrub-coverage")
+    assert "2026-Q2" in versions and "ptp" in versions
+    assert "2 lines are dated outside the ptp tables' coverage" in coverage
+    assert "adhoc-x" not in versions + coverage and "MBR-" not in versions + coverage

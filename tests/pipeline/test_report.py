@@ -529,3 +529,34 @@ def test_summary_names_the_profile_each_payer_matched(tmp_path):
                                    ("Acme Health", "none matched: default profile")]
     assert done.summary.payer_profiles == {"Medicare Part B": "Medicare", "NOVITAS SOLUTIONS": "Medicare Novitas",
                                            "Acme Health": ""}
+
+
+def _steps(workbook) -> list[str]:
+    return [r[1] for r in _summary_rows(workbook) if r[0] and str(r[0]).startswith("Step ")]
+
+
+def test_summary_steps_name_each_cause_of_rules_not_checked(tmp_path):
+    """It tells the reviewer, one step per cause, what to do about rules that could not run: columns missing from
+    the export (add them), dates of service outside the reference tables (import the release for those dates),
+    a payer profile lacking its LCD date (set it); never "missing column(s)" for a cause that is not one."""
+    nomods = _drop_column(write_csv(clean_claim("A-1"), tmp_path / "nomods.csv"), "Modifiers")
+    steps = _steps(scrub_file(nomods, tmp_path / "a", None, AS_OF).workbook)
+    assert any("the file lacks the column(s) Modifiers" in s and "add them to the export" in s for s in steps)
+    assert not any("reference tables cover" in s or "payer profile" in s for s in steps)
+
+    late = write_csv(clean_claim("B-1", dos="2027-03-10") + clean_claim("B-2", "MBR-2", dos="2027-03-11"),
+                     tmp_path / "late.csv")
+    steps = _steps(scrub_file(late, tmp_path / "b", None, dt.date(2027, 6, 30)).workbook)
+    dated = [s for s in steps if "date of service is outside what the reference tables cover" in s]
+    assert len(dated) == 1 and "CODE-001" in dated[0] and "ICD-10-CM" in dated[0]
+    assert "import the release that covers those dates" in dated[0]
+    assert not any("column" in s for s in steps) and not any("((" in s or "))" in s for s in steps)
+    profile = [s for s in steps if "payer profile lacks a setting" in s]  # 2027 Medicare claims: HFS-033
+    assert len(profile) == 1 and "HFS-033" in profile[0]
+
+    noscale = write_csv(clean_claim("C-1", dos="2026-03-10", payer="Noridian JE"), tmp_path / "noscale.csv")
+    steps = _steps(scrub_file(noscale, tmp_path / "c", None, dt.date(2026, 4, 15)).workbook)
+    assert "(HFS-033) could not be checked because the file lacks the column(s) Severity Scale" in steps[0]
+    ok = write_csv(clean_claim("D-1"), tmp_path / "ok.csv")
+    steps = _steps(scrub_file(ok, tmp_path / "d", None, AS_OF).workbook)
+    assert steps[0].startswith("Nothing to fix: every rule was checked")

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from pipeline.config import PayerProfile, ScrubConfig
-from pipeline.report import summarize
+from pipeline.report import exception_ids, summarize
 from pipeline.sample import (
     BOTOX_NDC,
     MUTATIONS,
@@ -413,6 +413,22 @@ def test_str_012_uses_the_matched_profile_days(payer, dos, fires):
     assert (len(hit) == 1) == fires  # once for the claim (its lines share the date: one finding per cause)
     if fires:
         assert set(hit["value"]) == {dos} and set(hit["severity"]) == {"warning"}
+        # The message names the limit applied and whose it is, never another payer's (the value stays the date).
+        days, profile = ("90", "Aetna") if payer.startswith("Aetna") else ("365", "Medicare")
+        assert f"({days} days: the {profile} profile's limit)" in hit["message"].iat[0]
+        assert "Medicare" not in hit["message"].iat[0] or profile == "Medicare"
+
+
+def test_str_012_note_leaves_the_exception_id_alone():
+    """Its note changes with the profile's days; the value, and so the exception id, does not."""
+    lines = lines_frame(_dated(clean_claim(), "2024-03-31", **{C.PAYER: "Aetna PPO"}))
+    ids, notes = set(), set()
+    for days in (60, 90):
+        cfg = ScrubConfig(payers={"Aetna": PayerProfile(aliases=["Aetna PPO"], timely_filing_days=days)})
+        hit = find_violations(lines, AS_OF, cfg).findings.query("rule == 'STR-012'")
+        ids |= set(exception_ids(hit))
+        notes.add(hit["message"].iat[0])
+    assert len(ids) == 1 and len(notes) == 2
 
 
 @pytest.mark.parametrize(("payer", "dos", "scale", "fires"), [
@@ -420,11 +436,17 @@ def test_str_012_uses_the_matched_profile_days(payer, dos, fires):
     ("Noridian JE", "2026-02-21", None, False), ("Medicare WPS", "2026-02-15", None, True),
     ("Novitas", "2026-03-02", None, False), ("Aetna", "2026-03-02", None, False),
     ("UHC Medicare Advantage", "2026-03-02", None, False),
+    ("UHC Medicare Advantage", "2026-03-02", None, "2026-02-22"), ("Humana Medicare HMO", "2026-02-21", None, "2026-02-22"),
 ])
 def test_hfs_033_from_the_macs_lcd_date(payer, dos, scale, fires):
-    """It warns on a Medicare claim on or after its MAC's 2026 LCD date without an objective severity scale."""
+    """It warns on a Medicare claim on or after its MAC's 2026 LCD date without an objective severity scale; a
+    Medicare Advantage plan with the date of its service area's MAC set (a date in ``fires``) is checked alike."""
     lines = _dated(clean_claim(), dos, **{C.PAYER: payer, C.DOC_SEVERITY_SCALE: scale})
-    found = find_violations(lines_frame(lines), dt.date(2026, 6, 30)).findings
+    cfg = None
+    if isinstance(fires, str):
+        cfg = ScrubConfig(payers={"Medicare Advantage": PayerProfile(lcd_effective=fires)})
+        fires = dos >= fires
+    found = find_violations(lines_frame(lines), dt.date(2026, 6, 30), cfg).findings
     hit = found[found["rule"] == "HFS-033"]
     assert len(hit) == int(fires)
     if fires:
@@ -433,19 +455,24 @@ def test_hfs_033_from_the_macs_lcd_date(payer, dos, scale, fires):
 
 @pytest.mark.parametrize(("payer", "dos", "unknown"), [
     ("Medicare", "2026-03-02", True), ("Novitas", "2026-03-02", True), ("Medicare", "2025-12-31", False),
-    ("Noridian JE", "2026-03-02", False), ("UHC Medicare Advantage", "2026-03-02", False),
-    ("Aetna", "2026-03-02", False),
+    ("Noridian JE", "2026-03-02", False), ("UHC Medicare Advantage", "2026-03-02", True),
+    ("Humana Medicare HMO", "2026-03-02", True), ("Medicare Replacement (Aetna)", "2026-03-02", True),
+    ("UHC Medicare Advantage", "2025-12-31", False), ("Aetna", "2026-03-02", False),
 ])
 def test_hfs_033_not_checked_where_the_medicare_profile_has_no_lcd_date(payer, dos, unknown):
     """It says HFS-033 was not checked (and how to set lcd_effective) for a 2026 Medicare claim whose profile has
-    no LCD date (plain Medicare, a MAC whose rewrite is not confirmed), and counts the claim as checked in part,
-    not clean; a MAC with its date, Medicare Advantage, a commercial payer or a 2025 date are not concerned."""
+    no LCD date (plain Medicare, a MAC whose rewrite is not confirmed, a Medicare Advantage plan, which follows its
+    service area's LCD), and counts the claim as checked in part, not clean; a MAC with its date, a commercial
+    payer or a 2025 date are not concerned."""
     lines = _dated(clean_claim(), dos, **{C.PAYER: payer, C.DOC_SEVERITY_SCALE: "N"})
     v = find_violations(lines_frame(lines), dt.date(2026, 6, 30))
     why = v.reference.get("partly", {}).get("HFS-033", "")
     assert bool(why) == unknown
     if unknown:
         assert "not checked on 1 Medicare claim(s)" in why and "lcd_effective = YYYY-MM-DD" in why
+        plan = "Medicare Advantage" in payer or "Replacement" in payer or "HMO" in payer
+        assert ('[payers."Medicare Advantage"] lcd_effective' in why) == plan
+        assert ("service area" in why) == plan and ("name the MAC as the payer" in why) == (not plan)
         assert "HFS-033" not in set(v.findings["rule"])
         s = summarize("f.csv", "", len(lines), lines_frame(lines), v.findings, v.claims, v.not_checked,
                       "2026-06-30", "r", "0", v.reference)

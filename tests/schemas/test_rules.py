@@ -59,6 +59,15 @@ def test_every_entry_is_complete_and_cites_a_public_source():
             assert rule.predicate is not None and rule.examples is not None, rule.id
 
 
+def test_fixes_and_messages_speak_a_billers_words():
+    """It words every fix and message without NCCI table jargon (column-1/column-2 codes, indicator-0 edits): the
+    finding already names the code the payer denies."""
+    jargon = re.compile(r"column[- ][12]|indicator-[01] edit|\bcol ?[12]\b", re.IGNORECASE)
+    for rule in RULES:
+        assert not jargon.search(rule.fix), rule.id
+        assert not jargon.search(rule.message), rule.id
+
+
 def test_docs_rules_md_is_generated_from_the_catalog():
     """It fails when docs/RULES.md is stale: regenerate with ``python -m schemas.rules > docs/RULES.md``."""
     from schemas.rules import catalog_markdown
