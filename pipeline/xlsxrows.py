@@ -272,11 +272,15 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
 
 def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
     """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
-    told apart by identity in numpy and looked up once each."""
+    told apart by identity in numpy and looked up once each, in the order they first appear (a new style
+    gets the next id: by address, the ids would change with where the cells happen to sit in memory)."""
     keys = np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos))
     distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    attrs = pa.array(["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()], type=pa.string())
-    return attrs.take(pa.array(inverse.reshape(-1)))
+    attrs = [""] * len(first)
+    for k in np.argsort(first).tolist():
+        proto = protos[int(first[k])]
+        attrs[k] = "" if proto is None else cells.proto(proto)
+    return pa.array(attrs, type=pa.string()).take(pa.array(inverse.reshape(-1)))
 
 
 def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
