@@ -34,7 +34,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from pipeline import review
 from pipeline.errors import OutputError
 from pipeline.review import STATUSES
-from pipeline.xlsxrows import Column, Link, stream_rows
+from pipeline.xlsxrows import Column, Links, stream_rows
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
 
@@ -178,6 +178,18 @@ def show_fields(fields: pd.Series, labels: dict[str, str] | None = None) -> pd.S
     return values.map({v: one(v) for v in values.unique()})
 
 
+def flagged_claims(findings: pd.DataFrame) -> set:
+    """The claim ids the findings name (no missing one): a set built from the distinct ids, not from every
+    finding's (a Python object per row)."""
+    return set(findings[C.CLAIM_ID].dropna().unique().tolist())
+
+
+def flagged_lines(lines: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    """The lines of the claims the findings name: all that the workbook and the claim hashes read of
+    ``lines``, taken once (a filter of every column costs tens of ms at 500k lines)."""
+    return lines[in_set(lines[C.CLAIM_ID], flagged_claims(findings))]
+
+
 def in_set(values: pd.Series, keys: set) -> np.ndarray:
     """``values.isin(keys)`` as a bool array (a missing key matches a missing value, as there). For Arrow
     text and text keys, one Arrow lookup: pandas converts each key on its own, which for thousands of
@@ -255,7 +267,8 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
     exception ids in sheet order, when the caller has them already (see exception_ids); ``labels``: the
     reviewer's name of each column (``labels_for``); ``sections``: the Summary's sections, when the
     caller adds its own to ``summary_sections``; ``mode``: the file's permission bits; ``carried``: the
-    exceptions' dispositions (see review.carry_forward), else every one Open."""
+    exceptions' dispositions (see review.carry_forward), else every one Open. ``lines``: the file's lines,
+    or only the flagged claims' (``flagged_lines``): the workbook shows no others."""
     path = Path(path)
     labels = labels or C.LABELS
     if carried is None:
@@ -267,11 +280,12 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
         wb = Workbook(write_only=True)
         f = in_sheet_order(findings)
         _summary_sheet(wb, sections if sections is not None else summary_sections(summary, generated_at))
-        flagged = in_set(lines[C.CLAIM_ID], set(f[C.CLAIM_ID].dropna()))  # flagged claims' lines
-        claim_rows = _claims_row_map(lines, flagged)
-        _worklist_sheet(wb, f.assign(status=carried.status), lines, flagged, summary.as_of, source_file_column)
+        flagged = in_set(lines[C.CLAIM_ID], flagged_claims(f))
+        sub = lines if flagged.all() else lines[flagged]  # the flagged claims' lines, taken once for every sheet
+        claim_rows = _claims_rows(sub, f)
+        _worklist_sheet(wb, f.assign(status=carried.status), sub, summary.as_of, source_file_column)
         _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels, carried)
-        _claims_sheet(wb, lines, flagged, f, source_file_column, labels)
+        _claims_sheet(wb, sub, f, source_file_column, labels)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
         _review_state_sheet(wb, ids, carried)
@@ -642,11 +656,19 @@ def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
-def _claims_row_map(lines: pd.DataFrame, flagged: np.ndarray) -> dict:
-    """(source file, source row) -> row number on the Claims sheet, for the ``flagged`` lines."""
-    rows = lines[C.SOURCE_ROW].to_numpy()[flagged].tolist()  # only the columns it needs, not every line's
-    files = lines["source_file"].to_numpy()[flagged].tolist() if "source_file" in lines else [""] * len(rows)
-    return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, rows, strict=True))}
+def _claims_rows(sub: pd.DataFrame, findings: pd.DataFrame) -> np.ndarray:
+    """Each finding's row on the Claims sheet (the line of its source file and row among the flagged
+    claims' lines ``sub``; the last one where two match), 0 for none: one index lookup, no key per line."""
+    def key(frame: pd.DataFrame) -> pd.MultiIndex:
+        files = frame["source_file"].astype(object) if "source_file" in frame else pd.Series("", index=frame.index)
+        return pd.MultiIndex.from_arrays([files.to_numpy(object), frame[C.SOURCE_ROW].astype(object).to_numpy()])
+
+    if not len(sub) or not len(findings):
+        return np.zeros(len(findings), dtype=np.int64)
+    lines = key(sub)
+    last = ~lines.duplicated(keep="last")
+    at = lines[last].get_indexer(key(findings))
+    return np.where(at >= 0, np.flatnonzero(last)[at] + 2, 0)
 
 
 def exception_ids(findings: pd.DataFrame) -> list[str]:
@@ -744,6 +766,24 @@ def _claim_key(frame: pd.DataFrame, by_file: bool) -> pd.Series:
     return files + "\x1f" + claim
 
 
+def _joined_sets(groups: np.ndarray, values: pd.Series, n: int) -> list[str]:
+    """For each of ``n`` groups, its distinct ``values`` sorted and joined with ", " (the codes ``groups``
+    say each value's group). Each group's set is a row of bits, and only the distinct rows are joined: a
+    few hundred, where a set per group (thousands) costs a Python object each."""
+    codes, names = pd.factorize(values, sort=True)
+    if (codes < 0).any():  # a missing value: sets as they are
+        sets: list[set] = [set() for _ in range(n)]
+        for g, v in zip(groups.tolist(), values.tolist(), strict=True):
+            sets[g].add(v)
+        return [", ".join(sorted(x)) for x in sets]
+    names = np.asarray(names.astype(object))
+    bits = np.zeros((n, -(-len(names) // 8)), dtype=np.uint8)
+    np.bitwise_or.at(bits, (groups, codes // 8), (1 << (codes % 8)).astype(np.uint8))
+    distinct, inverse = np.unique(bits, axis=0, return_inverse=True)
+    texts = [", ".join(names[np.flatnonzero(np.unpackbits(row, bitorder="little"))]) for row in distinct]
+    return [texts[i] for i in inverse.reshape(-1).tolist()]
+
+
 def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.DataFrame:
     """One row per flagged claim, in the order to work them: worst severity, then the largest charges at
     risk, then the oldest date of service. ``findings`` in sheet order; ``first_row``: the position of
@@ -767,10 +807,7 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
         out[k] = findings[k].to_numpy()[first]
     out[C.PAYER] = findings[C.PAYER].to_numpy()[first]
     out["first_problem"] = findings["message"].to_numpy()[first]
-    rules: list[set] = [set() for _ in range(len(uniques))]  # a plain pass: a Python function per group costs more
-    for c, rule in zip(codes.tolist(), f["rule"].tolist(), strict=True):
-        rules[c].add(rule)
-    out["rules"] = [", ".join(sorted(r)) for r in rules]
+    out["rules"] = _joined_sets(codes, f["rule"], len(uniques))
     at = pd.Index(uniques).get_indexer(_claim_key(lines, by_file))
     mine = at >= 0
     per_claim = pd.DataFrame({"c": at[mine], "charge": lines[C.CHARGE].to_numpy()[mine],
@@ -788,22 +825,23 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
     return out
 
 
-def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, flagged: np.ndarray, as_of: str,
-                    source_file_column: bool) -> None:
+def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, as_of: str, source_file_column: bool) -> None:
+    """``lines``: the flagged claims' lines."""
     ws = wb.create_sheet("Worklist")
     headers = (("Source File",) if source_file_column else ()) + WORKLIST_HEADERS
     wanted = [c for c in ("source_file", C.CLAIM_ID, C.CHARGE, C.SERVICE_DATE) if c in lines]
-    w = worklist(findings, lines.loc[flagged, wanted] if len(lines) else lines, as_of)
+    w = worklist(findings, lines[wanted], as_of)
     n = len(w)
     link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     money = _proto(ws, number_format=MONEY_FORMAT)
     severity = w["severity"].astype(str).tolist()
-    rows = (w["first_row"].astype("int64") + 2).tolist()
+    rows = pc.cast(pa.array(w["first_row"].to_numpy(np.int64) + 2), pa.string())
     columns = [
         Column(list(range(1, n + 1))),
         Column(_text_values(ws, w[C.CLAIM_ID]).values, [link] * n,
-               {i: Link(f"'Exceptions'!A{r}", "Go to the claim's first exception") for i, r in enumerate(rows)}),
+               Links(np.arange(n), pc.binary_join_element_wise("'Exceptions'!A", rows, ""),
+                     "Go to the claim's first exception")),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, w["rules"]),
         _other_values(ws, w["exceptions"]), _text_values(ws, w["first_problem"]),
         _other_values(ws, w["at_risk"], True, money), _text_values(ws, w[C.PAYER]),
@@ -829,9 +867,10 @@ def _stream_fitted(ws, headers, columns: list[Column], freeze: str = "A2") -> No
     stream_rows(ws, _header_cells(ws, headers), columns if columns and len(columns[0]) else [], heights)
 
 
-def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
+def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: np.ndarray, source_file_column: bool,
                       ids: list[str] | None = None, labels: dict[str, str] | None = None,
                       carried: review.Carried | None = None) -> None:
+    """``findings`` in sheet order; ``claim_rows``: each one's row on the Claims sheet (see _claims_rows)."""
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
     n = len(findings)
@@ -846,18 +885,17 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         _stream_fitted(ws, headers, [Column([]) for _ in headers])
         return
     link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
-    f = in_sheet_order(findings)
-    files = f["source_file"].tolist() if "source_file" in f else [""] * n
-    ids, id_styles, links = (exception_ids(f) if ids is None else ids), [None] * n, {}
-    for i, (src, srow) in enumerate(zip(files, f[C.SOURCE_ROW], strict=True)):
-        target = claim_rows.get((src, srow))
-        if target:
-            id_styles[i] = link
-            links[i] = Link(f"'Claims'!A{target}", "Go to the claim's lines")
+    f = findings
+    ids = exception_ids(f) if ids is None else ids
+    linked = claim_rows > 0
+    id_styles = np.full(n, None, dtype=object)
+    id_styles[linked] = link
+    links = Links(np.flatnonzero(linked), pc.binary_join_element_wise(
+        "'Claims'!A", pc.cast(pa.array(claim_rows[linked]), pa.string()), ""), "Go to the claim's lines")
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     severity = f["severity"].tolist()
     columns = [
-        Column(ids, id_styles, links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
+        Column(ids, id_styles.tolist(), links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
         _other_values(ws, f[C.SOURCE_ROW]), _text_values(ws, f[C.PATIENT_ID]),
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, show_fields(f["field"], labels)),
@@ -865,7 +903,7 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         *_disposition_columns(ws, carried, n),
     ]
     if source_file_column:
-        columns.insert(0, _text_values(ws, pd.Series(files)))
+        columns.insert(0, _text_values(ws, pd.Series(f["source_file"].tolist() if "source_file" in f else [""] * n)))
     _stream_fitted(ws, headers, columns)
 
 
@@ -904,9 +942,9 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         _text_values(ws, pd.Series([""] * n + gone["notes"].tolist(), dtype=object))])
 
 
-def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: bool,
+def _claims_sheet(wb, sub: pd.DataFrame, findings, source_file_column: bool,
                   labels: dict[str, str] | None = None) -> None:
-    """The flagged claims' lines, one column per thing a reviewer reads (modifiers and diagnoses each
+    """The flagged claims' lines (``sub``), one column per thing a reviewer reads (modifiers and diagnoses each
     in one column), headed as the input file headed them; the cells a finding points at highlighted."""
     ws = wb.create_sheet("Claims")
     labels = labels or C.LABELS
@@ -927,7 +965,6 @@ def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: 
     if len(headers) < len(keys):  # two columns the file headed alike: the display names instead
         headers = [C.LABELS.get(k, "Source File" if k == "source_file" else
                                 C.LABELS[MODIFIER_GROUP[0]] if k == "modifiers" else C.LABELS[DX_GROUP[0]]) for k in keys]
-    sub = lines[flagged]
     if sub.empty:
         _stream_fitted(ws, headers, [Column([]) for _ in headers], freeze="C2")
         return

@@ -48,6 +48,16 @@ class Link(NamedTuple):
     tooltip: str | None = None
 
 
+class Links(NamedTuple):
+    """Links within the workbook from many cells of one column, as arrays (no Python object per link):
+    ``rows`` the row positions, each once; ``locations`` each one's place (a text array, no nulls);
+    ``tooltip`` the tooltip of them all."""
+
+    rows: np.ndarray
+    locations: pa.Array
+    tooltip: str | None = None
+
+
 class Column:
     """One column of a sheet's body.
 
@@ -55,13 +65,13 @@ class Column:
     or a pyarrow array (a null is no cell; a text array is written without a Python object per row).
     ``styles``: None, or per row None (the value's own style) or a prototype cell whose style the
     cell takes. ``links``: row position -> a ``Link`` for that cell (or an openpyxl Hyperlink; one with
-    an external target is written by openpyxl, with its relationship). ``longest``: the most characters
+    an external target is written by openpyxl, with its relationship), or ``Links``. ``longest``: the most characters
     a cell of the column shows, when the caller knows it (for the column's width).
     """
 
     __slots__ = ("values", "styles", "links", "longest")
 
-    def __init__(self, values: list, styles: list | None = None, links: dict | None = None):
+    def __init__(self, values: list, styles: list | None = None, links: "dict | Links | None" = None):
         if styles is not None and len(styles) != len(values):
             raise ValueError("one style per value")
         self.values, self.styles, self.links = values, styles, links
@@ -368,19 +378,26 @@ def stream_rows(ws, header: list, columns: list[Column], heights=None, header_he
         parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
         attrs = "" if row_attrs is None else row_attrs[start:stop]
         _write_chunk(deflater, pc.binary_join_element_wise('<row r="', numbers, '"', attrs, ">", *parts, "</row>", ""))
-    internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
+    internal = []  # links within the workbook, column by column: their XML is written here, not by openpyxl
     for j, col in enumerate(columns):
+        if isinstance(col.links, Links):
+            if len(col.links.rows):
+                internal.append(_many_links_xml(letters[j], col.links))
+            continue
+        mine = []
         for i in sorted(col.links or ()):
             link = col.links[i]
             if getattr(link, "target", None):  # an external link: openpyxl adds its relationship
                 cells.link(f"{letters[j]}{i + 2}", link)
             else:
-                internal.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+                mine.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+        if mine:
+            internal.append(_links_xml(mine))
     if internal:
         ws._hyperlinks.append(Hyperlink(ref="A1", location=_MARK))  # where the list goes among the links
     ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
     ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
-    head, tail = _parts(Path(ws._writer.out), _links_xml(internal) if internal else None)
+    head, tail = _parts(Path(ws._writer.out), b"".join(internal) if internal else None)
     if head != fed:
         raise RuntimeError("the sheet's top changed while its rows were written")
     deflater.write(tail)
@@ -438,6 +455,19 @@ def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
     parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations),
                                         '"', pc.fill_null(tips, ""), "/>", "")
     return _NOT_XML.sub("\ufffd", "".join(parts.to_pylist())).encode()
+
+
+def _many_links_xml(letter: str, links: Links) -> bytes:
+    """``_links_xml`` of a column's ``Links``, in row order, vectorised."""
+    order = np.argsort(links.rows, kind="stable")
+    refs = pc.binary_join_element_wise(letter, pc.cast(pa.array(np.asarray(links.rows)[order] + 2), pa.string()), "")
+    locations = links.locations.take(pa.array(order))
+    tip = "" if links.tooltip is None else f' tooltip="{_attr(links.tooltip)}"'
+    parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations), '"', tip,
+                                        "/>", "")
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    return _NOT_XML.sub("\ufffd", _data_bytes(parts).tobytes().decode()).encode()
 
 
 def _attrs(texts: pa.Array) -> pa.Array:
