@@ -282,10 +282,11 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
         _summary_sheet(wb, sections if sections is not None else summary_sections(summary, generated_at))
         flagged = in_set(lines[C.CLAIM_ID], flagged_claims(f))
         sub = lines if flagged.all() else lines[flagged]  # the flagged claims' lines, taken once for every sheet
-        claim_rows = _claims_rows(sub, f)
+        codes = _line_codes(sub, f)
+        claim_rows = _claims_rows(*codes)
         _worklist_sheet(wb, f.assign(status=carried.status), sub, summary.as_of, source_file_column)
         _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels, carried)
-        _claims_sheet(wb, sub, f, source_file_column, labels)
+        _claims_sheet(wb, sub, f, codes, source_file_column, labels)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
         _review_state_sheet(wb, ids, carried)
@@ -656,19 +657,28 @@ def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
-def _claims_rows(sub: pd.DataFrame, findings: pd.DataFrame) -> np.ndarray:
-    """Each finding's row on the Claims sheet (the line of its source file and row among the flagged
-    claims' lines ``sub``; the last one where two match), 0 for none: one index lookup, no key per line."""
+def _line_codes(sub: pd.DataFrame, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A code for the (source file, source row) of each flagged line ``sub`` and of each finding: the same
+    code, the same line; -1 for a finding on none of them. One index lookup each, no key object per line."""
     def key(frame: pd.DataFrame) -> pd.MultiIndex:
         files = frame["source_file"].astype(object) if "source_file" in frame else pd.Series("", index=frame.index)
         return pd.MultiIndex.from_arrays([files.to_numpy(object), frame[C.SOURCE_ROW].astype(object).to_numpy()])
 
     if not len(sub) or not len(findings):
-        return np.zeros(len(findings), dtype=np.int64)
+        return np.full(len(sub), -1, dtype=np.int64), np.full(len(findings), -1, dtype=np.int64)
     lines = key(sub)
-    last = ~lines.duplicated(keep="last")
-    at = lines[last].get_indexer(key(findings))
-    return np.where(at >= 0, np.flatnonzero(last)[at] + 2, 0)
+    distinct = lines.unique()
+    return distinct.get_indexer(lines), distinct.get_indexer(key(findings))
+
+
+def _claims_rows(line_codes: np.ndarray, finding_codes: np.ndarray) -> np.ndarray:
+    """Each finding's row on the Claims sheet (its line among the flagged lines; the last where two are
+    alike), 0 for none (codes: see _line_codes)."""
+    last = np.full(int(line_codes.max(initial=-1)) + 1, -1, dtype=np.int64)
+    np.maximum.at(last, line_codes, np.arange(len(line_codes)))
+    found = finding_codes >= 0
+    return np.where(found, last[np.where(found, finding_codes, 0)] + 2, 0) if len(last) else np.zeros(
+        len(finding_codes), dtype=np.int64)
 
 
 def exception_ids(findings: pd.DataFrame) -> list[str]:
@@ -739,19 +749,25 @@ def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) 
         col = Column([None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()])
         col.longest = 10 if s.notna().any() else 0
         return col
-    if pd.api.types.is_bool_dtype(s):
-        col = Column(["Y" if v is True else None for v in s.astype(object).tolist()])
+    if pd.api.types.is_bool_dtype(s):  # "Y" where true: a text array, no object per row
+        col = Column(pc.if_else(pa.array(s.to_numpy(dtype=bool, na_value=False)), "Y", pa.scalar(None, pa.string())))
         col.longest = 1
         return col
     if pd.api.types.is_numeric_dtype(s):
         f = s.astype(float).to_numpy()
-        extremes = [v for v in (np.nanmin(f), np.nanmax(f)) if v == v] if len(f) and not np.isnan(f).all() else []
-        if money:
-            out = [None if v != v else float(v) for v in f]
-            col = Column(out, [None if v is None else proto_money for v in out])
+        missing = np.isnan(f)
+        extremes = [v for v in (np.nanmin(f), np.nanmax(f)) if v == v] if len(f) and not missing.all() else []
+        if money:  # an Arrow array of the amounts (xlsxrows writes whole cents without a Python float each)
+            styles = np.full(len(f), proto_money, dtype=object)
+            styles[missing] = None
+            col = Column(pa.array(f, mask=missing), styles.tolist())
             col.longest = max((len(f"{v:,.2f}") + 1 for v in extremes), default=0)
             return col
-        col = Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
+        whole = np.where(missing, 0.0, f)
+        if (np.abs(whole) < 2.0**53).all() and (whole == np.round(whole)).all():  # whole numbers: an int64 array
+            col = Column(pa.array(whole.astype(np.int64), mask=missing))
+        else:
+            col = Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
         col.longest = max((len(str(int(v)) if float(v).is_integer() else str(v)) for v in extremes), default=0)
         return col
     return Column([_value(ws, v) for v in s.tolist()])
@@ -930,7 +946,7 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         own = lambda values: Column(pa.array([v or None for v in values], type=pa.string()))  # noqa: E731
         stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
             own(ids), own(carried.claim_hash), _text_values(ws, pd.Series(carried.status, dtype=object)),
-            own(carried.since), Column(["yes"] * n), Column([None] * n), Column([None] * n)])
+            own(carried.since), Column(["yes"] * n), Column(pa.nulls(n, pa.string())), Column(pa.nulls(n, pa.string()))])
         return
     stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
         _text_values(ws, pd.Series([*ids, *gone["exception_id"]], dtype=object)),
@@ -942,10 +958,11 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         _text_values(ws, pd.Series([""] * n + gone["notes"].tolist(), dtype=object))])
 
 
-def _claims_sheet(wb, sub: pd.DataFrame, findings, source_file_column: bool,
+def _claims_sheet(wb, sub: pd.DataFrame, findings, codes: tuple[np.ndarray, np.ndarray], source_file_column: bool,
                   labels: dict[str, str] | None = None) -> None:
     """The flagged claims' lines (``sub``), one column per thing a reviewer reads (modifiers and diagnoses each
-    in one column), headed as the input file headed them; the cells a finding points at highlighted."""
+    in one column), headed as the input file headed them; the cells a finding points at highlighted (``codes``:
+    the lines' and the findings' codes, see _line_codes)."""
     ws = wb.create_sheet("Claims")
     labels = labels or C.LABELS
     keys = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
@@ -968,12 +985,7 @@ def _claims_sheet(wb, sub: pd.DataFrame, findings, source_file_column: bool,
     if sub.empty:
         _stream_fitted(ws, headers, [Column([]) for _ in headers], freeze="C2")
         return
-    files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
-    hot = pd.DataFrame({"src": files.to_numpy(), "row": findings[C.SOURCE_ROW].to_numpy(),
-                        "col": findings["field"].astype(str).str.split(", ").to_numpy()}).explode("col")
-    hot["col"] = hot["col"].map(lambda c: _GROUP_OF.get(c, c))
-    sub_files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
-    row_keys = pd.MultiIndex.from_arrays([sub_files.to_numpy(), sub[C.SOURCE_ROW].to_numpy()])
+    hot = _hot_lines(findings, codes[1])
     money_proto = _proto(ws, number_format=MONEY_FORMAT)
     hot_protos = {}
     columns = []
@@ -986,15 +998,26 @@ def _claims_sheet(wb, sub: pd.DataFrame, findings, source_file_column: bool,
                 out = _text_values(ws, values)
             else:
                 out = _other_values(ws, values, col == C.CHARGE, money_proto)
-        marks = hot[hot["col"] == col]
-        if len(marks):
-            on = row_keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
+        if col in hot:
             styles = out.styles or [None] * len(out)
-            for i in np.flatnonzero(on):
-                styles[i] = _highlight(ws, out.values[i], styles[i], hot_protos)
+            arrow = isinstance(out.values, pa.Array | pa.ChunkedArray)  # never a date or a cell: no value needed
+            for i in np.flatnonzero(np.isin(codes[0], hot[col])).tolist():
+                styles[i] = _highlight(ws, None if arrow else out.values[i], styles[i], hot_protos)
             out.styles = styles
         columns.append(out)
     _stream_fitted(ws, headers, columns, freeze=f"{get_column_letter(3 if source_file_column else 2)}2")
+
+
+def _hot_lines(findings: pd.DataFrame, finding_codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Claims sheet column -> the codes of the lines (see _line_codes) where a finding points at it: each
+    finding's Field names split in Arrow (no list per finding), a modifier or diagnosis as its group's column."""
+    fields = pa.array(findings["field"].astype(str).array, type=pa.string(), from_pandas=True)
+    parts = pc.split_pattern(fields, ", ")
+    names = pd.Series(pc.list_flatten(parts).to_numpy(zero_copy_only=False), dtype=object)
+    line = finding_codes[pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)]
+    names, line = names[line >= 0], line[line >= 0]
+    cols, distinct = pd.factorize(names.map({n: _GROUP_OF.get(n, n) for n in names.unique()}))
+    return {name: line[cols == k] for k, name in enumerate(distinct)}
 
 
 def _joined(frame: pd.DataFrame, group) -> pd.Series:

@@ -271,6 +271,9 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
             style = _style_attrs(cells, col.styles[start:stop])
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
+    if arr is not None and pa.types.is_float64(arr.type) and isinstance(values, pa.Array | pa.ChunkedArray):
+        style = _style_attrs(cells, col.styles[start:stop]) if col.styles is not None else ""
+        return _int_cells(f'<c r="{letter}', numbers, _float_text(arr), style)  # a float array: no object per row
     if isinstance(values, pa.Array | pa.ChunkedArray):  # not text or whole numbers: their Python values
         col, start, stop = Column(values.to_pylist(), col.styles[start:stop] if col.styles else None), 0, stop - start
     xml = _column_xml(cells, letter, col, start, stop, start + 2)
@@ -278,6 +281,43 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
         return pa.array(xml, type=pa.string())
     except UnicodeEncodeError:  # a lone surrogate (a damaged legacy file), replaced as _write would
         return pa.array([_NOT_XML.sub("\ufffd", x) for x in xml], type=pa.string())
+
+
+_POW10 = np.array([10.0**n for n in range(-2, 14)])  # 0.01 .. 1e13 (as doubles: each the first at or above)
+# The unit of the 16th significant digit in cents, for a value with 10**e as its leading digit (e = -3 .. 12).
+_UNIT = np.array([np.longdouble(10) ** (e - 13) for e in range(-3, 13)], dtype=np.longdouble)
+
+
+def _float_text(arr: pa.Array) -> pa.Array:
+    """Each float as ``_number`` writes it (``%.16g``), vectorised for amounts of whole cents: where the float
+    is within half a unit of its 16th digit of the cents it is nearest (the error found exactly, in extended
+    precision), ``%.16g`` prints those cents; any other value is formatted one at a time."""
+    v = arr.to_numpy(zero_copy_only=False)  # a null is NaN
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    size = np.abs(np.where(valid & np.isfinite(v), v, 0.0))
+    fast = valid & np.isfinite(v) & (size < 1e13)
+    if np.finfo(np.longdouble).nmant >= 63:  # 53 bits times 100's 7 bits: exact
+        scaled = size.astype(np.longdouble) * 100
+        cents = np.round(scaled)
+        err = np.abs(scaled - cents)  # |v - cents/100| * 100, exact
+        unit = _UNIT[np.minimum(np.searchsorted(_POW10, size, side="right"), len(_UNIT) - 1)]  # at floor(log10 |v|): the 16th digit's, in cents
+        fast &= np.where(cents == 0, (err == 0) & (v == 0) & ~np.signbit(v), (size >= 0.01) & (err * 2 < unit * 0.99))
+    else:
+        fast[:] = False
+        cents = np.zeros(len(v))
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.where(fast, cents, 0).astype(np.int64)), pa.string()), 3, "0")
+    text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(digits, 0, -2), pc.utf8_slice_codeunits(digits, -2),
+                                       ".")  # "1234.50", "0.05"
+    text = pc.utf8_rtrim(pc.utf8_rtrim(text, "0"), ".")  # "1234.5", "1000"
+    if (v < 0).any():
+        text = pc.if_else(pa.array(v < 0), pc.binary_join_element_wise("-", text, ""), text)
+    slow = np.flatnonzero(valid & ~fast)
+    if len(slow):
+        others = pa.array([_number(x) for x in v[slow].tolist()], type=pa.string())
+        at = np.full(len(v), -1, dtype=np.int64)
+        at[slow] = np.arange(len(slow))
+        text = pc.if_else(pa.array(fast), text, others.take(pa.array(np.maximum(at, 0))))
+    return pc.if_else(pa.array(valid), text, pa.scalar(None, pa.string()))
 
 
 def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
