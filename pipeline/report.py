@@ -34,7 +34,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from pipeline import review
 from pipeline.errors import OutputError
 from pipeline.review import STATUSES
-from pipeline.xlsxrows import Column, Links, stream_rows
+from pipeline.xlsxrows import Column, Links, holds_odd_text, stream_rows, text_layout
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
 
@@ -706,10 +706,30 @@ def _quoted(ws, proto=None):
     return cell
 
 
-def _risky(t: pd.Series) -> np.ndarray:
-    """Text a spreadsheet would read as a formula or an error value."""
-    return (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
-            | t.isin(_ERROR_VALUES).to_numpy(bool))
+_FORMULA_BYTES = np.frombuffer("".join(_FORMULA_START).encode(), dtype=np.uint8)
+
+
+def _risky(t: pd.Series, first: np.ndarray | None = None) -> np.ndarray:
+    """Text a spreadsheet would read as a formula or an error value. ``first``: each text's first byte,
+    when known (see xlsxrows.text_layout): the characters looked for are ASCII, and every error value
+    starts with '#'."""
+    if first is None:
+        return (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
+                | t.isin(_ERROR_VALUES).to_numpy(bool))
+    risky = np.isin(first, _FORMULA_BYTES)
+    if (first == ord("#")).any():
+        risky |= t.isin(_ERROR_VALUES).to_numpy(bool)
+    return risky
+
+
+def _arrow_text(t: pd.Series) -> pa.Array | None:
+    """The text of a str Series as one Arrow string array, or None when it is not Arrow-backed."""
+    if not hasattr(t.array, "__arrow_array__"):
+        return None
+    arr = pa.array(t.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
 
 
 def _text_values(ws, values, proto=None) -> Column:
@@ -717,22 +737,29 @@ def _text_values(ws, values, proto=None) -> Column:
 
     Blank -> no cell; control characters replaced; over-long text truncated; text that a spreadsheet
     would take for a formula or an error value gets a quote prefix; with ``proto`` every non-blank
-    value carries that cell's style.
+    value carries that cell's style. The regex passes run only where a pass over the bytes finds
+    something for them.
     """
     s = pd.Series(values, copy=False)
     if not len(s):
         return Column([])
     t = s.astype("str")
-    t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
-    long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
-    if long.any():
-        t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
+    arrow = _arrow_text(t)
+    if arrow is None or holds_odd_text(arrow):
+        t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
+        arrow = _arrow_text(t)
+    lengths, first = text_layout(arrow) if arrow is not None else (None, None)
+    if lengths is None or (len(lengths) and lengths.max() > MAX_CELL):  # bytes >= characters
+        long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
+        if long.any():
+            t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
+            first = None
     blank = (t.isna() | (t == "")).to_numpy(bool)
-    text = pa.array(t.array)
+    text = pa.array(t.array)  # as pandas holds it (chunked or not: _wrap_styles reads the two apart)
     if blank.any():
         text = pc.if_else(pa.array(blank), pa.scalar(None, text.type), text)
     styles = None if proto is None else [None if b else proto for b in blank.tolist()]
-    risky = np.flatnonzero(_risky(t) & ~blank)
+    risky = np.flatnonzero(_risky(t, first) & ~blank)
     if len(risky):
         quoted = _quoted(ws, proto)
         styles = styles or [None] * len(blank)

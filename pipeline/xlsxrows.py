@@ -364,16 +364,39 @@ def _below_1e16(arr: pa.Array) -> bool:
     return lo.as_py() is None or (-(10**16) < lo.as_py() and hi.as_py() < 10**16)
 
 
+def _odd_bytes(data: np.ndarray) -> bool:
+    """UTF-8 bytes hold a character XML 1.0 does not allow: a control character, U+FFFE or U+FFFF."""
+    lead = np.flatnonzero(data == 0xEF)  # U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8
+    lead = lead[lead + 2 < len(data)]
+    low = data[data < 32]
+    return bool(_CONTROL_BYTES[low].any() or (
+        (data[lead + 1] == 0xBF) & ((data[lead + 2] == 0xBE) | (data[lead + 2] == 0xBF))).any())
+
+
+def holds_odd_text(text: pa.Array) -> bool:
+    """A string array holds a character XML 1.0 does not allow (one numpy pass over its bytes)."""
+    return _odd_bytes(_data_bytes(text))
+
+
+def text_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's byte lengths and first bytes (0 for an empty or null text), without a Python str each."""
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(text.buffers()[1], dtype=width, count=len(text) + 1,
+                            offset=text.offset * np.dtype(width).itemsize).astype(np.int64)
+    lengths = np.diff(offsets)
+    if text.null_count:
+        lengths[~text.is_valid().to_numpy(zero_copy_only=False)] = 0
+    first = np.zeros(len(text), dtype=np.uint8)
+    some = lengths > 0
+    first[some] = _data_bytes(text)[offsets[:-1][some] - offsets[0]]
+    return lengths, first
+
+
 def _write_chunk(out, rows: pa.Array) -> None:
     """A chunk of rows' XML (a string array) to ``out``; characters XML 1.0 does not allow become U+FFFD
     (markup never holds them; text values may)."""
     data = _data_bytes(rows)
-    lead = np.flatnonzero(data == 0xEF)  # U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8
-    lead = lead[lead + 2 < len(data)]
-    low = data[data < 32]
-    odd = _CONTROL_BYTES[low].any() or bool(
-        ((data[lead + 1] == 0xBF) & ((data[lead + 2] == 0xBE) | (data[lead + 2] == 0xBF))).any())
-    if odd:
+    if _odd_bytes(data):
         _write(out, [data.tobytes().decode()])
     else:
         out.write(memoryview(data))
