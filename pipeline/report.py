@@ -748,7 +748,7 @@ def _text_values(ws, values, proto=None) -> Column:
     if arrow is None or holds_odd_text(arrow):
         t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
         arrow = _arrow_text(t)
-    lengths, first = text_layout(arrow) if arrow is not None else (None, None)
+    lengths, first, _ = text_layout(arrow) if arrow is not None else (None, None, None)
     if lengths is None or (len(lengths) and lengths.max() > MAX_CELL):  # bytes >= characters
         long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
         if long.any():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
@@ -198,10 +199,11 @@ def _column_xml(cells: _Cells, letter: str, col: Column, start: int, stop: int, 
 
 
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"))
-_ESCAPED_BYTES = np.zeros(256, dtype=bool)
-_ESCAPED_BYTES[[ord(raw) for raw, _ in _ESCAPES]] = True
 _CONTROL_BYTES = np.zeros(256, dtype=bool)  # the ASCII part of _NOT_XML
 _CONTROL_BYTES[[c for c in range(32) if c not in (9, 10, 13)]] = True
+# The ASCII bytes Arrow's utf8_trim_whitespace trims (asked of Arrow itself); a byte beyond ASCII is asked per text.
+_TRIMMED = np.zeros(256, dtype=bool)
+_TRIMMED[[c for c in range(1, 128) if pc.utf8_trim_whitespace(pa.array([chr(c)]))[0].as_py() == ""]] = True
 _PRESERVE = (' t="inlineStr"><is><t>', ' t="inlineStr"><is><t xml:space="preserve">')
 
 
@@ -221,13 +223,26 @@ def _text_cells(head: str, numbers: pa.Array, text: pa.Array, style) -> pa.Array
     cell. ``head``: '<c r="' and the column letter; ``numbers``: the row numbers, each with its closing
     quote; ``style``: "" or one style attribute per row; a null text is no cell, or an empty styled one."""
     body = text
-    present = _ESCAPED_BYTES[_data_bytes(text)]
-    if present.any():
-        for raw, ref in _ESCAPES:
+    data = _data_bytes(text).tobytes()
+    for raw, ref in _ESCAPES:  # only the characters present (bytes.__contains__: a fast scan each)
+        if raw.encode() in data:
             body = pc.replace_substring(body, raw, ref)
-    open_t = pc.if_else(pc.not_equal(pc.utf8_trim_whitespace(text), text), _PRESERVE[1], _PRESERVE[0])
+    open_t = pc.if_else(pa.array(_padded(text)), _PRESERVE[1], _PRESERVE[0])
     cell = pc.binary_join_element_wise(head, numbers, style, open_t, body, "</t></is></c>", "")
     return _or_blank(cell, text, head, numbers, style)
+
+
+def _padded(text: pa.Array) -> np.ndarray:
+    """Which texts start or end with whitespace (``text != text.strip()``, as Arrow's utf8_trim_whitespace
+    tells): from their first and last bytes, asking Arrow only of texts that start or end beyond ASCII."""
+    lengths, first, last = text_layout(text)
+    padded = _TRIMMED[first] | _TRIMMED[last]
+    unsure = np.flatnonzero((first >= 0x80) | (last >= 0x80))
+    if len(unsure):
+        some = text.take(pa.array(unsure))
+        padded[unsure] = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(some), some), False).to_numpy(
+            zero_copy_only=False)
+    return padded
 
 
 def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Array:
@@ -239,7 +254,9 @@ def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Arra
 
 def _or_blank(cell: pa.Array, values: pa.Array, head: str, numbers: pa.Array, style) -> pa.Array:
     """The cells, and where a value is null: no cell, or an empty cell that carries its row's style."""
-    if isinstance(style, str):
+    if isinstance(style, str) or not values.null_count:
+        return pc.fill_null(cell, "")
+    if not pc.any(pc.and_(pc.is_null(values), pc.not_equal(style, ""))).as_py():  # no blank carries a style
         return pc.fill_null(cell, "")
     empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
     return pc.if_else(pc.is_null(values), empty, cell)
@@ -322,15 +339,13 @@ def _float_text(arr: pa.Array) -> pa.Array:
 
 def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
     """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
-    told apart by identity in numpy and looked up once each, in the order they first appear (a new style
-    gets the next id: by address, the ids would change with where the cells happen to sit in memory)."""
-    keys = np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos))
-    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    attrs = [""] * len(first)
-    for k in np.argsort(first).tolist():
-        proto = protos[int(first[k])]
-        attrs[k] = "" if proto is None else cells.proto(proto)
-    return pa.array(attrs, type=pa.string()).take(pa.array(inverse.reshape(-1)))
+    told apart by identity (hashed, not sorted) and looked up once each, in the order they first appear
+    (a new style gets the next id: by address, the ids would change with where the cells sit in memory)."""
+    codes, _ = pd.factorize(np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos)))
+    seen = np.maximum.accumulate(codes)  # codes count up as new prototypes appear: where it grows, a first one
+    first = np.flatnonzero(np.concatenate([[True], seen[1:] > seen[:-1]])) if len(codes) else codes
+    attrs = ["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()]
+    return pa.array(attrs, type=pa.string()).take(pa.array(codes))
 
 
 def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
@@ -378,18 +393,21 @@ def holds_odd_text(text: pa.Array) -> bool:
     return _odd_bytes(_data_bytes(text))
 
 
-def text_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """A string array's byte lengths and first bytes (0 for an empty or null text), without a Python str each."""
+def text_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A string array's byte lengths, first bytes and last bytes (0 for an empty or null text), without a
+    Python str each."""
     width = np.int64 if pa.types.is_large_string(text.type) else np.int32
     offsets = np.frombuffer(text.buffers()[1], dtype=width, count=len(text) + 1,
                             offset=text.offset * np.dtype(width).itemsize).astype(np.int64)
     lengths = np.diff(offsets)
     if text.null_count:
         lengths[~text.is_valid().to_numpy(zero_copy_only=False)] = 0
-    first = np.zeros(len(text), dtype=np.uint8)
+    first, last = np.zeros(len(text), dtype=np.uint8), np.zeros(len(text), dtype=np.uint8)
     some = lengths > 0
-    first[some] = _data_bytes(text)[offsets[:-1][some] - offsets[0]]
-    return lengths, first
+    data = _data_bytes(text)
+    first[some] = data[offsets[:-1][some] - offsets[0]]
+    last[some] = data[offsets[1:][some] - 1 - offsets[0]]
+    return lengths, first, last
 
 
 def _write_chunk(out, rows: pa.Array) -> None:
