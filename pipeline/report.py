@@ -118,8 +118,8 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
               claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
               version: str, reference: dict | None = None) -> ScrubSummary:
     """Counts for one scrubbed file. The claim facts (``claims``) hold one row per claim id of ``lines``."""
-    err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
-    warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
+    err = flagged_claims(findings[(findings["severity"] == "error").to_numpy(bool)])
+    warn = flagged_claims(findings[(findings["severity"] == "warning").to_numpy(bool)]) - err
     if claims is not None and len(claims):
         g5133 = int(claims["in_scope"].to_numpy(bool).sum())
     else:
@@ -130,7 +130,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     if not partly and claims is not None:  # rules not checked on some claims (validate: CODE-001, HFS-033)
         flags = [claims[c].to_numpy(bool) for c in ("dx_not_judged", "lcd_unknown") if c in claims]
         if flags:
-            not_judged = set(claims.loc[np.logical_or.reduce(flags), C.CLAIM_ID].dropna())
+            not_judged = flagged_claims(claims[np.logical_or.reduce(flags)])
             partly = len(not_judged - err - warn)
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
@@ -636,12 +636,18 @@ def _wrap_styles(ws, col: Column, proto) -> Column:
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
 
 
+_SEVERITY_NAMES = pd.Index(list(_RANK_OF), dtype=object)
+_SEVERITY_RANKS = np.array(list(_RANK_OF.values()), dtype=np.int64)
+
+
 def _severity_rank(findings: pd.DataFrame) -> pd.Series:
-    """Each finding's severity rank (error first); a value that is no severity raises ValueError."""
-    rank = findings["severity"].map(_RANK_OF)
-    if rank.isna().any():
-        Severity(findings["severity"][rank.isna()].iloc[0])  # raises, naming the value
-    return rank
+    """Each finding's severity rank (error first); a value that is no severity raises ValueError. One hash
+    lookup of the column (a mapping calls Python per value)."""
+    at = _SEVERITY_NAMES.get_indexer(findings["severity"].astype(object))
+    if (at < 0).any():
+        Severity(findings["severity"][at < 0].iloc[0])  # raises, naming the value
+        return findings["severity"].map(_RANK_OF)
+    return pd.Series(_SEVERITY_RANKS[at], index=findings.index, name="severity")
 
 
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -682,9 +688,27 @@ def _claims_rows(line_codes: np.ndarray, finding_codes: np.ndarray) -> np.ndarra
 
 
 def exception_ids(findings: pd.DataFrame) -> list[str]:
-    """The stable id of every finding, in the frame's order."""
-    columns = (findings[col].tolist() for col in (C.CLAIM_ID, C.LINE_NO, "rule", "value"))  # lists iterate fast
-    return [exception_id(c, ln, r, v) for c, ln, r, v in zip(*columns, strict=True)]
+    """The stable id of every finding, in the frame's order (``exception_id`` of each: the keys joined in
+    Arrow, only the hash one at a time)."""
+    if not len(findings):
+        return []
+    keys = pc.binary_join_element_wise(*(_id_text(findings[col]) for col in (C.CLAIM_ID, C.LINE_NO, "rule", "value")),
+                                       "\x1f")
+    sha = hashlib.sha256
+    return [sha(k.encode()).hexdigest()[:12].upper() for k in keys.to_pylist()]
+
+
+def _id_text(values: pd.Series) -> pa.Array:
+    """A column's values as ``exception_id`` writes them into its key: the text, "" for a missing one."""
+    if pd.api.types.is_string_dtype(values.dtype) and hasattr(values.array, "__arrow_array__"):
+        text = pa.array(values.array)
+    elif pd.api.types.is_integer_dtype(values.dtype):  # str(int) is the decimal text Arrow writes
+        text = pc.cast(pa.array(values.array, from_pandas=True), pa.string())
+    else:
+        text = pa.array(["" if pd.isna(x) else str(x) for x in values.tolist()], type=pa.string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return pc.fill_null(text.cast(pa.string()), "")
 
 
 def _proto(ws, **style):
