@@ -34,7 +34,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from pipeline import review
 from pipeline.errors import OutputError
 from pipeline.review import STATUSES
-from pipeline.xlsxrows import Column, Links, holds_odd_text, stream_rows, text_layout
+from pipeline.xlsxrows import Column, Links, holds_odd_text, prototypes, stream_rows, text_layout
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
 
@@ -614,23 +614,24 @@ def _row_heights(columns: list[Column], widths: list[float], wrapped: list[int])
 
 def _wrap_styles(ws, col: Column, proto) -> Column:
     """``col`` with its non-blank cells wrapped; cells with a style of their own keep it, wrapped."""
-    styles = col.styles or [None] * len(col)
     values = col.values
     present = (pc.is_valid(values).to_numpy(zero_copy_only=False) if isinstance(values, pa.Array)
                else np.array([v is not None for v in values], dtype=bool))
-    cache = {}
-    out = []
-    for st, has in zip(styles, present.tolist(), strict=True):
+    out = np.full(len(col), None, dtype=object)  # set a style at a time: no Python pass per row
+    if not col.styles:
+        out[present] = proto
+        return Column(values, out.tolist(), col.links)
+    codes, first = prototypes(col.styles)
+    for k, i in enumerate(first):
+        st, rows = col.styles[i], codes == k
         if st is None:
-            out.append(proto if has else None)
+            out[rows & present] = proto
         else:
-            if id(st) not in cache:
-                cell = WriteOnlyCell(ws)
-                cell._style = copy(st._style)
-                cell.alignment = WRAP
-                cache[id(st)] = cell
-            out.append(cache[id(st)])
-    return Column(values, out, col.links)
+            cell = WriteOnlyCell(ws)
+            cell._style = copy(st._style)
+            cell.alignment = WRAP
+            out[rows] = cell
+    return Column(values, out.tolist(), col.links)
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
@@ -844,9 +845,13 @@ def _joined_sets(groups: np.ndarray, values: pd.Series, n: int) -> list[str]:
             sets[g].add(v)
         return [", ".join(sorted(x)) for x in sets]
     names = np.asarray(names.astype(object))
-    bits = np.zeros((n, -(-len(names) // 8)), dtype=np.uint8)
+    bits = np.zeros((n, -(-len(names) // 64) * 8), dtype=np.uint8)
     np.bitwise_or.at(bits, (groups, codes // 8), (1 << (codes % 8)).astype(np.uint8))
-    distinct, inverse = np.unique(bits, axis=0, return_inverse=True)
+    if bits.shape[1] == 8:  # up to 64 values: a row is one word, hashed (sorting rows costs more)
+        inverse, first = pd.factorize(bits.view(np.uint64).reshape(-1))
+        distinct = first.astype(np.uint64).reshape(-1, 1).view(np.uint8)
+    else:
+        distinct, inverse = np.unique(bits, axis=0, return_inverse=True)
     texts = [", ".join(names[np.flatnonzero(np.unpackbits(row, bitorder="little"))]) for row in distinct]
     return [texts[i] for i in inverse.reshape(-1).tolist()]
 

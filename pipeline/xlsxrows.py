@@ -341,11 +341,18 @@ def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
     """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
     told apart by identity (hashed, not sorted) and looked up once each, in the order they first appear
     (a new style gets the next id: by address, the ids would change with where the cells sit in memory)."""
-    codes, _ = pd.factorize(np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos)))
-    seen = np.maximum.accumulate(codes)  # codes count up as new prototypes appear: where it grows, a first one
-    first = np.flatnonzero(np.concatenate([[True], seen[1:] > seen[:-1]])) if len(codes) else codes
-    attrs = ["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()]
+    codes, first = prototypes(protos)
+    attrs = ["" if protos[i] is None else cells.proto(protos[i]) for i in first]
     return pa.array(attrs, type=pa.string()).take(pa.array(codes))
+
+
+def prototypes(protos: list) -> tuple[np.ndarray, list[int]]:
+    """The distinct objects of a list of prototype cells (None among them), told apart by identity: each
+    row's code, and where each code first appears (codes count up in that order)."""
+    codes, _ = pd.factorize(np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos)))
+    seen = np.maximum.accumulate(codes)  # where the running code grows: a first appearance
+    first = np.flatnonzero(np.concatenate([[True], seen[1:] > seen[:-1]])) if len(codes) else codes
+    return codes, first.tolist()
 
 
 def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
