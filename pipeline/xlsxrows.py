@@ -372,7 +372,7 @@ def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, a
         if date_style is None:
             date_style = cells.date_style[dt.date] = cells.style(WriteOnlyCell(cells.ws, value=first))
     if protos is None:
-        style = pa.array(np.where(valid, date_style, ""), type=pa.string()) if first is not None else ""
+        style = pc.if_else(pa.array(valid), date_style, "") if first is not None else ""
     else:
         attrs = {id(p): cells.proto(p) for p in protos if p is not None}
         style = pa.array([attrs[id(p)] if p is not None else date_style if ok else ""
