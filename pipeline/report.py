@@ -34,7 +34,7 @@ from openpyxl.worksheet.properties import PageSetupProperties
 from pipeline import review
 from pipeline.errors import OutputError
 from pipeline.review import STATUSES
-from pipeline.xlsxrows import Column, Link, stream_rows
+from pipeline.xlsxrows import Column, Links, holds_odd_text, prototypes, stream_rows, text_layout
 from schemas import columns as C
 from schemas.rules import CATALOG_VERSION, RULES, RULES_BY_ID, SEVERITY_RANK, Severity
 
@@ -118,8 +118,8 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
               claims: pd.DataFrame | None, not_checked: dict[str, str], as_of: str, run_id: str,
               version: str, reference: dict | None = None) -> ScrubSummary:
     """Counts for one scrubbed file. The claim facts (``claims``) hold one row per claim id of ``lines``."""
-    err = set(findings.loc[findings["severity"] == "error", C.CLAIM_ID].dropna())
-    warn = set(findings.loc[findings["severity"] == "warning", C.CLAIM_ID].dropna()) - err
+    err = flagged_claims(findings[(findings["severity"] == "error").to_numpy(bool)])
+    warn = flagged_claims(findings[(findings["severity"] == "warning").to_numpy(bool)]) - err
     if claims is not None and len(claims):
         g5133 = int(claims["in_scope"].to_numpy(bool).sum())
     else:
@@ -130,7 +130,7 @@ def summarize(file: str, sha256: str, rows_read: int, lines: pd.DataFrame, findi
     if not partly and claims is not None:  # rules not checked on some claims (validate: CODE-001, HFS-033)
         flags = [claims[c].to_numpy(bool) for c in ("dx_not_judged", "lcd_unknown") if c in claims]
         if flags:
-            not_judged = set(claims.loc[np.logical_or.reduce(flags), C.CLAIM_ID].dropna())
+            not_judged = flagged_claims(claims[np.logical_or.reduce(flags)])
             partly = len(not_judged - err - warn)
     charges = lines[C.CHARGE][in_set(lines[C.CLAIM_ID], err)].sum()  # one column, not every line's
     by_payer = findings.dropna(subset=[C.CLAIM_ID]).drop_duplicates(C.CLAIM_ID)[C.PAYER].fillna(
@@ -176,6 +176,18 @@ def show_fields(fields: pd.Series, labels: dict[str, str] | None = None) -> pd.S
 
     values = fields.astype(object).where(fields.notna(), "").astype(str)
     return values.map({v: one(v) for v in values.unique()})
+
+
+def flagged_claims(findings: pd.DataFrame) -> set:
+    """The claim ids the findings name (no missing one): a set built from the distinct ids, not from every
+    finding's (a Python object per row)."""
+    return set(findings[C.CLAIM_ID].dropna().unique().tolist())
+
+
+def flagged_lines(lines: pd.DataFrame, findings: pd.DataFrame) -> pd.DataFrame:
+    """The lines of the claims the findings name: all that the workbook and the claim hashes read of
+    ``lines``, taken once (a filter of every column costs tens of ms at 500k lines)."""
+    return lines[in_set(lines[C.CLAIM_ID], flagged_claims(findings))]
 
 
 def in_set(values: pd.Series, keys: set) -> np.ndarray:
@@ -255,7 +267,8 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
     exception ids in sheet order, when the caller has them already (see exception_ids); ``labels``: the
     reviewer's name of each column (``labels_for``); ``sections``: the Summary's sections, when the
     caller adds its own to ``summary_sections``; ``mode``: the file's permission bits; ``carried``: the
-    exceptions' dispositions (see review.carry_forward), else every one Open."""
+    exceptions' dispositions (see review.carry_forward), else every one Open. ``lines``: the file's lines,
+    or only the flagged claims' (``flagged_lines``): the workbook shows no others."""
     path = Path(path)
     labels = labels or C.LABELS
     if carried is None:
@@ -267,11 +280,13 @@ def build_workbook(path: Path, summary: ScrubSummary, lines: pd.DataFrame, findi
         wb = Workbook(write_only=True)
         f = in_sheet_order(findings)
         _summary_sheet(wb, sections if sections is not None else summary_sections(summary, generated_at))
-        flagged = in_set(lines[C.CLAIM_ID], set(f[C.CLAIM_ID].dropna()))  # flagged claims' lines
-        claim_rows = _claims_row_map(lines, flagged)
-        _worklist_sheet(wb, f.assign(status=carried.status), lines, flagged, summary.as_of, source_file_column)
+        flagged = in_set(lines[C.CLAIM_ID], flagged_claims(f))
+        sub = lines if flagged.all() else lines[flagged]  # the flagged claims' lines, taken once for every sheet
+        codes = _line_codes(sub, f)
+        claim_rows = _claims_rows(*codes)
+        _worklist_sheet(wb, f.assign(status=carried.status), sub, summary.as_of, source_file_column)
         _exceptions_sheet(wb, f, claim_rows, source_file_column, ids, labels, carried)
-        _claims_sheet(wb, lines, flagged, f, source_file_column, labels)
+        _claims_sheet(wb, sub, f, codes, source_file_column, labels)
         _ingest_sheet(wb, ingest_issues)
         _rules_sheet(wb)
         _review_state_sheet(wb, ids, carried)
@@ -664,34 +679,41 @@ def _row_heights(columns: list[Column], widths: list[float], wrapped: list[int])
 
 def _wrap_styles(ws, col: Column, proto) -> Column:
     """``col`` with its non-blank cells wrapped; cells with a style of their own keep it, wrapped."""
-    styles = col.styles or [None] * len(col)
     values = col.values
     present = (pc.is_valid(values).to_numpy(zero_copy_only=False) if isinstance(values, pa.Array)
                else np.array([v is not None for v in values], dtype=bool))
-    cache = {}
-    out = []
-    for st, has in zip(styles, present.tolist(), strict=True):
+    out = np.full(len(col), None, dtype=object)  # set a style at a time: no Python pass per row
+    if not col.styles:
+        out[present] = proto
+        return Column(values, out.tolist(), col.links)
+    codes, first = prototypes(col.styles)
+    for k, i in enumerate(first):
+        st, rows = col.styles[i], codes == k
         if st is None:
-            out.append(proto if has else None)
+            out[rows & present] = proto
         else:
-            if id(st) not in cache:
-                cell = WriteOnlyCell(ws)
-                cell._style = copy(st._style)
-                cell.alignment = WRAP
-                cache[id(st)] = cell
-            out.append(cache[id(st)])
-    return Column(values, out, col.links)
+            cell = WriteOnlyCell(ws)
+            cell._style = copy(st._style)
+            cell.alignment = WRAP
+            out[rows] = cell
+    return Column(values, out.tolist(), col.links)
 
 
 _RANK_OF = {s.value: rank for s, rank in SEVERITY_RANK.items()}
 
 
+_SEVERITY_NAMES = pd.Index(list(_RANK_OF), dtype=object)
+_SEVERITY_RANKS = np.array(list(_RANK_OF.values()), dtype=np.int64)
+
+
 def _severity_rank(findings: pd.DataFrame) -> pd.Series:
-    """Each finding's severity rank (error first); a value that is no severity raises ValueError."""
-    rank = findings["severity"].map(_RANK_OF)
-    if rank.isna().any():
-        Severity(findings["severity"][rank.isna()].iloc[0])  # raises, naming the value
-    return rank
+    """Each finding's severity rank (error first); a value that is no severity raises ValueError. One hash
+    lookup of the column (a mapping calls Python per value)."""
+    at = _SEVERITY_NAMES.get_indexer(findings["severity"].astype(object))
+    if (at < 0).any():
+        Severity(findings["severity"][at < 0].iloc[0])  # raises, naming the value
+        return findings["severity"].map(_RANK_OF)
+    return pd.Series(_SEVERITY_RANKS[at], index=findings.index, name="severity")
 
 
 def sort_findings(findings: pd.DataFrame) -> pd.DataFrame:
@@ -707,17 +729,52 @@ def in_sheet_order(findings: pd.DataFrame) -> pd.DataFrame:
     return findings if rank.is_monotonic_increasing else sort_findings(findings)
 
 
-def _claims_row_map(lines: pd.DataFrame, flagged: np.ndarray) -> dict:
-    """(source file, source row) -> row number on the Claims sheet, for the ``flagged`` lines."""
-    rows = lines[C.SOURCE_ROW].to_numpy()[flagged].tolist()  # only the columns it needs, not every line's
-    files = lines["source_file"].to_numpy()[flagged].tolist() if "source_file" in lines else [""] * len(rows)
-    return {(f, r): i + 2 for i, (f, r) in enumerate(zip(files, rows, strict=True))}
+def _line_codes(sub: pd.DataFrame, findings: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A code for the (source file, source row) of each flagged line ``sub`` and of each finding: the same
+    code, the same line; -1 for a finding on none of them. One index lookup each, no key object per line."""
+    def key(frame: pd.DataFrame) -> pd.MultiIndex:
+        files = frame["source_file"].astype(object) if "source_file" in frame else pd.Series("", index=frame.index)
+        return pd.MultiIndex.from_arrays([files.to_numpy(object), frame[C.SOURCE_ROW].astype(object).to_numpy()])
+
+    if not len(sub) or not len(findings):
+        return np.full(len(sub), -1, dtype=np.int64), np.full(len(findings), -1, dtype=np.int64)
+    lines = key(sub)
+    distinct = lines.unique()
+    return distinct.get_indexer(lines), distinct.get_indexer(key(findings))
+
+
+def _claims_rows(line_codes: np.ndarray, finding_codes: np.ndarray) -> np.ndarray:
+    """Each finding's row on the Claims sheet (its line among the flagged lines; the last where two are
+    alike), 0 for none (codes: see _line_codes)."""
+    last = np.full(int(line_codes.max(initial=-1)) + 1, -1, dtype=np.int64)
+    np.maximum.at(last, line_codes, np.arange(len(line_codes)))
+    found = finding_codes >= 0
+    return np.where(found, last[np.where(found, finding_codes, 0)] + 2, 0) if len(last) else np.zeros(
+        len(finding_codes), dtype=np.int64)
 
 
 def exception_ids(findings: pd.DataFrame) -> list[str]:
-    """The stable id of every finding, in the frame's order."""
-    columns = (findings[col].tolist() for col in (C.CLAIM_ID, C.LINE_NO, "rule", "value"))  # lists iterate fast
-    return [exception_id(c, ln, r, v) for c, ln, r, v in zip(*columns, strict=True)]
+    """The stable id of every finding, in the frame's order (``exception_id`` of each: the keys joined in
+    Arrow, only the hash one at a time)."""
+    if not len(findings):
+        return []
+    keys = pc.binary_join_element_wise(*(_id_text(findings[col]) for col in (C.CLAIM_ID, C.LINE_NO, "rule", "value")),
+                                       "\x1f")
+    sha = hashlib.sha256
+    return [sha(k.encode()).hexdigest()[:12].upper() for k in keys.to_pylist()]
+
+
+def _id_text(values: pd.Series) -> pa.Array:
+    """A column's values as ``exception_id`` writes them into its key: the text, "" for a missing one."""
+    if pd.api.types.is_string_dtype(values.dtype) and hasattr(values.array, "__arrow_array__"):
+        text = pa.array(values.array)
+    elif pd.api.types.is_integer_dtype(values.dtype):  # str(int) is the decimal text Arrow writes
+        text = pc.cast(pa.array(values.array, from_pandas=True), pa.string())
+    else:
+        text = pa.array(["" if pd.isna(x) else str(x) for x in values.tolist()], type=pa.string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    return pc.fill_null(text.cast(pa.string()), "")
 
 
 def _proto(ws, **style):
@@ -739,10 +796,30 @@ def _quoted(ws, proto=None):
     return cell
 
 
-def _risky(t: pd.Series) -> np.ndarray:
-    """Text a spreadsheet would read as a formula or an error value."""
-    return (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
-            | t.isin(_ERROR_VALUES).to_numpy(bool))
+_FORMULA_BYTES = np.frombuffer("".join(_FORMULA_START).encode(), dtype=np.uint8)
+
+
+def _risky(t: pd.Series, first: np.ndarray | None = None) -> np.ndarray:
+    """Text a spreadsheet would read as a formula or an error value. ``first``: each text's first byte,
+    when known (see xlsxrows.text_layout): the characters looked for are ASCII, and every error value
+    starts with '#'."""
+    if first is None:
+        return (t.str.match(_FORMULA_START_RE).fillna(False).to_numpy(bool)
+                | t.isin(_ERROR_VALUES).to_numpy(bool))
+    risky = np.isin(first, _FORMULA_BYTES)
+    if (first == ord("#")).any():
+        risky |= t.isin(_ERROR_VALUES).to_numpy(bool)
+    return risky
+
+
+def _arrow_text(t: pd.Series) -> pa.Array | None:
+    """The text of a str Series as one Arrow string array, or None when it is not Arrow-backed."""
+    if not hasattr(t.array, "__arrow_array__"):
+        return None
+    arr = pa.array(t.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
 
 
 def _text_values(ws, values, proto=None) -> Column:
@@ -750,22 +827,29 @@ def _text_values(ws, values, proto=None) -> Column:
 
     Blank -> no cell; control characters replaced; over-long text truncated; text that a spreadsheet
     would take for a formula or an error value gets a quote prefix; with ``proto`` every non-blank
-    value carries that cell's style.
+    value carries that cell's style. The regex passes run only where a pass over the bytes finds
+    something for them.
     """
     s = pd.Series(values, copy=False)
     if not len(s):
         return Column([])
     t = s.astype("str")
-    t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
-    long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
-    if long.any():
-        t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
+    arrow = _arrow_text(t)
+    if arrow is None or holds_odd_text(arrow):
+        t = t.str.replace(_ILLEGAL.pattern, "\ufffd", regex=True)
+        arrow = _arrow_text(t)
+    lengths, first, _ = text_layout(arrow) if arrow is not None else (None, None, None)
+    if lengths is None or (len(lengths) and lengths.max() > MAX_CELL):  # bytes >= characters
+        long = (t.str.len() > MAX_CELL).fillna(False).to_numpy(bool)
+        if long.any():
+            t = t.where(~long, t.str.slice(0, MAX_CELL - 20) + " [truncated]")
+            first = None
     blank = (t.isna() | (t == "")).to_numpy(bool)
-    text = pa.array(t.array)
+    text = pa.array(t.array)  # as pandas holds it (chunked or not: _wrap_styles reads the two apart)
     if blank.any():
         text = pc.if_else(pa.array(blank), pa.scalar(None, text.type), text)
     styles = None if proto is None else [None if b else proto for b in blank.tolist()]
-    risky = np.flatnonzero(_risky(t) & ~blank)
+    risky = np.flatnonzero(_risky(t, first) & ~blank)
     if len(risky):
         quoted = _quoted(ws, proto)
         styles = styles or [None] * len(blank)
@@ -782,19 +866,25 @@ def _other_values(ws, values: pd.Series, money: bool = False, proto_money=None) 
         col = Column([None if d is None or d != d else d for d in s.dt.date.astype(object).tolist()])
         col.longest = 10 if s.notna().any() else 0
         return col
-    if pd.api.types.is_bool_dtype(s):
-        col = Column(["Y" if v is True else None for v in s.astype(object).tolist()])
+    if pd.api.types.is_bool_dtype(s):  # "Y" where true: a text array, no object per row
+        col = Column(pc.if_else(pa.array(s.to_numpy(dtype=bool, na_value=False)), "Y", pa.scalar(None, pa.string())))
         col.longest = 1
         return col
     if pd.api.types.is_numeric_dtype(s):
         f = s.astype(float).to_numpy()
-        extremes = [v for v in (np.nanmin(f), np.nanmax(f)) if v == v] if len(f) and not np.isnan(f).all() else []
-        if money:
-            out = [None if v != v else float(v) for v in f]
-            col = Column(out, [None if v is None else proto_money for v in out])
+        missing = np.isnan(f)
+        extremes = [v for v in (np.nanmin(f), np.nanmax(f)) if v == v] if len(f) and not missing.all() else []
+        if money:  # an Arrow array of the amounts (xlsxrows writes whole cents without a Python float each)
+            styles = np.full(len(f), proto_money, dtype=object)
+            styles[missing] = None
+            col = Column(pa.array(f, mask=missing), styles.tolist())
             col.longest = max((len(f"{v:,.2f}") + 1 for v in extremes), default=0)
             return col
-        col = Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
+        whole = np.where(missing, 0.0, f)
+        if (np.abs(whole) < 2.0**53).all() and (whole == np.round(whole)).all():  # whole numbers: an int64 array
+            col = Column(pa.array(whole.astype(np.int64), mask=missing))
+        else:
+            col = Column([None if x != x else (int(x) if x.is_integer() else float(x)) for x in f])
         col.longest = max((len(str(int(v)) if float(v).is_integer() else str(v)) for v in extremes), default=0)
         return col
     return Column([_value(ws, v) for v in s.tolist()])
@@ -807,6 +897,28 @@ def _claim_key(frame: pd.DataFrame, by_file: bool) -> pd.Series:
         return claim
     files = frame["source_file"].astype("str") if "source_file" in frame else pd.Series("", index=frame.index)
     return files + "\x1f" + claim
+
+
+def _joined_sets(groups: np.ndarray, values: pd.Series, n: int) -> list[str]:
+    """For each of ``n`` groups, its distinct ``values`` sorted and joined with ", " (the codes ``groups``
+    say each value's group). Each group's set is a row of bits, and only the distinct rows are joined: a
+    few hundred, where a set per group (thousands) costs a Python object each."""
+    codes, names = pd.factorize(values, sort=True)
+    if (codes < 0).any():  # a missing value: sets as they are
+        sets: list[set] = [set() for _ in range(n)]
+        for g, v in zip(groups.tolist(), values.tolist(), strict=True):
+            sets[g].add(v)
+        return [", ".join(sorted(x)) for x in sets]
+    names = np.asarray(names.astype(object))
+    bits = np.zeros((n, -(-len(names) // 64) * 8), dtype=np.uint8)
+    np.bitwise_or.at(bits, (groups, codes // 8), (1 << (codes % 8)).astype(np.uint8))
+    if bits.shape[1] == 8:  # up to 64 values: a row is one word, hashed (sorting rows costs more)
+        inverse, first = pd.factorize(bits.view(np.uint64).reshape(-1))
+        distinct = first.astype(np.uint64).reshape(-1, 1).view(np.uint8)
+    else:
+        distinct, inverse = np.unique(bits, axis=0, return_inverse=True)
+    texts = [", ".join(names[np.flatnonzero(np.unpackbits(row, bitorder="little"))]) for row in distinct]
+    return [texts[i] for i in inverse.reshape(-1).tolist()]
 
 
 def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.DataFrame:
@@ -832,10 +944,7 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
         out[k] = findings[k].to_numpy()[first]
     out[C.PAYER] = findings[C.PAYER].to_numpy()[first]
     out["first_problem"] = findings["message"].to_numpy()[first]
-    rules: list[set] = [set() for _ in range(len(uniques))]  # a plain pass: a Python function per group costs more
-    for c, rule in zip(codes.tolist(), f["rule"].tolist(), strict=True):
-        rules[c].add(rule)
-    out["rules"] = [", ".join(sorted(r)) for r in rules]
+    out["rules"] = _joined_sets(codes, f["rule"], len(uniques))
     at = pd.Index(uniques).get_indexer(_claim_key(lines, by_file))
     mine = at >= 0
     per_claim = pd.DataFrame({"c": at[mine], "charge": lines[C.CHARGE].to_numpy()[mine],
@@ -853,22 +962,23 @@ def worklist(findings: pd.DataFrame, lines: pd.DataFrame, as_of: str) -> pd.Data
     return out
 
 
-def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, flagged: np.ndarray, as_of: str,
-                    source_file_column: bool) -> None:
+def _worklist_sheet(wb, findings: pd.DataFrame, lines: pd.DataFrame, as_of: str, source_file_column: bool) -> None:
+    """``lines``: the flagged claims' lines."""
     ws = wb.create_sheet("Worklist")
     headers = (("Source File",) if source_file_column else ()) + WORKLIST_HEADERS
     wanted = [c for c in ("source_file", C.CLAIM_ID, C.CHARGE, C.SERVICE_DATE) if c in lines]
-    w = worklist(findings, lines.loc[flagged, wanted] if len(lines) else lines, as_of)
+    w = worklist(findings, lines[wanted], as_of)
     n = len(w)
     link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     money = _proto(ws, number_format=MONEY_FORMAT)
     severity = w["severity"].astype(str).tolist()
-    rows = (w["first_row"].astype("int64") + 2).tolist()
+    rows = pc.cast(pa.array(w["first_row"].to_numpy(np.int64) + 2), pa.string())
     columns = [
         Column(list(range(1, n + 1))),
         Column(_text_values(ws, w[C.CLAIM_ID]).values, [link] * n,
-               {i: Link(f"'Exceptions'!A{r}", "Go to the claim's first exception") for i, r in enumerate(rows)}),
+               Links(np.arange(n), pc.binary_join_element_wise("'Exceptions'!A", rows, ""),
+                     "Go to the claim's first exception")),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, w["rules"]),
         _other_values(ws, w["exceptions"]), _text_values(ws, w["first_problem"]),
         _other_values(ws, w["at_risk"], True, money), _text_values(ws, w[C.PAYER]),
@@ -894,9 +1004,10 @@ def _stream_fitted(ws, headers, columns: list[Column], freeze: str = "A2") -> No
     stream_rows(ws, _header_cells(ws, headers), columns if columns and len(columns[0]) else [], heights)
 
 
-def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_column: bool,
+def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: np.ndarray, source_file_column: bool,
                       ids: list[str] | None = None, labels: dict[str, str] | None = None,
                       carried: review.Carried | None = None) -> None:
+    """``findings`` in sheet order; ``claim_rows``: each one's row on the Claims sheet (see _claims_rows)."""
     ws = wb.create_sheet("Exceptions")
     headers = (("Source File",) if source_file_column else ()) + EXCEPTION_HEADERS
     n = len(findings)
@@ -911,18 +1022,17 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         _stream_fitted(ws, headers, [Column([]) for _ in headers])
         return
     link = _proto(ws, font=Font(name=FONT, size=11, color="0563C1", underline="single"))
-    f = in_sheet_order(findings)
-    files = f["source_file"].tolist() if "source_file" in f else [""] * n
-    ids, id_styles, links = (exception_ids(f) if ids is None else ids), [None] * n, {}
-    for i, (src, srow) in enumerate(zip(files, f[C.SOURCE_ROW], strict=True)):
-        target = claim_rows.get((src, srow))
-        if target:
-            id_styles[i] = link
-            links[i] = Link(f"'Claims'!A{target}", "Go to the claim's lines")
+    f = findings
+    ids = exception_ids(f) if ids is None else ids
+    linked = claim_rows > 0
+    id_styles = np.full(n, None, dtype=object)
+    id_styles[linked] = link
+    links = Links(np.flatnonzero(linked), pc.binary_join_element_wise(
+        "'Claims'!A", pc.cast(pa.array(claim_rows[linked]), pa.string()), ""), "Go to the claim's lines")
     sev_protos = {k: _proto(ws, fill=v) for k, v in FILLS.items()}
     severity = f["severity"].tolist()
     columns = [
-        Column(ids, id_styles, links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
+        Column(ids, id_styles.tolist(), links), _text_values(ws, f[C.CLAIM_ID]), _other_values(ws, f[C.LINE_NO]),
         _other_values(ws, f[C.SOURCE_ROW]), _text_values(ws, f[C.PATIENT_ID]),
         _other_values(ws, f[C.SERVICE_DATE]), _text_values(ws, f[C.PAYER]), _text_values(ws, f["rule"]),
         Column(severity, [sev_protos.get(v) for v in severity]), _text_values(ws, show_fields(f["field"], labels)),
@@ -930,7 +1040,7 @@ def _exceptions_sheet(wb, findings: pd.DataFrame, claim_rows: dict, source_file_
         *_disposition_columns(ws, carried, n),
     ]
     if source_file_column:
-        columns.insert(0, _text_values(ws, pd.Series(files)))
+        columns.insert(0, _text_values(ws, pd.Series(f["source_file"].tolist() if "source_file" in f else [""] * n)))
     _stream_fitted(ws, headers, columns)
 
 
@@ -957,7 +1067,7 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         own = lambda values: Column(pa.array([v or None for v in values], type=pa.string()))  # noqa: E731
         stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
             own(ids), own(carried.claim_hash), _text_values(ws, pd.Series(carried.status, dtype=object)),
-            own(carried.since), Column(["yes"] * n), Column([None] * n), Column([None] * n)])
+            own(carried.since), Column(["yes"] * n), Column(pa.nulls(n, pa.string())), Column(pa.nulls(n, pa.string()))])
         return
     stream_rows(ws, _header_cells(ws, review.STATE_HEADERS), [
         _text_values(ws, pd.Series([*ids, *gone["exception_id"]], dtype=object)),
@@ -969,10 +1079,11 @@ def _review_state_sheet(wb, ids: list[str] | None, carried: review.Carried | Non
         _text_values(ws, pd.Series([""] * n + gone["notes"].tolist(), dtype=object))])
 
 
-def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: bool,
+def _claims_sheet(wb, sub: pd.DataFrame, findings, codes: tuple[np.ndarray, np.ndarray], source_file_column: bool,
                   labels: dict[str, str] | None = None) -> None:
-    """The flagged claims' lines, one column per thing a reviewer reads (modifiers and diagnoses each
-    in one column), headed as the input file headed them; the cells a finding points at highlighted."""
+    """The flagged claims' lines (``sub``), one column per thing a reviewer reads (modifiers and diagnoses each
+    in one column), headed as the input file headed them; the cells a finding points at highlighted (``codes``:
+    the lines' and the findings' codes, see _line_codes)."""
     ws = wb.create_sheet("Claims")
     labels = labels or C.LABELS
     keys = (["source_file"] if source_file_column else []) + [C.SOURCE_ROW] + [
@@ -992,16 +1103,10 @@ def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: 
     if len(headers) < len(keys):  # two columns the file headed alike: the display names instead
         headers = [C.LABELS.get(k, "Source File" if k == "source_file" else
                                 C.LABELS[MODIFIER_GROUP[0]] if k == "modifiers" else C.LABELS[DX_GROUP[0]]) for k in keys]
-    sub = lines[flagged]
     if sub.empty:
         _stream_fitted(ws, headers, [Column([]) for _ in headers], freeze="C2")
         return
-    files = findings["source_file"] if "source_file" in findings else pd.Series("", index=findings.index)
-    hot = pd.DataFrame({"src": files.to_numpy(), "row": findings[C.SOURCE_ROW].to_numpy(),
-                        "col": findings["field"].astype(str).str.split(", ").to_numpy()}).explode("col")
-    hot["col"] = hot["col"].map(lambda c: _GROUP_OF.get(c, c))
-    sub_files = sub["source_file"] if "source_file" in sub else pd.Series("", index=sub.index)
-    row_keys = pd.MultiIndex.from_arrays([sub_files.to_numpy(), sub[C.SOURCE_ROW].to_numpy()])
+    hot = _hot_lines(findings, codes[1])
     money_proto = _proto(ws, number_format=MONEY_FORMAT)
     hot_protos = {}
     columns = []
@@ -1014,15 +1119,26 @@ def _claims_sheet(wb, lines, flagged: np.ndarray, findings, source_file_column: 
                 out = _text_values(ws, values)
             else:
                 out = _other_values(ws, values, col == C.CHARGE, money_proto)
-        marks = hot[hot["col"] == col]
-        if len(marks):
-            on = row_keys.isin(pd.MultiIndex.from_arrays([marks["src"].to_numpy(), marks["row"].to_numpy()]))
+        if col in hot:
             styles = out.styles or [None] * len(out)
-            for i in np.flatnonzero(on):
-                styles[i] = _highlight(ws, out.values[i], styles[i], hot_protos)
+            arrow = isinstance(out.values, pa.Array | pa.ChunkedArray)  # never a date or a cell: no value needed
+            for i in np.flatnonzero(np.isin(codes[0], hot[col])).tolist():
+                styles[i] = _highlight(ws, None if arrow else out.values[i], styles[i], hot_protos)
             out.styles = styles
         columns.append(out)
     _stream_fitted(ws, headers, columns, freeze=f"{get_column_letter(3 if source_file_column else 2)}2")
+
+
+def _hot_lines(findings: pd.DataFrame, finding_codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Claims sheet column -> the codes of the lines (see _line_codes) where a finding points at it: each
+    finding's Field names split in Arrow (no list per finding), a modifier or diagnosis as its group's column."""
+    fields = pa.array(findings["field"].astype(str).array, type=pa.string(), from_pandas=True)
+    parts = pc.split_pattern(fields, ", ")
+    names = pd.Series(pc.list_flatten(parts).to_numpy(zero_copy_only=False), dtype=object)
+    line = finding_codes[pc.list_parent_indices(parts).to_numpy(zero_copy_only=False)]
+    names, line = names[line >= 0], line[line >= 0]
+    cols, distinct = pd.factorize(names.map({n: _GROUP_OF.get(n, n) for n in names.unique()}))
+    return {name: line[cols == k] for k, name in enumerate(distinct)}
 
 
 def _joined(frame: pd.DataFrame, group) -> pd.Series:

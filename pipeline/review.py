@@ -86,16 +86,30 @@ def claim_hashes(lines: pd.DataFrame) -> pd.Series:
     codes, uniques = pd.factorize(keys)
     sums = np.zeros(len(uniques), dtype=np.uint64)
     np.add.at(sums, codes, per_line)  # wraps modulo 2**64
-    return pd.Series([f"{int(v):016x}" for v in sums], index=pd.Index(uniques, dtype=object))
+    return pd.Series(_hex(sums), index=pd.Index(uniques, dtype=object), dtype=object)
+
+
+def _hex(values: np.ndarray) -> list[str]:
+    """Each uint64 as 16 lowercase hex digits (``f"{v:016x}"``): one hex text of the big-endian bytes, cut."""
+    text = values.astype(">u8").tobytes().hex()
+    return [text[i:i + 16] for i in range(0, len(text), 16)]
 
 
 def finding_claim_hashes(findings: pd.DataFrame, lines: pd.DataFrame) -> list[str]:
-    """The claim hash of each finding's claim, in the findings' order ('' without a claim)."""
-    from pipeline.report import in_set
+    """The claim hash of each finding's claim, in the findings' order ('' without a claim). ``lines``: the
+    file's lines, or only the flagged claims' (``report.flagged_lines``: no filter then)."""
+    from pipeline.report import flagged_claims, in_set
 
-    claims = set(findings[C.CLAIM_ID].dropna())
-    hashes = claim_hashes(lines[in_set(lines[C.CLAIM_ID], claims)] if claims else lines.iloc[:0])
-    return findings[C.CLAIM_ID].astype(object).map(hashes).astype(object).fillna("").tolist()
+    claims = flagged_claims(findings)
+    if claims:
+        mine = in_set(lines[C.CLAIM_ID], claims)
+        hashes = claim_hashes(lines if mine.all() else lines[mine])
+    else:
+        hashes = claim_hashes(lines.iloc[:0])
+    if not len(hashes):
+        return [""] * len(findings)
+    at = hashes.index.get_indexer(findings[C.CLAIM_ID].astype(object))
+    return np.where(at >= 0, hashes.to_numpy(object)[at], "").astype(object).tolist()
 
 
 def _norm_status(value) -> str:

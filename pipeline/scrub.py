@@ -144,11 +144,12 @@ def write_outputs(result: ingest.IngestResult, checked: validate.Validation, wor
     ids = report.exception_ids(ordered)  # once, for both outputs
     labels = report.labels_for(result.mapped)  # the file's own headers, in the Field column and on Claims
     prior = review.merge_prior(dispositions_of(ids) if dispositions_of else None, review.prepare_output(workbook))
-    carried = review.carry_forward(ids, review.finding_claim_hashes(ordered, result.lines), prior, dt.date.today())
+    flagged = report.flagged_lines(result.lines, ordered)  # all the hashes and the workbook read of the lines
+    carried = review.carry_forward(ids, review.finding_claim_hashes(ordered, flagged), prior, dt.date.today())
     # counts only: a status typed outside the list is the reviewer's free text, so it is counted, not named
     summary.by_status = dict(Counter(s if s in review.STATUSES else review.OTHER_STATUS for s in carried.status))
     summary.carried = carried.counts
-    report.build_workbook(workbook, summary, result.lines, checked.findings, result.issues, generated, ids=ids,
+    report.build_workbook(workbook, summary, flagged, checked.findings, result.issues, generated, ids=ids,
                           labels=labels, mode=mode, carried=carried)
     report.write_findings_csv(checked.findings, csv_path, ids, labels, mode)
     return summary

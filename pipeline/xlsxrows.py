@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
@@ -48,6 +49,16 @@ class Link(NamedTuple):
     tooltip: str | None = None
 
 
+class Links(NamedTuple):
+    """Links within the workbook from many cells of one column, as arrays (no Python object per link):
+    ``rows`` the row positions, each once; ``locations`` each one's place (a text array, no nulls);
+    ``tooltip`` the tooltip of them all."""
+
+    rows: np.ndarray
+    locations: pa.Array
+    tooltip: str | None = None
+
+
 class Column:
     """One column of a sheet's body.
 
@@ -55,13 +66,13 @@ class Column:
     or a pyarrow array (a null is no cell; a text array is written without a Python object per row).
     ``styles``: None, or per row None (the value's own style) or a prototype cell whose style the
     cell takes. ``links``: row position -> a ``Link`` for that cell (or an openpyxl Hyperlink; one with
-    an external target is written by openpyxl, with its relationship). ``longest``: the most characters
+    an external target is written by openpyxl, with its relationship), or ``Links``. ``longest``: the most characters
     a cell of the column shows, when the caller knows it (for the column's width).
     """
 
     __slots__ = ("values", "styles", "links", "longest")
 
-    def __init__(self, values: list, styles: list | None = None, links: dict | None = None):
+    def __init__(self, values: list, styles: list | None = None, links: "dict | Links | None" = None):
         if styles is not None and len(styles) != len(values):
             raise ValueError("one style per value")
         self.values, self.styles, self.links = values, styles, links
@@ -188,10 +199,11 @@ def _column_xml(cells: _Cells, letter: str, col: Column, start: int, stop: int, 
 
 
 _ESCAPES = (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;"))
-_ESCAPED_BYTES = np.zeros(256, dtype=bool)
-_ESCAPED_BYTES[[ord(raw) for raw, _ in _ESCAPES]] = True
 _CONTROL_BYTES = np.zeros(256, dtype=bool)  # the ASCII part of _NOT_XML
 _CONTROL_BYTES[[c for c in range(32) if c not in (9, 10, 13)]] = True
+# The ASCII bytes Arrow's utf8_trim_whitespace trims (asked of Arrow itself); a byte beyond ASCII is asked per text.
+_TRIMMED = np.zeros(256, dtype=bool)
+_TRIMMED[[c for c in range(1, 128) if pc.utf8_trim_whitespace(pa.array([chr(c)]))[0].as_py() == ""]] = True
 _PRESERVE = (' t="inlineStr"><is><t>', ' t="inlineStr"><is><t xml:space="preserve">')
 
 
@@ -211,13 +223,26 @@ def _text_cells(head: str, numbers: pa.Array, text: pa.Array, style) -> pa.Array
     cell. ``head``: '<c r="' and the column letter; ``numbers``: the row numbers, each with its closing
     quote; ``style``: "" or one style attribute per row; a null text is no cell, or an empty styled one."""
     body = text
-    present = _ESCAPED_BYTES[_data_bytes(text)]
-    if present.any():
-        for raw, ref in _ESCAPES:
+    data = _data_bytes(text).tobytes()
+    for raw, ref in _ESCAPES:  # only the characters present (bytes.__contains__: a fast scan each)
+        if raw.encode() in data:
             body = pc.replace_substring(body, raw, ref)
-    open_t = pc.if_else(pc.not_equal(pc.utf8_trim_whitespace(text), text), _PRESERVE[1], _PRESERVE[0])
+    open_t = pc.if_else(pa.array(_padded(text)), _PRESERVE[1], _PRESERVE[0])
     cell = pc.binary_join_element_wise(head, numbers, style, open_t, body, "</t></is></c>", "")
     return _or_blank(cell, text, head, numbers, style)
+
+
+def _padded(text: pa.Array) -> np.ndarray:
+    """Which texts start or end with whitespace (``text != text.strip()``, as Arrow's utf8_trim_whitespace
+    tells): from their first and last bytes, asking Arrow only of texts that start or end beyond ASCII."""
+    lengths, first, last = text_layout(text)
+    padded = _TRIMMED[first] | _TRIMMED[last]
+    unsure = np.flatnonzero((first >= 0x80) | (last >= 0x80))
+    if len(unsure):
+        some = text.take(pa.array(unsure))
+        padded[unsure] = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(some), some), False).to_numpy(
+            zero_copy_only=False)
+    return padded
 
 
 def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Array:
@@ -229,7 +254,9 @@ def _int_cells(head: str, numbers: pa.Array, values: pa.Array, style) -> pa.Arra
 
 def _or_blank(cell: pa.Array, values: pa.Array, head: str, numbers: pa.Array, style) -> pa.Array:
     """The cells, and where a value is null: no cell, or an empty cell that carries its row's style."""
-    if isinstance(style, str):
+    if isinstance(style, str) or not values.null_count:
+        return pc.fill_null(cell, "")
+    if not pc.any(pc.and_(pc.is_null(values), pc.not_equal(style, ""))).as_py():  # no blank carries a style
         return pc.fill_null(cell, "")
     empty = pc.if_else(pc.equal(style, ""), "", pc.binary_join_element_wise(head, numbers, style, ' t="n"/>', ""))
     return pc.if_else(pc.is_null(values), empty, cell)
@@ -261,6 +288,9 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
             style = _style_attrs(cells, col.styles[start:stop])
         build = _text_cells if pa.types.is_string(arr.type) else _int_cells
         return build(f'<c r="{letter}', numbers, arr, style)
+    if arr is not None and pa.types.is_float64(arr.type) and isinstance(values, pa.Array | pa.ChunkedArray):
+        style = _style_attrs(cells, col.styles[start:stop]) if col.styles is not None else ""
+        return _int_cells(f'<c r="{letter}', numbers, _float_text(arr), style)  # a float array: no object per row
     if isinstance(values, pa.Array | pa.ChunkedArray):  # not text or whole numbers: their Python values
         col, start, stop = Column(values.to_pylist(), col.styles[start:stop] if col.styles else None), 0, stop - start
     xml = _column_xml(cells, letter, col, start, stop, start + 2)
@@ -270,13 +300,59 @@ def _column_cells(cells: _Cells, letter: str, col: Column, start: int, stop: int
         return pa.array([_NOT_XML.sub("\ufffd", x) for x in xml], type=pa.string())
 
 
+_POW10 = np.array([10.0**n for n in range(-2, 14)])  # 0.01 .. 1e13 (as doubles: each the first at or above)
+# The unit of the 16th significant digit in cents, for a value with 10**e as its leading digit (e = -3 .. 12).
+_UNIT = np.array([np.longdouble(10) ** (e - 13) for e in range(-3, 13)], dtype=np.longdouble)
+
+
+def _float_text(arr: pa.Array) -> pa.Array:
+    """Each float as ``_number`` writes it (``%.16g``), vectorised for amounts of whole cents: where the float
+    is within half a unit of its 16th digit of the cents it is nearest (the error found exactly, in extended
+    precision), ``%.16g`` prints those cents; any other value is formatted one at a time."""
+    v = arr.to_numpy(zero_copy_only=False)  # a null is NaN
+    valid = arr.is_valid().to_numpy(zero_copy_only=False)
+    size = np.abs(np.where(valid & np.isfinite(v), v, 0.0))
+    fast = valid & np.isfinite(v) & (size < 1e13)
+    if np.finfo(np.longdouble).nmant >= 63:  # 53 bits times 100's 7 bits: exact
+        scaled = size.astype(np.longdouble) * 100
+        cents = np.round(scaled)
+        err = np.abs(scaled - cents)  # |v - cents/100| * 100, exact
+        unit = _UNIT[np.minimum(np.searchsorted(_POW10, size, side="right"), len(_UNIT) - 1)]  # at floor(log10 |v|): the 16th digit's, in cents
+        fast &= np.where(cents == 0, (err == 0) & (v == 0) & ~np.signbit(v), (size >= 0.01) & (err * 2 < unit * 0.99))
+    else:
+        fast[:] = False
+        cents = np.zeros(len(v))
+    digits = pc.utf8_lpad(pc.cast(pa.array(np.where(fast, cents, 0).astype(np.int64)), pa.string()), 3, "0")
+    text = pc.binary_join_element_wise(pc.utf8_slice_codeunits(digits, 0, -2), pc.utf8_slice_codeunits(digits, -2),
+                                       ".")  # "1234.50", "0.05"
+    text = pc.utf8_rtrim(pc.utf8_rtrim(text, "0"), ".")  # "1234.5", "1000"
+    if (v < 0).any():
+        text = pc.if_else(pa.array(v < 0), pc.binary_join_element_wise("-", text, ""), text)
+    slow = np.flatnonzero(valid & ~fast)
+    if len(slow):
+        others = pa.array([_number(x) for x in v[slow].tolist()], type=pa.string())
+        at = np.full(len(v), -1, dtype=np.int64)
+        at[slow] = np.arange(len(slow))
+        text = pc.if_else(pa.array(fast), text, others.take(pa.array(np.maximum(at, 0))))
+    return pc.if_else(pa.array(valid), text, pa.scalar(None, pa.string()))
+
+
 def _style_attrs(cells: _Cells, protos: list) -> pa.Array:
     """Each row's style attribute ("" for None) as a string array: a few prototype cells, repeated, are
-    told apart by identity in numpy and looked up once each."""
-    keys = np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos))
-    distinct, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    attrs = pa.array(["" if protos[i] is None else cells.proto(protos[i]) for i in first.tolist()], type=pa.string())
-    return attrs.take(pa.array(inverse.reshape(-1)))
+    told apart by identity (hashed, not sorted) and looked up once each, in the order they first appear
+    (a new style gets the next id: by address, the ids would change with where the cells sit in memory)."""
+    codes, first = prototypes(protos)
+    attrs = ["" if protos[i] is None else cells.proto(protos[i]) for i in first]
+    return pa.array(attrs, type=pa.string()).take(pa.array(codes))
+
+
+def prototypes(protos: list) -> tuple[np.ndarray, list[int]]:
+    """The distinct objects of a list of prototype cells (None among them), told apart by identity: each
+    row's code, and where each code first appears (codes count up in that order)."""
+    codes, _ = pd.factorize(np.fromiter(map(id, protos), dtype=np.uint64, count=len(protos)))
+    seen = np.maximum.accumulate(codes)  # where the running code grows: a first appearance
+    first = np.flatnonzero(np.concatenate([[True], seen[1:] > seen[:-1]])) if len(codes) else codes
+    return codes, first.tolist()
 
 
 def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, arr: pa.Array,
@@ -296,7 +372,7 @@ def _date_cells(cells: _Cells, letter: str, values: list, protos: list | None, a
         if date_style is None:
             date_style = cells.date_style[dt.date] = cells.style(WriteOnlyCell(cells.ws, value=first))
     if protos is None:
-        style = pa.array(np.where(valid, date_style, ""), type=pa.string()) if first is not None else ""
+        style = pc.if_else(pa.array(valid), date_style, "") if first is not None else ""
     else:
         attrs = {id(p): cells.proto(p) for p in protos if p is not None}
         style = pa.array([attrs[id(p)] if p is not None else date_style if ok else ""
@@ -310,16 +386,42 @@ def _below_1e16(arr: pa.Array) -> bool:
     return lo.as_py() is None or (-(10**16) < lo.as_py() and hi.as_py() < 10**16)
 
 
+def _odd_bytes(data: np.ndarray) -> bool:
+    """UTF-8 bytes hold a character XML 1.0 does not allow: a control character, U+FFFE or U+FFFF."""
+    lead = np.flatnonzero(data == 0xEF)  # U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8
+    lead = lead[lead + 2 < len(data)]
+    low = data[data < 32]
+    return bool(_CONTROL_BYTES[low].any() or (
+        (data[lead + 1] == 0xBF) & ((data[lead + 2] == 0xBE) | (data[lead + 2] == 0xBF))).any())
+
+
+def holds_odd_text(text: pa.Array) -> bool:
+    """A string array holds a character XML 1.0 does not allow (one numpy pass over its bytes)."""
+    return _odd_bytes(_data_bytes(text))
+
+
+def text_layout(text: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A string array's byte lengths, first bytes and last bytes (0 for an empty or null text), without a
+    Python str each."""
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(text.buffers()[1], dtype=width, count=len(text) + 1,
+                            offset=text.offset * np.dtype(width).itemsize).astype(np.int64)
+    lengths = np.diff(offsets)
+    if text.null_count:
+        lengths[~text.is_valid().to_numpy(zero_copy_only=False)] = 0
+    first, last = np.zeros(len(text), dtype=np.uint8), np.zeros(len(text), dtype=np.uint8)
+    some = lengths > 0
+    data = _data_bytes(text)
+    first[some] = data[offsets[:-1][some] - offsets[0]]
+    last[some] = data[offsets[1:][some] - 1 - offsets[0]]
+    return lengths, first, last
+
+
 def _write_chunk(out, rows: pa.Array) -> None:
     """A chunk of rows' XML (a string array) to ``out``; characters XML 1.0 does not allow become U+FFFD
     (markup never holds them; text values may)."""
     data = _data_bytes(rows)
-    lead = np.flatnonzero(data == 0xEF)  # U+FFFE / U+FFFF are EF BF BE / EF BF BF in UTF-8
-    lead = lead[lead + 2 < len(data)]
-    low = data[data < 32]
-    odd = _CONTROL_BYTES[low].any() or bool(
-        ((data[lead + 1] == 0xBF) & ((data[lead + 2] == 0xBE) | (data[lead + 2] == 0xBF))).any())
-    if odd:
+    if _odd_bytes(data):
         _write(out, [data.tobytes().decode()])
     else:
         out.write(memoryview(data))
@@ -364,19 +466,26 @@ def stream_rows(ws, header: list, columns: list[Column], heights=None, header_he
         parts = [_column_cells(cells, letters[j], col, start, stop, quoted) for j, col in enumerate(columns)]
         attrs = "" if row_attrs is None else row_attrs[start:stop]
         _write_chunk(deflater, pc.binary_join_element_wise('<row r="', numbers, '"', attrs, ">", *parts, "</row>", ""))
-    internal = []  # links within the workbook: their XML is written here, not by openpyxl one object each
+    internal = []  # links within the workbook, column by column: their XML is written here, not by openpyxl
     for j, col in enumerate(columns):
+        if isinstance(col.links, Links):
+            if len(col.links.rows):
+                internal.append(_many_links_xml(letters[j], col.links))
+            continue
+        mine = []
         for i in sorted(col.links or ()):
             link = col.links[i]
             if getattr(link, "target", None):  # an external link: openpyxl adds its relationship
                 cells.link(f"{letters[j]}{i + 2}", link)
             else:
-                internal.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+                mine.append((f"{letters[j]}{i + 2}", link.location, link.tooltip))
+        if mine:
+            internal.append(_links_xml(mine))
     if internal:
         ws._hyperlinks.append(Hyperlink(ref="A1", location=_MARK))  # where the list goes among the links
     ws._rows = _Closed(ws)  # closing must not write a second sheetData; a later append raises
     ws.close()  # openpyxl writes the tail, with the hyperlinks registered above
-    head, tail = _parts(Path(ws._writer.out), _links_xml(internal) if internal else None)
+    head, tail = _parts(Path(ws._writer.out), b"".join(internal) if internal else None)
     if head != fed:
         raise RuntimeError("the sheet's top changed while its rows were written")
     deflater.write(tail)
@@ -434,6 +543,19 @@ def _links_xml(links: list[tuple[str, str, str | None]]) -> bytes:
     parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations),
                                         '"', pc.fill_null(tips, ""), "/>", "")
     return _NOT_XML.sub("\ufffd", "".join(parts.to_pylist())).encode()
+
+
+def _many_links_xml(letter: str, links: Links) -> bytes:
+    """``_links_xml`` of a column's ``Links``, in row order, vectorised."""
+    order = np.argsort(links.rows, kind="stable")
+    refs = pc.binary_join_element_wise(letter, pc.cast(pa.array(np.asarray(links.rows)[order] + 2), pa.string()), "")
+    locations = links.locations.take(pa.array(order))
+    tip = "" if links.tooltip is None else f' tooltip="{_attr(links.tooltip)}"'
+    parts = pc.binary_join_element_wise('<hyperlink ref="', refs, '" location="', _attrs(locations), '"', tip,
+                                        "/>", "")
+    if isinstance(parts, pa.ChunkedArray):
+        parts = parts.combine_chunks()
+    return _NOT_XML.sub("\ufffd", _data_bytes(parts).tobytes().decode()).encode()
 
 
 def _attrs(texts: pa.Array) -> pa.Array:

@@ -268,6 +268,25 @@ def test_streamed_rows_take_arrow_arrays(tmp_path):
     assert got == [["a & b", 1, 1.5, "x"], [None, None, None, None], [" c", 3, 2, "z"]]
 
 
+def test_float_arrays_are_written_as_python_floats_are():
+    """A float array's cell text is what ``%.16g`` gives each value (whole cents vectorised, noisy floats
+    such as 8192.03's, huge, tiny, negative zero, infinities and NaN one at a time)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.xlsxrows import _float_text, _number
+
+    rng = np.random.default_rng(7)
+    values = np.concatenate([
+        rng.integers(-10**15, 10**15, 20000) / 100, rng.integers(-10**6, 10**6, 20000) / 100,
+        np.arange(819200, 830000) / 100, rng.standard_normal(5000) * 10.0 ** rng.integers(-20, 20, 5000),
+        [0.0, -0.0, 0.01, 0.05, 0.1 + 0.2, 999.9999999999999, 1e13, 9999999999999.99, 0.006, 1e-20, 5e-324,
+         2.0**53, 1e16, float("inf"), float("-inf"), float("nan")]])
+    missing = np.arange(len(values)) % 13 == 0
+    got = _float_text(pa.array(values, mask=missing)).to_pylist()
+    assert got == [None if m else _number(v) for v, m in zip(values.tolist(), missing.tolist(), strict=True)]
+
+
 def test_streamed_sheet_is_closed_after(tmp_path):
     """It refuses a second write of rows to a streamed sheet instead of writing a broken one."""
     from openpyxl import Workbook
