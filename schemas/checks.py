@@ -48,15 +48,14 @@ def repeated_keys(*keys: np.ndarray) -> np.ndarray:
     combined = np.zeros(len(keys[0]), dtype=np.int64)
     for k in keys:
         combined = combined * (int(k.max(initial=0)) + 1) + k
-    _, first = np.unique(combined, return_index=True)
-    out = np.ones(len(combined), dtype=bool)
-    out[first] = False
-    return out
+    return pd.Series(combined).duplicated(keep="first").to_numpy(bool)  # hashed: no sort of the rows
 
 
 def _per_distinct(check):
     """Run a text check once per distinct value (exports repeat a few NPIs and NDCs); blank reads as ""."""
     def run(values: pd.Series) -> pd.Series:
+        if not values.notna().any():  # an empty column (most of dx_3..dx_12): one check of ""
+            return pd.Series(bool(check(pd.Series([""], dtype="str")).to_numpy(bool)[0]), index=values.index)
         codes, uniques = pd.factorize(values.astype("str"))  # a blank: code -1, the "" appended last
         distinct = pd.Series([*uniques.tolist(), ""], dtype="str")
         return pd.Series(check(distinct).to_numpy(bool)[codes], index=values.index)

@@ -109,9 +109,10 @@ def billed_elsewhere(procedure_codes: pd.Series, brand: pd.Series, hcpcs: pd.Ser
     rows = rows[pd.notna(names) & (names != "")]  # a listed product
     if not len(rows):
         return out
-    billed = hcpcs.to_numpy(object)[rows]
-    proc = procedure_codes.to_numpy(object)[rows]
-    pair, uniques = pd.factorize(pd.Series(proc + "|" + np.where(pd.isna(billed), "", billed), dtype=object))
-    other = np.array([u.split("|")[0] not in u.split("|")[1].split() for u in uniques.tolist()], dtype=bool)[pair]
+    proc, procs = pd.factorize(procedure_codes.take(rows))  # a few toxin codes
+    billed, billed_on = pd.factorize(pd.Series(hcpcs.to_numpy(object)[rows], dtype=object).fillna(""))
+    # Decided per (code, codes billed on): the product is billed on other codes than the line's.
+    table = np.array([[str(p) not in str(b).split() for b in billed_on.tolist()] for p in procs.tolist()], dtype=bool)
+    other = table[proc, billed] if table.size else np.zeros(len(rows), dtype=bool)
     out[rows] = cosmetic.to_numpy(dtype=bool, na_value=False)[rows] | other
     return out

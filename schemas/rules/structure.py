@@ -143,6 +143,8 @@ def _(rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     examples=examples(fires=[on(1, line_no=1)], quiet=[], value="1"))
 def line_unique(df: pd.DataFrame) -> pd.Series:
     keyed = (df[C.CLAIM_ID].notna() & df[C.LINE_NO].notna()).to_numpy(bool)
+    if keyed.all():  # the usual file: no copy of the key columns
+        return pd.Series(~repeated_keys(group_codes(df[C.CLAIM_ID]), group_codes(df[C.LINE_NO])), index=df.index)
     repeated = np.zeros(len(df), dtype=bool)
     repeated[keyed] = repeated_keys(group_codes(df[C.CLAIM_ID][keyed]), group_codes(df[C.LINE_NO][keyed]))
     return pd.Series(~repeated, index=df.index)
@@ -168,12 +170,14 @@ def charge_valid(df: pd.DataFrame) -> pd.Series:
     examples=examples(fires=[on(0, dx_pointer="AB")], quiet=[every(dx_2="G24.5", dx_pointer="AB")], value="AB"))
 def pointer_names_filled_dx(df: pd.DataFrame) -> pd.Series:
     ptr = df[C.DX_POINTER]
-    ok = ptr.isna() | text_matches(ptr, POINTER_PATTERN)
-    text = ptr.fillna("").astype(str)
+    ok = (ptr.isna() | text_matches(ptr, POINTER_PATTERN)).to_numpy(bool, copy=True)
+    codes, uniques = pd.factorize(ptr)  # a handful of distinct pointer texts: the letters read once each
+    texts = [str(u) for u in uniques.tolist()]
     for k, col in enumerate(C.DX):
-        names_k = text.str.contains(chr(65 + k), regex=False)
-        ok &= ~(names_k & df[col].isna())
-    return ok
+        names_k = np.array([chr(65 + k) in t for t in texts] + [False], dtype=bool)[codes]  # -1 (blank): none
+        if names_k.any():
+            ok &= ~(names_k & df[col].isna().to_numpy(bool))
+    return pd.Series(ok, index=df.index)
 
 
 @line_rule(
