@@ -414,9 +414,11 @@ def _rule_line_facts(rules: list, lines: pd.DataFrame, f: pd.DataFrame, g: Group
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
         if rule.line_texts is not None:
             pos, texts = rule.line_texts(lines, f, g, cf)
-            cf[rule.line_fact] = g.join_at(pos, texts)
+            texts = np.asarray(texts, dtype=object)
+            pos = np.asarray(pos)[texts != ""]  # the lines at fault: most rules' texts are mostly ""
+            cf[rule.line_fact] = g.join_at(pos, texts[texts != ""])
             at_fault = np.zeros(len(lines), dtype=bool)
-            at_fault[np.asarray(pos)[np.asarray(texts, dtype=object) != ""]] = True
+            at_fault[pos] = True
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
 
 
