@@ -90,9 +90,10 @@ def dx_is_icd10(df: pd.DataFrame) -> pd.Series:
 @dx_is_icd10.detail(columns=C.DX)
 def _(rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Every malformed diagnosis of the line, by column."""
-    bad = {c: (rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN)).to_numpy(bool) for c in C.DX}
-    raw = {c: rows[c].astype(object).tolist() for c in C.DX}
-    hits = [[c for c in C.DX if bad[c][i]] for i in range(len(rows))]
+    filled = [c for c in C.DX if rows[c].notna().any()]  # most of dx_3..dx_12 are empty
+    bad = {c: (rows[c].notna() & ~text_matches(rows[c], ICD10_PATTERN)).to_numpy(bool) for c in filled}
+    raw = {c: rows[c].astype(object).tolist() for c in filled}
+    hits = [[c for c in filled if bad[c][i]] for i in range(len(rows))]
     value = [", ".join(str(raw[c][i]) for c in cols) for i, cols in enumerate(hits)]
     return pd.Series([", ".join(cols) for cols in hits], index=rows.index), pd.Series(value, index=rows.index)
 
