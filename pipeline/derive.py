@@ -415,8 +415,9 @@ def _rule_line_facts(rules: list, lines: pd.DataFrame, f: pd.DataFrame, g: Group
         if rule.line_texts is not None:
             pos, texts = rule.line_texts(lines, f, g, cf)
             texts = np.asarray(texts, dtype=object)
-            pos = np.asarray(pos)[texts != ""]  # the lines at fault: most rules' texts are mostly ""
-            cf[rule.line_fact] = g.join_at(pos, texts[texts != ""])
+            shown = texts != ""  # the lines at fault: most rules' texts are mostly ""
+            pos = np.asarray(pos)[shown]
+            cf[rule.line_fact] = g.join_at(pos, texts[shown])
             at_fault = np.zeros(len(lines), dtype=bool)
             at_fault[pos] = True
             cf[rule.line_fact + "_at"] = g.first_label(at_fault)
