@@ -293,19 +293,27 @@ def _mue_columns(header: list[str]) -> tuple[int, int, int] | None:
     return code, value, mai
 
 
+def _rows_below_header(path: Path, find_columns, what: str, needs: str, whole: bool) -> tuple[list, tuple, list]:
+    """The header row a table's ``find_columns`` recognises (refused as not ``what`` when none in the first 40
+    rows), its columns, and the (sheet row number, row) of each row below it with a code in its first column
+    found; ``whole``: only rows that reach every column (else the missing cells read as blank)."""
+    rows = _text_rows(path)
+    at, cols = _header(rows, find_columns)
+    if at < 0:
+        _refuse(path, f"not {what} (needs {needs} in a header row within its first 40 rows)")
+    code, width = cols[0], max(cols) if whole else cols[0]
+    picked = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > width and r[code]]
+    if not picked:
+        _refuse(path, f"not {what} (no rows below the header)")
+    return rows[at], cols, picked
+
+
 def parse_mue(path: Path) -> pd.DataFrame:
     """CMS "Practitioner Services MUE Table" (CSV or spreadsheet; header "HCPCS/CPT Code", "... MUE Values",
     "MUE Adjudication Indicator", below any title and notice lines), or the shipped form code,mue,mai."""
-    rows = _text_rows(path)
-    at, cols = _header(rows, _mue_columns)
-    if at < 0:
-        _refuse(path, "not an NCCI MUE table (needs the code, MUE value and MUE adjudication indicator columns "
-                      "in a header row within its first 40 rows)")
-    header = rows[at]
+    header, cols, picked = _rows_below_header(path, _mue_columns, "an NCCI MUE table", "the code, MUE value and MUE "
+                                              "adjudication indicator columns", whole=False)
     code, value, mai = cols
-    picked = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > code and r[code]]
-    if not picked:
-        _refuse(path, "not an NCCI MUE table (no MUE rows below the header)")
     cell = {c: [r[c] if len(r) > c else "" for _, r in picked] for c in (code, value, mai)}
     frame = pd.DataFrame({"code": [v.upper() for v in cell[code]], "mue": cell[value],
                           "mai": [v[:1] for v in cell[mai]]})
@@ -438,16 +446,9 @@ def parse_asp_crosswalk(path: Path) -> pd.DataFrame:
     Short Description, LABELER NAME, NDC2, Drug Name, HCPCS dosage, PKG SIZE, PKG QTY, BILLUNITS, BILLUNITSPKG):
     one row per labeler-product (``LLLLL-PPPP``) with its drug name and the HCPCS code(s) it is billed on. Rows
     whose ID is not an 11-digit NDC (CMS lists a few alternate IDs) are left out."""
-    rows = _text_rows(path)
-    at, cols = _header(rows, _asp_columns)
-    if at < 0:
-        _refuse(path, "not a CMS ASP NDC-HCPCS crosswalk (needs the HCPCS code (_YYYY_CODE), NDC2 and Drug Name "
-                      "columns in a header row within its first 40 rows)")
-    header = rows[at]
+    header, cols, picked = _rows_below_header(path, _asp_columns, "a CMS ASP NDC-HCPCS crosswalk",
+                                              "the HCPCS code (_YYYY_CODE), NDC2 and Drug Name columns", whole=True)
     code, ndc_col, drug = cols
-    picked = [(at + 2 + i, r) for i, r in enumerate(rows[at + 1:]) if len(r) > max(cols) and r[code]]
-    if not picked:
-        _refuse(path, "not a CMS ASP NDC-HCPCS crosswalk (no rows below the header)")
     cell = {c: [r[c] for _, r in picked] for c in cols}
     codes = pd.Series([v.upper() for v in cell[code]], dtype=object)
     keys = pd.Series([ndc.labeler_product(v) for v in cell[ndc_col]], dtype=object)
