@@ -195,7 +195,8 @@ def one_patient_per_claim(df: pd.DataFrame) -> pd.Series:
 @one_patient_per_claim.detail(columns=(C.PATIENT_ID,))
 def _(rows: pd.DataFrame, lines: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """The claim's distinct patient ids."""
-    sub = lines[lines[C.CLAIM_ID].isin(set(rows[C.CLAIM_ID]))].dropna(subset=[C.PATIENT_ID])
+    mine = lines[C.CLAIM_ID].isin(set(rows[C.CLAIM_ID])).to_numpy(bool)
+    sub = lines.loc[mine, [C.CLAIM_ID, C.PATIENT_ID]].dropna(subset=[C.PATIENT_ID])  # two columns, not every one
     ids = sub.drop_duplicates([C.CLAIM_ID, C.PATIENT_ID]).groupby(C.CLAIM_ID)[C.PATIENT_ID].agg(", ".join)
     return pd.Series(C.PATIENT_ID, index=rows.index), rows[C.CLAIM_ID].map(ids).fillna("")
 
