@@ -5,7 +5,7 @@ import pandera.pandas as pa
 import pytest
 from pandera.errors import SchemaErrors
 
-from schemas.pandera_adapter import HOOK, hook_intact, rule_check
+from schemas.pandera_adapter import HOOK, hook_intact, rule_check, settle_optional_geopandas
 
 
 def test_pandera_still_has_the_failure_case_hook():
@@ -25,3 +25,18 @@ def test_a_failing_rule_check_carries_its_output_and_no_failure_cases():
     assert err.check.name == "TST-001"
     assert err.check_output.tolist() == [True, False, True]
     assert not isinstance(err.failure_cases, pd.DataFrame | pd.Series)  # no per-row table was built
+
+
+def test_a_dtype_contract_still_fails_once_geopandas_is_settled():
+    """With geopandas recorded as absent, pandera still checks column dtypes (the path that looked for it)."""
+    import sys
+
+    if settle_optional_geopandas() or sys.modules.get("geopandas", "unset") is None:  # not installed here
+        with pytest.raises(ImportError):
+            import geopandas  # noqa: F401
+    schema = pa.DataFrameSchema({"flag": pa.Column(bool), "when": pa.Column("datetime64[ns]")})
+    good = pd.DataFrame({"flag": [True, False], "when": pd.to_datetime(["2026-01-02", "2026-03-04"])})
+    schema.validate(good)
+    with pytest.raises(SchemaErrors) as caught:
+        schema.validate(good.assign(flag=["yes", "no"], when=["2026-01-02", "x"]), lazy=True)
+    assert {e.schema.name for e in caught.value.schema_errors} == {"flag", "when"}
