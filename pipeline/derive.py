@@ -163,10 +163,37 @@ class Groups:
         return _join_codes(self.codes[pos], texts, self.n)
 
 
+class Columns(dict):
+    """Columns under construction, by name, each a Series on ``index``; ``frame()`` makes the DataFrame once.
+
+    Adding a column to a DataFrame rebuilds its column index (Arrow text in pandas 3): about 0.3 ms a column,
+    and derive makes some 110 claim facts and 30 line features (40 ms a run at 100k lines). Assignment aligns a
+    Series on the index and broadcasts a scalar, as a DataFrame's does; ``cols.name`` reads a column too.
+    """
+
+    def __init__(self, index: pd.Index):
+        super().__init__()
+        self.index = index
+
+    def __setitem__(self, name: str, values) -> None:
+        if not (isinstance(values, pd.Series) and values.index.equals(self.index)):
+            values = pd.Series(values, index=self.index)  # a Series elsewhere indexed is aligned (reindexed)
+        super().__setitem__(name, values)
+
+    def __getattr__(self, name: str) -> pd.Series:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(dict(self), index=self.index)
+
+
 def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame:
     """Per-line booleans used by the claim rules (codes, modifiers, pointers). ``memo``: factorised columns to
     share with the lookups (``lookups.factorized``)."""
-    f = pd.DataFrame(index=lines.index)
+    f = Columns(lines.index)
     f["claim"] = lines[C.CLAIM_ID]
     # Procedure codes: each flag decided once per distinct code, then looked up per line.
     proc_codes, procs = lookups.factorized(lines, C.PROCEDURE_CODE, memo)
@@ -222,7 +249,7 @@ def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame
         g5133_or_none[code_of[K.G51_33]] = True
     f["points_only_g5133"] = g5133_or_none[pointed].all(axis=1) & (pointed != -1).any(axis=1)
     f["ndc_ok"] = ndc_is_valid(lines[C.NDC])
-    return f
+    return f.frame()
 
 
 def _sites_by_text(texts) -> pd.DataFrame:
@@ -290,7 +317,7 @@ def derive_claims(
     memo: dict = {}  # columns of ``lines`` factorised once, shared by line_features and the lookups
     f = line_features(lines, memo)
     g = Groups(lines[C.CLAIM_ID])
-    cf = pd.DataFrame(index=pd.RangeIndex(g.n))
+    cf = Columns(pd.RangeIndex(g.n))  # the claim facts, made a DataFrame once at the end
     cf[C.CLAIM_ID] = pd.Series(g.ids.array)  # text (Arrow) as in the lines: pandera checks its type by dtype
     for col in (C.PATIENT_ID, C.PAYER, C.PLACE_OF_SERVICE):
         cf[col] = g.first_value(lines[col])
@@ -314,7 +341,9 @@ def derive_claims(
     for k, p in enumerate(profiles):  # dose caps from their effective dates (a few profiles have any)
         if p.dose_caps and (rows := which == k).any():
             for attr in ("side_max_units", "session_cap_units"):
-                cf.loc[rows, attr] = p.cap_on(attr, cf["dos_min"][rows])
+                capped = cf[attr].to_numpy(copy=True)
+                capped[rows] = p.cap_on(attr, cf["dos_min"][rows])
+                cf[attr] = capped
     lcd = [np.datetime64(p.lcd_effective, "ns") if p.lcd_effective else np.datetime64("NaT", "ns") for p in profiles]
     cf["lcd_effective"] = pd.Series(np.array(lcd, dtype="datetime64[ns]")[which])
     cf["ncci_applies"] = np.array([p.ncci_applies for p in profiles], dtype=bool)[which]
@@ -388,7 +417,8 @@ def derive_claims(
         cf["admin_drug_npis"] = g.nunique(lines[C.RENDERING_NPI], f.is_64612 | f.admin_toxin)
 
         # History: repeat sessions within the batch and against the ledger.
-        cf["previous_session"] = _previous_sessions(cf, salt, history, patient)
+        cf["previous_session"] = _previous_sessions(
+            pd.DataFrame({c: cf[c] for c in ("in_scope", "is_64612", C.PATIENT_ID, "dos_min")}), salt, history, patient)
         # Claim rules that name their lines at fault (schemas/rules), but those that read the reference tables.
         _rule_line_facts([r for r in CLAIM_RULES if not r.line_reads_tables], lines, f, g, cf)
         f = pd.concat([f, reference()], axis=1)
@@ -401,10 +431,10 @@ def derive_claims(
     for col in ("conflict_dx", "surgery_codes"):
         if not isinstance(cf[col].dtype, pd.StringDtype) or cf[col].hasnans:
             cf[col] = cf[col].astype(object).fillna("").astype(str)
-    return cf
+    return cf.frame()
 
 
-def _rule_line_facts(rules: list, lines: pd.DataFrame, f: pd.DataFrame, g: Groups, cf: pd.DataFrame) -> None:
+def _rule_line_facts(rules: list, lines: pd.DataFrame, f: pd.DataFrame, g: Groups, cf: Columns) -> None:
     """The claim facts of rules that name their lines at fault (schemas/rules), into ``cf``: the lines' values
     or texts per claim, and the first such line's label."""
     for rule in rules:

@@ -261,10 +261,15 @@ def test_a_process_killed_mid_night_loses_nothing(exports, pg_url, tmp_path, pre
         victims = [r for r, n in done if n >= 1 and (r,) in held and _run_pid(pg_url, r) == victim.pid]
         assert victim.poll() is None, (tmp_path / "a.log").read_text()[-3000:]
         if victims:
-            killed_run = victims[0]
-            os.killpg(victim.pid, signal.SIGKILL)
+            # Frozen first, so that it cannot finish the file between the look and the kill (a fast scrub did).
+            os.killpg(victim.pid, signal.SIGSTOP)
             in_flight = [Path(w).name for (w,) in _q(pg_url, "SELECT work_path FROM claims WHERE run_id=%s",
-                                                     (killed_run,))]
+                                                     (victims[0],))]
+            if in_flight:
+                killed_run = victims[0]
+                os.killpg(victim.pid, signal.SIGKILL)
+            else:  # it finished that file meanwhile: let it go on to the next
+                os.killpg(victim.pid, signal.SIGCONT)
         time.sleep(0.05)
     assert killed_run, "the victim never held a file after finishing one"
     assert in_flight  # it was killed holding a file, in its working folder
