@@ -7,7 +7,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,5 +25,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+# Before and after a change, in one run: make bench-compare BEFORE=<git revision> (default origin/main).
+BEFORE ?= origin/main
+bench-compare: $(STAMP)
+	rm -rf .bench-before; git worktree prune
+	git worktree add --detach .bench-before $(BEFORE)
+	$(BIN)/python -m benchmarks.compare .bench-before $(BENCH_ARGS); status=$$?; \
+	  git worktree remove --force .bench-before; exit $$status
+
 clean:
-	rm -rf $(VENV) .prefect demo_run .pytest_cache benchmarks/data
+	rm -rf $(VENV) .prefect demo_run .pytest_cache benchmarks/data .bench-before
