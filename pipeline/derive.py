@@ -187,7 +187,9 @@ class Columns(dict):
             raise AttributeError(name) from None
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(dict(self), index=self.index)
+        """The DataFrame, a block per column: consolidating them (pandas' default for a dict) copies every
+        column once more (30 ms at 500k lines) for no gain here. Copy-on-write keeps the shared buffers safe."""
+        return pd.DataFrame(dict(self), index=self.index, copy=False)
 
 
 def line_features(lines: pd.DataFrame, memo: dict | None = None) -> pd.DataFrame:

@@ -43,7 +43,7 @@ def _facts_for_checks(claims: pd.DataFrame) -> pd.DataFrame:
         if col in _FLAGS and values.dtype != bool:
             values = (values != "") if isinstance(values.dtype, pd.StringDtype) else values.astype(bool)  # = bool(text)
         keep[col] = values
-    return pd.DataFrame(keep, index=claims.index)
+    return pd.DataFrame(keep, index=claims.index, copy=False)  # no consolidating copy (``Columns.frame``)
 
 
 _FLAGS = {name for name, column in CLAIM_SCHEMA.columns.items() if str(column.dtype) == "bool"}
@@ -465,8 +465,10 @@ def _ingest_findings(issues: pd.DataFrame | None, lines: pd.DataFrame, present: 
         cells = issues[issues["rule"].isin(_CELL_RULES)]
         if len(cells):
             shown = [C.SOURCE_ROW, C.CLAIM_ID, C.LINE_NO, C.PATIENT_ID, C.SERVICE_DATE, C.PAYER, C.CHARGE]
-            by_row = lines[shown].drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)  # not every column
-            hit = by_row.reindex(cells["row"].astype("int64"))
+            rows = cells["row"].astype("int64")
+            mine = lines[C.SOURCE_ROW].isin(rows).to_numpy(bool)  # the cells' lines, and only their columns
+            by_row = lines.loc[mine, shown].drop_duplicates(C.SOURCE_ROW).set_index(C.SOURCE_ROW)
+            hit = by_row.reindex(rows)
             parts.append(pd.DataFrame({
                 "rule": cells["rule"].to_numpy(), C.CLAIM_ID: hit[C.CLAIM_ID].to_numpy(), C.LINE_NO: hit[C.LINE_NO].to_numpy(),
                 C.SOURCE_ROW: cells["row"].to_numpy(), "field": cells["column"].to_numpy(),
