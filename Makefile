@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/claimscrub demo
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist), a test file per process at a time: most of its
+# time is real Prefect servers, workers and flows starting and waiting. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
