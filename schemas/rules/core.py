@@ -160,7 +160,9 @@ class RuleFunction:
         return wrap
 
     def lines(self, fact: str, shows: str, blank: str = "", tables: bool = False):
-        """Register the lines at fault, ``fn(lines, features, groups, claims) -> bool per line``. derive makes
+        """Register the lines at fault, ``fn(lines, features, groups, claims) -> bool per line`` (``claims``: the
+        claim facts derived so far, by name: ``claims[name]`` is a Series over the claims, as in a DataFrame,
+        but ``claims`` is not one: ``pipeline.derive.Columns``). derive makes
         two claim facts of it, rule-free: ``fact`` (the distinct ``shows`` values of those lines, joined) and
         ``fact + "_at"`` (the first such line's label). ``tables``: ``fn`` reads the per-line reference-table
         facts (``pipeline/lookups.py``: MUE, PTP, code sets), which derive has only after the other facts."""
@@ -172,7 +174,7 @@ class RuleFunction:
 
     def texts(self, fact: str, tables: bool = False):
         """Register per-line texts of what is wrong, ``fn(lines, features, groups, claims) -> (positions,
-        texts)`` ("" = nothing wrong). derive makes the claim fact ``fact`` of them, rule-free: each claim's
+        texts)`` ("" = nothing wrong; ``claims`` as for ``lines``). derive makes the claim fact ``fact`` of them, rule-free: each claim's
         distinct texts in line order, joined with '; ' (and ``fact + "_at"``, the first such line's label).
         ``tables``: as for ``lines``."""
         def wrap(fn: Callable) -> Callable:
