@@ -423,13 +423,13 @@ def _claim_rule_findings(claims: pd.DataFrame, lines: pd.DataFrame, failing: dic
                       *entry.severity_columns]
             sub = claims.loc[idx, list(dict.fromkeys(c for c in wanted if c))]
         if entry.detail:  # the rule's own detail, for its failing claims only
-            value = pd.Series(entry.detail(sub), index=idx).astype(object).to_numpy()
+            value = _per_row(pd.Series(entry.detail(sub), index=idx), idx)
         elif entry.value:
             value = np.array([_show(v) for v in claims[entry.value].iloc[pos].tolist()], dtype=object)
         else:
             value = np.full(len(pos), "", dtype=object)
         if entry.severity_of:  # the catalog entry says the severity depends on the claim
-            severity = pd.Series(entry.severity_of(sub), index=idx).to_numpy(dtype=object)
+            severity = _per_row(pd.Series(entry.severity_of(sub), index=idx), idx)
         elif entry.severity_from:
             severity = claims[entry.severity_from].to_numpy(dtype=object)[pos]
         else:
